@@ -1,0 +1,58 @@
+"""crnn: fast CPU inference for recurrent neural networks.
+
+A BLAS-backed C core (``csrc/``, public header ``crnn.h``) wrapped thinly in Cython, with a
+Keras-like Python API::
+
+    import crnn
+    model = crnn.Sequential()
+    model.add(crnn.SimpleRNN(3, input_shape=(2, 10)))
+    model.summary()
+    y = model.predict(x)
+
+``crnn.reference`` holds the plain NumPy implementation every result is checked against.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import importlib.util
+import os
+
+
+def _preload_blas() -> None:
+    """Load scipy-openblas32's shared library privately (RTLD_LOCAL) before the extension.
+
+    The extension records the library as needed with an $ORIGIN-relative rpath; loading it here
+    by absolute path as well makes the import work wherever the two packages were installed
+    (editable installs, relocated wheels). ``scipy_openblas32`` itself is never imported: that
+    would load the library globally, where its unprefixed LAPACK internals could shadow NumPy's.
+    """
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        return  # the rpath may still find it; otherwise the import below says what is missing
+    for root in spec.submodule_search_locations:
+        for path in sorted(glob.glob(os.path.join(root, "lib", "libscipy_openblas*.so*"))):
+            ctypes.CDLL(path, mode=os.RTLD_LOCAL)
+            return
+
+
+_preload_blas()
+
+from crnn import reference  # noqa: E402
+from crnn._version import __version__  # noqa: E402
+from crnn import _core  # noqa: E402
+from crnn.functional import simple_rnn, simple_rnn_stack  # noqa: E402
+from crnn.threads import get_num_threads, set_num_threads  # noqa: E402
+from crnn.layers import SimpleRNN  # noqa: E402
+from crnn.models import Sequential  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "SimpleRNN",
+    "Sequential",
+    "simple_rnn",
+    "simple_rnn_stack",
+    "reference",
+    "set_num_threads",
+    "get_num_threads",
+]

@@ -1,0 +1,178 @@
+/*
+ * crnn.h - public C API of crnn, a CPU inference engine for recurrent neural networks.
+ *
+ * What it computes
+ * ----------------
+ * A stack of SimpleRNN layers over a (batch, timesteps, input_size) row-major tensor:
+ *
+ *     h_t = act(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)
+ *
+ * with Keras weight layouts: kernel (input_size_l, units_l), recurrent_kernel (units_l, units_l),
+ * bias (units_l). Each layer runs forward, reverse, or both directions (outputs concatenated,
+ * forward first); layer l > 0 reads the previous layer's output, (units_{l-1} * directions_{l-1})
+ * wide. Outputs are aligned with the input time index: y[b, t] is the state right after the step
+ * that read x[b, t], whatever the direction (as in PyTorch and ONNX).
+ *
+ * Conventions
+ * -----------
+ * - Every function returns a status: CRNN_OK (0) or a negative crnn_status; crnn_status_string()
+ *   describes it. Nothing here aborts, exits or prints.
+ * - Dimensions are int64_t, byte counts size_t. All arrays are dense, row-major (C order), of the
+ *   handle's dtype (float or double), and must not overlap the outputs.
+ * - A handle is immutable after crnn_rnn_create(): any number of threads may call
+ *   crnn_rnn_forward() on one handle at the same time, each with its own workspace.
+ *
+ * ABI promise: within one CRNN_VERSION_MAJOR, functions are only added, never changed or removed,
+ * and existing enum values and struct layouts keep their meaning.
+ */
+#ifndef CRNN_H
+#define CRNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(CRNN_BUILD_SHARED)
+#  define CRNN_API __declspec(dllexport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define CRNN_API __attribute__((visibility("default")))
+#else
+#  define CRNN_API
+#endif
+
+#define CRNN_VERSION_MAJOR 0
+#define CRNN_VERSION_MINOR 1
+#define CRNN_VERSION_PATCH 0
+#define CRNN_VERSION_NUMBER (CRNN_VERSION_MAJOR * 10000 + CRNN_VERSION_MINOR * 100 + CRNN_VERSION_PATCH)
+
+/*! crnn_version() :
+ *  @return the library's CRNN_VERSION_NUMBER, for checking the header against the library at
+ *  run time. Thread-safe. */
+CRNN_API unsigned crnn_version(void);
+
+/* Status codes: CRNN_OK is zero, every error negative. */
+typedef enum {
+    CRNN_OK = 0,
+    CRNN_ERR_NULL_POINTER = -1,     /* a required pointer argument is NULL */
+    CRNN_ERR_INVALID_ARGUMENT = -2, /* an enum value, a size or a count out of range */
+    CRNN_ERR_OUT_OF_MEMORY = -3,    /* malloc failed */
+    CRNN_ERR_TOO_LARGE = -4,        /* sizes overflow size_t or the BLAS's 32-bit integers */
+    CRNN_ERR_WORKSPACE_TOO_SMALL = -5, /* caller-supplied workspace smaller than required */
+    CRNN_ERR_NOT_IMPLEMENTED = -6   /* valid request this build cannot serve */
+} crnn_status;
+
+/*! crnn_status_string() :
+ *  @return a static, NUL-terminated English description of `status`; never NULL (unknown codes
+ *  give "unknown status"). Thread-safe. */
+CRNN_API const char *crnn_status_string(int status);
+
+typedef enum { CRNN_DTYPE_FLOAT32 = 0, CRNN_DTYPE_FLOAT64 = 1 } crnn_dtype;
+
+typedef enum {
+    CRNN_ACTIVATION_TANH = 0,
+    CRNN_ACTIVATION_RELU = 1,    /* max(z, 0); NaN stays NaN */
+    CRNN_ACTIVATION_SIGMOID = 2, /* 1 / (1 + exp(-z)) */
+    CRNN_ACTIVATION_LINEAR = 3   /* identity */
+} crnn_activation;
+
+typedef enum {
+    CRNN_DIRECTION_FORWARD = 0,
+    CRNN_DIRECTION_REVERSE = 1,      /* reads x[T-1] first; outputs stay time-aligned */
+    CRNN_DIRECTION_BIDIRECTIONAL = 2 /* forward and reverse, outputs concatenated [fwd, rev] */
+} crnn_direction;
+
+/* One layer of a stack. */
+typedef struct {
+    int64_t units;              /* hidden size H of this layer, >= 1 */
+    crnn_activation activation;
+    crnn_direction direction;
+} crnn_layer_desc;
+
+/* Weights of one (layer, direction), in the caller's memory, dtype of the handle.
+ * kernel: (input_size_l, units) row-major; recurrent_kernel: (units, units); bias: (units) or NULL
+ * for no bias. input_size_0 is the stack's input size, input_size_l = units_{l-1} * directions_{l-1}. */
+typedef struct {
+    const void *kernel;
+    const void *recurrent_kernel;
+    const void *bias;
+} crnn_weights;
+
+/* Opaque, immutable handle. */
+typedef struct crnn_rnn_s crnn_rnn_t;
+
+/*! crnn_rnn_create() :
+ *  Build a handle for a stack of `num_layers` SimpleRNN layers.
+ *  @param out        receives the new handle (set to NULL on failure).
+ *  @param dtype      element type of the weights and of every later forward call.
+ *  @param input_size features per timestep of the stack's input, >= 1.
+ *  @param num_layers number of layers, >= 1; `layers` has that many entries.
+ *  @param weights    one entry per (layer, direction), layer-major, forward before reverse:
+ *                    sum over layers of (direction == BIDIRECTIONAL ? 2 : 1) entries.
+ *  The weights are copied (and may be repacked); the caller keeps ownership of its arrays and may
+ *  free them once this returns. Release the handle with crnn_rnn_free().
+ *  @return CRNN_OK, or CRNN_ERR_NULL_POINTER / INVALID_ARGUMENT / OUT_OF_MEMORY / TOO_LARGE.
+ *  Thread-safe (no shared state). */
+CRNN_API int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size,
+                             int64_t num_layers, const crnn_layer_desc *layers,
+                             const crnn_weights *weights);
+
+/*! crnn_rnn_free() :
+ *  Release a handle and the weights it owns. `crnn_rnn_free(NULL)` is a no-op.
+ *  Not safe while another thread is still using the handle. */
+CRNN_API void crnn_rnn_free(crnn_rnn_t *rnn);
+
+/*! crnn_rnn_workspace_size() :
+ *  Bytes of scratch memory crnn_rnn_forward() needs for this batch and timesteps (may be 0).
+ *  @return CRNN_OK with *size set, or CRNN_ERR_NULL_POINTER / INVALID_ARGUMENT / TOO_LARGE.
+ *  Thread-safe. */
+CRNN_API int crnn_rnn_workspace_size(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
+                                     size_t *size);
+
+/*! crnn_rnn_forward() :
+ *  Run the whole stack, every layer and direction, in one call.
+ *  @param batch, timesteps  B >= 0, T >= 1 (B == 0 is a no-op returning CRNN_OK).
+ *  @param x         (B, T, input_size) input, not modified.
+ *  @param lengths   NULL (every sequence has T steps) or B values in [0, T]: steps past a
+ *                   sequence's length are not computed, their outputs are set to zero and its
+ *                   final state is the state after its last valid step (a reverse direction then
+ *                   starts at step length-1). Length 0 leaves the initial state.
+ *  @param h0        NULL (all initial states zero) or an array of one pointer per
+ *                   (layer, direction), ordered like `weights`; each pointer is NULL (zeros) or
+ *                   a (B, units_l) array.
+ *  @param y         NULL, or (B, T, units_last * directions_last): every output of the last layer.
+ *  @param h_n       NULL, or an array of one pointer per (layer, direction), each NULL or a
+ *                   (B, units_l) array receiving that final state.
+ *  @param workspace NULL (the library allocates and frees it inside this call) or at least
+ *                   crnn_rnn_workspace_size() bytes, aligned to 64 bytes for best speed; its
+ *                   contents on entry and exit are unspecified.
+ *  Nothing is allocated inside the time loop.
+ *  @return CRNN_OK, or an error status; on error the outputs' contents are unspecified.
+ *  Thread-safe: concurrent calls on one handle are allowed, each with its own workspace and
+ *  outputs. */
+CRNN_API int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
+                              const void *x, const int64_t *lengths, const void *const *h0,
+                              void *y, void *const *h_n, void *workspace, size_t workspace_size);
+
+/*! crnn_rnn_info() :
+ *  Describe a handle: any output pointer may be NULL. `layers_out`, if not NULL, receives
+ *  min(num_layers, layers_capacity) descriptors.
+ *  @return CRNN_OK or CRNN_ERR_NULL_POINTER. Thread-safe. */
+CRNN_API int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
+                           int64_t *num_layers, crnn_layer_desc *layers_out,
+                           int64_t layers_capacity);
+
+/*! crnn_set_blas_threads() / crnn_get_blas_threads() :
+ *  Threads the BLAS may use inside one BLAS call. The BLAS's own default applies until this is
+ *  called; the crnn Python package sets 1 at import, since callers often run several forwards at
+ *  once. Affects only the BLAS crnn was built against.
+ *  @return CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1). Not thread-safe with running forwards. */
+CRNN_API int crnn_set_blas_threads(int n);
+CRNN_API int crnn_get_blas_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CRNN_H */

@@ -1,0 +1,62 @@
+/* internal.h - private declarations shared by the core's translation units. */
+#ifndef CRNN_INTERNAL_H
+#define CRNN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crnn.h"
+
+/* Propagate an error status: the one way errors travel inside the core. */
+#define CRNN_CHECK(expr)                                                                      \
+    do {                                                                                      \
+        int crnn__status_ = (expr);                                                           \
+        if (crnn__status_ != CRNN_OK) return crnn__status_;                                   \
+    } while (0)
+
+#define CRNN__ALIGN 64
+
+/* One layer of a handle; offsets are in elements from the start of the weight blob. */
+typedef struct {
+    int64_t units;
+    int64_t in_size;
+    crnn_activation activation;
+    crnn_direction direction;
+    int ndir;
+    int has_bias[2];
+    size_t off_kernel[2];
+    size_t off_recurrent[2];
+    size_t off_bias[2];
+} crnn__layer;
+
+struct crnn_rnn_s {
+    crnn_dtype dtype;
+    size_t elem_size;
+    int64_t input_size;
+    int64_t num_layers;
+    int64_t num_entries;  /* (layer, direction) pairs */
+    int64_t max_width;    /* max over layers of units * ndir */
+    int64_t max_units;
+    crnn__layer *layers;
+    void *blob;           /* all weights, each matrix 64-byte aligned */
+    void *blob_raw;
+};
+
+/* Workspace layout: byte offsets of each sub-buffer (oneDNN-style set_offsets). */
+typedef struct {
+    size_t frames[2]; /* ping-pong (B, T, max_width) layer outputs */
+    size_t state;     /* (B, max_units) carried state for the lengths path */
+    size_t total;
+} crnn__ws_layout;
+
+int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
+                     crnn__ws_layout *lay);
+
+int crnn__forward_f32(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
+                      const int64_t *lengths, const void *const *h0, void *y, void *const *h_n,
+                      char *ws, const crnn__ws_layout *lay);
+int crnn__forward_f64(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
+                      const int64_t *lengths, const void *const *h0, void *y, void *const *h_n,
+                      char *ws, const crnn__ws_layout *lay);
+
+#endif

@@ -1,0 +1,66 @@
+"""Build crnn: the C core (csrc/) and its Cython wrapper (crnn/_core.pyx) in one extension.
+
+BLAS: OpenBLAS from the scipy-openblas32 wheel (a build and a runtime dependency). Its include and
+library directories are looked up lazily, inside build_ext, so that importing this file needs
+nothing but setuptools. The extension links libscipy_openblas normally with an $ORIGIN-relative
+rpath to ../scipy_openblas32/lib, and crnn/__init__.py also preloads the library with RTLD_LOCAL,
+so the build environment's absolute path is never baked in.
+"""
+import os
+import shutil
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = ["csrc/rnn.c", "csrc/rnn_f32.c", "csrc/rnn_f64.c", "csrc/blas_shim.c"]
+
+
+class BuildExt(build_ext):
+    """Find NumPy's and scipy-openblas32's headers and library only when building."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        import numpy
+        import scipy_openblas32  # imported in the build process only, never at crnn run time
+
+        for ext in self.extensions:
+            ext.include_dirs += [numpy.get_include(), scipy_openblas32.get_include_dir()]
+            ext.library_dirs += [scipy_openblas32.get_lib_dir()]
+            ext.libraries += [scipy_openblas32.get_library()]
+            ext.runtime_library_dirs += ["$ORIGIN/../scipy_openblas32/lib"]
+
+    def build_extensions(self):
+        # Cython-generated code and the C core; warnings about our C are errors where they matter.
+        super().build_extensions()
+
+
+class BuildPy(build_py):
+    """Ship the public header beside the .pxd so `crnn.get_include()` finds both."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "crnn", "include")
+        os.makedirs(target, exist_ok=True)
+        shutil.copy(os.path.join(HERE, "csrc", "include", "crnn.h"), target)
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    ext = Extension(
+        "crnn._core",
+        sources=["crnn/_core.pyx"] + CSRC,
+        include_dirs=["csrc/include", "csrc"],
+        define_macros=[("CRNN_BLAS_SCIPY_OPENBLAS", "1"),
+                       ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3", "-std=c99", "-Werror=implicit-function-declaration",
+                            "-fvisibility=hidden"],
+        extra_link_args=["-lm"],
+    )
+    return cythonize([ext], compiler_directives={"language_level": "3"},
+                     include_path=[HERE])
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt, "build_py": BuildPy})
