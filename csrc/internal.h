@@ -16,6 +16,15 @@
 
 #define CRNN__ALIGN 64
 
+/* Elementwise kernels are compiled for several x86-64 levels and picked at load time (GCC
+ * function multiversioning); elsewhere they are compiled once for the build's target. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(CRNN_NO_CLONES)
+#  define CRNN__CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#  define CRNN__CLONES
+#endif
+
 /* One layer of a handle; offsets are in elements from the start of the weight blob. */
 typedef struct {
     int64_t units;
