@@ -56,8 +56,8 @@ def extensions():
         define_macros=[("CRNN_BLAS_SCIPY_OPENBLAS", "1"),
                        ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3", "-std=c99", "-Werror=implicit-function-declaration",
-                            "-fvisibility=hidden"],
-        extra_link_args=["-lm"],
+                            "-fvisibility=hidden", "-pthread"],
+        extra_link_args=["-lm", "-pthread"],
     )
     return cythonize([ext], compiler_directives={"language_level": "3"},
                      include_path=[HERE])

@@ -48,6 +48,18 @@ def version():
     return (v // 10000, (v // 100) % 100, v % 100)
 
 
+def set_num_threads(int n):
+    """Threads one forward call may split its batch over (n >= 1), process-wide."""
+    if n < 1:
+        raise ValueError(f"n: got {n}, expected an integer >= 1")
+    _check(crnn_set_num_threads(n), "set_num_threads")
+
+
+def get_num_threads():
+    """Threads one forward call may split its batch over."""
+    return crnn_get_num_threads()
+
+
 def set_blas_threads(int n):
     """Threads crnn's private BLAS may use inside one call (n >= 1)."""
     if n < 1:

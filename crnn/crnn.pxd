@@ -58,5 +58,7 @@ cdef extern from "crnn.h" nogil:
                          void *y, void *const *h_n, void *workspace, size_t workspace_size)
     int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
                       int64_t *num_layers, crnn_layer_desc *layers_out, int64_t layers_capacity)
+    int crnn_set_num_threads(int n)
+    int crnn_get_num_threads()
     int crnn_set_blas_threads(int n)
     int crnn_get_blas_threads()

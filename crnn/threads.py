@@ -1,16 +1,28 @@
 """Thread settings of the C core."""
 from __future__ import annotations
 
+import os
+
 from crnn import _core
 
-# crnn's BLAS is its own copy: limit it to one thread by default, since callers often run several
-# forward calls at once (the GIL is released) and per-step GEMMs are small. NumPy's BLAS is a
-# different library and is never touched.
+# crnn parallelises by itself (a large batch is split across its own threads) and callers often
+# run several forward calls at once with the GIL released, so its private BLAS runs each call on
+# one thread. NumPy's BLAS is a different library and is never touched.
 _core.set_blas_threads(1)
 
 
+def _available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def set_num_threads(n: int) -> None:
-    """Set the threads one crnn call may use (currently: the BLAS threads inside each call).
+    """Set how many threads one crnn call may use (process-wide).
+
+    A call with enough work splits its batch into one contiguous range per thread; smaller calls
+    run on the calling thread. For a fixed setting, results are bitwise reproducible.
 
     Parameters
     ----------
@@ -20,9 +32,12 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n: got {type(n).__name__}, expected int >= 1")
     if n < 1:
         raise ValueError(f"n: got {n}, expected int >= 1")
-    _core.set_blas_threads(n)
+    _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """The threads one crnn call may use (see :func:`set_num_threads`)."""
-    return int(_core.get_blas_threads())
+    """Threads one crnn call may use (default: the CPUs this process may run on)."""
+    return int(_core.get_num_threads())
+
+
+set_num_threads(_available_cpus())

@@ -1,5 +1,10 @@
 /* rnn.c - the handle (create / free / info), workspace layout, argument checks and dtype dispatch
  * of the public API. The numeric work is in rnn_template.h. */
+#ifndef _WIN32
+#  define _POSIX_C_SOURCE 200809L
+#  include <pthread.h>
+#  include <unistd.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,14 +225,91 @@ int crnn_rnn_workspace_size(const crnn_rnn_t *rnn, int64_t batch, int64_t timest
     return CRNN_OK;
 }
 
+/* Threads a forward call may use; read once per call. */
+static int crnn__threads = 1;
+
+int crnn__num_threads(void)
+{
+#if defined(__GNUC__)
+    return __atomic_load_n(&crnn__threads, __ATOMIC_RELAXED);
+#else
+    return crnn__threads;
+#endif
+}
+
+int crnn_set_num_threads(int n)
+{
+    if (n < 1) return CRNN_ERR_INVALID_ARGUMENT;
+#if defined(__GNUC__)
+    __atomic_store_n(&crnn__threads, n, __ATOMIC_RELAXED);
+#else
+    crnn__threads = n;
+#endif
+    return CRNN_OK;
+}
+
+int crnn_get_num_threads(void) { return crnn__num_threads(); }
+
+/* One batch range of a forward call. */
+typedef struct {
+    const crnn_rnn_t *rnn;
+    int64_t b0, nb, batch, timesteps;
+    const void *x;
+    const int64_t *lengths;
+    const void *const *h0;
+    void *y;
+    void *const *h_n;
+    char *ws;
+    const crnn__ws_layout *lay;
+    int status;
+} crnn__job;
+
+static void *crnn__run_job(void *arg)
+{
+    crnn__job *j = (crnn__job *)arg;
+    if (j->rnn->dtype == CRNN_DTYPE_FLOAT32)
+        j->status = crnn__forward_f32(j->rnn, j->b0, j->nb, j->batch, j->timesteps, j->x,
+                                      j->lengths, j->h0, j->y, j->h_n, j->ws, j->lay);
+    else
+        j->status = crnn__forward_f64(j->rnn, j->b0, j->nb, j->batch, j->timesteps, j->x,
+                                      j->lengths, j->h0, j->y, j->h_n, j->ws, j->lay);
+    return NULL;
+}
+
+#define CRNN__MAX_THREADS 64
+/* Below this many flops a call runs on the caller's thread alone: starting a thread costs
+ * tens of microseconds. */
+#define CRNN__PARALLEL_MIN_FLOPS 4.0e6
+/* Fewest batch rows per thread: smaller GEMMs lose more efficiency than the split gains. */
+#define CRNN__MIN_ROWS_PER_THREAD 4
+
+/* How many threads to split this call's batch over (deterministic for a given shape and
+ * setting, so results are bitwise reproducible for a fixed thread count). */
+static int crnn__plan_threads(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps)
+{
+    double flops = 0;
+    int64_t l, n = crnn__num_threads(), by_rows;
+    for (l = 0; l < rnn->num_layers; ++l) {
+        const crnn__layer *L = &rnn->layers[l];
+        flops += 2.0 * (double)batch * (double)timesteps * (double)L->ndir * (double)L->units *
+                 (double)(L->in_size + L->units);
+    }
+    if (n <= 1 || flops < CRNN__PARALLEL_MIN_FLOPS) return 1;
+    by_rows = batch / CRNN__MIN_ROWS_PER_THREAD;
+    if (n > by_rows) n = by_rows;
+    if (n > CRNN__MAX_THREADS) n = CRNN__MAX_THREADS;
+    return n < 1 ? 1 : (int)n;
+}
+
 int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
                      const int64_t *lengths, const void *const *h0, void *y, void *const *h_n,
                      void *workspace, size_t workspace_size)
 {
     crnn__ws_layout lay;
+    crnn__job jobs[CRNN__MAX_THREADS];
     char *ws, *raw = NULL;
     int64_t b;
-    int status;
+    int status = CRNN_OK, nthreads, i;
 
     if (!rnn) return CRNN_ERR_NULL_POINTER;
     CRNN_CHECK(crnn__ws_offsets(rnn, batch, timesteps, &lay));
@@ -246,10 +328,41 @@ int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, co
         if (!raw) return CRNN_ERR_OUT_OF_MEMORY;
         ws = (char *)(((uintptr_t)raw + (CRNN__ALIGN - 1)) & ~(uintptr_t)(CRNN__ALIGN - 1));
     }
-    if (rnn->dtype == CRNN_DTYPE_FLOAT32)
-        status = crnn__forward_f32(rnn, batch, timesteps, x, lengths, h0, y, h_n, ws, &lay);
-    else
-        status = crnn__forward_f64(rnn, batch, timesteps, x, lengths, h0, y, h_n, ws, &lay);
+
+    nthreads = crnn__plan_threads(rnn, batch, timesteps);
+    for (i = 0; i < nthreads; ++i) {
+        crnn__job *j = &jobs[i];
+        j->rnn = rnn;
+        j->b0 = batch * i / nthreads;
+        j->nb = batch * (i + 1) / nthreads - j->b0;
+        j->batch = batch;
+        j->timesteps = timesteps;
+        j->x = x;
+        j->lengths = lengths;
+        j->h0 = h0;
+        j->y = y;
+        j->h_n = h_n;
+        j->ws = ws;
+        j->lay = &lay;
+        j->status = CRNN_OK;
+    }
+#ifndef _WIN32
+    {
+        pthread_t tids[CRNN__MAX_THREADS];
+        int started[CRNN__MAX_THREADS] = {0};
+        for (i = 1; i < nthreads; ++i)
+            started[i] = pthread_create(&tids[i], NULL, crnn__run_job, &jobs[i]) == 0;
+        crnn__run_job(&jobs[0]);
+        for (i = 1; i < nthreads; ++i) {
+            if (started[i]) pthread_join(tids[i], NULL);
+            else crnn__run_job(&jobs[i]); /* could not start a thread: run it here */
+        }
+    }
+#else
+    for (i = 0; i < nthreads; ++i) crnn__run_job(&jobs[i]);
+#endif
+    for (i = 0; i < nthreads; ++i)
+        if (jobs[i].status != CRNN_OK) status = jobs[i].status;
     free(raw);
     return status;
 }

@@ -116,23 +116,30 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
     if (hn) memcpy(hn, state, (size_t)(B * H) * sizeof(REAL));
 }
 
-int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
-                      const int64_t *lengths, const void *const *h0, void *y, void *const *h_n,
-                      char *ws, const crnn__ws_layout *lay)
+int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
+                      int64_t timesteps, const void *x, const int64_t *lengths,
+                      const void *const *h0, void *y, void *const *h_n, char *ws,
+                      const crnn__ws_layout *lay)
 {
+    /* Rows [b0, b0 + nb) of the batch; every buffer keeps its full-batch strides, so a row range
+     * is only a pointer offset and ranges run independently (the batch split across threads). */
     const REAL *blob = (const REAL *)rnn->blob;
-    const REAL *in = (const REAL *)x;
-    REAL *state = (REAL *)(ws + lay->state);
+    const REAL *in = (const REAL *)x + b0 * timesteps * rnn->input_size;
+    REAL *state = (REAL *)(ws + lay->state) + b0 * rnn->max_units;
     int64_t l, e = 0;
+    (void)batch;
+    if (lengths) lengths += b0;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
         const int64_t W = L->units * L->ndir;
         REAL *out = (l == rnn->num_layers - 1 && y) ? (REAL *)y : (REAL *)(ws + lay->frames[l % 2]);
         int d;
+        out += b0 * timesteps * W;
         for (d = 0; d < L->ndir; ++d, ++e) {
-            FN(layer_direction)(L, d, blob, batch, timesteps, in, out + d * L->units, W, lengths,
-                                h0 ? (const REAL *)h0[e] : NULL, h_n ? (REAL *)h_n[e] : NULL,
-                                state);
+            const REAL *h0e = h0 && h0[e] ? (const REAL *)h0[e] + b0 * L->units : NULL;
+            REAL *hne = h_n && h_n[e] ? (REAL *)h_n[e] + b0 * L->units : NULL;
+            FN(layer_direction)(L, d, blob, nb, timesteps, in, out + d * L->units, W, lengths,
+                                h0e, hne, state);
         }
         in = out;
     }

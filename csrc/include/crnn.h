@@ -164,11 +164,21 @@ CRNN_API int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *in
                            int64_t *num_layers, crnn_layer_desc *layers_out,
                            int64_t layers_capacity);
 
+/*! crnn_set_num_threads() / crnn_get_num_threads() :
+ *  Process-wide number of threads one crnn_rnn_forward() call may use (default 1). A call whose
+ *  work is large enough splits its batch into contiguous row ranges, one per thread (the caller's
+ *  thread runs the first), each computing every layer and step of its rows; results are bitwise
+ *  identical from run to run for a fixed setting. Read once at the start of each call.
+ *  @return CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1). Thread-safe. */
+CRNN_API int crnn_set_num_threads(int n);
+CRNN_API int crnn_get_num_threads(void);
+
 /*! crnn_set_blas_threads() / crnn_get_blas_threads() :
  *  Threads the BLAS may use inside one BLAS call. The BLAS's own default applies until this is
- *  called; the crnn Python package sets 1 at import, since callers often run several forwards at
- *  once. Affects only the BLAS crnn was built against.
- *  @return CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1). Not thread-safe with running forwards. */
+ *  called; the crnn Python package sets 1 at import, since crnn splits work across its own
+ *  threads and callers often run several forwards at once. Affects only the BLAS crnn was built
+ *  against. @return CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1). Not thread-safe with running
+ *  forwards. */
 CRNN_API int crnn_set_blas_threads(int n);
 CRNN_API int crnn_get_blas_threads(void);
 
