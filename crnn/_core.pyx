@@ -124,6 +124,9 @@ cdef class RNN:
     cdef readonly int64_t num_layers
     cdef readonly int64_t num_entries
     cdef list _entry_units
+    cdef int _typenum
+    cdef int64_t _output_size
+    cdef int64_t _last_ndir
 
     def __cinit__(self):
         self._rnn = NULL
@@ -205,6 +208,9 @@ cdef class RNN:
 
         self.num_layers = nl
         self.num_entries = len(keep)
+        self._typenum = cnp.NPY_FLOAT32 if self.dtype == np.float32 else cnp.NPY_FLOAT64
+        self._last_ndir = 2 if dirs[-1] == "bidirectional" else 1
+        self._output_size = self.units[-1] * self._last_ndir
         self.activations = acts
         self.directions = dirs
         descs = <crnn_layer_desc *>PyMem_Malloc(nl * sizeof(crnn_layer_desc))
@@ -260,7 +266,7 @@ cdef class RNN:
         Returns what :func:`crnn.reference.simple_rnn_stack` returns for the same arguments:
         the output, or ``(output, states)`` when ``return_state``.
         """
-        cdef int64_t B, T, e, W
+        cdef int64_t B, T, e
         cdef size_t ws_size = 0
         cdef int status
         cdef const void *stack_h0[_STACK_ENTRIES]
@@ -270,10 +276,16 @@ cdef class RNN:
         cdef const void *xp
         cdef void *yp = NULL
         cdef const int64_t *lp = NULL
-        cdef bint any_h0 = False
+        cdef bint any_h0 = False, any_hn = False
         cdef crnn_rnn_t *handle = self._rnn
+        cdef cnp.npy_intp dims[3]
 
-        xa = as_real_array(x, "x")
+        # Fast path: an ndarray of our dtype, C-contiguous, needs no conversion at all.
+        if (type(x) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>x) == self._typenum
+                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x) and cnp.PyArray_NDIM(<cnp.ndarray>x) == 3):
+            xa = x
+        else:
+            xa = as_real_array(x, "x")
         if xa.ndim != 3:
             raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, {self.input_size})")
         B, T = xa.shape[0], xa.shape[1]
@@ -283,9 +295,12 @@ cdef class RNN:
         if T == 0:
             raise ValueError(f"x: got 0 timesteps (shape {xa.shape}), expected at least 1")
         # Size checks (overflow, 32-bit BLAS limits) before anything big is allocated.
-        _check(crnn_rnn_workspace_size(handle, B, T, &ws_size),
-               f"x: shape {xa.shape} with units {self.units}")
-        xa = np.ascontiguousarray(xa, dtype=self.dtype)
+        status = crnn_rnn_workspace_size(handle, B, T, &ws_size)
+        if status != CRNN_OK:
+            _check(status, f"x: shape {xa.shape} with units {self.units}")
+        if x is not xa or cnp.PyArray_TYPE(<cnp.ndarray>xa) != self._typenum \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>xa):
+            xa = np.ascontiguousarray(xa, dtype=self.dtype)
 
         h0_keep = None
         if initial_state is not None:
@@ -318,9 +333,21 @@ cdef class RNN:
             len_keep = np.ascontiguousarray(la, dtype=np.int64)
             lp = <const int64_t *>cnp.PyArray_DATA(len_keep)
 
-        W = self.output_size
-        y = np.empty((B, T, W), dtype=self.dtype) if return_sequences else None
-        states = [np.empty((B, u), dtype=self.dtype) for u in self._entry_units]
+        y = None
+        if return_sequences:
+            dims[0] = B
+            dims[1] = T
+            dims[2] = self._output_size
+            y = cnp.PyArray_EMPTY(3, dims, self._typenum, 0)
+            yp = cnp.PyArray_DATA(y)
+        # Final states: all of them for return_state, the last layer's for a last-step output.
+        first_state = 0 if return_state else (self.num_entries if return_sequences
+                                              else self.num_entries - self._last_ndir)
+        states = [None] * self.num_entries
+        dims[0] = B
+        for e in range(first_state, self.num_entries):
+            dims[1] = self._entry_units[e]
+            states[e] = cnp.PyArray_EMPTY(2, dims, self._typenum, 0)
 
         if self.num_entries > _STACK_ENTRIES:
             h0p = <const void **>PyMem_Malloc(self.num_entries * sizeof(void *))
@@ -334,14 +361,17 @@ cdef class RNN:
                     any_h0 = True
                 else:
                     h0p[e] = NULL
-                hnp[e] = cnp.PyArray_DATA(states[e])
-            xp = cnp.PyArray_DATA(xa)
-            if y is not None:
-                yp = cnp.PyArray_DATA(y)
+                if states[e] is not None:
+                    hnp[e] = cnp.PyArray_DATA(states[e])
+                    any_hn = True
+                else:
+                    hnp[e] = NULL
+            xp = cnp.PyArray_DATA(<cnp.ndarray>xa)
             with nogil:
                 status = crnn_rnn_forward(handle, B, T, xp, lp, h0p if any_h0 else NULL,
-                                          yp, hnp, NULL, 0)
-            _check(status, f"forward(x of shape {(B, T, self.input_size)})")
+                                          yp, hnp if any_hn else NULL, NULL, 0)
+            if status != CRNN_OK:
+                _check(status, f"forward(x of shape {(B, T, self.input_size)})")
         finally:
             if h0p != stack_h0:
                 PyMem_Free(h0p)
@@ -350,8 +380,45 @@ cdef class RNN:
 
         if return_sequences:
             out = y
-        elif self.num_directions == 1:
-            out = states[-1]
+        elif self._last_ndir == 1:
+            out = states[self.num_entries - 1]
+            if return_state:
+                out = out.copy()  # never hand out one array as both output and state
         else:
             out = np.concatenate(states[-2:], axis=1)
         return (out, states) if return_state else out
+
+
+# ------------------------------------------------------------------------------------------------
+# C-API capsule (csrc/include/crnn_capi.h): other C and Cython extensions call the core through
+# this table of function pointers, fetched by import_crnn(), without linking to crnn. The table is
+# static and this module is never unloaded, so the pointers stay valid for the process's life.
+# CRNN_CAPI_PROVIDER: take only the struct from crnn_capi.h, not its crnn_* -> table macros.
+from cpython.pycapsule cimport PyCapsule_New
+
+cdef extern from *:
+    """
+    #define CRNN_CAPI_PROVIDER 1
+    #include "crnn_capi.h"
+    static const crnn_capi_table crnn__capi_table = {
+        .api_version = CRNN_CAPI_VERSION,
+        .struct_size = sizeof(crnn_capi_table),
+        .version = crnn_version,
+        .status_string = crnn_status_string,
+        .rnn_create = crnn_rnn_create,
+        .rnn_free = crnn_rnn_free,
+        .rnn_workspace_size = crnn_rnn_workspace_size,
+        .rnn_forward = crnn_rnn_forward,
+        .rnn_info = crnn_rnn_info,
+        .set_num_threads = crnn_set_num_threads,
+        .get_num_threads = crnn_get_num_threads,
+        .set_blas_threads = crnn_set_blas_threads,
+        .get_blas_threads = crnn_get_blas_threads,
+    };
+    """
+    void *_crnn_capi_table_ptr "((void *)&crnn__capi_table)"
+    const char *_CRNN_CAPI_CAPSULE_NAME "CRNN_CAPI_CAPSULE_NAME"
+    unsigned _CRNN_CAPI_VERSION "CRNN_CAPI_VERSION"
+
+_C_API = PyCapsule_New(_crnn_capi_table_ptr, _CRNN_CAPI_CAPSULE_NAME, NULL)
+C_API_VERSION = _CRNN_CAPI_VERSION  # the table version this build exports (crnn_capi.h)

@@ -6,7 +6,7 @@ a layer (:class:`crnn.SimpleRNN`) or a handle (``crnn._core.RNN``) instead.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -15,11 +15,12 @@ from crnn import _core
 ArrayLike = Any
 
 
-def _infer_dtype(arrays: Sequence[Any], dtype: Any) -> np.dtype:
+def _infer_dtype(arrays: Sequence[Tuple[str, Any]], dtype: Any) -> np.dtype:
     """float64 when every floating input is float64, float32 otherwise (integers don't vote)."""
     if dtype is not None:
         return _core.as_dtype(dtype)
-    kinds = [np.asarray(a).dtype for a in arrays if a is not None]
+    kinds = [a.dtype if isinstance(a, np.ndarray) else _core.as_real_array(a, name).dtype
+             for name, a in arrays if a is not None]
     floats = [dt for dt in kinds if dt.kind == "f"]
     if floats and all(dt == np.float64 for dt in floats):
         return np.dtype(np.float64)
@@ -46,9 +47,9 @@ def simple_rnn_stack(
     """
     if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
         raise TypeError(f"weights: got {type(weights).__name__}, expected a list over layers")
-    flat = [a for layer in weights if hasattr(layer, "__iter__")
-            for w in layer if hasattr(w, "__iter__") for a in w]
-    dt = _infer_dtype([x] + flat, dtype)
+    flat = [(f"weights[{i}][{d}]", a) for i, layer in enumerate(weights) if hasattr(layer, "__iter__")
+            for d, w in enumerate(layer) if hasattr(w, "__iter__") for a in w]
+    dt = _infer_dtype([("x", x)] + flat, dtype)
     rnn = _core.RNN(weights, activation=activation, direction=direction, dtype=dt)
     return rnn.forward(x, initial_state=initial_state, lengths=lengths,
                        return_sequences=return_sequences, return_state=return_state)

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _core
 from .reference import ACTIVATIONS
 
 __all__ = ["Layer", "SimpleRNN", "clear_session"]
@@ -607,10 +608,7 @@ class SimpleRNN(Layer):
                              f"({', '.join(names)}) for layer {self.name!r}")
         arrs = []
         for wname, w in zip(names, weights):
-            a = np.asarray(w)
-            if a.dtype.kind not in "fiu":
-                raise TypeError(f"set_weights: got {wname} dtype {a.dtype}, expected a real numeric array")
-            arrs.append(a)
+            arrs.append(_core.as_real_array(w, f"set_weights: {wname}"))
         h = self.units
         dim = self.input_dim
         if dim is None and arrs[0].ndim == 2 and arrs[0].shape[0] > 0:
@@ -644,7 +642,6 @@ class SimpleRNN(Layer):
         cached = self._handle
         if cached is not None and cached[0] == version:
             return cached[1]
-        from . import _core
         handle = _core.RNN([[list(self._weights)]], activation=self.activation or "linear",
                            direction="reverse" if self.go_backwards else "forward",
                            dtype=self.dtype)
@@ -691,9 +688,7 @@ class SimpleRNN(Layer):
                 raise ValueError(f"{argname}: got a list of {len(state)} arrays, expected 1 "
                                  f"(SimpleRNN has one state)")
             state = state[0]
-        st = np.asarray(state)
-        if st.dtype.kind not in "fiu":
-            raise TypeError(f"{argname}: got dtype {st.dtype}, expected a real numeric array")
+        st = _core.as_real_array(state, argname)
         want = (batch, self.units)
         if st.ndim != 2 or st.shape[1] != self.units or (batch is not None and st.shape[0] != batch):
             raise ValueError(f"{argname}: got shape {st.shape}, expected "
@@ -702,9 +697,7 @@ class SimpleRNN(Layer):
 
     # ------------------------------------------------------------------ call
     def _check_x(self, x: ArrayLike) -> np.ndarray:
-        xa = np.asarray(x)
-        if xa.dtype.kind not in "fiu":
-            raise TypeError(f"x: got dtype {xa.dtype}, expected a real numeric array")
+        xa = _core.as_real_array(x, "x")
         if xa.ndim != 3:
             raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, input_dim)")
         if xa.shape[1] == 0:
@@ -745,6 +738,14 @@ class SimpleRNN(Layer):
             ``(batch, units)``, in the layer dtype; ``[output, final_state]``
             with ``return_state``.
         """
+        cached = self._handle
+        if (cached is not None and cached[0] == self._version and initial_state is None
+                and mask is None and not training and not self.stateful and not self.go_backwards):
+            # Fast path for the common call: the compiled handle validates x itself.
+            if self.return_state:
+                out, states = cached[1].forward(x, None, None, self.return_sequences, True)
+                return [out, states[0]]
+            return cached[1].forward(x, None, None, self.return_sequences, False)
         if training and (self.dropout or self.recurrent_dropout):
             raise NotImplementedError("training: got True with dropout, expected inference "
                                       "(crnn does not implement training-time dropout)")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import _core
 from . import layers as _layers
 from .layers import Layer, SimpleRNN, unique_name
 
@@ -334,7 +335,6 @@ class Sequential:
 
         def flush() -> None:
             if len(run) > 1:
-                from . import _core
                 handle = _core.RNN([[list(l._weights)] for l in run],
                                    activation=[l.activation or "linear" for l in run],
                                    direction="forward", dtype=run[0].dtype)
@@ -375,9 +375,7 @@ class Sequential:
         """
         if not self._layers:
             raise ValueError(f"model {self.name!r} has no layers, expected at least one")
-        xa = np.asarray(x)
-        if xa.dtype.kind not in "fiu":
-            raise TypeError(f"x: got dtype {xa.dtype}, expected a real numeric array")
+        xa = _core.as_real_array(x, "x")
         if xa.ndim != 3 or xa.shape[1] == 0:
             raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, input_dim) "
                              "with timesteps >= 1")
@@ -429,7 +427,7 @@ class Sequential:
             raise ValueError(f"verbose: got {verbose!r}, expected 0, 1, 2 or 'auto'")
         if batch_size is not None:
             batch_size = _layers._check_int(batch_size, "batch_size")
-        xa = np.asarray(x)
+        xa = _core.as_real_array(x, "x")
         if xa.ndim != 3:
             raise ValueError(f"x: got shape {xa.shape}, expected (samples, timesteps, input_dim)")
         n = xa.shape[0]
