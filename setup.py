@@ -14,7 +14,7 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CSRC = ["csrc/rnn.c", "csrc/rnn_f32.c", "csrc/rnn_f64.c", "csrc/blas_shim.c"]
+CSRC = ["csrc/rnn.c", "csrc/rnn_f32.c", "csrc/rnn_f64.c", "csrc/parallel.c", "csrc/blas_shim.c"]
 
 
 class BuildExt(build_ext):
@@ -37,13 +37,20 @@ class BuildExt(build_ext):
 
 
 class BuildPy(build_py):
-    """Ship the public header beside the .pxd so `crnn.get_include()` finds both."""
+    """Ship the public headers in crnn/include/, where `crnn.get_include()` finds them.
+
+    crnn.h (the C API) and crnn_capi.h (header-only import of the C-API capsule, for other
+    extensions). Editable installs skip this copy; get_include() then returns csrc/include.
+    """
+
+    HEADERS = ("crnn.h", "crnn_capi.h")
 
     def run(self):
         super().run()
         target = os.path.join(self.build_lib, "crnn", "include")
         os.makedirs(target, exist_ok=True)
-        shutil.copy(os.path.join(HERE, "csrc", "include", "crnn.h"), target)
+        for name in self.HEADERS:
+            shutil.copy(os.path.join(HERE, "csrc", "include", name), target)
 
 
 def extensions():

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "crnn.h"
+#include "parallel.h"
 
 /* Propagate an error status: the one way errors travel inside the core. */
 #define CRNN_CHECK(expr)                                                                      \
@@ -54,7 +55,7 @@ struct crnn_rnn_s {
 /* Workspace layout: byte offsets of each sub-buffer (oneDNN-style set_offsets). */
 typedef struct {
     size_t frames[2]; /* ping-pong (B, T, max_width) layer outputs */
-    size_t state;     /* (B, max_units) carried state for the lengths path */
+    size_t state;     /* (2, B, max_units) carried state of each direction, lengths path */
     size_t total;
 } crnn__ws_layout;
 
@@ -64,11 +65,11 @@ int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
 int crnn__forward_f32(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay);
+                      const crnn__ws_layout *lay, int tid, int nthreads, crnn__barrier *barrier);
 int crnn__forward_f64(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay);
+                      const crnn__ws_layout *lay, int tid, int nthreads, crnn__barrier *barrier);
 
 /* Threads for one forward call (set by crnn_set_num_threads). */
 int crnn__num_threads(void);

@@ -1,10 +1,5 @@
 /* rnn.c - the handle (create / free / info), workspace layout, argument checks and dtype dispatch
  * of the public API. The numeric work is in rnn_template.h. */
-#ifndef _WIN32
-#  define _POSIX_C_SOURCE 200809L
-#  include <pthread.h>
-#  include <unistd.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,6 +204,7 @@ int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
     CRNN_CHECK(crnn__mul((size_t)batch, (size_t)timesteps, &rows));
     CRNN_CHECK(crnn__mul(rows, (size_t)rnn->max_width, &frame));
     CRNN_CHECK(crnn__mul((size_t)batch, (size_t)rnn->max_units, &state));
+    CRNN_CHECK(crnn__mul(state, 2, &state));
     memset(lay, 0, sizeof(*lay));
     for (i = 0; i < nframes; ++i) CRNN_CHECK(crnn__reserve(&cursor, frame, rnn->elem_size, &lay->frames[i]));
     CRNN_CHECK(crnn__reserve(&cursor, state, rnn->elem_size, &lay->state));
@@ -224,6 +220,8 @@ int crnn_rnn_workspace_size(const crnn_rnn_t *rnn, int64_t batch, int64_t timest
     *size = lay.total;
     return CRNN_OK;
 }
+
+#define CRNN__MAX_THREADS 64
 
 /* Threads a forward call may use; read once per call. */
 static int crnn__threads = 1;
@@ -250,10 +248,10 @@ int crnn_set_num_threads(int n)
 
 int crnn_get_num_threads(void) { return crnn__num_threads(); }
 
-/* One batch range of a forward call. */
+/* Arguments of one forward call, shared by the threads that run it. */
 typedef struct {
     const crnn_rnn_t *rnn;
-    int64_t b0, nb, batch, timesteps;
+    int64_t batch, timesteps;
     const void *x;
     const int64_t *lengths;
     const void *const *h0;
@@ -261,44 +259,73 @@ typedef struct {
     void *const *h_n;
     char *ws;
     const crnn__ws_layout *lay;
-    int status;
-} crnn__job;
+    crnn__barrier *barrier; /* NULL: split the batch; else split the units, meeting per step */
+} crnn__call;
 
-static void *crnn__run_job(void *arg)
+static int crnn__run(const crnn__call *c, int64_t b0, int64_t nb, int tid, int n,
+                     crnn__barrier *barrier)
 {
-    crnn__job *j = (crnn__job *)arg;
-    if (j->rnn->dtype == CRNN_DTYPE_FLOAT32)
-        j->status = crnn__forward_f32(j->rnn, j->b0, j->nb, j->batch, j->timesteps, j->x,
-                                      j->lengths, j->h0, j->y, j->h_n, j->ws, j->lay);
-    else
-        j->status = crnn__forward_f64(j->rnn, j->b0, j->nb, j->batch, j->timesteps, j->x,
-                                      j->lengths, j->h0, j->y, j->h_n, j->ws, j->lay);
-    return NULL;
+    if (c->rnn->dtype == CRNN_DTYPE_FLOAT32)
+        return crnn__forward_f32(c->rnn, b0, nb, c->batch, c->timesteps, c->x, c->lengths, c->h0,
+                                 c->y, c->h_n, c->ws, c->lay, tid, n, barrier);
+    return crnn__forward_f64(c->rnn, b0, nb, c->batch, c->timesteps, c->x, c->lengths, c->h0,
+                             c->y, c->h_n, c->ws, c->lay, tid, n, barrier);
 }
 
-#define CRNN__MAX_THREADS 64
-/* Below this many flops a call runs on the caller's thread alone: starting a thread costs
- * tens of microseconds. */
-#define CRNN__PARALLEL_MIN_FLOPS 4.0e6
-/* Fewest batch rows per thread: smaller GEMMs lose more efficiency than the split gains. */
-#define CRNN__MIN_ROWS_PER_THREAD 4
+static void crnn__task(void *ctx, int tid, int n)
+{
+    const crnn__call *c = (const crnn__call *)ctx;
+    if (c->barrier) {
+        crnn__run(c, 0, c->batch, tid, n, c->barrier);
+    } else {
+        const int64_t b0 = c->batch * tid / n, b1 = c->batch * (tid + 1) / n;
+        crnn__run(c, b0, b1 - b0, 0, 1, NULL);
+    }
+}
 
-/* How many threads to split this call's batch over (deterministic for a given shape and
- * setting, so results are bitwise reproducible for a fixed thread count). */
-static int crnn__plan_threads(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps)
+/* Below this many flops a call runs on the caller's thread alone. */
+#define CRNN__PARALLEL_MIN_FLOPS 2.0e6
+/* Fewest batch rows per thread when the batch is split. */
+#define CRNN__MIN_ROWS_PER_THREAD 4
+/* Fewest hidden units per thread when the units are split (each step ends at a barrier). */
+#define CRNN__MIN_UNITS_PER_THREAD 64
+
+typedef enum { CRNN__SERIAL, CRNN__SPLIT_BATCH, CRNN__SPLIT_UNITS } crnn__mode;
+
+/* How to spread this call over threads: a function of the shape and the thread setting only,
+ * so results are bitwise reproducible for a fixed setting. Large batches split into row
+ * ranges (no synchronisation at all); small batches with wide layers split each layer's units,
+ * every thread keeping its slice of the recurrent weights hot in its own cache. */
+static crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
 {
     double flops = 0;
-    int64_t l, n = crnn__num_threads(), by_rows;
+    int64_t l, n = crnn__num_threads(), min_units = rnn->layers[0].units, by;
+    int all_bidirectional = 1;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
         flops += 2.0 * (double)batch * (double)timesteps * (double)L->ndir * (double)L->units *
                  (double)(L->in_size + L->units);
+        if (L->units < min_units) min_units = L->units;
+        if (L->ndir != 2) all_bidirectional = 0;
     }
-    if (n <= 1 || flops < CRNN__PARALLEL_MIN_FLOPS) return 1;
-    by_rows = batch / CRNN__MIN_ROWS_PER_THREAD;
-    if (n > by_rows) n = by_rows;
+    *nt = 1;
     if (n > CRNN__MAX_THREADS) n = CRNN__MAX_THREADS;
-    return n < 1 ? 1 : (int)n;
+    if (n <= 1 || flops < CRNN__PARALLEL_MIN_FLOPS) return CRNN__SERIAL;
+    by = batch / CRNN__MIN_ROWS_PER_THREAD;
+    if (by >= 2) {
+        *nt = (int)(n < by ? n : by);
+        return CRNN__SPLIT_BATCH;
+    }
+    if (all_bidirectional && n >= 2) {
+        *nt = 2; /* one direction per thread, a barrier per layer only */
+        return CRNN__SPLIT_UNITS;
+    }
+    by = min_units / CRNN__MIN_UNITS_PER_THREAD;
+    if (by >= 2) {
+        *nt = (int)(n < by ? n : by);
+        return CRNN__SPLIT_UNITS;
+    }
+    return CRNN__SERIAL;
 }
 
 int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
@@ -306,10 +333,12 @@ int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, co
                      void *workspace, size_t workspace_size)
 {
     crnn__ws_layout lay;
-    crnn__job jobs[CRNN__MAX_THREADS];
+    crnn__call call;
+    crnn__barrier barrier;
+    crnn__mode mode;
     char *ws, *raw = NULL;
     int64_t b;
-    int status = CRNN_OK, nthreads, i;
+    int status, nthreads;
 
     if (!rnn) return CRNN_ERR_NULL_POINTER;
     CRNN_CHECK(crnn__ws_offsets(rnn, batch, timesteps, &lay));
@@ -329,40 +358,27 @@ int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, co
         ws = (char *)(((uintptr_t)raw + (CRNN__ALIGN - 1)) & ~(uintptr_t)(CRNN__ALIGN - 1));
     }
 
-    nthreads = crnn__plan_threads(rnn, batch, timesteps);
-    for (i = 0; i < nthreads; ++i) {
-        crnn__job *j = &jobs[i];
-        j->rnn = rnn;
-        j->b0 = batch * i / nthreads;
-        j->nb = batch * (i + 1) / nthreads - j->b0;
-        j->batch = batch;
-        j->timesteps = timesteps;
-        j->x = x;
-        j->lengths = lengths;
-        j->h0 = h0;
-        j->y = y;
-        j->h_n = h_n;
-        j->ws = ws;
-        j->lay = &lay;
-        j->status = CRNN_OK;
+    call.rnn = rnn;
+    call.batch = batch;
+    call.timesteps = timesteps;
+    call.x = x;
+    call.lengths = lengths;
+    call.h0 = h0;
+    call.y = y;
+    call.h_n = h_n;
+    call.ws = ws;
+    call.lay = &lay;
+    call.barrier = NULL;
+    mode = crnn__plan(rnn, batch, timesteps, &nthreads);
+    if (mode == CRNN__SPLIT_UNITS) {
+        crnn__barrier_init(&barrier, nthreads);
+        call.barrier = &barrier;
     }
-#ifndef _WIN32
-    {
-        pthread_t tids[CRNN__MAX_THREADS];
-        int started[CRNN__MAX_THREADS] = {0};
-        for (i = 1; i < nthreads; ++i)
-            started[i] = pthread_create(&tids[i], NULL, crnn__run_job, &jobs[i]) == 0;
-        crnn__run_job(&jobs[0]);
-        for (i = 1; i < nthreads; ++i) {
-            if (started[i]) pthread_join(tids[i], NULL);
-            else crnn__run_job(&jobs[i]); /* could not start a thread: run it here */
-        }
-    }
-#else
-    for (i = 0; i < nthreads; ++i) crnn__run_job(&jobs[i]);
-#endif
-    for (i = 0; i < nthreads; ++i)
-        if (jobs[i].status != CRNN_OK) status = jobs[i].status;
+    /* The pool refuses (returns 0) when another call holds it: compute serially then. */
+    if (mode == CRNN__SERIAL || !crnn__parallel_run(crnn__task, &call, nthreads))
+        status = crnn__run(&call, 0, batch, 0, 1, NULL);
+    else
+        status = CRNN_OK;
     free(raw);
     return status;
 }

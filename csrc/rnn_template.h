@@ -9,54 +9,56 @@
  * keep their state while the others advance. Nothing is allocated here. */
 
 #include "cell_simple.h"
+#include "parallel.h"
 
-/* Per-step recurrent product cur(B, H) += prev(B, H) @ R(H, H); rows `ldp` / `ldc` apart.
- * Tiny shapes use a plain loop: a BLAS call costs more than the arithmetic there. */
-static void FN(step)(int64_t B, int64_t H, const REAL *prev, int64_t ldp, const REAL *R,
-                     REAL *cur, int64_t ldc)
+/* Per-step recurrent product cur(B, N) += prev(B, K) @ R(K, N), R rows `ldr` apart (N < K when a
+ * thread owns a slice of the hidden units); prev / cur rows `ldp` / `ldc` apart. Tiny shapes use
+ * a plain loop: a BLAS call costs more than the arithmetic there. */
+static void FN(step)(int64_t B, int64_t K, int64_t N, const REAL *prev, int64_t ldp,
+                     const REAL *R, int64_t ldr, REAL *cur, int64_t ldc)
 {
-    if (H <= 8) {
+    if (K <= 8) {
         int64_t b, i, j;
         for (b = 0; b < B; ++b) {
             const REAL *p = prev + b * ldp;
             REAL *c = cur + b * ldc;
-            for (i = 0; i < H; ++i) {
+            for (i = 0; i < K; ++i) {
                 const REAL pi = p[i];
-                const REAL *r = R + i * H;
-                for (j = 0; j < H; ++j) c[j] += pi * r[j];
+                const REAL *r = R + i * ldr;
+                for (j = 0; j < N; ++j) c[j] += pi * r[j];
             }
         }
     } else if (B == 1) {
-        GEMV_T((int)H, (int)H, (REAL)1, R, (int)H, prev, (REAL)1, cur);
+        GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, prev, (REAL)1, cur);
     } else {
-        GEMM((int)B, (int)H, (int)H, (REAL)1, prev, (int)ldp, R, (int)H, (REAL)1, cur, (int)ldc);
+        GEMM((int)B, (int)N, (int)K, (REAL)1, prev, (int)ldp, R, (int)ldr, (REAL)1, cur, (int)ldc);
     }
 }
 
-/* Input projection out[r, :H] = in[r, :] @ K for r < rows; out rows `ldo` apart. Split into
- * chunks so that every BLAS integer fits in an int. */
-static void FN(project)(int64_t rows, int64_t din, int64_t H, const REAL *in, const REAL *K,
-                        REAL *out, int64_t ldo)
+/* Input projection out[r, :N] = in[r, :] @ K[:, :N] for r < rows; K rows `ldk` apart, out rows
+ * `ldo` apart. Split into chunks so that every BLAS integer fits in an int. */
+static void FN(project)(int64_t rows, int64_t din, int64_t N, const REAL *in, const REAL *K,
+                        int64_t ldk, REAL *out, int64_t ldo)
 {
     const int64_t chunk = CRNN__BLAS_INT_MAX;
     int64_t r0;
-    if (H <= 8 && din <= 16) {
+    if (ldk <= 8 && din <= 16) {
         int64_t r, i, j;
         for (r = 0; r < rows; ++r) {
             const REAL *a = in + r * din;
             REAL *c = out + r * ldo;
-            for (j = 0; j < H; ++j) c[j] = 0;
+            for (j = 0; j < N; ++j) c[j] = 0;
             for (i = 0; i < din; ++i) {
                 const REAL ai = a[i];
-                const REAL *k = K + i * H;
-                for (j = 0; j < H; ++j) c[j] += ai * k[j];
+                const REAL *k = K + i * ldk;
+                for (j = 0; j < N; ++j) c[j] += ai * k[j];
             }
         }
         return;
     }
     for (r0 = 0; r0 < rows; r0 += chunk) {
         int64_t m = rows - r0 < chunk ? rows - r0 : chunk;
-        GEMM((int)m, (int)H, (int)din, (REAL)1, in + r0 * din, (int)din, K, (int)H, (REAL)0,
+        GEMM((int)m, (int)N, (int)din, (REAL)1, in + r0 * din, (int)din, K, (int)ldk, (REAL)0,
              out + r0 * ldo, (int)ldo);
     }
 }
@@ -68,64 +70,88 @@ static void FN(copy_rows)(int64_t rows, int64_t n, const REAL *src, int64_t lds,
     for (r = 0; r < rows; ++r) memcpy(dst + r * ldd, src + r * lds, (size_t)n * sizeof(REAL));
 }
 
-/* One layer, one direction. `out` points at this direction's first column of a (B, T, W)
- * buffer; `h0` / `hn` are (B, H) or NULL; `state` is (B, H) scratch for the lengths path. */
+/* One layer, one direction, hidden units [c0, c1) of it (all of them when serial). `out` points
+ * at this direction's first column of a (B, T, W) buffer; `h0` / `hn` are (B, H) or NULL;
+ * `state` is (B, H) scratch for the lengths path. With a barrier, the threads owning the other
+ * unit slices run the same steps, and everyone meets after each step (the next step reads every
+ * unit of this one). */
 static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, int64_t B,
                                 int64_t T, const REAL *in, REAL *out, int64_t W,
-                                const int64_t *lengths, const REAL *h0, REAL *hn, REAL *state)
+                                const int64_t *lengths, const REAL *h0, REAL *hn, REAL *state,
+                                int64_t c0, int64_t c1, crnn__barrier *barrier)
 {
-    const int64_t H = L->units;
+    const int64_t H = L->units, n = c1 - c0;
     const REAL *K = blob + L->off_kernel[d];
     const REAL *R = blob + L->off_recurrent[d];
-    const REAL *bias = L->has_bias[d] ? blob + L->off_bias[d] : NULL;
+    const REAL *bias = L->has_bias[d] ? blob + L->off_bias[d] + c0 : NULL;
     const int reverse = L->direction == CRNN_DIRECTION_REVERSE || d == 1;
     const int64_t ldo = T * W; /* stride between batch rows of one step's frame */
     int64_t s, b;
 
-    FN(project)(B * T, L->in_size, H, in, K, out, W);
+    FN(project)(B * T, L->in_size, n, in, K + c0, H, out + c0, W);
 
     if (!lengths) {
         const REAL *prev = h0;
         int64_t ldp = H;
         for (s = 0; s < T; ++s) {
             REAL *cur = out + (reverse ? T - 1 - s : s) * W;
-            if (prev) FN(step)(B, H, prev, ldp, R, cur, ldo);
-            FN(cell_rows)(L->activation, cur, B, ldo, H, bias);
+            if (prev) FN(step)(B, H, n, prev, ldp, R + c0, H, cur + c0, ldo);
+            FN(cell_rows)(L->activation, cur + c0, B, ldo, n, bias);
+            if (barrier) crnn__barrier_wait(barrier);
             prev = cur;
             ldp = ldo;
         }
-        if (hn) FN(copy_rows)(B, H, prev, ldp, hn, H);
+        if (hn) FN(copy_rows)(B, n, prev + c0, ldp, hn + c0, H);
         return;
     }
 
-    if (h0) FN(copy_rows)(B, H, h0, H, state, H);
-    else memset(state, 0, (size_t)(B * H) * sizeof(REAL));
+    if (h0) FN(copy_rows)(B, n, h0 + c0, H, state + c0, H);
+    else for (b = 0; b < B; ++b) memset(state + b * H + c0, 0, (size_t)n * sizeof(REAL));
+    if (barrier) crnn__barrier_wait(barrier);
     for (s = 0; s < T; ++s) {
         const int64_t t = reverse ? T - 1 - s : s;
         REAL *cur = out + t * W;
-        FN(step)(B, H, state, H, R, cur, ldo);
-        FN(cell_rows)(L->activation, cur, B, ldo, H, bias);
+        FN(step)(B, H, n, state, H, R + c0, H, cur + c0, ldo);
+        FN(cell_rows)(L->activation, cur + c0, B, ldo, n, bias);
+        /* Everyone must have read the whole state before anyone overwrites its slice. */
+        if (barrier) crnn__barrier_wait(barrier);
         for (b = 0; b < B; ++b) {
-            REAL *row = cur + b * ldo;
+            REAL *row = cur + b * ldo + c0;
             /* Step t is inside sequence b iff t < length: forward runs 0..len-1 and reverse
              * len-1..0, so the test is the same for both directions. */
-            if (t < lengths[b]) memcpy(state + b * H, row, (size_t)H * sizeof(REAL));
-            else memset(row, 0, (size_t)H * sizeof(REAL));
+            if (t < lengths[b]) memcpy(state + b * H + c0, row, (size_t)n * sizeof(REAL));
+            else memset(row, 0, (size_t)n * sizeof(REAL));
         }
+        if (barrier) crnn__barrier_wait(barrier);
     }
-    if (hn) memcpy(hn, state, (size_t)(B * H) * sizeof(REAL));
+    if (hn) FN(copy_rows)(B, n, state + c0, H, hn + c0, H);
+}
+
+/* Unit slice [c0, c1) of thread `tid` of `nthreads`, in whole cache lines where possible. */
+static void FN(slice)(int64_t H, int tid, int nthreads, int64_t *c0, int64_t *c1)
+{
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    int64_t a = H * tid / nthreads, z = H * (tid + 1) / nthreads;
+    if (H >= line * nthreads) {
+        a = tid == 0 ? 0 : a / line * line;
+        z = tid == nthreads - 1 ? H : z / line * line;
+    }
+    *c0 = a;
+    *c1 = z;
 }
 
 int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay)
+                      const crnn__ws_layout *lay, int tid, int nthreads, crnn__barrier *barrier)
 {
     /* Rows [b0, b0 + nb) of the batch; every buffer keeps its full-batch strides, so a row range
-     * is only a pointer offset and ranges run independently (the batch split across threads). */
+     * is only a pointer offset and ranges run independently (the batch split across threads).
+     * With a barrier, `nthreads` threads run all rows together instead, thread `tid` owning a
+     * slice of each layer's hidden units (or, for a bidirectional layer on two threads, one
+     * direction each), meeting after every step. */
     const REAL *blob = (const REAL *)rnn->blob;
     const REAL *in = (const REAL *)x + b0 * timesteps * rnn->input_size;
-    REAL *state = (REAL *)(ws + lay->state) + b0 * rnn->max_units;
     int64_t l, e = 0;
     (void)batch;
     if (lengths) lengths += b0;
@@ -133,14 +159,27 @@ int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t bat
         const crnn__layer *L = &rnn->layers[l];
         const int64_t W = L->units * L->ndir;
         REAL *out = (l == rnn->num_layers - 1 && y) ? (REAL *)y : (REAL *)(ws + lay->frames[l % 2]);
+        const int split_directions = barrier && L->ndir == 2 && nthreads == 2;
         int d;
         out += b0 * timesteps * W;
         for (d = 0; d < L->ndir; ++d, ++e) {
             const REAL *h0e = h0 && h0[e] ? (const REAL *)h0[e] + b0 * L->units : NULL;
             REAL *hne = h_n && h_n[e] ? (REAL *)h_n[e] + b0 * L->units : NULL;
+            /* each direction has its own state scratch so two can run at once */
+            REAL *state = (REAL *)(ws + lay->state) + (b0 + (int64_t)d * batch) * rnn->max_units;
+            int64_t c0 = 0, c1 = L->units;
+            if (split_directions) {
+                if (d != tid) continue;
+                FN(layer_direction)(L, d, blob, nb, timesteps, in, out + d * L->units, W,
+                                    lengths, h0e, hne, state, 0, L->units, NULL);
+                continue;
+            }
+            if (barrier) FN(slice)(L->units, tid, nthreads, &c0, &c1);
             FN(layer_direction)(L, d, blob, nb, timesteps, in, out + d * L->units, W, lengths,
-                                h0e, hne, state);
+                                h0e, hne, state, c0, c1, barrier);
         }
+        /* the next layer reads every unit of this one */
+        if (split_directions) crnn__barrier_wait(barrier);
         in = out;
     }
     return CRNN_OK;

@@ -1,0 +1,140 @@
+/* parallel.c - persistent worker threads for crnn_rnn_forward() (see parallel.h). */
+#ifndef _WIN32
+#  define _POSIX_C_SOURCE 200809L
+#  include <pthread.h>
+#  include <sched.h>
+#endif
+#include <stddef.h>
+
+#include "parallel.h"
+
+#define CRNN__POOL_MAX 64
+/* Spin iterations before a worker sleeps / a waiter yields: a few tens of microseconds. */
+#define CRNN__SPIN 20000
+
+#if defined(__GNUC__)
+#  define LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
+#  define STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+#  define FETCH_ADD(p, v) __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL)
+#  if defined(__x86_64__) || defined(__i386__)
+#    define CPU_RELAX() __builtin_ia32_pause()
+#  else
+#    define CPU_RELAX() ((void)0)
+#  endif
+#endif
+
+#if defined(_WIN32) || !defined(__GNUC__)
+
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
+{
+    (void)fn; (void)ctx; (void)n;
+    return 0; /* no pool on this platform: callers run serially */
+}
+void crnn__barrier_init(crnn__barrier *b, int n) { b->count = 0; b->generation = 0; b->n = n; }
+void crnn__barrier_wait(crnn__barrier *b) { (void)b; }
+
+#else
+
+static struct {
+    pthread_mutex_t run_lock;   /* one parallel call at a time; others run serially */
+    pthread_mutex_t lock;       /* guards sleeping / waking */
+    pthread_cond_t wake;
+    int nworkers;               /* started workers; worker w runs task w + 1 */
+    int generation;             /* bumped for each call */
+    int ntasks;
+    int pending;                /* workers that have not yet finished the current call */
+    crnn__task_fn fn;
+    void *ctx;
+    int start_generation[CRNN__POOL_MAX];
+} crnn__pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                0, 0, 0, 0, NULL, NULL, {0}};
+
+static void *crnn__worker(void *arg)
+{
+    const int w = (int)(size_t)arg;
+    /* Created under run_lock before the call's generation bump: the current generation is
+     * exactly the one before this worker's first task, whenever the thread gets to run. */
+    int seen = crnn__pool.start_generation[w];
+    for (;;) {
+        int gen, spins = 0;
+        while ((gen = LOAD(&crnn__pool.generation)) == seen && spins < CRNN__SPIN) {
+            CPU_RELAX();
+            ++spins;
+        }
+        if (gen == seen) {
+            pthread_mutex_lock(&crnn__pool.lock);
+            while ((gen = LOAD(&crnn__pool.generation)) == seen)
+                pthread_cond_wait(&crnn__pool.wake, &crnn__pool.lock);
+            pthread_mutex_unlock(&crnn__pool.lock);
+        }
+        seen = gen;
+        /* Every worker acknowledges every call, taking part or not, so none can lag into the
+         * next call while reading this one's fn / ctx / ntasks. */
+        if (w + 1 < crnn__pool.ntasks) crnn__pool.fn(crnn__pool.ctx, w + 1, crnn__pool.ntasks);
+        FETCH_ADD(&crnn__pool.pending, -1);
+    }
+    return NULL;
+}
+
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
+{
+    int spins = 0;
+    if (n < 2 || n - 1 > CRNN__POOL_MAX) return 0;
+    if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return 0;
+    while (crnn__pool.nworkers < n - 1) {
+        pthread_t tid;
+        pthread_attr_t attr;
+        int ok;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        crnn__pool.start_generation[crnn__pool.nworkers] = crnn__pool.generation;
+        ok = pthread_create(&tid, &attr, crnn__worker, (void *)(size_t)crnn__pool.nworkers) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok) {
+            pthread_mutex_unlock(&crnn__pool.run_lock);
+            return 0;
+        }
+        ++crnn__pool.nworkers;
+    }
+    crnn__pool.fn = fn;
+    crnn__pool.ctx = ctx;
+    crnn__pool.ntasks = n;
+    /* Workers 0..n-2 take part; any others acknowledge and go back to wait. */
+    STORE(&crnn__pool.pending, crnn__pool.nworkers);
+    pthread_mutex_lock(&crnn__pool.lock);
+    STORE(&crnn__pool.generation, crnn__pool.generation + 1);
+    pthread_cond_broadcast(&crnn__pool.wake);
+    pthread_mutex_unlock(&crnn__pool.lock);
+
+    fn(ctx, 0, n);
+    while (LOAD(&crnn__pool.pending) > 0) {
+        if (++spins < CRNN__SPIN) CPU_RELAX();
+        else sched_yield();
+    }
+    pthread_mutex_unlock(&crnn__pool.run_lock);
+    return 1;
+}
+
+void crnn__barrier_init(crnn__barrier *b, int n)
+{
+    b->count = 0;
+    b->generation = 0;
+    b->n = n;
+}
+
+void crnn__barrier_wait(crnn__barrier *b)
+{
+    const int gen = LOAD(&b->generation);
+    int spins = 0;
+    if (FETCH_ADD(&b->count, 1) == b->n - 1) {
+        STORE(&b->count, 0);
+        STORE(&b->generation, gen + 1);
+        return;
+    }
+    while (LOAD(&b->generation) == gen) {
+        if (++spins < CRNN__SPIN) CPU_RELAX();
+        else sched_yield();
+    }
+}
+
+#endif

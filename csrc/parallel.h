@@ -1,0 +1,26 @@
+/* parallel.h - internal: a small persistent thread pool and a spinning barrier.
+ *
+ * crnn__parallel_run() runs fn(ctx, i, n) for i = 0..n-1 concurrently, i = 0 on the caller's
+ * thread, and returns once all are done. All n tasks are guaranteed to run at the same time (so
+ * they may meet at barriers) or none does: when the pool is busy with another call or a worker
+ * cannot be started, it returns 0 without running anything and the caller computes serially.
+ * Workers spin briefly after a task (the next step of a stream often follows at once), then
+ * sleep on a condition variable. */
+#ifndef CRNN_PARALLEL_H
+#define CRNN_PARALLEL_H
+
+typedef void (*crnn__task_fn)(void *ctx, int tid, int nthreads);
+
+/* @return 1 if the n tasks ran, 0 if nothing ran (run serially instead). n >= 2. */
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n);
+
+typedef struct {
+    volatile int count;
+    volatile int generation;
+    int n;
+} crnn__barrier;
+
+void crnn__barrier_init(crnn__barrier *b, int n);
+void crnn__barrier_wait(crnn__barrier *b);
+
+#endif
