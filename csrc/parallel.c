@@ -9,8 +9,12 @@
 #include "parallel.h"
 
 #define CRNN__POOL_MAX 64
-/* Spin iterations before a worker sleeps / a waiter yields: a few tens of microseconds. */
-#define CRNN__SPIN 20000
+/* Pause-loop iterations (a pause is ~10-140 cycles, by CPU) before an idle worker sleeps: a
+ * stream of calls keeps the workers awake, an idle process stops burning CPU within ~100 us. */
+#define CRNN__SPIN 2000
+/* ... and before a thread waiting at a barrier or for the workers yields its CPU, which matters
+ * when the machine has more runnable threads than cores. */
+#define CRNN__SPIN_WAIT 4000
 
 #if defined(__GNUC__)
 #  define LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
@@ -76,10 +80,24 @@ static void *crnn__worker(void *arg)
     return NULL;
 }
 
+/* A forked child has none of the parent's workers: start from an empty pool there. */
+static void crnn__pool_atfork_child(void)
+{
+    pthread_mutex_init(&crnn__pool.run_lock, NULL);
+    pthread_mutex_init(&crnn__pool.lock, NULL);
+    pthread_cond_init(&crnn__pool.wake, NULL);
+    crnn__pool.nworkers = 0;
+    crnn__pool.pending = 0;
+}
+
+static pthread_once_t crnn__pool_once = PTHREAD_ONCE_INIT;
+static void crnn__pool_init(void) { pthread_atfork(NULL, NULL, crnn__pool_atfork_child); }
+
 int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
 {
     int spins = 0;
     if (n < 2 || n - 1 > CRNN__POOL_MAX) return 0;
+    pthread_once(&crnn__pool_once, crnn__pool_init);
     if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return 0;
     while (crnn__pool.nworkers < n - 1) {
         pthread_t tid;
@@ -108,7 +126,7 @@ int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
 
     fn(ctx, 0, n);
     while (LOAD(&crnn__pool.pending) > 0) {
-        if (++spins < CRNN__SPIN) CPU_RELAX();
+        if (++spins < CRNN__SPIN_WAIT) CPU_RELAX();
         else sched_yield();
     }
     pthread_mutex_unlock(&crnn__pool.run_lock);
@@ -132,7 +150,7 @@ void crnn__barrier_wait(crnn__barrier *b)
         return;
     }
     while (LOAD(&b->generation) == gen) {
-        if (++spins < CRNN__SPIN) CPU_RELAX();
+        if (++spins < CRNN__SPIN_WAIT) CPU_RELAX();
         else sched_yield();
     }
 }
