@@ -45,6 +45,7 @@ from crnn.functional import simple_rnn, simple_rnn_stack  # noqa: E402
 from crnn.threads import get_num_threads, set_num_threads  # noqa: E402
 from crnn.layers import SimpleRNN  # noqa: E402
 from crnn.models import Sequential  # noqa: E402
+from crnn._include import get_include  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -55,4 +56,5 @@ __all__ = [
     "reference",
     "set_num_threads",
     "get_num_threads",
+    "get_include",
 ]

@@ -3,6 +3,7 @@
 #  define _POSIX_C_SOURCE 200809L
 #  include <pthread.h>
 #  include <sched.h>
+#  include <unistd.h>
 #endif
 #include <stddef.h>
 
@@ -29,11 +30,12 @@
 
 #if defined(_WIN32) || !defined(__GNUC__)
 
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, int wait)
 {
-    (void)fn; (void)ctx; (void)n;
+    (void)fn; (void)ctx; (void)n; (void)wait;
     return 0; /* no pool on this platform: callers run serially */
 }
+int crnn__cpu_count(void) { return 1; }
 void crnn__barrier_init(crnn__barrier *b, int n) { b->count = 0; b->generation = 0; b->n = n; }
 void crnn__barrier_wait(crnn__barrier *b) { (void)b; }
 
@@ -93,12 +95,19 @@ static void crnn__pool_atfork_child(void)
 static pthread_once_t crnn__pool_once = PTHREAD_ONCE_INIT;
 static void crnn__pool_init(void) { pthread_atfork(NULL, NULL, crnn__pool_atfork_child); }
 
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
+int crnn__cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > CRNN__POOL_MAX + 1 ? CRNN__POOL_MAX + 1 : (int)n);
+}
+
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, int wait)
 {
     int spins = 0;
     if (n < 2 || n - 1 > CRNN__POOL_MAX) return 0;
     pthread_once(&crnn__pool_once, crnn__pool_init);
-    if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return 0;
+    if (wait) pthread_mutex_lock(&crnn__pool.run_lock);
+    else if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return 0;
     while (crnn__pool.nworkers < n - 1) {
         pthread_t tid;
         pthread_attr_t attr;

@@ -2,8 +2,9 @@
  *
  * crnn__parallel_run() runs fn(ctx, i, n) for i = 0..n-1 concurrently, i = 0 on the caller's
  * thread, and returns once all are done. All n tasks are guaranteed to run at the same time (so
- * they may meet at barriers) or none does: when the pool is busy with another call or a worker
- * cannot be started, it returns 0 without running anything and the caller computes serially.
+ * they may meet at barriers) or none does. When another call holds the pool, `wait` says whether
+ * to wait for it or to return 0 at once without running anything; it also returns 0 when a
+ * worker cannot be started.
  * Workers spin briefly after a task (the next step of a stream often follows at once), then
  * sleep on a condition variable. */
 #ifndef CRNN_PARALLEL_H
@@ -11,8 +12,11 @@
 
 typedef void (*crnn__task_fn)(void *ctx, int tid, int nthreads);
 
-/* @return 1 if the n tasks ran, 0 if nothing ran (run serially instead). n >= 2. */
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n);
+/* @return 1 if the n tasks ran, 0 if nothing ran. n >= 2. */
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, int wait);
+
+/* CPUs online (>= 1). */
+int crnn__cpu_count(void);
 
 typedef struct {
     volatile int count;

@@ -316,12 +316,15 @@ static crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t times
         *nt = (int)(n < by ? n : by);
         return CRNN__SPLIT_BATCH;
     }
+    /* The units split meets at a barrier every step: never more threads than CPUs there, or
+     * a descheduled thread stalls all the others. */
+    if (n > crnn__cpu_count()) n = crnn__cpu_count();
     if (all_bidirectional && n >= 2) {
         *nt = 2; /* one direction per thread, a barrier per layer only */
         return CRNN__SPLIT_UNITS;
     }
     by = min_units / CRNN__MIN_UNITS_PER_THREAD;
-    if (by >= 2) {
+    if (by >= 2 && n >= 2) {
         *nt = (int)(n < by ? n : by);
         return CRNN__SPLIT_UNITS;
     }
@@ -374,11 +377,22 @@ int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, co
         crnn__barrier_init(&barrier, nthreads);
         call.barrier = &barrier;
     }
-    /* The pool refuses (returns 0) when another call holds it: compute serially then. */
-    if (mode == CRNN__SERIAL || !crnn__parallel_run(crnn__task, &call, nthreads))
+    /* The result depends only on the plan, never on whether the pool was free: a batch split
+     * runs its row ranges one after another on this thread when another call holds the pool;
+     * a units split (whose tasks must run at once) waits for the pool. Only when a worker
+     * thread cannot be started at all does a call fall back to the serial plan. */
+    status = CRNN_OK;
+    if (mode == CRNN__SERIAL) {
         status = crnn__run(&call, 0, batch, 0, 1, NULL);
-    else
-        status = CRNN_OK;
+    } else if (!crnn__parallel_run(crnn__task, &call, nthreads, mode == CRNN__SPLIT_UNITS)) {
+        if (mode == CRNN__SPLIT_BATCH) {
+            int i;
+            for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
+        } else {
+            call.barrier = NULL;
+            status = crnn__run(&call, 0, batch, 0, 1, NULL);
+        }
+    }
     free(raw);
     return status;
 }

@@ -21,6 +21,14 @@
  *   handle's dtype (float or double), and must not overlap the outputs.
  * - A handle is immutable after crnn_rnn_create(): any number of threads may call
  *   crnn_rnn_forward() on one handle at the same time, each with its own workspace.
+ * - Ownership: the caller owns every array it passes; no function keeps a pointer to one after
+ *   it returns (weights are copied into the handle). The library owns only its handles.
+ * - Pure C: no function calls back into Python or takes a lock a caller could hold, so Python
+ *   extensions may call any of them with the GIL released.
+ *
+ * Using it: link libcrnn (csrc/Makefile builds libcrnn.a and libcrnn.so) and its BLAS, or, from a
+ * Python extension, include crnn_capi.h instead and call import_crnn(): it reaches this API
+ * through the installed crnn package without linking (see that header).
  *
  * ABI promise: within one CRNN_VERSION_MAJOR, functions are only added, never changed or removed,
  * and existing enum values and struct layouts keep their meaning.
@@ -49,8 +57,10 @@ extern "C" {
 #define CRNN_VERSION_NUMBER (CRNN_VERSION_MAJOR * 10000 + CRNN_VERSION_MINOR * 100 + CRNN_VERSION_PATCH)
 
 /*! crnn_version() :
- *  @return the library's CRNN_VERSION_NUMBER, for checking the header against the library at
- *  run time. Thread-safe. */
+ *  @return the library's CRNN_VERSION_NUMBER (major * 10000 + minor * 100 + patch), for
+ *  checking the header a program was compiled with against the library it runs with:
+ *  `crnn_version() / 10000 == CRNN_VERSION_MAJOR` means the ABI promise above holds.
+ *  Thread-safe. */
 CRNN_API unsigned crnn_version(void);
 
 /* Status codes: CRNN_OK is zero, every error negative. */
@@ -65,8 +75,10 @@ typedef enum {
 } crnn_status;
 
 /*! crnn_status_string() :
+ *  @param status any int, normally a return value of this API.
  *  @return a static, NUL-terminated English description of `status`; never NULL (unknown codes
- *  give "unknown status"). Thread-safe. */
+ *  give "unknown status"). The string is owned by the library: do not free or modify it.
+ *  Thread-safe. */
 CRNN_API const char *crnn_status_string(int status);
 
 typedef enum { CRNN_DTYPE_FLOAT32 = 0, CRNN_DTYPE_FLOAT64 = 1 } crnn_dtype;
@@ -105,35 +117,58 @@ typedef struct crnn_rnn_s crnn_rnn_t;
 
 /*! crnn_rnn_create() :
  *  Build a handle for a stack of `num_layers` SimpleRNN layers.
- *  @param out        receives the new handle (set to NULL on failure).
- *  @param dtype      element type of the weights and of every later forward call.
+ *  @param out        receives the new handle; set to NULL on failure (when `out` is not NULL).
+ *  @param dtype      CRNN_DTYPE_FLOAT32 or CRNN_DTYPE_FLOAT64: element type of the weights and
+ *                    of every array of every later forward call.
  *  @param input_size features per timestep of the stack's input, >= 1.
- *  @param num_layers number of layers, >= 1; `layers` has that many entries.
+ *  @param num_layers number of layers, >= 1.
+ *  @param layers     `num_layers` descriptors: units >= 1, a crnn_activation, a crnn_direction.
  *  @param weights    one entry per (layer, direction), layer-major, forward before reverse:
- *                    sum over layers of (direction == BIDIRECTIONAL ? 2 : 1) entries.
- *  The weights are copied (and may be repacked); the caller keeps ownership of its arrays and may
- *  free them once this returns. Release the handle with crnn_rnn_free().
- *  @return CRNN_OK, or CRNN_ERR_NULL_POINTER / INVALID_ARGUMENT / OUT_OF_MEMORY / TOO_LARGE.
+ *                    sum over layers of (direction == BIDIRECTIONAL ? 2 : 1) entries; kernel and
+ *                    recurrent_kernel required, bias optional (see crnn_weights).
+ *  Ownership: `layers`, `weights` and the arrays they point to are only read during this call:
+ *  the weights are copied (and may be repacked) into the handle, so the caller may modify or
+ *  free them once this returns. The handle belongs to the caller; release it with
+ *  crnn_rnn_free().
+ *  @return CRNN_OK, or
+ *          CRNN_ERR_NULL_POINTER (out, layers, weights, or a kernel / recurrent_kernel is NULL),
+ *          CRNN_ERR_INVALID_ARGUMENT (dtype, input_size, num_layers, units, activation or
+ *            direction out of range),
+ *          CRNN_ERR_TOO_LARGE (a size beyond the BLAS's 32-bit integers, or bytes beyond size_t),
+ *          CRNN_ERR_OUT_OF_MEMORY.
  *  Thread-safe (no shared state). */
 CRNN_API int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size,
                              int64_t num_layers, const crnn_layer_desc *layers,
                              const crnn_weights *weights);
 
 /*! crnn_rnn_free() :
- *  Release a handle and the weights it owns. `crnn_rnn_free(NULL)` is a no-op.
- *  Not safe while another thread is still using the handle. */
+ *  Release a handle and the weights it owns; `rnn` is invalid afterwards. The caller's arrays are
+ *  not touched. `crnn_rnn_free(NULL)` is a no-op.
+ *  @param rnn a handle from crnn_rnn_create(), or NULL.
+ *  Thread-safety: not while any other call (e.g. a forward on another thread) uses the same
+ *  handle; freeing different handles concurrently is safe. */
 CRNN_API void crnn_rnn_free(crnn_rnn_t *rnn);
 
 /*! crnn_rnn_workspace_size() :
- *  Bytes of scratch memory crnn_rnn_forward() needs for this batch and timesteps (may be 0).
- *  @return CRNN_OK with *size set, or CRNN_ERR_NULL_POINTER / INVALID_ARGUMENT / TOO_LARGE.
+ *  Bytes of scratch memory crnn_rnn_forward() needs on `rnn` for this batch and timesteps
+ *  (may be 0). Cheap: query it once per shape and reuse one buffer for every call of that shape
+ *  (a streaming loop of T = 1 steps then allocates nothing per step).
+ *  @param rnn       the handle.
+ *  @param batch     B >= 0.
+ *  @param timesteps T >= 1.
+ *  @param size      receives the byte count (unchanged on error).
+ *  @return CRNN_OK, or CRNN_ERR_NULL_POINTER (rnn or size), CRNN_ERR_INVALID_ARGUMENT (B < 0 or
+ *          T < 1), CRNN_ERR_TOO_LARGE (the shape exceeds the BLAS's 32-bit integers or the
+ *          byte count overflows size_t): exactly the size checks crnn_rnn_forward() makes.
  *  Thread-safe. */
 CRNN_API int crnn_rnn_workspace_size(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
                                      size_t *size);
 
 /*! crnn_rnn_forward() :
  *  Run the whole stack, every layer and direction, in one call.
- *  @param batch, timesteps  B >= 0, T >= 1 (B == 0 is a no-op returning CRNN_OK).
+ *  @param rnn       the handle; every array below has its dtype.
+ *  @param batch, timesteps  B >= 0, T >= 1 (B == 0 is a no-op returning CRNN_OK; x may then
+ *                   be NULL).
  *  @param x         (B, T, input_size) input, not modified.
  *  @param lengths   NULL (every sequence has T steps) or B values in [0, T]: steps past a
  *                   sequence's length are not computed, their outputs are set to zero and its
@@ -147,9 +182,21 @@ CRNN_API int crnn_rnn_workspace_size(const crnn_rnn_t *rnn, int64_t batch, int64
  *                   (B, units_l) array receiving that final state.
  *  @param workspace NULL (the library allocates and frees it inside this call) or at least
  *                   crnn_rnn_workspace_size() bytes, aligned to 64 bytes for best speed; its
- *                   contents on entry and exit are unspecified.
- *  Nothing is allocated inside the time loop.
- *  @return CRNN_OK, or an error status; on error the outputs' contents are unspecified.
+ *                   contents on entry and exit are unspecified. It must be aligned at least
+ *                   for the dtype (4 or 8 bytes).
+ *  @param workspace_size bytes available at `workspace` (ignored when it is NULL).
+ *  Ownership: every pointer is borrowed for the duration of the call only. Inputs (x, lengths,
+ *  h0 arrays) must not overlap outputs (y, h_n arrays, workspace): to carry state across calls
+ *  (streaming, one step at a time) alternate between two state buffers.
+ *  Nothing is allocated inside the time loop; with a caller workspace nothing is allocated at all.
+ *  The call may split its batch over crnn_get_num_threads() threads (see below).
+ *  @return CRNN_OK, or
+ *          CRNN_ERR_NULL_POINTER (rnn, or x when B > 0),
+ *          CRNN_ERR_INVALID_ARGUMENT (B < 0, T < 1, a length outside [0, T]),
+ *          CRNN_ERR_TOO_LARGE (as crnn_rnn_workspace_size()),
+ *          CRNN_ERR_WORKSPACE_TOO_SMALL (workspace_size < crnn_rnn_workspace_size()),
+ *          CRNN_ERR_OUT_OF_MEMORY (workspace NULL and its allocation failed).
+ *          Arguments are checked before any output is written.
  *  Thread-safe: concurrent calls on one handle are allowed, each with its own workspace and
  *  outputs. */
 CRNN_API int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
@@ -157,19 +204,29 @@ CRNN_API int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t time
                               void *y, void *const *h_n, void *workspace, size_t workspace_size);
 
 /*! crnn_rnn_info() :
- *  Describe a handle: any output pointer may be NULL. `layers_out`, if not NULL, receives
- *  min(num_layers, layers_capacity) descriptors.
- *  @return CRNN_OK or CRNN_ERR_NULL_POINTER. Thread-safe. */
+ *  Describe a handle: any output pointer may be NULL.
+ *  @param rnn             the handle.
+ *  @param dtype           receives its dtype.
+ *  @param input_size      receives the stack's input size.
+ *  @param num_layers      receives the number of layers.
+ *  @param layers_out      if not NULL, receives min(num_layers, layers_capacity) descriptors, as
+ *                         given to crnn_rnn_create(); entries past that are not written.
+ *  @param layers_capacity entries available at `layers_out` (<= 0: none written).
+ *  @return CRNN_OK, or CRNN_ERR_NULL_POINTER (rnn is NULL). Thread-safe. */
 CRNN_API int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
                            int64_t *num_layers, crnn_layer_desc *layers_out,
                            int64_t layers_capacity);
 
 /*! crnn_set_num_threads() / crnn_get_num_threads() :
- *  Process-wide number of threads one crnn_rnn_forward() call may use (default 1). A call whose
- *  work is large enough splits its batch into contiguous row ranges, one per thread (the caller's
- *  thread runs the first), each computing every layer and step of its rows; results are bitwise
- *  identical from run to run for a fixed setting. Read once at the start of each call.
- *  @return CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1). Thread-safe. */
+ *  Process-wide number of threads one crnn_rnn_forward() call may use (default 1; the crnn
+ *  Python package sets the CPUs available to the process at import). A call whose work is large
+ *  enough splits its batch into contiguous row ranges, one per thread (the caller's thread runs
+ *  the first; the others are started and joined inside the call), each computing every layer and
+ *  step of its rows; results are bitwise identical from run to run for a fixed setting. Read
+ *  once at the start of each call.
+ *  @param n threads, >= 1.
+ *  @return set: CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1); get: the current setting.
+ *  Thread-safe (calls already running keep the value they read). */
 CRNN_API int crnn_set_num_threads(int n);
 CRNN_API int crnn_get_num_threads(void);
 
@@ -177,8 +234,10 @@ CRNN_API int crnn_get_num_threads(void);
  *  Threads the BLAS may use inside one BLAS call. The BLAS's own default applies until this is
  *  called; the crnn Python package sets 1 at import, since crnn splits work across its own
  *  threads and callers often run several forwards at once. Affects only the BLAS crnn was built
- *  against. @return CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1). Not thread-safe with running
- *  forwards. */
+ *  against (process-wide for that BLAS library).
+ *  @param n threads, >= 1.
+ *  @return set: CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1); get: the BLAS's current setting.
+ *  Not thread-safe with running forwards: call it before starting them. */
 CRNN_API int crnn_set_blas_threads(int n);
 CRNN_API int crnn_get_blas_threads(void);
 

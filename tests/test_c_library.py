@@ -1,0 +1,80 @@
+"""The standalone C library (csrc/Makefile): libcrnn.a, libcrnn.so and the plain-C test program
+tests/c/test_crnn.c, built and run with `make test` so that CI runs them (issue 6).
+
+The build goes to a temporary directory (BUILD=...), never into the source tree, and uses the
+scipy-openblas32 wheel of the Python running the tests (PYTHON=...), which crnn depends on.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSRC = os.path.join(REPO_ROOT, "csrc")
+
+
+def _c_compiler():
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return shutil.which(cc.split()[0]) or shutil.which("cc")
+
+
+pytestmark = [
+    pytest.mark.skipif(sys.platform == "win32", reason="the standalone C build uses make and POSIX"),
+    pytest.mark.skipif(shutil.which("make") is None, reason="no `make` on PATH"),
+    pytest.mark.skipif(_c_compiler() is None, reason="no C compiler on PATH"),
+    pytest.mark.skipif(not os.path.isfile(os.path.join(CSRC, "Makefile")),
+                       reason="csrc/Makefile not present (installed package without sources)"),
+]
+
+
+def _make(target, build_dir):
+    env = dict(os.environ)
+    env.pop("MAKEFLAGS", None)
+    env.pop("MFLAGS", None)
+    return subprocess.run(["make", "-C", CSRC, target, f"BUILD={build_dir}",
+                           f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    """libcrnn.a and libcrnn.so, built once for this module."""
+    path = tmp_path_factory.mktemp("crnn-c-build")
+    proc = _make("lib", path)
+    assert proc.returncode == 0, (f"make lib failed (exit {proc.returncode}):\n"
+                                  f"{(proc.stdout + proc.stderr)[-6000:]}")
+    for lib in ("libcrnn.a", "libcrnn.so"):
+        assert (path / lib).is_file(), f"{lib} not built"
+    return path
+
+
+def test_make_test_builds_and_passes(build_dir):
+    proc = _make("test", build_dir)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"make test failed (exit {proc.returncode}):\n{out[-6000:]}"
+    # Both programs (static and shared library) end with "N passed, 0 failed".
+    summaries = re.findall(r"^(\d+) passed, (\d+) failed$", proc.stdout, re.M)
+    assert len(summaries) == 2, f"expected two test summaries in:\n{proc.stdout[-3000:]}"
+    for passed, failed in summaries:
+        assert int(failed) == 0 and int(passed) > 1000, summaries
+
+
+def test_shared_library_exports_only_the_public_api(build_dir):
+    """libcrnn.so exports exactly the CRNN_API functions of crnn.h (internals stay hidden)."""
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("no `nm` on PATH")
+    syms = subprocess.run([nm, "-D", "--defined-only", str(build_dir / "libcrnn.so")],
+                          capture_output=True, text=True, check=True).stdout
+    exported = {line.split()[-1] for line in syms.splitlines()
+                if line.split() and line.split()[-2] in ("T", "W") and "crnn" in line}
+    with open(os.path.join(CSRC, "include", "crnn.h")) as f:
+        header = f.read()
+    declared = set(re.findall(r"CRNN_API\s+[^;(]*?\b(crnn_\w+)\s*\(", header))
+    assert declared, "no CRNN_API declarations found in crnn.h"
+    assert exported == declared, (f"exported but not in crnn.h: {sorted(exported - declared)}; "
+                                  f"in crnn.h but not exported: {sorted(declared - exported)}")

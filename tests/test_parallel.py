@@ -1,0 +1,89 @@
+"""The C core's parallel paths against the reference, at several thread counts.
+
+A call splits its batch into row ranges (large batches) or each layer's hidden units (small
+batches, wide layers; one direction per thread for a bidirectional stack on two threads) once its
+work passes ~2 Mflop. The shapes here are chosen to take each path; the grid in test_core.py is
+too small to leave the serial path.
+
+Weights and tolerances come from _helpers (see its docstring for the derivation).
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+import crnn
+from crnn import reference
+
+from _helpers import derived_tol, make_stack_weights, stack_k, to64
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    before = crnn.get_num_threads()
+    yield
+    crnn.set_num_threads(before)
+
+
+# (batch, timesteps, input_dim, units): batch split, unit split, unit split at B=2 (1 row per
+# thread is too few for the batch split), and one too small to leave the serial path.
+SHAPES = [(16, 12, 20, 40), (1, 20, 24, 200), (2, 9, 130, 130), (3, 4, 5, 9)]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_parallel_paths_match_reference(threads, dtype, shape):
+    crnn.set_num_threads(threads)
+    rng = np.random.default_rng(hash((threads, shape)) % 2**32)
+    batch, steps, din, units = shape
+    for direction, layers, use_lengths, use_h0 in itertools.product(
+            ["forward", "reverse", "bidirectional"], [1, 2], [False, True], [False, True]):
+        ndir = 2 if direction == "bidirectional" else 1
+        weights = make_stack_weights(rng, din, [units] * layers, ndir, dtype)
+        x = rng.uniform(-1, 1, (batch, steps, din)).astype(dtype)
+        h0 = [rng.uniform(-1, 1, (batch, units)).astype(dtype) for _ in range(layers * ndir)] if use_h0 else None
+        lengths = rng.integers(0, steps + 1, batch) if use_lengths else None
+        ref, ref_states = reference.simple_rnn_stack(
+            to64(x), to64(weights), direction=direction, initial_state=to64(h0),
+            lengths=lengths, return_state=True)
+        handle = crnn._core.RNN(weights, direction=direction, dtype=dtype)
+        got, states = handle.forward(x, initial_state=h0, lengths=lengths, return_state=True)
+        again, states2 = handle.forward(x, initial_state=h0, lengths=lengths, return_state=True)
+        combo = f"{direction} layers={layers} lengths={use_lengths} h0={use_h0}"
+        assert got.tobytes() == again.tobytes(), f"not bitwise reproducible: {combo}"
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(states, states2)), combo
+        tol = derived_tol(dtype, stack_k(din, [units] * layers, ndir), steps * layers)
+        assert np.abs(got - ref).max() <= tol, combo
+        for s, r in zip(states, ref_states):
+            assert np.abs(s - r).max() <= tol, combo
+
+
+def test_thread_count_setting():
+    crnn.set_num_threads(3)
+    assert crnn.get_num_threads() == 3
+    with pytest.raises(ValueError, match="n: got 0"):
+        crnn.set_num_threads(0)
+    with pytest.raises(TypeError, match="n: got"):
+        crnn.set_num_threads(1.5)
+    assert crnn.get_num_threads() == 3
+
+
+_FORKED = {}
+
+
+def _forward_in_child():
+    return _FORKED["handle"].forward(_FORKED["x"])
+
+
+def test_forked_child_computes_with_threads():
+    # The pool's workers do not survive fork(); the child must start its own, not hang.
+    import multiprocessing as mp
+    crnn.set_num_threads(2)
+    rng = np.random.default_rng(5)
+    _FORKED["x"] = rng.uniform(-1, 1, (1, 20, 24)).astype(np.float32)
+    _FORKED["handle"] = crnn._core.RNN(make_stack_weights(rng, 24, [200], 1, np.float32))
+    expected = _FORKED["handle"].forward(_FORKED["x"])  # starts the pool in the parent
+    with mp.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_forward_in_child).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
