@@ -6,7 +6,9 @@
 
 #include <limits.h>
 
-#define CRNN__BLAS_INT_MAX INT_MAX
+#ifndef CRNN__BLAS_INT_MAX /* overridable so tests can reach the limits with small arrays */
+#  define CRNN__BLAS_INT_MAX INT_MAX
+#endif
 
 /* C(M,N) = alpha * A(M,K) @ B(K,N) + beta * C, all row-major, no transposes. */
 void crnn__gemm_f32(int M, int N, int K, float alpha, const float *A, int lda, const float *B,

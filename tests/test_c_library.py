@@ -78,3 +78,12 @@ def test_shared_library_exports_only_the_public_api(build_dir):
     assert declared, "no CRNN_API declarations found in crnn.h"
     assert exported == declared, (f"exported but not in crnn.h: {sorted(exported - declared)}; "
                                   f"in crnn.h but not exported: {sorted(declared - exported)}")
+
+
+def test_blas_integer_limits_are_chunked_or_refused(build_dir):
+    # tests/c/test_blas_limits.c against the core rebuilt with a BLAS integer limit of 64, so
+    # the chunking and the CRNN_ERR_TOO_LARGE paths run with small arrays.
+    proc = _make("test-limits", build_dir)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"make test-limits failed (exit {proc.returncode}):\n{out[-6000:]}"
+    assert re.search(r"^\d+ passed, 0 failed$", out, re.M), out[-2000:]
