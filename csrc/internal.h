@@ -65,11 +65,14 @@ int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
 int crnn__forward_f32(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, int tid, int nthreads, crnn__barrier *barrier);
+                      const crnn__ws_layout *lay, int nslices, int tid, crnn__barrier *barrier);
 int crnn__forward_f64(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, int tid, int nthreads, crnn__barrier *barrier);
+                      const crnn__ws_layout *lay, int nslices, int tid, crnn__barrier *barrier);
+
+/* 1 if every layer of the stack is bidirectional. */
+int crnn__all_bidirectional(const crnn_rnn_t *rnn);
 
 /* Threads for one forward call (set by crnn_set_num_threads). */
 int crnn__num_threads(void);

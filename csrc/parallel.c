@@ -30,13 +30,16 @@
 
 #if defined(_WIN32) || !defined(__GNUC__)
 
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, int wait)
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
 {
-    (void)fn; (void)ctx; (void)n; (void)wait;
+    (void)fn; (void)ctx; (void)n;
     return 0; /* no pool on this platform: callers run serially */
 }
 int crnn__cpu_count(void) { return 1; }
-void crnn__barrier_init(crnn__barrier *b, int n) { b->count = 0; b->generation = 0; b->n = n; }
+void crnn__barrier_init(crnn__barrier *b, int n)
+{
+    b->count = 0; b->generation = 0; b->n = n; b->waits = 0; b->stalls = 0;
+}
 void crnn__barrier_wait(crnn__barrier *b) { (void)b; }
 
 #else
@@ -101,13 +104,12 @@ int crnn__cpu_count(void)
     return n < 1 ? 1 : (n > CRNN__POOL_MAX + 1 ? CRNN__POOL_MAX + 1 : (int)n);
 }
 
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, int wait)
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
 {
     int spins = 0;
     if (n < 2 || n - 1 > CRNN__POOL_MAX) return 0;
     pthread_once(&crnn__pool_once, crnn__pool_init);
-    if (wait) pthread_mutex_lock(&crnn__pool.run_lock);
-    else if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return 0;
+    if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return 0;
     while (crnn__pool.nworkers < n - 1) {
         pthread_t tid;
         pthread_attr_t attr;
@@ -147,20 +149,27 @@ void crnn__barrier_init(crnn__barrier *b, int n)
     b->count = 0;
     b->generation = 0;
     b->n = n;
+    b->waits = 0;
+    b->stalls = 0;
 }
 
 void crnn__barrier_wait(crnn__barrier *b)
 {
     const int gen = LOAD(&b->generation);
     int spins = 0;
+    FETCH_ADD(&b->waits, 1);
     if (FETCH_ADD(&b->count, 1) == b->n - 1) {
         STORE(&b->count, 0);
         STORE(&b->generation, gen + 1);
         return;
     }
     while (LOAD(&b->generation) == gen) {
-        if (++spins < CRNN__SPIN_WAIT) CPU_RELAX();
-        else sched_yield();
+        if (++spins < CRNN__SPIN_WAIT) {
+            CPU_RELAX();
+        } else {
+            if (spins == CRNN__SPIN_WAIT) FETCH_ADD(&b->stalls, 1);
+            sched_yield();
+        }
     }
 }
 

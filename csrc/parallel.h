@@ -2,9 +2,8 @@
  *
  * crnn__parallel_run() runs fn(ctx, i, n) for i = 0..n-1 concurrently, i = 0 on the caller's
  * thread, and returns once all are done. All n tasks are guaranteed to run at the same time (so
- * they may meet at barriers) or none does. When another call holds the pool, `wait` says whether
- * to wait for it or to return 0 at once without running anything; it also returns 0 when a
- * worker cannot be started.
+ * they may meet at barriers) or none does: when another call holds the pool or a worker cannot
+ * be started, it returns 0 at once without running anything.
  * Workers spin briefly after a task (the next step of a stream often follows at once), then
  * sleep on a condition variable. */
 #ifndef CRNN_PARALLEL_H
@@ -13,7 +12,7 @@
 typedef void (*crnn__task_fn)(void *ctx, int tid, int nthreads);
 
 /* @return 1 if the n tasks ran, 0 if nothing ran. n >= 2. */
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, int wait);
+int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n);
 
 /* CPUs online (>= 1). */
 int crnn__cpu_count(void);
@@ -22,6 +21,8 @@ typedef struct {
     volatile int count;
     volatile int generation;
     int n;
+    volatile int waits;  /* waits so far, and how many outlasted the spin and had to yield: */
+    volatile int stalls; /* many stalls mean the threads don't each have a core */
 } crnn__barrier;
 
 void crnn__barrier_init(crnn__barrier *b, int n);

@@ -260,27 +260,65 @@ typedef struct {
     char *ws;
     const crnn__ws_layout *lay;
     crnn__barrier *barrier; /* NULL: split the batch; else split the units, meeting per step */
+    int nslices;            /* units split: slices per layer (= threads) */
 } crnn__call;
 
-static int crnn__run(const crnn__call *c, int64_t b0, int64_t nb, int tid, int n,
+int crnn__all_bidirectional(const crnn_rnn_t *rnn)
+{
+    int64_t l;
+    for (l = 0; l < rnn->num_layers; ++l)
+        if (rnn->layers[l].ndir != 2) return 0;
+    return 1;
+}
+
+static int crnn__run(const crnn__call *c, int64_t b0, int64_t nb, int nslices, int tid,
                      crnn__barrier *barrier)
 {
     if (c->rnn->dtype == CRNN_DTYPE_FLOAT32)
         return crnn__forward_f32(c->rnn, b0, nb, c->batch, c->timesteps, c->x, c->lengths, c->h0,
-                                 c->y, c->h_n, c->ws, c->lay, tid, n, barrier);
+                                 c->y, c->h_n, c->ws, c->lay, nslices, tid, barrier);
     return crnn__forward_f64(c->rnn, b0, nb, c->batch, c->timesteps, c->x, c->lengths, c->h0,
-                             c->y, c->h_n, c->ws, c->lay, tid, n, barrier);
+                             c->y, c->h_n, c->ws, c->lay, nslices, tid, barrier);
 }
 
 static void crnn__task(void *ctx, int tid, int n)
 {
     const crnn__call *c = (const crnn__call *)ctx;
     if (c->barrier) {
-        crnn__run(c, 0, c->batch, tid, n, c->barrier);
+        crnn__run(c, 0, c->batch, c->nslices, tid, c->barrier);
     } else {
         const int64_t b0 = c->batch * tid / n, b1 = c->batch * (tid + 1) / n;
-        crnn__run(c, b0, b1 - b0, 0, 1, NULL);
+        crnn__run(c, b0, b1 - b0, 1, 0, NULL);
     }
+}
+
+/* Units-split calls left to compute on the caller's thread alone (same slices, same bits)
+ * after one whose threads kept stalling at the per-step barrier: they did not each have a
+ * core, and waiting at every step for a descheduled thread costs far more than it saves. */
+static int crnn__serial_credits = 0;
+#define CRNN__STALL_BACKOFF_CALLS 64
+
+static int crnn__take_credit(void)
+{
+#if defined(__GNUC__)
+    int c = __atomic_load_n(&crnn__serial_credits, __ATOMIC_RELAXED);
+    while (c > 0)
+        if (__atomic_compare_exchange_n(&crnn__serial_credits, &c, c - 1, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return 1;
+    return 0;
+#else
+    return 0;
+#endif
+}
+
+static void crnn__set_credits(int n)
+{
+#if defined(__GNUC__)
+    __atomic_store_n(&crnn__serial_credits, n, __ATOMIC_RELAXED);
+#else
+    (void)n;
+#endif
 }
 
 /* Below this many flops a call runs on the caller's thread alone. */
@@ -300,13 +338,12 @@ static crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t times
 {
     double flops = 0;
     int64_t l, n = crnn__num_threads(), min_units = rnn->layers[0].units, by;
-    int all_bidirectional = 1;
+    const int all_bidirectional = crnn__all_bidirectional(rnn);
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
         flops += 2.0 * (double)batch * (double)timesteps * (double)L->ndir * (double)L->units *
                  (double)(L->in_size + L->units);
         if (L->units < min_units) min_units = L->units;
-        if (L->ndir != 2) all_bidirectional = 0;
     }
     *nt = 1;
     if (n > CRNN__MAX_THREADS) n = CRNN__MAX_THREADS;
@@ -372,26 +409,29 @@ int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, co
     call.ws = ws;
     call.lay = &lay;
     call.barrier = NULL;
+    call.nslices = 1;
     mode = crnn__plan(rnn, batch, timesteps, &nthreads);
     if (mode == CRNN__SPLIT_UNITS) {
         crnn__barrier_init(&barrier, nthreads);
         call.barrier = &barrier;
+        call.nslices = nthreads;
     }
-    /* The result depends only on the plan, never on whether the pool was free: a batch split
-     * runs its row ranges one after another on this thread when another call holds the pool;
-     * a units split (whose tasks must run at once) waits for the pool. Only when a worker
-     * thread cannot be started at all does a call fall back to the serial plan. */
+    /* The result depends only on the plan, never on which threads ran it: when the pool is
+     * busy with another call (or backing off, or a worker cannot start), this thread computes
+     * the same row ranges or unit slices one after another. */
     status = CRNN_OK;
     if (mode == CRNN__SERIAL) {
-        status = crnn__run(&call, 0, batch, 0, 1, NULL);
-    } else if (!crnn__parallel_run(crnn__task, &call, nthreads, mode == CRNN__SPLIT_UNITS)) {
-        if (mode == CRNN__SPLIT_BATCH) {
-            int i;
-            for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
-        } else {
-            call.barrier = NULL;
-            status = crnn__run(&call, 0, batch, 0, 1, NULL);
-        }
+        status = crnn__run(&call, 0, batch, 1, 0, NULL);
+    } else if (mode == CRNN__SPLIT_UNITS && crnn__take_credit()) {
+        status = crnn__run(&call, 0, batch, call.nslices, 0, NULL);
+    } else if (crnn__parallel_run(crnn__task, &call, nthreads)) {
+        if (mode == CRNN__SPLIT_UNITS && barrier.stalls * 4 > barrier.waits)
+            crnn__set_credits(CRNN__STALL_BACKOFF_CALLS);
+    } else if (mode == CRNN__SPLIT_BATCH) {
+        int i;
+        for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
+    } else {
+        status = crnn__run(&call, 0, batch, call.nslices, 0, NULL);
     }
     free(raw);
     return status;

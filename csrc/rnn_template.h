@@ -70,96 +70,120 @@ static void FN(copy_rows)(int64_t rows, int64_t n, const REAL *src, int64_t lds,
     for (r = 0; r < rows; ++r) memcpy(dst + r * ldd, src + r * lds, (size_t)n * sizeof(REAL));
 }
 
-/* One layer, one direction, hidden units [c0, c1) of it (all of them when serial). `out` points
- * at this direction's first column of a (B, T, W) buffer; `h0` / `hn` are (B, H) or NULL;
- * `state` is (B, H) scratch for the lengths path. With a barrier, the threads owning the other
- * unit slices run the same steps, and everyone meets after each step (the next step reads every
- * unit of this one). */
+/* Unit slice [c0, c1) of slice `k` of `nslices`, in whole cache lines where possible. */
+static void FN(slice)(int64_t H, int k, int nslices, int64_t *c0, int64_t *c1)
+{
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    int64_t a = H * k / nslices, z = H * (k + 1) / nslices;
+    if (H >= line * nslices) {
+        a = k == 0 ? 0 : a / line * line;
+        z = k == nslices - 1 ? H : z / line * line;
+    }
+    *c0 = a;
+    *c1 = z;
+}
+
+/* One layer, one direction. Its hidden units are cut into `nslices` slices, each computed by
+ * its own BLAS calls: with a barrier, this thread computes slice `tid` and meets the threads
+ * owning the others after each step (the next step reads every unit of this one); without one,
+ * this thread computes every slice in turn, which gives bitwise the same result (nslices == 1
+ * is the plain serial layer). `out` points at this direction's first column of a (B, T, W)
+ * buffer; `h0` / `hn` are (B, H) or NULL; `state` is (B, H) scratch for the lengths path. */
 static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, int64_t B,
                                 int64_t T, const REAL *in, REAL *out, int64_t W,
                                 const int64_t *lengths, const REAL *h0, REAL *hn, REAL *state,
-                                int64_t c0, int64_t c1, crnn__barrier *barrier)
+                                int nslices, int tid, crnn__barrier *barrier)
 {
-    const int64_t H = L->units, n = c1 - c0;
+    const int64_t H = L->units;
     const REAL *K = blob + L->off_kernel[d];
     const REAL *R = blob + L->off_recurrent[d];
-    const REAL *bias = L->has_bias[d] ? blob + L->off_bias[d] + c0 : NULL;
+    const REAL *bias = L->has_bias[d] ? blob + L->off_bias[d] : NULL;
     const int reverse = L->direction == CRNN_DIRECTION_REVERSE || d == 1;
     const int64_t ldo = T * W; /* stride between batch rows of one step's frame */
-    int64_t s, b;
+    const int lo = barrier ? tid : 0, hi = barrier ? tid + 1 : nslices;
+    int64_t s, b, c0, c1;
+    int k;
 
-    FN(project)(B * T, L->in_size, n, in, K + c0, H, out + c0, W);
+    for (k = lo; k < hi; ++k) {
+        FN(slice)(H, k, nslices, &c0, &c1);
+        FN(project)(B * T, L->in_size, c1 - c0, in, K + c0, H, out + c0, W);
+    }
 
     if (!lengths) {
         const REAL *prev = h0;
         int64_t ldp = H;
         for (s = 0; s < T; ++s) {
             REAL *cur = out + (reverse ? T - 1 - s : s) * W;
-            if (prev) FN(step)(B, H, n, prev, ldp, R + c0, H, cur + c0, ldo);
-            FN(cell_rows)(L->activation, cur + c0, B, ldo, n, bias);
+            for (k = lo; k < hi; ++k) {
+                FN(slice)(H, k, nslices, &c0, &c1);
+                if (prev) FN(step)(B, H, c1 - c0, prev, ldp, R + c0, H, cur + c0, ldo);
+                FN(cell_rows)(L->activation, cur + c0, B, ldo, c1 - c0, bias ? bias + c0 : NULL);
+            }
             if (barrier) crnn__barrier_wait(barrier);
             prev = cur;
             ldp = ldo;
         }
-        if (hn) FN(copy_rows)(B, n, prev + c0, ldp, hn + c0, H);
+        for (k = lo; hn && k < hi; ++k) {
+            FN(slice)(H, k, nslices, &c0, &c1);
+            FN(copy_rows)(B, c1 - c0, prev + c0, ldp, hn + c0, H);
+        }
         return;
     }
 
-    if (h0) FN(copy_rows)(B, n, h0 + c0, H, state + c0, H);
-    else for (b = 0; b < B; ++b) memset(state + b * H + c0, 0, (size_t)n * sizeof(REAL));
+    for (k = lo; k < hi; ++k) {
+        FN(slice)(H, k, nslices, &c0, &c1);
+        if (h0) FN(copy_rows)(B, c1 - c0, h0 + c0, H, state + c0, H);
+        else for (b = 0; b < B; ++b) memset(state + b * H + c0, 0, (size_t)(c1 - c0) * sizeof(REAL));
+    }
     if (barrier) crnn__barrier_wait(barrier);
     for (s = 0; s < T; ++s) {
         const int64_t t = reverse ? T - 1 - s : s;
         REAL *cur = out + t * W;
-        FN(step)(B, H, n, state, H, R + c0, H, cur + c0, ldo);
-        FN(cell_rows)(L->activation, cur + c0, B, ldo, n, bias);
+        for (k = lo; k < hi; ++k) {
+            FN(slice)(H, k, nslices, &c0, &c1);
+            FN(step)(B, H, c1 - c0, state, H, R + c0, H, cur + c0, ldo);
+            FN(cell_rows)(L->activation, cur + c0, B, ldo, c1 - c0, bias ? bias + c0 : NULL);
+        }
         /* Everyone must have read the whole state before anyone overwrites its slice. */
         if (barrier) crnn__barrier_wait(barrier);
-        for (b = 0; b < B; ++b) {
-            REAL *row = cur + b * ldo + c0;
-            /* Step t is inside sequence b iff t < length: forward runs 0..len-1 and reverse
-             * len-1..0, so the test is the same for both directions. */
-            if (t < lengths[b]) memcpy(state + b * H + c0, row, (size_t)n * sizeof(REAL));
-            else memset(row, 0, (size_t)n * sizeof(REAL));
+        for (k = lo; k < hi; ++k) {
+            FN(slice)(H, k, nslices, &c0, &c1);
+            for (b = 0; b < B; ++b) {
+                REAL *row = cur + b * ldo + c0;
+                /* Step t is inside sequence b iff t < length: forward runs 0..len-1 and reverse
+                 * len-1..0, so the test is the same for both directions. */
+                if (t < lengths[b]) memcpy(state + b * H + c0, row, (size_t)(c1 - c0) * sizeof(REAL));
+                else memset(row, 0, (size_t)(c1 - c0) * sizeof(REAL));
+            }
         }
         if (barrier) crnn__barrier_wait(barrier);
     }
-    if (hn) FN(copy_rows)(B, n, state + c0, H, hn + c0, H);
-}
-
-/* Unit slice [c0, c1) of thread `tid` of `nthreads`, in whole cache lines where possible. */
-static void FN(slice)(int64_t H, int tid, int nthreads, int64_t *c0, int64_t *c1)
-{
-    const int64_t line = 64 / (int64_t)sizeof(REAL);
-    int64_t a = H * tid / nthreads, z = H * (tid + 1) / nthreads;
-    if (H >= line * nthreads) {
-        a = tid == 0 ? 0 : a / line * line;
-        z = tid == nthreads - 1 ? H : z / line * line;
+    for (k = lo; hn && k < hi; ++k) {
+        FN(slice)(H, k, nslices, &c0, &c1);
+        FN(copy_rows)(B, c1 - c0, state + c0, H, hn + c0, H);
     }
-    *c0 = a;
-    *c1 = z;
 }
 
 int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, int tid, int nthreads, crnn__barrier *barrier)
+                      const crnn__ws_layout *lay, int nslices, int tid, crnn__barrier *barrier)
 {
     /* Rows [b0, b0 + nb) of the batch; every buffer keeps its full-batch strides, so a row range
      * is only a pointer offset and ranges run independently (the batch split across threads).
-     * With a barrier, `nthreads` threads run all rows together instead, thread `tid` owning a
-     * slice of each layer's hidden units (or, for a bidirectional layer on two threads, one
-     * direction each), meeting after every step. */
+     * With nslices > 1 every layer's units are cut into that many slices (see layer_direction),
+     * thread `tid` computing its slice when there is a barrier, all of them in turn when not.
+     * A stack of bidirectional layers with nslices == 2 is cut by direction instead: with a
+     * barrier, thread `tid` runs direction `tid` of each layer, meeting the other after it. */
     const REAL *blob = (const REAL *)rnn->blob;
     const REAL *in = (const REAL *)x + b0 * timesteps * rnn->input_size;
     int64_t l, e = 0;
-    (void)batch;
+    const int by_direction = nslices == 2 && crnn__all_bidirectional(rnn);
     if (lengths) lengths += b0;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
         const int64_t W = L->units * L->ndir;
         REAL *out = (l == rnn->num_layers - 1 && y) ? (REAL *)y : (REAL *)(ws + lay->frames[l % 2]);
-        const int split_directions = barrier && L->ndir == 2 && nthreads == 2;
         int d;
         out += b0 * timesteps * W;
         for (d = 0; d < L->ndir; ++d, ++e) {
@@ -167,19 +191,13 @@ int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t bat
             REAL *hne = h_n && h_n[e] ? (REAL *)h_n[e] + b0 * L->units : NULL;
             /* each direction has its own state scratch so two can run at once */
             REAL *state = (REAL *)(ws + lay->state) + (b0 + (int64_t)d * batch) * rnn->max_units;
-            int64_t c0 = 0, c1 = L->units;
-            if (split_directions) {
-                if (d != tid) continue;
-                FN(layer_direction)(L, d, blob, nb, timesteps, in, out + d * L->units, W,
-                                    lengths, h0e, hne, state, 0, L->units, NULL);
-                continue;
-            }
-            if (barrier) FN(slice)(L->units, tid, nthreads, &c0, &c1);
+            if (by_direction && barrier && d != tid) continue;
             FN(layer_direction)(L, d, blob, nb, timesteps, in, out + d * L->units, W, lengths,
-                                h0e, hne, state, c0, c1, barrier);
+                                h0e, hne, state, by_direction ? 1 : nslices, tid,
+                                by_direction ? NULL : barrier);
         }
         /* the next layer reads every unit of this one */
-        if (split_directions) crnn__barrier_wait(barrier);
+        if (by_direction && barrier) crnn__barrier_wait(barrier);
         in = out;
     }
     return CRNN_OK;
