@@ -43,14 +43,26 @@ from crnn._version import __version__  # noqa: E402
 from crnn import _core  # noqa: E402
 from crnn.functional import simple_rnn, simple_rnn_stack  # noqa: E402
 from crnn.threads import get_num_threads, set_num_threads  # noqa: E402
-from crnn.layers import SimpleRNN  # noqa: E402
+from crnn.layers import (Activation, Bidirectional, Dense, Dropout, Embedding, Input,  # noqa: E402
+                         InputLayer, Masking, SimpleRNN)
 from crnn.models import Sequential  # noqa: E402
+from crnn.saving import load_model, save_model  # noqa: E402
 from crnn._include import get_include  # noqa: E402
 
 __all__ = [
     "__version__",
     "SimpleRNN",
+    "Bidirectional",
+    "Dense",
+    "Embedding",
+    "Masking",
+    "Activation",
+    "Dropout",
+    "Input",
+    "InputLayer",
     "Sequential",
+    "load_model",
+    "save_model",
     "simple_rnn",
     "simple_rnn_stack",
     "reference",

@@ -5,21 +5,43 @@ The layers here mirror Keras names, arguments and semantics (Keras 2's
 that code written for ``tensorflow.keras.layers`` runs with ``crnn.layers`` in
 its place, for inference::
 
-    from crnn.layers import SimpleRNN
+    from crnn.layers import Bidirectional, Dense, Embedding, SimpleRNN
     from crnn.models import Sequential
 
     model = Sequential()
-    model.add(SimpleRNN(3, input_shape=(2, 10)))
+    model.add(Embedding(10000, 32, mask_zero=True))
+    model.add(Bidirectional(SimpleRNN(32)))
+    model.add(Dense(1, activation="sigmoid"))
     model.summary()
 
-A layer owns its weights (NumPy arrays in the Keras layout) and an immutable
-compiled handle (:class:`crnn._core.RNN`) built from them, which does the work
-of every call.  crnn is inference only: there is no training, so arguments that
-only matter to training (``dropout``) are accepted and ignored.
+Layers: :class:`SimpleRNN`, :class:`Bidirectional`, :class:`Dense`,
+:class:`Embedding`, :class:`Masking`, :class:`Activation`, :class:`Dropout`
+(the identity at inference), and :func:`Input` / :class:`InputLayer` to
+declare a model's input shape.
+
+A layer owns its weights (NumPy arrays in the Keras layout).  Recurrent layers
+also own an immutable compiled handle (:class:`crnn._core.RNN`) built from
+them, which does the work of every call; a :class:`Bidirectional` SimpleRNN
+runs both directions in one C call.  crnn is inference only: there is no
+training, so arguments that only matter to training (``dropout``) are
+accepted and ignored.
+
+Masks follow Keras: :class:`Embedding` (``mask_zero=True``) and
+:class:`Masking` create a boolean ``(batch, timesteps)`` mask, :class:`Dense`
+and :class:`Activation` pass it on, and a recurrent layer skips the masked
+steps (the state carries over; with ``return_sequences`` the output at a masked
+step repeats the previous output, or is zero inside a ``Bidirectional``) and
+passes the mask on only if it returns sequences.  A right-padded mask (each
+sequence a prefix of valid steps) runs as per-sequence lengths inside the C
+call; any other mask first moves each sequence's valid steps to its front.
+
+Every layer supports ``get_config()`` / ``from_config()`` and pickling (the
+compiled handle is rebuilt lazily after unpickling).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -31,13 +53,21 @@ import numpy as np
 from . import _core
 from .reference import ACTIVATIONS
 
-__all__ = ["Layer", "SimpleRNN", "clear_session"]
+__all__ = ["Layer", "InputSpec", "SimpleRNN", "Bidirectional", "Dense", "Embedding", "Masking",
+           "Activation", "Dropout", "InputLayer", "Input", "InvalidIndexError", "clear_session",
+           "serialize", "deserialize"]
 
 ArrayLike = Any
 Shape = Tuple[Optional[int], ...]
 
 #: Largest number of elements crnn allocates for one weight matrix.
 MAX_MATRIX_ELEMENTS = 2**31 - 1
+
+#: Activations of :class:`Dense` and :class:`Activation` (``None`` means ``"linear"``).
+DENSE_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "softmax")
+
+#: Merge modes of :class:`Bidirectional`.
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 # --------------------------------------------------------------------------- #
 # Keras-style automatic names: "simple_rnn", "simple_rnn_1", ...
@@ -70,6 +100,60 @@ def clear_session() -> None:
 
 
 # --------------------------------------------------------------------------- #
+# Weights epoch: bumped after any layer's weights or computation change, so a
+# model can check its cached call plan with one comparison.
+# --------------------------------------------------------------------------- #
+_EPOCH = [0]
+_EPOCH_LOCK = threading.Lock()
+
+
+def _touch() -> None:
+    with _EPOCH_LOCK:
+        _EPOCH[0] += 1
+
+
+# --------------------------------------------------------------------------- #
+# Deferred weights (load_model): build() makes free placeholders, not random draws
+# --------------------------------------------------------------------------- #
+_INIT = threading.local()
+
+
+@contextlib.contextmanager
+def _deferred_weights():
+    """Inside this block (this thread), ``build()`` skips the initialisers.
+
+    Weights are then read-only zero-stride zero arrays that cost no memory;
+    :func:`crnn.load_model` uses this to learn the architecture's weight
+    shapes from a config before any real weight is read.
+    """
+    prev = getattr(_INIT, "deferred", False)
+    _INIT.deferred = True
+    try:
+        yield
+    finally:
+        _INIT.deferred = prev
+
+
+def _deferring() -> bool:
+    return getattr(_INIT, "deferred", False)
+
+
+def _placeholder(shape: Tuple[int, ...], dtype: str) -> np.ndarray:
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _freeze(a: Optional[ArrayLike], dtype: str) -> Optional[np.ndarray]:
+    """A read-only C-contiguous copy of ``a`` in ``dtype`` (placeholders are kept as they are)."""
+    if a is None:
+        return None
+    if _deferring() and isinstance(a, np.ndarray) and not any(a.strides) and not a.flags.writeable:
+        return a  # a _placeholder: never copied (it would materialise the zeros)
+    a = np.array(a, dtype=dtype, order="C", copy=True)
+    a.setflags(write=False)
+    return a
+
+
+# --------------------------------------------------------------------------- #
 # Argument validation helpers ("<arg>: got X, expected Y")
 # --------------------------------------------------------------------------- #
 def _check_bool(value: Any, name: str) -> bool:
@@ -98,6 +182,13 @@ def _check_activation(value: Any) -> Optional[str]:
     raise ValueError(f"activation: got {value!r}, expected one of {sorted(ACTIVATIONS)} or None")
 
 
+def _check_dense_activation(value: Any) -> Optional[str]:
+    if value is None or (isinstance(value, str) and value in DENSE_ACTIVATIONS):
+        return value
+    raise ValueError(f"activation: got {value!r}, expected one of {sorted(DENSE_ACTIVATIONS)} "
+                     "or None")
+
+
 def _check_dtype(value: Any) -> str:
     try:
         dt = np.dtype(value)
@@ -117,6 +208,16 @@ def _check_shape(value: Any, name: str, rank: int) -> Shape:
     return tuple(_check_int(v, name, allow_none=True) for v in value)
 
 
+def _check_any_shape(value: Any, name: str, min_rank: int) -> Shape:
+    """A tuple of at least ``min_rank`` entries, each a positive int or None."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name}: got {value!r}, expected a tuple of ints or None")
+    if len(value) < min_rank:
+        raise ValueError(f"{name}: got {tuple(value)!r} of length {len(value)}, expected at least "
+                         f"{min_rank} entries")
+    return tuple(_check_int(v, name, allow_none=True) for v in value)
+
+
 def _check_seed(value: Any) -> Any:
     if value is None or isinstance(value, np.random.Generator):
         return value
@@ -130,8 +231,170 @@ def _physical_memory() -> Optional[int]:
         return None
 
 
+def _check_memory(what: str, need: int) -> None:
+    ram = _physical_memory()
+    if ram is not None and need > ram:
+        raise MemoryError(f"{what}: building needs {need / 2**30:.1f} GiB, more than this "
+                          f"machine's {ram / 2**30:.1f} GiB")
+
+
 def _format_shape(shape: Any) -> str:
     return str(tuple(shape)) if isinstance(shape, tuple) else str(shape)
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def _input_shape_arg(shape: Any, min_rank: int) -> Shape:
+    """Validate a ``build()`` / ``compute_output_shape()`` shape of any rank >= min_rank."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (tuple, list)):
+        raise TypeError(f"input_shape: got {shape!r}, expected a tuple (batch, ..., features)")
+    if len(shape) < min_rank:
+        raise ValueError(f"input_shape: got {tuple(shape)!r}, expected at least {min_rank} "
+                         "dimensions")
+    return tuple(_check_int(v, "input_shape", minimum=0, allow_none=True) for v in shape)
+
+
+def _resolve_generic_shape(input_shape: Any, batch_input_shape: Any, batch_size: Any,
+                           legacy: Optional[Tuple[str, Any]], min_rank: int) -> Optional[Shape]:
+    """Combine Keras input-shape spellings of a non-recurrent layer into ``batch_input_shape``.
+
+    ``legacy`` is Keras 2's one-int spelling (``("input_dim", n)`` -> ``input_shape=(n,)``,
+    ``("input_length", n)`` -> ``input_shape=(n,)``).  Conflicts raise ValueError.
+    """
+    batch = _check_int(batch_size, "batch_size", allow_none=True)
+    ins = None if input_shape is None else _check_any_shape(input_shape, "input_shape",
+                                                            max(min_rank - 1, 1))
+    bis = None if batch_input_shape is None else _check_any_shape(batch_input_shape,
+                                                                  "batch_input_shape", min_rank)
+    leg = None
+    if legacy is not None and legacy[1] is not None:
+        leg = (_check_int(legacy[1], legacy[0]),)
+    if bis is None:
+        base = ins if ins is not None else leg
+        if base is None:
+            return None
+        bis = (batch,) + tuple(base)
+    for arg, val, want in (("input_shape", ins, bis[1:]), ("batch_size", batch, bis[0]),
+                           (legacy[0] if legacy else "", leg, bis[1:])):
+        if val is not None and val != want:
+            raise ValueError(f"{arg}: got {val!r}, which conflicts with the input shape {bis!r} "
+                             "given by the other input-shape arguments")
+    return bis
+
+
+# --------------------------------------------------------------------------- #
+# Activations of Dense / Activation (in place on a fresh float array)
+# --------------------------------------------------------------------------- #
+def _apply_activation(name: Optional[str], y: np.ndarray) -> np.ndarray:
+    if name is None or name == "linear":
+        return y
+    if name == "relu":
+        np.maximum(y, y.dtype.type(0), out=y)  # propagates NaN
+    elif name == "tanh":
+        np.tanh(y, out=y)
+    elif name == "sigmoid":
+        e = np.exp(-np.abs(y))  # never overflows
+        pos = y >= 0
+        one = y.dtype.type(1)
+        y[...] = np.where(pos, one / (one + e), e / (one + e))
+    elif name == "softmax":
+        if y.shape[-1]:
+            y -= y.max(axis=-1, keepdims=True)
+            np.exp(y, out=y)
+            y /= y.sum(axis=-1, keepdims=True)
+    else:  # pragma: no cover - validated at construction
+        raise ValueError(f"activation: got {name!r}")
+    return y
+
+
+# --------------------------------------------------------------------------- #
+# Masks and the masked recurrent run (shared by SimpleRNN, Bidirectional, Sequential)
+# --------------------------------------------------------------------------- #
+def _mask_array(mask: Any, batch: int, steps: int) -> Optional[np.ndarray]:
+    """The mask as bool ``(batch, steps)``, or None when absent or all True."""
+    if mask is None:
+        return None
+    m = mask if type(mask) is np.ndarray else np.asarray(mask)
+    if m.shape != (batch, steps) or m.dtype.kind not in "biu":
+        raise ValueError(f"mask: got {m.dtype} shape {m.shape}, expected bool ({batch}, {steps})")
+    if m.dtype != np.bool_:
+        m = m != 0
+    return None if m.all() else m
+
+
+def _run_recurrent(handle: Any, xa: np.ndarray, init: Optional[list], m: Optional[np.ndarray],
+                   return_sequences: bool, need_states: bool, zero_masked: bool,
+                   go_backwards: bool = False) -> Tuple[np.ndarray, Optional[list]]:
+    """Run a compiled stack with Keras mask semantics for its last layer's output.
+
+    Returns ``(output, states)``: ``output`` is ``(B, T, W)`` aligned with the
+    input time (in processing order for ``go_backwards``) or the last output
+    ``(B, W)``; ``states`` the final states (None unless ``need_states``).
+
+    Keras skips a masked step: the state carries over, so each layer of a
+    stack sees only the valid steps of its input, in order.  A right-padded
+    mask is passed to the C core as per-sequence lengths; any other mask first
+    moves each sequence's valid steps to its front (stable), runs with lengths,
+    and scatters the outputs back.  At a masked step the output repeats the
+    previous one (zeros before the first valid step), or is zero when
+    ``zero_masked`` (Keras ``zero_output_for_mask``, forced inside
+    ``Bidirectional``); with no valid step at all the last output is zero.
+    """
+    if m is None:
+        if need_states:
+            out, states = handle.forward(xa, init, None, return_sequences, True)
+        else:
+            out, states = handle.forward(xa, init, None, return_sequences, False), None
+        if go_backwards and return_sequences:
+            out = np.ascontiguousarray(out[:, ::-1])
+        return out, states
+    steps = m.shape[1]
+    lengths = m.sum(axis=1)
+    order = None
+    if steps > 1 and not np.all(m[:, :-1] >= m[:, 1:]):  # not right-padded: compact
+        order = np.argsort(~m, axis=1, kind="stable")
+        xa = np.take_along_axis(xa, order[:, :, None], axis=1)
+    if need_states:
+        y, states = handle.forward(xa, init, lengths, return_sequences, True)
+    else:
+        y, states = handle.forward(xa, init, lengths, return_sequences, False), None
+    if not return_sequences:
+        valid = lengths > 0
+        if not valid.all():
+            y = np.where(valid[:, None], y, y.dtype.type(0))
+        return y, states
+    if order is not None:
+        aligned = np.empty_like(y)
+        np.put_along_axis(aligned, order[:, :, None], y, axis=1)
+        y = aligned  # zeros at the masked steps (the core zeroes steps past a length)
+    if go_backwards:
+        y, m = y[:, ::-1], m[:, ::-1]
+    if not zero_masked:
+        src = np.where(m, np.arange(steps), -1)
+        np.maximum.accumulate(src, axis=1, out=src)
+        y = np.take_along_axis(y, np.maximum(src, 0)[:, :, None], axis=1)
+        y[src < 0] = 0
+    elif go_backwards:
+        y = np.ascontiguousarray(y)
+    return y, states
+
+
+def _check_sequence_input(x: ArrayLike, dim: Optional[int]) -> np.ndarray:
+    """``x`` as a real ``(batch, timesteps >= 1, dim)`` array (dtype not changed)."""
+    xa = _core.as_real_array(x, "x")
+    if xa.ndim != 3:
+        raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, input_dim)")
+    if xa.shape[1] == 0:
+        raise ValueError("x: got 0 timesteps, expected at least 1")
+    if dim is not None and xa.shape[2] != dim:
+        raise ValueError(f"x: got input_dim {xa.shape[2]}, expected {dim}")
+    return xa
+
+
+class InvalidIndexError(ValueError, IndexError):
+    """An :class:`Embedding` input index outside ``[0, input_dim)`` (a ValueError and an IndexError)."""
 
 
 class InputSpec:
@@ -158,20 +421,33 @@ class InputSpec:
 class Layer:
     """Base class of crnn layers (the subset of ``keras.layers.Layer`` crnn needs).
 
-    Subclasses implement :meth:`build`, :meth:`__call__`,
-    :meth:`compute_output_shape`, :meth:`get_weights`, :meth:`set_weights`,
-    :meth:`count_params` and :meth:`get_config`.
+    A layer is called as ``layer(x, mask=None)``; :meth:`compute_mask` gives
+    the mask it passes on.  Weights are NumPy arrays in the Keras layout:
+    :meth:`get_weights` / :meth:`set_weights`, :meth:`count_params`.
+    :meth:`get_config` returns JSON-compatible constructor arguments
+    (without weights) and :meth:`from_config` recreates the layer.
     """
 
     #: Class-level prefix of automatic names (Keras: the snake_case class name).
     _name_prefix = "layer"
     #: Constructor keywords :meth:`crnn.models.Sequential.add` may override.
     _overridable: Tuple[str, ...] = ()
+    #: Exact input rank the layer needs, or None (then at least ``_min_input_ndim``).
+    _input_ndim: Optional[int] = None
+    _min_input_ndim = 1
+    #: Attributes dropped when pickling (rebuilt lazily).
+    _transient: Tuple[str, ...] = ("_handle",)
 
+    supports_masking = True
     name: str
-    built: bool
-    batch_input_shape: Optional[Shape]
+    built: bool = False
+    batch_input_shape: Optional[Shape] = None
     stateful: bool = False
+    trainable: bool = True
+    dtype: str = "float32"
+    _version: Any = 0
+    _weights: Optional[tuple] = None
+    _build_input_shape: Optional[Shape] = None
 
     def _set_name(self, name: Optional[str]) -> None:
         if name is None:
@@ -180,18 +456,143 @@ class Layer:
             raise TypeError(f"name: got {name!r}, expected a non-empty str or None")
         self.name = name
 
-    @property
-    def trainable(self) -> bool:
-        """Always True: like Keras, every weight counts as trainable in summaries."""
-        return True
+    def _configure(self, **overrides: Any) -> None:  # pragma: no cover - only SimpleRNN has overrides
+        raise TypeError(f"{type(self).__name__}: got unexpected keyword argument(s) {sorted(overrides)}")
 
-    def _configure(self, **overrides: Any) -> None:  # pragma: no cover - abstract
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> Dict[str, Any]:  # pragma: no cover - abstract
+        """Constructor arguments that recreate this layer (without its weights)."""
         raise NotImplementedError
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "Layer":
         """Create a layer from :meth:`get_config` output (weights are not included)."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config: got {type(config).__name__}, expected a dict from get_config()")
         return cls(**config)
+
+    # ------------------------------------------------------------------ weights
+    def _weight_arrays(self) -> List[np.ndarray]:
+        """The weights themselves (no copies), in :meth:`get_weights` order."""
+        w = self._weights
+        return [] if w is None else [a for a in w if a is not None]
+
+    def _weight_names(self) -> List[str]:
+        """Keras names of the :meth:`get_weights` arrays ("kernel", "bias", ...)."""
+        return []
+
+    def _num_weight_arrays(self) -> int:
+        """Number of arrays :meth:`set_weights` takes."""
+        return len(self._weight_names())
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Copies of the weights, in the Keras order (empty before the layer is built)."""
+        return [a.copy() for a in self._weight_arrays()]
+
+    @property
+    def weights(self) -> List[np.ndarray]:
+        """Same as :meth:`get_weights`."""
+        return self.get_weights()
+
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
+        """Replace the weights with copies of ``weights`` (the :meth:`get_weights` layout).
+
+        Raises
+        ------
+        ValueError
+            Wrong number of arrays or a wrong shape.
+        TypeError
+            A non-real dtype (bool, complex, object, str).
+        """
+        self._store_prepared(self._prepare_weights(weights))
+
+    def _check_weight_list(self, weights: Any) -> List[np.ndarray]:
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(f"set_weights: got {type(weights).__name__}, expected a list of arrays")
+        names = self._weight_names()
+        if len(weights) != len(names):
+            raise ValueError(f"set_weights: got {len(weights)} arrays, expected {len(names)} "
+                             f"({', '.join(names) or 'this layer has no weights'}) "
+                             f"for layer {self.name!r}")
+        return [_core.as_real_array(w, f"set_weights: {n}") for n, w in zip(names, weights)]
+
+    def _prepare_weights(self, weights: Sequence[ArrayLike], input_dim: Optional[int] = None) -> Any:
+        """Validate a :meth:`set_weights` list (``input_dim``: width of the input, if known)."""
+        self._check_weight_list(weights)
+        return None
+
+    def _store_prepared(self, prepared: Any) -> None:
+        """Install what :meth:`_prepare_weights` returned."""
+
+    def _output_width(self, prepared: Any, width: Optional[int]) -> Optional[int]:
+        """Last dimension of the output given prepared weights and the input width."""
+        return width
+
+    def count_params(self) -> int:
+        """Number of weights.  Raises ValueError if the layer is not built (as in Keras)."""
+        if not self.built:
+            raise ValueError(f"You tried to call count_params on layer {self.name!r}, but the layer "
+                             "isn't built. You can build it manually via: "
+                             "layer.build(batch_input_shape)")
+        return int(sum(a.size for a in self._weight_arrays()))
+
+    # ------------------------------------------------------------------ shapes
+    def _placeholder_input_shape(self) -> Optional[Shape]:
+        """Input shape assumed when nothing is known (None: rank unknown too)."""
+        return None
+
+    def _input_complete(self, shape: Shape) -> bool:
+        """True if ``shape`` tells :meth:`build` everything it needs."""
+        return shape[-1] is not None
+
+    def _expected_input_dim(self) -> Optional[int]:
+        """Last input dimension the built weights require, or None."""
+        return None
+
+    def build(self, input_shape: Sequence[Optional[int]]) -> None:
+        """Create the weights for inputs of ``input_shape`` (a no-op for weightless layers)."""
+        self._build_input_shape = _input_shape_arg(input_shape, self._min_input_ndim)
+        self.built = True
+
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Any:
+        """Output shape for an input of ``input_shape`` (same shape by default)."""
+        return _input_shape_arg(input_shape, self._min_input_ndim)
+
+    # ------------------------------------------------------------------ masks and calls
+    def compute_mask(self, inputs: Any, mask: Optional[ArrayLike] = None) -> Any:
+        """The mask passed on to the next layer (by default: the incoming one)."""
+        return mask
+
+    def _call_masked(self, x: ArrayLike, mask: Any) -> Tuple[Any, Any]:
+        """``(output, output_mask)`` of one call (what a model runs)."""
+        return self(x, mask=mask), self.compute_mask(x, mask)
+
+    # ------------------------------------------------------------------ states
+    @property
+    def states(self) -> List[Optional[np.ndarray]]:
+        """Recurrent states of a stateful layer (empty for other layers)."""
+        return []
+
+    def reset_states(self, states: Any = None) -> None:
+        """Clear the state of a stateful layer; AttributeError otherwise (as in Keras)."""
+        raise AttributeError(f"reset_states: layer {self.name!r} is not stateful, "
+                             "expected a layer created with stateful=True")
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in self._transient:
+            if key in state:
+                state[key] = None
+        state.pop("_state_lock", None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._state_lock = threading.Lock()
+        for a in self._weights or ():
+            if a is not None and a.flags.writeable:
+                a.setflags(write=False)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}, built={self.built}>"
@@ -214,6 +615,9 @@ def _orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:
     return q
 
 
+# --------------------------------------------------------------------------- #
+# SimpleRNN
+# --------------------------------------------------------------------------- #
 class SimpleRNN(Layer):
     """Fully-connected RNN whose output is fed back to its input (Keras ``SimpleRNN``).
 
@@ -250,6 +654,14 @@ class SimpleRNN(Layer):
     dropout, recurrent_dropout : float in [0, 1], default 0
         Accepted for Keras compatibility.  Dropout only acts in training,
         which crnn does not do, so inference ignores them, as Keras does.
+    zero_output_for_mask : bool, default False
+        Keras RNN option: with ``return_sequences`` and a mask, output zeros
+        (instead of repeating the previous output) at masked steps.
+        :class:`Bidirectional` sets it on its two layers, as Keras does.
+    weights : list of arrays, optional
+        Initial weights ``[kernel, recurrent_kernel, bias]`` (Keras ``weights=``).
+    trainable : bool, default True
+        Only affects :meth:`~crnn.models.Sequential.summary`'s counts.
     dtype : {"float32", "float64"}, default "float32"
         Dtype of the weights, the computation and the outputs.
     seed : int or numpy.random.Generator, optional
@@ -277,6 +689,8 @@ class SimpleRNN(Layer):
     """
 
     _name_prefix = "simple_rnn"
+    _input_ndim = 3
+    _min_input_ndim = 3
     _overridable = ("activation", "use_bias", "return_sequences", "return_state", "go_backwards",
                     "stateful", "input_shape", "batch_input_shape", "input_length", "input_dim",
                     "batch_size", "dropout", "recurrent_dropout", "dtype", "seed")
@@ -303,11 +717,16 @@ class SimpleRNN(Layer):
         dtype: Union[str, np.dtype, type] = "float32",
         seed: Optional[int] = None,
         name: Optional[str] = None,
+        zero_output_for_mask: bool = False,
+        weights: Optional[Sequence[ArrayLike]] = None,
+        trainable: bool = True,
         **kwargs: Any,
     ) -> None:
         if kwargs:
+            known = self._overridable + ("units", "name", "weights", "trainable",
+                                         "zero_output_for_mask")
             raise TypeError(f"SimpleRNN: got unexpected keyword argument(s) {sorted(kwargs)}, "
-                            f"expected only {sorted(self._overridable + ('units', 'name'))}")
+                            f"expected only {sorted(known)}")
         units = _check_int(units, "units")
         if units * units > MAX_MATRIX_ELEMENTS:
             raise ValueError(f"units: got {units}, expected units**2 <= {MAX_MATRIX_ELEMENTS} "
@@ -315,6 +734,8 @@ class SimpleRNN(Layer):
         self.units: int = units
         self._set_name(name)
         self.built = False
+        self.trainable = _check_bool(trainable, "trainable")
+        self.zero_output_for_mask = _check_bool(zero_output_for_mask, "zero_output_for_mask")
         # (kernel, recurrent_kernel, bias or None), replaced as a whole so a
         # concurrent reader never sees a mix of old and new arrays.
         self._weights: Optional[Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = None
@@ -330,6 +751,8 @@ class SimpleRNN(Layer):
                         batch_input_shape=batch_input_shape, input_length=input_length,
                         input_dim=input_dim, batch_size=batch_size, dropout=dropout,
                         recurrent_dropout=recurrent_dropout, dtype=dtype, seed=seed)
+        if weights is not None:
+            self.set_weights(weights)
 
     # ------------------------------------------------------------------ config
     def _configure(self, **kw: Any) -> None:
@@ -387,6 +810,7 @@ class SimpleRNN(Layer):
                                         or st.dtype != dtype):
                 self._states = np.zeros((batch, self.units), dtype)
         self._version += 1
+        _touch()
         if not self.built and bis is not None and bis[2] is not None:
             self.build(bis)
 
@@ -440,6 +864,9 @@ class SimpleRNN(Layer):
         cfg.update({k: v for k, v in self._config_values().items() if k not in self._shape_args})
         if isinstance(cfg["seed"], np.random.Generator):
             cfg["seed"] = None
+        cfg["trainable"] = self.trainable
+        if self.zero_output_for_mask:
+            cfg["zero_output_for_mask"] = True
         if self.batch_input_shape is not None:
             cfg["batch_input_shape"] = self.batch_input_shape
         return cfg
@@ -458,6 +885,12 @@ class SimpleRNN(Layer):
         """Width of the input, or None before the layer is built."""
         w = self._weights
         return None if w is None else int(w[0].shape[0])
+
+    def _expected_input_dim(self) -> Optional[int]:
+        return self.input_dim
+
+    def _placeholder_input_shape(self) -> Optional[Shape]:
+        return (None, None, None)
 
     def _stateful_batch(self) -> Optional[int]:
         if self.batch_input_shape is not None and self.batch_input_shape[0] is not None:
@@ -518,16 +951,18 @@ class SimpleRNN(Layer):
         if dim * h > MAX_MATRIX_ELEMENTS:
             raise ValueError(f"input_dim: got {dim} with units={h}, expected input_dim*units <= "
                              f"{MAX_MATRIX_ELEMENTS} (the kernel would have {dim * h} elements)")
+        if _deferring():
+            self._store_weights(_placeholder((dim, h), self.dtype), _placeholder((h, h), self.dtype),
+                                _placeholder((h,), self.dtype) if self.use_bias else None)
+            self._build_input_shape = (None, None, dim)
+            return
         # float64 draws + QR workspace (a, q, r) + stored copies in the layer dtype.
         need = 8 * (dim * h + 3 * h * h) + np.dtype(self.dtype).itemsize * (dim * h + h * h + h)
-        ram = _physical_memory()
-        if ram is not None and need > ram:
-            raise MemoryError(f"SimpleRNN(units={h}) with input_dim={dim}: building needs "
-                              f"{need / 2**30:.1f} GiB, more than this machine's {ram / 2**30:.1f} GiB")
+        _check_memory(f"SimpleRNN(units={h}) with input_dim={dim}", need)
         if h > 2000:
             warnings.warn(f"SimpleRNN(units={h}): the orthogonal initialiser takes a QR of a "
                           f"{h}x{h} matrix; slowness may result", stacklevel=2)
-        rng = self.seed if isinstance(self.seed, np.random.Generator) else np.random.default_rng(self.seed)
+        rng = _rng(self.seed)
         try:
             kernel = _glorot_uniform(rng, dim, h)
             rk = _orthogonal(rng, h)
@@ -538,15 +973,11 @@ class SimpleRNN(Layer):
         self._store_weights(kernel, rk, bias)
 
     def _store_weights(self, kernel: np.ndarray, rk: np.ndarray, bias: Optional[np.ndarray]) -> None:
-        def own(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
-            if a is None:
-                return None
-            a = np.array(a, dtype=self.dtype, order="C", copy=True)
-            a.setflags(write=False)
-            return a
-        self._weights = (own(kernel), own(rk), own(bias))
+        self._weights = (_freeze(kernel, self.dtype), _freeze(rk, self.dtype), _freeze(bias, self.dtype))
+        self._build_input_shape = (None, None, int(self._weights[0].shape[0]))
         self.built = True
         self._version += 1
+        _touch()
 
     @property
     def kernel(self) -> Optional[np.ndarray]:
@@ -563,21 +994,16 @@ class SimpleRNN(Layer):
         """Bias ``(units,)`` (read-only view), None before build or without bias."""
         return None if self._weights is None else self._weights[2]
 
+    def _weight_names(self) -> List[str]:
+        return ["kernel", "recurrent_kernel"] + (["bias"] if self.use_bias else [])
+
     def get_weights(self) -> List[np.ndarray]:
         """Copies of ``[kernel (D, H), recurrent_kernel (H, H), bias (H,)]``.
 
         ``bias`` is left out when ``use_bias=False``; the list is empty
         before the layer is built (as in Keras).
         """
-        w = self._weights
-        if w is None:
-            return []
-        return [a.copy() for a in w if a is not None]
-
-    @property
-    def weights(self) -> List[np.ndarray]:
-        """Same as :meth:`get_weights`."""
-        return self.get_weights()
+        return super().get_weights()
 
     def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Replace the weights with copies of ``[kernel, recurrent_kernel, bias]``.
@@ -597,31 +1023,33 @@ class SimpleRNN(Layer):
         self._store_weights(*self._prepare_weights(weights))
 
     def _prepare_weights(
-        self, weights: Sequence[ArrayLike]
+        self, weights: Sequence[ArrayLike], input_dim: Optional[int] = None
     ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """Validate a :meth:`set_weights` list; return ``(kernel, recurrent_kernel, bias_or_None)``."""
-        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
-            raise TypeError(f"set_weights: got {type(weights).__name__}, expected a list of arrays")
-        names = ["kernel", "recurrent_kernel"] + (["bias"] if self.use_bias else [])
-        if len(weights) != len(names):
-            raise ValueError(f"set_weights: got {len(weights)} arrays, expected {len(names)} "
-                             f"({', '.join(names)}) for layer {self.name!r}")
-        arrs = []
-        for wname, w in zip(names, weights):
-            arrs.append(_core.as_real_array(w, f"set_weights: {wname}"))
+        arrs = self._check_weight_list(weights)
+        names = self._weight_names()
         h = self.units
         dim = self.input_dim
+        if dim is None:
+            dim = input_dim
         if dim is None and arrs[0].ndim == 2 and arrs[0].shape[0] > 0:
             dim = arrs[0].shape[0]  # an unbuilt layer takes input_dim from the kernel
         expected = [(dim, h), (h, h), (h,)]
         for wname, a, shp in zip(names, arrs, expected):
             if a.shape != shp:
                 want = "(input_dim, %d)" % h if shp[0] is None else str(shp)
-                raise ValueError(f"set_weights: got {wname} shape {a.shape}, expected {want}")
+                raise ValueError(f"set_weights: got {wname} shape {a.shape}, expected {want}"
+                                 + (f" for layer {self.name!r}" if wname == "kernel" else ""))
         if dim * h > MAX_MATRIX_ELEMENTS:
             raise ValueError(f"set_weights: got kernel shape {arrs[0].shape}, expected at most "
                              f"{MAX_MATRIX_ELEMENTS} elements")
         return arrs[0], arrs[1], (arrs[2] if self.use_bias else None)
+
+    def _store_prepared(self, prepared: Any) -> None:
+        self._store_weights(*prepared)
+
+    def _output_width(self, prepared: Any, width: Optional[int]) -> Optional[int]:
+        return self.units
 
     def count_params(self) -> int:
         """Number of weights: ``units * (input_dim + units + 1)`` (no ``+ 1`` without bias).
@@ -629,9 +1057,7 @@ class SimpleRNN(Layer):
         Raises ValueError if the layer is not built (as in Keras).
         """
         if not self.built:
-            raise ValueError(f"You tried to call count_params on layer {self.name!r}, but the layer "
-                             "isn't built. You can build it manually via: "
-                             "layer.build(batch_input_shape)")
+            return super().count_params()
         return self.units * (self.input_dim + self.units + (1 if self.use_bias else 0))
 
     # ------------------------------------------------------------------ compiled handle
@@ -672,8 +1098,7 @@ class SimpleRNN(Layer):
             ``states`` has the wrong shape or batch size.
         """
         if not self.stateful:
-            raise AttributeError(f"reset_states: layer {self.name!r} is not stateful, "
-                                 "expected a layer created with stateful=True")
+            super().reset_states()
         with self._state_lock:
             batch = self._stateful_batch()
             if states is None:
@@ -695,13 +1120,17 @@ class SimpleRNN(Layer):
                              f"({'batch' if batch is None else batch}, {want[1]})")
         return st
 
+    def _kept_state(self, batch: int) -> Optional[np.ndarray]:
+        """The state a stateful call starts from (None: zeros); checks the fixed batch size."""
+        fixed = self._stateful_batch()
+        if fixed is not None and batch != fixed:
+            raise ValueError(f"x: got batch size {batch}, expected {fixed} "
+                             f"(stateful layer {self.name!r} has a fixed batch size)")
+        return self._states
+
     # ------------------------------------------------------------------ call
     def _check_x(self, x: ArrayLike) -> np.ndarray:
-        xa = _core.as_real_array(x, "x")
-        if xa.ndim != 3:
-            raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, input_dim)")
-        if xa.shape[1] == 0:
-            raise ValueError("x: got 0 timesteps, expected at least 1")
+        xa = _check_sequence_input(x, None)
         dim = self.input_dim
         if dim is None:
             self.build((None, None, xa.shape[2]))
@@ -729,7 +1158,8 @@ class SimpleRNN(Layer):
         mask : array_like of bool ``(batch, timesteps)``, optional
             Keras masking: steps where the mask is False are skipped (the
             state carries over; the output repeats the previous output,
-            zeros before the first valid step).
+            zeros before the first valid step, or zeros at every masked step
+            with ``zero_output_for_mask``).
 
         Returns
         -------
@@ -740,12 +1170,26 @@ class SimpleRNN(Layer):
         """
         cached = self._handle
         if (cached is not None and cached[0] == self._version and initial_state is None
-                and mask is None and not training and not self.stateful and not self.go_backwards):
-            # Fast path for the common call: the compiled handle validates x itself.
-            if self.return_state:
-                out, states = cached[1].forward(x, None, None, self.return_sequences, True)
-                return [out, states[0]]
-            return cached[1].forward(x, None, None, self.return_sequences, False)
+                and mask is None and not training):
+            # Fast paths for the common calls: the compiled handle validates x itself.
+            handle = cached[1]
+            if not self.stateful:
+                if not self.go_backwards:
+                    if self.return_state:
+                        out, states = handle.forward(x, None, None, self.return_sequences, True)
+                        return [out, states[0]]
+                    return handle.forward(x, None, None, self.return_sequences, False)
+            else:
+                st = self._states
+                if (st is not None and type(x) is np.ndarray and x.ndim == 3
+                        and x.shape[0] == st.shape[0]):
+                    with self._state_lock:
+                        out, states = handle.forward(x, (self._states,), None,
+                                                     self.return_sequences, True)
+                        h = self._states = states[0]
+                    if self.go_backwards and self.return_sequences:
+                        out = np.ascontiguousarray(out[:, ::-1])
+                    return [out, h.copy()] if self.return_state else out
         if training and (self.dropout or self.recurrent_dropout):
             raise NotImplementedError("training: got True with dropout, expected inference "
                                       "(crnn does not implement training-time dropout)")
@@ -756,14 +1200,13 @@ class SimpleRNN(Layer):
             out, h = self._run(xa, h0, mask)
         else:
             with self._state_lock:
-                fixed = self._stateful_batch()
-                if fixed is not None and batch != fixed:
-                    raise ValueError(f"x: got batch size {batch}, expected {fixed} "
-                                     f"(stateful layer {self.name!r} has a fixed batch size)")
+                kept = self._kept_state(batch)
                 if h0 is None:
-                    h0 = self._states
+                    h0 = kept
                 out, h = self._run(xa, h0, mask)
                 self._states = h
+            if self.return_state:
+                h = h.copy()  # never hand out the kept state itself
         return [out, h] if self.return_state else out
 
     def _run(self, xa: np.ndarray, h0: Optional[np.ndarray],
@@ -771,52 +1214,1208 @@ class SimpleRNN(Layer):
         """Compute ``(output, final_state)`` in Keras semantics."""
         batch, steps, _ = xa.shape
         h = self.units
+        m = _mask_array(mask, batch, steps)
         if batch == 0:
             empty = np.zeros((0, steps, h) if self.return_sequences else (0, h), self.dtype)
             return empty, np.zeros((0, h), self.dtype)
-        handle = self._get_handle()
-        init = None if h0 is None else [h0]
-        if mask is not None:
-            m = np.asarray(mask)
-            if m.shape != (batch, steps) or m.dtype.kind not in "biu":
-                raise ValueError(f"mask: got {m.dtype} shape {m.shape}, expected bool ({batch}, {steps})")
-            m = m.astype(bool, copy=False)
-            if not m.all():
-                return self._run_masked(handle, xa, init, m)
-        out, states = handle.forward(xa, initial_state=init,
-                                     return_sequences=self.return_sequences, return_state=True)
-        if self.return_sequences and self.go_backwards:
-            out = np.ascontiguousarray(out[:, ::-1])
+        out, states = _run_recurrent(self._get_handle(), xa, None if h0 is None else [h0], m,
+                                     self.return_sequences, True, self.zero_output_for_mask,
+                                     self.go_backwards)
         return out, states[0]
 
-    def _run_masked(self, handle: Any, xa: np.ndarray, init: Optional[list],
-                    m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        # Keras skips masked steps.  Move each sequence's valid steps to its
-        # front (original order), run with lengths, and scatter back.
-        batch, steps, _ = xa.shape
-        lengths = m.sum(axis=1)
-        right_padded = np.array_equal(m, np.arange(steps) < lengths[:, None])
-        order = None
-        if not right_padded:
-            order = np.argsort(~m, axis=1, kind="stable")
-            xa = np.take_along_axis(xa, order[:, :, None], axis=1)
-        y, states = handle.forward(xa, initial_state=init, lengths=lengths.astype(np.int64),
-                                   return_sequences=self.return_sequences, return_state=True)
-        h_n = states[0]
-        valid = (lengths > 0)[:, None]
-        if not self.return_sequences:
-            # Keras returns the last *output*, zeros when no step was valid.
-            return np.where(valid, y, 0).astype(self.dtype, copy=False), h_n
-        if order is not None:
-            aligned = np.zeros_like(y)
-            np.put_along_axis(aligned, order[:, :, None], y, axis=1)
-            y = aligned
-        mp = m
-        if self.go_backwards:
-            y, mp = y[:, ::-1], m[:, ::-1]
-        # A masked step repeats the previous output (zeros before the first valid one).
-        src = np.where(mp, np.arange(steps), -1)
-        np.maximum.accumulate(src, axis=1, out=src)
-        out = np.take_along_axis(y, np.maximum(src, 0)[:, :, None], axis=1)
-        out[src < 0] = 0
-        return out, h_n
+    def compute_mask(self, inputs: Any, mask: Optional[ArrayLike] = None) -> Any:
+        """The incoming mask if the layer returns sequences, else None (Keras ``RNN``)."""
+        out = mask if self.return_sequences else None
+        return [out, None] if self.return_state else out
+
+    def _call_masked(self, x: ArrayLike, mask: Any) -> Tuple[Any, Any]:
+        return self(x, mask=mask), (mask if self.return_sequences else None)
+
+
+# --------------------------------------------------------------------------- #
+# Bidirectional
+# --------------------------------------------------------------------------- #
+class Bidirectional(Layer):
+    """Run a recurrent layer forwards and backwards and merge the outputs (Keras ``Bidirectional``).
+
+    Parameters
+    ----------
+    layer : SimpleRNN
+        The forward layer's template: the forward layer is a copy of it
+        (named ``"forward_" + layer.name``, with ``layer``'s weights if it has
+        any) and, unless ``backward_layer`` is given, the backward layer is a
+        copy with ``go_backwards`` flipped (named ``"backward_" + layer.name``,
+        fresh weights).
+    merge_mode : {"concat", "sum", "mul", "ave", None}, default "concat"
+        How the two outputs combine; None returns ``[forward, backward]``.
+    weights : list of arrays, optional
+        Initial weights: the forward layer's, then the backward layer's.
+    backward_layer : SimpleRNN, optional
+        The backward layer's template.  It must have the opposite
+        ``go_backwards`` and the same ``return_sequences``,
+        ``return_state`` and ``stateful`` as ``layer`` (ValueError otherwise).
+    input_shape, batch_input_shape, batch_size : optional
+        As for :class:`SimpleRNN` (``input_shape=(timesteps, input_dim)``);
+        default: the wrapped layer's.
+    trainable : bool, default True
+    name : str, optional
+        Default ``"bidirectional"``, ``"bidirectional_1"``, ...
+
+    Notes
+    -----
+    As in Keras: with ``return_sequences`` the backward output is re-reversed
+    so both halves are aligned with the input time; ``return_state`` returns
+    ``[output, forward_state, backward_state]`` (``[forward_output,
+    backward_output, forward_state, backward_state]`` when ``merge_mode`` is
+    None); masked steps give zero outputs when returning sequences;
+    :meth:`get_weights` lists the forward weights, then the backward ones;
+    parameters count twice the wrapped layer's.
+
+    When both directions are plain SimpleRNN layers of one size and
+    activation (the usual case), a call runs them in **one** C call
+    (``crnn._core.RNN(..., direction="bidirectional")``).
+    """
+
+    _name_prefix = "bidirectional"
+    _input_ndim = 3
+    _min_input_ndim = 3
+    _transient = ("_handle",)
+
+    def __init__(
+        self,
+        layer: Layer,
+        merge_mode: Optional[str] = "concat",
+        weights: Optional[Sequence[ArrayLike]] = None,
+        backward_layer: Optional[Layer] = None,
+        *,
+        input_shape: Optional[Sequence[Optional[int]]] = None,
+        batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+        batch_size: Optional[int] = None,
+        trainable: bool = True,
+        name: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise TypeError(f"Bidirectional: got unexpected keyword argument(s) {sorted(kwargs)}, "
+                            "expected only ['backward_layer', 'batch_input_shape', 'batch_size', "
+                            "'input_shape', 'layer', 'merge_mode', 'name', 'trainable', 'weights']")
+        if not isinstance(layer, SimpleRNN):
+            raise ValueError(f"layer: got {layer!r} of type {type(layer).__name__}, expected a "
+                             "recurrent layer instance (crnn.SimpleRNN)")
+        if backward_layer is not None and not isinstance(backward_layer, SimpleRNN):
+            raise ValueError(f"backward_layer: got {backward_layer!r} of type "
+                             f"{type(backward_layer).__name__}, expected a recurrent layer "
+                             "instance (crnn.SimpleRNN)")
+        if not (merge_mode is None or (isinstance(merge_mode, str) and merge_mode in MERGE_MODES)):
+            raise ValueError(f"merge_mode: got {merge_mode!r}, expected one of 'concat', 'sum', "
+                             "'mul', 'ave' or None")
+        self._set_name(name)
+        self.trainable = _check_bool(trainable, "trainable")
+        self.merge_mode = merge_mode
+        self._handle: Optional[Tuple[Any, Any]] = None
+        self._state_lock = threading.Lock()
+        self._layer_config = layer.get_config()
+        self.forward_layer = self._copy_layer(layer, self._layer_config, "forward_")
+        if backward_layer is None:
+            self._backward_config = None
+            bcfg = dict(self._layer_config)
+            bcfg["go_backwards"] = not bcfg["go_backwards"]
+            if isinstance(bcfg.get("seed"), int):
+                bcfg["seed"] += 1  # Keras draws the two layers' weights independently
+            self.backward_layer = self._copy_layer(None, bcfg, "backward_", layer.name)
+        else:
+            self._backward_config = backward_layer.get_config()
+            self.backward_layer = self._copy_layer(backward_layer, self._backward_config,
+                                                   "backward_")
+        fwd, bwd = self.forward_layer, self.backward_layer
+        if fwd.go_backwards == bwd.go_backwards:
+            raise ValueError("backward_layer: got go_backwards="
+                             f"{bwd.go_backwards}, expected the opposite of layer's "
+                             f"({fwd.go_backwards}): forward and backward layers should have "
+                             "different go_backwards values")
+        for attr in ("stateful", "return_sequences", "return_state", "dtype"):
+            if getattr(fwd, attr) != getattr(bwd, attr):
+                raise ValueError(f"backward_layer: got {attr}={getattr(bwd, attr)!r}, expected "
+                                 f"{getattr(fwd, attr)!r} (the same as layer's)")
+        # Keras: inside Bidirectional, masked steps of returned sequences are zero.
+        fwd.zero_output_for_mask = fwd.return_sequences
+        bwd.zero_output_for_mask = bwd.return_sequences
+        self.stateful = fwd.stateful
+        self.return_sequences = fwd.return_sequences
+        self.return_state = fwd.return_state
+        self.dtype = fwd.dtype
+        self._own_batch_input_shape: Optional[Shape] = SimpleRNN._resolve_input_shape(
+            {"batch_input_shape": batch_input_shape, "input_shape": input_shape,
+             "input_length": None, "input_dim": None, "batch_size": batch_size})
+        bis = self.batch_input_shape
+        if not (fwd.built and bwd.built) and bis is not None and bis[2] is not None:
+            self.build(bis)
+        if weights is not None:
+            self.set_weights(weights)
+
+    @staticmethod
+    def _copy_layer(layer: Optional[SimpleRNN], config: Dict[str, Any], prefix: str,
+                    base_name: Optional[str] = None) -> SimpleRNN:
+        cfg = dict(config)
+        cfg["name"] = prefix + (base_name if base_name is not None else config["name"])
+        if layer is not None and layer.built:
+            with _deferred_weights():
+                copy = type(layer).from_config(cfg)
+            copy.set_weights(layer.get_weights())
+            return copy
+        return SimpleRNN.from_config(cfg) if layer is None else type(layer).from_config(cfg)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def layer(self) -> SimpleRNN:
+        """The forward layer (Keras ``Wrapper.layer``)."""
+        return self.forward_layer
+
+    @property
+    def built(self) -> bool:  # type: ignore[override]
+        return self.forward_layer.built and self.backward_layer.built
+
+    @built.setter
+    def built(self, value: bool) -> None:
+        pass  # derived from the two layers
+
+    @property
+    def batch_input_shape(self) -> Optional[Shape]:  # type: ignore[override]
+        """Own input shape if given, else the wrapped layer's."""
+        if self._own_batch_input_shape is not None:
+            return self._own_batch_input_shape
+        return self.forward_layer.batch_input_shape
+
+    @property
+    def _version(self) -> Tuple[Any, Any]:  # type: ignore[override]
+        return (self.forward_layer._version, self.backward_layer._version)
+
+    @property
+    def units(self) -> int:
+        return self.forward_layer.units
+
+    def _expected_input_dim(self) -> Optional[int]:
+        return self.forward_layer.input_dim
+
+    def _placeholder_input_shape(self) -> Optional[Shape]:
+        return (None, None, None)
+
+    def _stateful_batch(self) -> Optional[int]:
+        own = self._own_batch_input_shape
+        if own is not None and own[0] is not None:
+            return own[0]
+        return self.forward_layer._stateful_batch()
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> Dict[str, Any]:
+        """``{"name", "layer": {"class_name", "config"}, "merge_mode", ...}`` (no weights)."""
+        cfg: Dict[str, Any] = {"name": self.name,
+                               "layer": {"class_name": "SimpleRNN", "config": dict(self._layer_config)},
+                               "merge_mode": self.merge_mode, "trainable": self.trainable}
+        if self._backward_config is not None:
+            cfg["backward_layer"] = {"class_name": "SimpleRNN",
+                                     "config": dict(self._backward_config)}
+        if self._own_batch_input_shape is not None:
+            cfg["batch_input_shape"] = self._own_batch_input_shape
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "Bidirectional":
+        """Recreate from :meth:`get_config` output (fresh weights)."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config: got {type(config).__name__}, expected a dict from get_config()")
+        config = dict(config)
+        if "layer" not in config:
+            raise ValueError("config: got no 'layer' entry, expected the wrapped layer's config")
+        config["layer"] = deserialize(config["layer"])
+        if config.get("backward_layer") is not None:
+            config["backward_layer"] = deserialize(config["backward_layer"])
+        return cls(**config)
+
+    # ------------------------------------------------------------------ shapes and weights
+    def build(self, input_shape: Sequence[Optional[int]]) -> None:
+        """Build both layers for inputs of shape ``(batch, timesteps, input_dim)``."""
+        self.forward_layer.build(input_shape)
+        self.backward_layer.build(input_shape)
+        self._build_input_shape = self.forward_layer._build_input_shape
+
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Any:
+        """Keras ``Bidirectional.compute_output_shape`` (concat doubles the last dimension)."""
+        out = self.forward_layer.compute_output_shape(input_shape)
+        self.backward_layer.compute_output_shape(input_shape)
+        state = None
+        if self.return_state:
+            out, state = out[0], out[1]
+        if self.merge_mode == "concat":
+            out = tuple(out[:-1]) + (out[-1] * 2,)
+        elif self.merge_mode is None:
+            out = [out, out]
+        if self.return_state:
+            return (out if isinstance(out, list) else [out]) + [state, state]
+        return out
+
+    def _weight_arrays(self) -> List[np.ndarray]:
+        return self.forward_layer._weight_arrays() + self.backward_layer._weight_arrays()
+
+    def _weight_names(self) -> List[str]:
+        return (["forward/" + n for n in self.forward_layer._weight_names()]
+                + ["backward/" + n for n in self.backward_layer._weight_names()])
+
+    def get_weights(self) -> List[np.ndarray]:
+        """The forward layer's weights, then the backward layer's (Keras order)."""
+        return self.forward_layer.get_weights() + self.backward_layer.get_weights()
+
+    def _prepare_weights(self, weights: Sequence[ArrayLike], input_dim: Optional[int] = None) -> Any:
+        if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
+            raise TypeError(f"set_weights: got {type(weights).__name__}, expected a list of arrays")
+        nf = self.forward_layer._num_weight_arrays()
+        nb = self.backward_layer._num_weight_arrays()
+        if len(weights) != nf + nb:
+            raise ValueError(f"set_weights: got {len(weights)} arrays, expected {nf + nb} "
+                             f"({nf} forward then {nb} backward) for layer {self.name!r}")
+        return (self.forward_layer._prepare_weights(list(weights[:nf]), input_dim),
+                self.backward_layer._prepare_weights(list(weights[nf:]), input_dim))
+
+    def _store_prepared(self, prepared: Any) -> None:
+        self.forward_layer._store_prepared(prepared[0])
+        self.backward_layer._store_prepared(prepared[1])
+        self._build_input_shape = self.forward_layer._build_input_shape
+
+    def _output_width(self, prepared: Any, width: Optional[int]) -> Optional[int]:
+        return self.units * (2 if self.merge_mode == "concat" else 1)
+
+    def count_params(self) -> int:
+        """Twice the wrapped layer's count (forward + backward)."""
+        if not self.built:
+            return super().count_params()
+        return self.forward_layer.count_params() + self.backward_layer.count_params()
+
+    # ------------------------------------------------------------------ states
+    @property
+    def states(self) -> List[Optional[np.ndarray]]:
+        """Forward then backward states of a stateful layer."""
+        return self.forward_layer.states + self.backward_layer.states
+
+    def reset_states(self, states: Any = None) -> None:
+        """Reset both layers' states (or set them to ``[forward_state, backward_state]``)."""
+        if not self.stateful:
+            super().reset_states()
+        if states is None:
+            self.forward_layer.reset_states()
+            self.backward_layer.reset_states()
+            return
+        fs, bs = self._split_states(states, "states")
+        self.forward_layer.reset_states(fs)
+        self.backward_layer.reset_states(bs)
+
+    @staticmethod
+    def _split_states(states: Any, argname: str) -> Tuple[Any, Any]:
+        if isinstance(states, np.ndarray) or not isinstance(states, (list, tuple)) or len(states) != 2:
+            raise ValueError(f"{argname}: got {type(states).__name__}"
+                             + (f" of length {len(states)}" if isinstance(states, (list, tuple)) else "")
+                             + ", expected a list of 2 arrays [forward_state, backward_state]")
+        return states[0], states[1]
+
+    # ------------------------------------------------------------------ call
+    def _fusable(self) -> bool:
+        """Both directions can run as one ``direction="bidirectional"`` C call."""
+        fwd, bwd = self.forward_layer, self.backward_layer
+        return (type(fwd) is SimpleRNN and type(bwd) is SimpleRNN and fwd.built and bwd.built
+                and not fwd.go_backwards and bwd.go_backwards and fwd.units == bwd.units
+                and (fwd.activation or "linear") == (bwd.activation or "linear")
+                and fwd.dtype == bwd.dtype and fwd.input_dim == bwd.input_dim)
+
+    def _get_handle(self) -> Any:
+        version = self._version
+        cached = self._handle
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        fwd, bwd = self.forward_layer, self.backward_layer
+        handle = _core.RNN([[list(fwd._weights), list(bwd._weights)]],
+                           activation=fwd.activation or "linear", direction="bidirectional",
+                           dtype=fwd.dtype)
+        self._handle = (version, handle)
+        return handle
+
+    def _check_x(self, x: ArrayLike) -> np.ndarray:
+        xa = _check_sequence_input(x, None)
+        if not self.built:
+            self.build((None, None, xa.shape[2]))
+        dim = self.forward_layer.input_dim
+        if xa.shape[2] != dim:
+            raise ValueError(f"x: got input_dim {xa.shape[2]}, expected {dim}")
+        return xa
+
+    def _merge(self, y: Any, y_rev: Any) -> Any:
+        mode = self.merge_mode
+        if mode == "concat":
+            return np.concatenate([y, y_rev], axis=-1)
+        if mode == "sum":
+            return y + y_rev
+        if mode == "mul":
+            return y * y_rev
+        if mode == "ave":
+            return (y + y_rev) / y.dtype.type(2)
+        return [y, y_rev]
+
+    def __call__(
+        self,
+        x: ArrayLike,
+        initial_state: Optional[Sequence[ArrayLike]] = None,
+        training: Optional[bool] = None,
+        mask: Optional[ArrayLike] = None,
+    ) -> Union[np.ndarray, List[np.ndarray]]:
+        """Run both directions on ``x`` ``(batch, timesteps, input_dim)`` and merge.
+
+        Parameters
+        ----------
+        x : array_like
+        initial_state : list ``[forward_state, backward_state]``, optional
+        training : bool, optional
+            Accepted for Keras compatibility; crnn only does inference.
+        mask : array_like of bool ``(batch, timesteps)``, optional
+            Keras masking (both directions skip masked steps; returned
+            sequences are zero there).
+        """
+        xa = self._check_x(x)
+        if not self._fusable() or (training and (self.forward_layer.dropout
+                                                  or self.forward_layer.recurrent_dropout)):
+            return self._call_pair(xa, initial_state, training, mask)
+        fwd, bwd = self.forward_layer, self.backward_layer
+        batch, steps = xa.shape[0], xa.shape[1]
+        init = None
+        if initial_state is not None:
+            fs, bs = self._split_states(initial_state, "initial_state")
+            init = [fwd._parse_state(fs, batch, "initial_state[0]"),
+                    bwd._parse_state(bs, batch, "initial_state[1]")]
+        m = _mask_array(mask, batch, steps)
+        rs = self.return_sequences
+        if batch == 0:
+            width = 2 * fwd.units
+            out = np.zeros((0, steps, width) if rs else (0, width), self.dtype)
+            states = [np.zeros((0, fwd.units), self.dtype)] * 2
+        elif self.stateful:
+            with self._state_lock:
+                if init is None:
+                    init = [fwd._kept_state(batch), bwd._kept_state(batch)]
+                out, states = _run_recurrent(self._get_handle(), xa, init, m, rs, True, True)
+                fwd._states, bwd._states = states[0], states[1]
+            states = [s.copy() for s in states]
+        else:
+            out, states = _run_recurrent(self._get_handle(), xa, init, m, rs, self.return_state, True)
+        if self.merge_mode != "concat":
+            u = fwd.units
+            out = self._merge(out[..., :u], out[..., u:])
+            if isinstance(out, list):
+                out = [np.ascontiguousarray(o) for o in out]
+        if self.return_state:
+            return (out if isinstance(out, list) else [out]) + [states[0], states[1]]
+        return out
+
+    def _call_pair(self, xa: np.ndarray, initial_state: Any, training: Any, mask: Any) -> Any:
+        fs = bs = None
+        if initial_state is not None:
+            fs, bs = self._split_states(initial_state, "initial_state")
+        y = self.forward_layer(xa, initial_state=fs, training=training, mask=mask)
+        y_rev = self.backward_layer(xa, initial_state=bs, training=training, mask=mask)
+        states: List[np.ndarray] = []
+        if self.return_state:
+            states = [y[1], y_rev[1]]
+            y, y_rev = y[0], y_rev[0]
+        if self.return_sequences:
+            y_rev = np.ascontiguousarray(y_rev[:, ::-1])
+        out = self._merge(y, y_rev)
+        if self.return_state:
+            return (out if isinstance(out, list) else [out]) + states
+        return out
+
+    def compute_mask(self, inputs: Any, mask: Optional[ArrayLike] = None) -> Any:
+        """The incoming mask if returning sequences, else None (per output for merge_mode None)."""
+        out = mask if self.return_sequences else None
+        if self.merge_mode is None:
+            out = [out, out]
+        if self.return_state:
+            return (out if isinstance(out, list) else [out]) + [None, None]
+        return out
+
+    def _call_masked(self, x: ArrayLike, mask: Any) -> Tuple[Any, Any]:
+        return self(x, mask=mask), (mask if self.return_sequences else None)
+
+
+# --------------------------------------------------------------------------- #
+# Dense
+# --------------------------------------------------------------------------- #
+class Dense(Layer):
+    """Densely-connected layer ``activation(x @ kernel + bias)`` on the last axis (Keras ``Dense``).
+
+    On 3-D input ``(batch, timesteps, features)`` it applies to every
+    timestep, as in Keras, and passes a mask through unchanged.
+
+    Parameters
+    ----------
+    units : int
+        Output width.
+    activation : {"linear", "relu", "tanh", "sigmoid", "softmax"} or None, default None
+        None means linear; softmax normalises over the last axis.
+    use_bias : bool, default True
+    input_shape : tuple, optional
+        Input shape without the batch, e.g. ``(features,)`` or ``(timesteps, features)``.
+    batch_input_shape : tuple, optional
+    batch_size : int, optional
+    input_dim : int, optional
+        Keras 2 spelling of ``input_shape=(input_dim,)``.
+    weights : list of arrays, optional
+        Initial ``[kernel, bias]``.
+    trainable : bool, default True
+    dtype : {"float32", "float64"}, default "float32"
+    seed : int or numpy.random.Generator, optional
+        Seed of the initial weights (Keras defaults: glorot-uniform kernel, zero bias).
+    name : str, optional
+        Default ``"dense"``, ``"dense_1"``, ...
+    """
+
+    _name_prefix = "dense"
+    _min_input_ndim = 2
+
+    def __init__(
+        self,
+        units: int,
+        activation: Optional[str] = None,
+        use_bias: bool = True,
+        *,
+        input_shape: Optional[Sequence[Optional[int]]] = None,
+        batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+        batch_size: Optional[int] = None,
+        input_dim: Optional[int] = None,
+        weights: Optional[Sequence[ArrayLike]] = None,
+        trainable: bool = True,
+        dtype: Union[str, np.dtype, type] = "float32",
+        seed: Optional[int] = None,
+        name: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise TypeError(f"Dense: got unexpected keyword argument(s) {sorted(kwargs)}, expected "
+                            "only ['activation', 'batch_input_shape', 'batch_size', 'dtype', "
+                            "'input_dim', 'input_shape', 'name', 'seed', 'trainable', 'units', "
+                            "'use_bias', 'weights']")
+        units = _check_int(units, "units")
+        if units > MAX_MATRIX_ELEMENTS:
+            raise ValueError(f"units: got {units}, expected at most {MAX_MATRIX_ELEMENTS}")
+        self.units = units
+        self.activation = _check_dense_activation(activation)
+        self.use_bias = _check_bool(use_bias, "use_bias")
+        self.trainable = _check_bool(trainable, "trainable")
+        self.dtype = _check_dtype(dtype)
+        self.seed = _check_seed(seed)
+        self._set_name(name)
+        self.built = False
+        self._weights: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
+        self._version = 0
+        self._handle = None
+        self.batch_input_shape = _resolve_generic_shape(input_shape, batch_input_shape, batch_size,
+                                                        ("input_dim", input_dim), 2)
+        bis = self.batch_input_shape
+        if bis is not None and bis[-1] is not None:
+            self.build(bis)
+        if weights is not None:
+            self.set_weights(weights)
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments that recreate this layer (without its weights)."""
+        cfg: Dict[str, Any] = {"name": self.name, "units": self.units,
+                               "activation": self.activation, "use_bias": self.use_bias,
+                               "trainable": self.trainable, "dtype": self.dtype,
+                               "seed": self.seed if isinstance(self.seed, int) else None}
+        if self.batch_input_shape is not None:
+            cfg["batch_input_shape"] = self.batch_input_shape
+        return cfg
+
+    @property
+    def input_dim(self) -> Optional[int]:
+        """Width of the input's last axis, or None before the layer is built."""
+        w = self._weights
+        return None if w is None else int(w[0].shape[0])
+
+    @property
+    def kernel(self) -> Optional[np.ndarray]:
+        """``(input_dim, units)`` (read-only), None before build."""
+        return None if self._weights is None else self._weights[0]
+
+    @property
+    def bias(self) -> Optional[np.ndarray]:
+        """``(units,)`` (read-only), None before build or without bias."""
+        return None if self._weights is None else self._weights[1]
+
+    def _expected_input_dim(self) -> Optional[int]:
+        return self.input_dim
+
+    def _check_input_shape(self, input_shape: Any) -> Shape:
+        shape = _input_shape_arg(input_shape, 2)
+        dim = self.input_dim
+        if dim is not None and shape[-1] is not None and shape[-1] != dim:
+            raise ValueError(f"input_shape: got last dimension {shape[-1]}, expected {dim} "
+                             f"(layer {self.name!r} was built for input_dim {dim})")
+        return shape
+
+    def build(self, input_shape: Sequence[Optional[int]]) -> None:
+        """Create ``kernel (input_dim, units)`` (glorot-uniform) and ``bias`` (zeros)."""
+        shape = self._check_input_shape(input_shape)
+        if self.built:
+            return
+        dim = shape[-1]
+        if dim is None or dim < 1:
+            raise ValueError(f"input_shape: got last dimension {dim!r}, expected a positive int "
+                             f"to build layer {self.name!r}")
+        u = self.units
+        if dim * u > MAX_MATRIX_ELEMENTS:
+            raise ValueError(f"input_dim: got {dim} with units={u}, expected input_dim*units <= "
+                             f"{MAX_MATRIX_ELEMENTS} (the kernel would have {dim * u} elements)")
+        if _deferring():
+            kernel = _placeholder((dim, u), self.dtype)
+            bias = _placeholder((u,), self.dtype) if self.use_bias else None
+        else:
+            _check_memory(f"Dense(units={u}) with input_dim={dim}",
+                          (8 + np.dtype(self.dtype).itemsize) * (dim * u + u))
+            kernel = _glorot_uniform(_rng(self.seed), dim, u)
+            bias = np.zeros(u) if self.use_bias else None
+        self._store_prepared((kernel, bias))
+
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
+        """``input_shape`` with the last dimension replaced by ``units``."""
+        shape = self._check_input_shape(input_shape)
+        return shape[:-1] + (self.units,)
+
+    def _weight_names(self) -> List[str]:
+        return ["kernel"] + (["bias"] if self.use_bias else [])
+
+    def _prepare_weights(self, weights: Sequence[ArrayLike], input_dim: Optional[int] = None) -> Any:
+        arrs = self._check_weight_list(weights)
+        u = self.units
+        dim = self.input_dim if self.input_dim is not None else input_dim
+        if dim is None and arrs[0].ndim == 2 and arrs[0].shape[0] > 0:
+            dim = arrs[0].shape[0]
+        for wname, a, shp in zip(self._weight_names(), arrs, [(dim, u), (u,)]):
+            if a.shape != shp:
+                want = f"(input_dim, {u})" if shp[0] is None else str(shp)
+                raise ValueError(f"set_weights: got {wname} shape {a.shape}, expected {want}"
+                                 + (f" for layer {self.name!r}" if wname == "kernel" else ""))
+        return arrs[0], (arrs[1] if self.use_bias else None)
+
+    def _store_prepared(self, prepared: Any) -> None:
+        kernel, bias = prepared
+        self._weights = (_freeze(kernel, self.dtype), _freeze(bias, self.dtype))
+        self._build_input_shape = (None, int(self._weights[0].shape[0]))
+        self.built = True
+        self._version += 1
+        _touch()
+
+    def _output_width(self, prepared: Any, width: Optional[int]) -> Optional[int]:
+        return self.units
+
+    #: Up to this many units a call runs in the C core (see :meth:`_get_handle`).
+    C_MAX_UNITS = 512
+
+    def _get_handle(self) -> Any:
+        """A one-step SimpleRNN handle computing ``activation(x @ kernel + bias)``.
+
+        With no initial state the C core skips the recurrent product of the
+        first step, so one step of an RNN with this kernel and bias *is* the
+        Dense layer: one GEMM over all rows, then the fused bias + activation
+        row kernel, in one C call (softmax: linear here, normalised after).
+        The handle stores a ``(units, units)`` zero recurrent kernel, hence
+        the :attr:`C_MAX_UNITS` limit; larger layers use NumPy.
+        """
+        version = self._version
+        cached = self._handle
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        kernel, bias = self._weights
+        u = self.units
+        act = "linear" if self.activation in (None, "softmax") else self.activation
+        handle = _core.RNN([[[kernel, np.zeros((u, u), self.dtype), bias]]], activation=act,
+                           dtype=self.dtype)
+        self._handle = (version, handle)
+        return handle
+
+    def __call__(self, x: ArrayLike, mask: Optional[ArrayLike] = None,
+                 training: Optional[bool] = None) -> np.ndarray:
+        """``activation(x @ kernel + bias)`` over the last axis of ``x`` ``(batch, ..., input_dim)``.
+
+        ``mask`` is accepted (and passed on by :meth:`compute_mask`), as in Keras.
+        """
+        xa = x if type(x) is np.ndarray else _core.as_real_array(x, "x")
+        if xa.ndim < 2:
+            raise ValueError(f"x: got shape {xa.shape}, expected (batch, ..., input_dim) with at "
+                             "least 2 dimensions")
+        w = self._weights
+        if w is None:
+            self.build((None,) + xa.shape[1:])
+            w = self._weights
+        kernel, bias = w
+        dim = kernel.shape[0]
+        if xa.shape[-1] != dim:
+            raise ValueError(f"x: got input_dim {xa.shape[-1]} (shape {xa.shape}), expected {dim}")
+        lead = xa.shape[:-1]
+        if self.units <= self.C_MAX_UNITS:
+            # (rows, 1, dim): every row is a batch entry of a one-step run (the handle
+            # casts ints / other floats, and rejects bool, complex and the like).
+            y = self._get_handle().forward(xa.reshape(-1, 1, dim), None, None, False, False)
+            if self.activation == "softmax":
+                _apply_activation("softmax", y)
+            return y if len(lead) == 1 else y.reshape(lead + (self.units,))
+        xa = _core.as_real_array(xa, "x")
+        if xa.dtype != kernel.dtype:
+            xa = xa.astype(kernel.dtype)
+        y = np.matmul(xa.reshape(-1, dim), kernel)  # one GEMM over every row
+        if bias is not None:
+            y += bias
+        return _apply_activation(self.activation, y).reshape(lead + (self.units,))
+
+
+# --------------------------------------------------------------------------- #
+# Embedding
+# --------------------------------------------------------------------------- #
+class Embedding(Layer):
+    """Turn integer indices into dense vectors: ``embeddings[x]`` (Keras ``Embedding``).
+
+    Parameters
+    ----------
+    input_dim : int
+        Vocabulary size: indices must lie in ``[0, input_dim)``.
+    output_dim : int
+        Width of each vector.
+    embeddings_initializer : "uniform"
+        Keras's default, ``RandomUniform(-0.05, 0.05)`` (the only one crnn has).
+    mask_zero : bool, default False
+        Index 0 is padding: the layer emits the mask ``x != 0`` (so
+        ``input_dim`` should be the vocabulary size + 1, as in Keras).
+    input_length : int, optional
+        Keras 2 spelling of ``input_shape=(input_length,)``.
+    input_shape, batch_input_shape, batch_size : optional
+        Default ``input_shape=(None,)`` (Keras 2), so a model starting with
+        an Embedding is built, and summarised, without knowing the length.
+    weights : list of one array, optional
+        Initial ``[embeddings]`` (e.g. pre-trained vectors).
+    trainable : bool, default True
+    dtype : {"float32", "float64"}, default "float32"
+    seed : int or numpy.random.Generator, optional
+    name : str, optional
+        Default ``"embedding"``, ``"embedding_1"``, ...
+
+    Notes
+    -----
+    Input must be integers (or floats holding whole numbers).  An index
+    outside ``[0, input_dim)`` raises :class:`InvalidIndexError` (a
+    ``ValueError`` and an ``IndexError``) naming ``x`` and the position;
+    Keras on CPU raises too.
+    """
+
+    _name_prefix = "embedding"
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        *,
+        embeddings_initializer: str = "uniform",
+        mask_zero: bool = False,
+        input_length: Optional[int] = None,
+        input_shape: Optional[Sequence[Optional[int]]] = None,
+        batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+        batch_size: Optional[int] = None,
+        weights: Optional[Sequence[ArrayLike]] = None,
+        trainable: bool = True,
+        dtype: Union[str, np.dtype, type] = "float32",
+        seed: Optional[int] = None,
+        name: Optional[str] = None,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise TypeError(f"Embedding: got unexpected keyword argument(s) {sorted(kwargs)}, "
+                            "expected only ['batch_input_shape', 'batch_size', 'dtype', "
+                            "'embeddings_initializer', 'input_dim', 'input_length', "
+                            "'input_shape', 'mask_zero', 'name', 'output_dim', 'seed', "
+                            "'trainable', 'weights']")
+        self.input_dim = _check_int(input_dim, "input_dim")
+        self.output_dim = _check_int(output_dim, "output_dim")
+        if self.input_dim * self.output_dim > MAX_MATRIX_ELEMENTS:
+            raise ValueError(f"input_dim: got {self.input_dim} with output_dim={self.output_dim}, "
+                             f"expected input_dim*output_dim <= {MAX_MATRIX_ELEMENTS}")
+        if embeddings_initializer not in ("uniform", "random_uniform", "RandomUniform"):
+            raise ValueError(f"embeddings_initializer: got {embeddings_initializer!r}, expected "
+                             "'uniform' (crnn only does inference: load trained weights with "
+                             "set_weights or weights=)")
+        self.mask_zero = _check_bool(mask_zero, "mask_zero")
+        self.input_length = _check_int(input_length, "input_length", allow_none=True)
+        self.trainable = _check_bool(trainable, "trainable")
+        self.dtype = _check_dtype(dtype)
+        self.seed = _check_seed(seed)
+        self._set_name(name)
+        self.built = False
+        self._weights: Optional[Tuple[np.ndarray]] = None
+        self._version = 0
+        self._handle = None
+        bis = _resolve_generic_shape(input_shape, batch_input_shape, batch_size,
+                                     ("input_length", self.input_length), 1)
+        # Keras 2 defaults input_shape to (None,): a model starting here knows its input rank.
+        self._explicit_shape = bis is not None
+        self.batch_input_shape = bis if bis is not None else (
+            _check_int(batch_size, "batch_size", allow_none=True), None)
+        if self._explicit_shape:
+            self.build(self.batch_input_shape)
+        if weights is not None:
+            self.set_weights(weights)
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments that recreate this layer (without its weights)."""
+        cfg: Dict[str, Any] = {"name": self.name, "input_dim": self.input_dim,
+                               "output_dim": self.output_dim,
+                               "embeddings_initializer": "uniform", "mask_zero": self.mask_zero,
+                               "input_length": self.input_length, "trainable": self.trainable,
+                               "dtype": self.dtype,
+                               "seed": self.seed if isinstance(self.seed, int) else None}
+        bis = self.batch_input_shape
+        if self._explicit_shape:
+            if self.input_length is None or bis != (None, self.input_length):
+                cfg["batch_input_shape"] = bis
+        elif bis[0] is not None:
+            cfg["batch_size"] = bis[0]
+        return cfg
+
+    @property
+    def embeddings(self) -> Optional[np.ndarray]:
+        """``(input_dim, output_dim)`` (read-only), None before build."""
+        return None if self._weights is None else self._weights[0]
+
+    def _placeholder_input_shape(self) -> Optional[Shape]:
+        return (None, None)
+
+    def _input_complete(self, shape: Shape) -> bool:
+        return True
+
+    def build(self, input_shape: Optional[Sequence[Optional[int]]] = None) -> None:
+        """Create ``embeddings (input_dim, output_dim)`` ~ uniform(-0.05, 0.05)."""
+        if input_shape is not None:
+            _input_shape_arg(input_shape, 1)
+        if self.built:
+            return
+        n, d = self.input_dim, self.output_dim
+        if _deferring():
+            emb = _placeholder((n, d), self.dtype)
+        else:
+            _check_memory(f"Embedding({n}, {d})", (8 + np.dtype(self.dtype).itemsize) * n * d)
+            emb = _rng(self.seed).uniform(-0.05, 0.05, size=(n, d))
+        self._store_prepared(emb)
+
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
+        """``input_shape + (output_dim,)``."""
+        return _input_shape_arg(input_shape, 1) + (self.output_dim,)
+
+    def _weight_names(self) -> List[str]:
+        return ["embeddings"]
+
+    def _prepare_weights(self, weights: Sequence[ArrayLike], input_dim: Optional[int] = None) -> Any:
+        (emb,) = self._check_weight_list(weights)
+        want = (self.input_dim, self.output_dim)
+        if emb.shape != want:
+            raise ValueError(f"set_weights: got embeddings shape {emb.shape}, expected {want} "
+                             f"(input_dim, output_dim) for layer {self.name!r}")
+        return emb
+
+    def _store_prepared(self, prepared: Any) -> None:
+        self._weights = (_freeze(prepared, self.dtype),)
+        self._build_input_shape = (None, None)
+        self.built = True
+        self._version += 1
+        _touch()
+
+    def _output_width(self, prepared: Any, width: Optional[int]) -> Optional[int]:
+        return self.output_dim
+
+    def _indices(self, x: ArrayLike) -> np.ndarray:
+        """``x`` as a validated integer index array."""
+        try:
+            xa = x if type(x) is np.ndarray else np.asarray(x)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"x: got an object NumPy cannot turn into an array ({err})") from None
+        kind = xa.dtype.kind
+        n = self.input_dim
+        if kind not in "iuf":
+            raise TypeError(f"x: got dtype {xa.dtype}, expected integer token indices in [0, {n})")
+        if xa.ndim < 1:
+            raise ValueError(f"x: got shape {xa.shape}, expected (batch, input_length) integer "
+                             "indices")
+        if xa.size:
+            lo, hi = xa.min(), xa.max()
+            if not (lo >= 0 and hi < n):  # also catches NaN
+                bad = ~((xa >= 0) & (xa < n))
+                pos = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise InvalidIndexError(f"x: got index {xa[pos]!r} at position {pos}, expected "
+                                        f"indices in [0, {n}) (input_dim={n} of layer "
+                                        f"{self.name!r})")
+            if kind == "f":
+                frac = xa != np.floor(xa)
+                if frac.any():
+                    pos = tuple(int(i) for i in np.argwhere(frac)[0])
+                    raise ValueError(f"x: got non-integer value {xa[pos]!r} at position {pos}, "
+                                     "expected integer token indices")
+        if kind == "f":
+            xa = xa.astype(np.intp)
+        return xa
+
+    def __call__(self, x: ArrayLike, mask: Optional[ArrayLike] = None,
+                 training: Optional[bool] = None) -> np.ndarray:
+        """``embeddings[x]``: shape ``x.shape + (output_dim,)``."""
+        idx = self._indices(x)
+        if self._weights is None:
+            self.build()
+        return np.take(self._weights[0], idx, axis=0)
+
+    def compute_mask(self, inputs: Any, mask: Optional[ArrayLike] = None) -> Optional[np.ndarray]:
+        """``inputs != 0`` with ``mask_zero``, else None (an incoming mask is not passed on)."""
+        if not self.mask_zero:
+            return None
+        return np.asarray(inputs) != 0
+
+    def _call_masked(self, x: ArrayLike, mask: Any) -> Tuple[Any, Any]:
+        idx = self._indices(x)
+        if self._weights is None:
+            self.build()
+        return np.take(self._weights[0], idx, axis=0), (idx != 0 if self.mask_zero else None)
+
+
+# --------------------------------------------------------------------------- #
+# Masking and Activation (no weights)
+# --------------------------------------------------------------------------- #
+class _Weightless(Layer):
+    """Shared parts of the weightless layers."""
+
+    _min_input_ndim = 1
+
+    def _init_weightless(self, input_shape: Any, batch_input_shape: Any, batch_size: Any,
+                         input_dim: Any, trainable: Any, dtype: Any, name: Any) -> None:
+        self.trainable = _check_bool(trainable, "trainable")
+        self.dtype = _check_dtype(dtype)
+        self._set_name(name)
+        self._weights = None
+        self._version = 0
+        self._handle = None
+        self.batch_input_shape = _resolve_generic_shape(input_shape, batch_input_shape, batch_size,
+                                                        ("input_dim", input_dim),
+                                                        self._min_input_ndim)
+        self.built = True  # nothing to build
+
+    def _base_config(self) -> Dict[str, Any]:
+        cfg: Dict[str, Any] = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self.batch_input_shape is not None:
+            cfg["batch_input_shape"] = self.batch_input_shape
+        return cfg
+
+    def _input_complete(self, shape: Shape) -> bool:
+        return True
+
+    def _as_input(self, x: ArrayLike) -> np.ndarray:
+        xa = _core.as_real_array(x, "x")
+        if xa.ndim < self._min_input_ndim:
+            raise ValueError(f"x: got shape {xa.shape}, expected at least {self._min_input_ndim} "
+                             "dimensions")
+        if xa.dtype != self.dtype:
+            xa = xa.astype(self.dtype)
+        return xa
+
+
+class Masking(_Weightless):
+    """Mask timesteps whose features all equal ``mask_value`` (Keras ``Masking``).
+
+    The output is the input with masked timesteps set to zero; the mask
+    ``any(x != mask_value, axis=-1)`` goes to the next layers, so recurrent
+    layers skip those steps.
+
+    Parameters
+    ----------
+    mask_value : float, default 0.0
+    input_shape, batch_input_shape, batch_size : optional
+        E.g. ``input_shape=(timesteps, features)``.
+    dtype : {"float32", "float64"}, default "float32"
+        The input is cast to it (Keras autocasting).
+    name : str, optional
+        Default ``"masking"``, ``"masking_1"``, ...
+    """
+
+    _name_prefix = "masking"
+    _min_input_ndim = 2
+
+    def __init__(self, mask_value: float = 0.0, *,
+                 input_shape: Optional[Sequence[Optional[int]]] = None,
+                 batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+                 batch_size: Optional[int] = None, input_dim: Optional[int] = None,
+                 trainable: bool = True, dtype: Union[str, np.dtype, type] = "float32",
+                 name: Optional[str] = None, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"Masking: got unexpected keyword argument(s) {sorted(kwargs)}, "
+                            "expected only ['batch_input_shape', 'batch_size', 'dtype', "
+                            "'input_dim', 'input_shape', 'mask_value', 'name', 'trainable']")
+        if isinstance(mask_value, (bool, np.bool_)) or not isinstance(
+                mask_value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"mask_value: got {mask_value!r}, expected a real number")
+        self.mask_value = float(mask_value)
+        self._init_weightless(input_shape, batch_input_shape, batch_size, input_dim, trainable,
+                              dtype, name)
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments that recreate this layer."""
+        cfg = self._base_config()
+        cfg["mask_value"] = self.mask_value
+        return cfg
+
+    def _mask_of(self, xa: np.ndarray) -> np.ndarray:
+        return np.any(xa != xa.dtype.type(self.mask_value), axis=-1)
+
+    def __call__(self, x: ArrayLike, mask: Optional[ArrayLike] = None,
+                 training: Optional[bool] = None) -> np.ndarray:
+        """``x`` with masked timesteps zeroed (as Keras: ``x * mask``)."""
+        xa = self._as_input(x)
+        return xa * self._mask_of(xa)[..., None]
+
+    def compute_mask(self, inputs: Any, mask: Optional[ArrayLike] = None) -> np.ndarray:
+        """``any(inputs != mask_value, axis=-1)`` (an incoming mask is replaced)."""
+        return self._mask_of(self._as_input(inputs))
+
+    def _call_masked(self, x: ArrayLike, mask: Any) -> Tuple[Any, Any]:
+        xa = self._as_input(x)
+        m = self._mask_of(xa)
+        return xa * m[..., None], m
+
+
+class Activation(_Weightless):
+    """Apply an activation function elementwise (Keras ``Activation``); masks pass through.
+
+    Parameters
+    ----------
+    activation : {"linear", "relu", "tanh", "sigmoid", "softmax"} or None
+        Softmax normalises over the last axis.
+    input_shape, batch_input_shape, batch_size : optional
+    dtype : {"float32", "float64"}, default "float32"
+        The input is cast to it (Keras autocasting).
+    name : str, optional
+        Default ``"activation"``, ``"activation_1"``, ...
+    """
+
+    _name_prefix = "activation"
+
+    def __init__(self, activation: Optional[str], *,
+                 input_shape: Optional[Sequence[Optional[int]]] = None,
+                 batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+                 batch_size: Optional[int] = None, input_dim: Optional[int] = None,
+                 trainable: bool = True, dtype: Union[str, np.dtype, type] = "float32",
+                 name: Optional[str] = None, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"Activation: got unexpected keyword argument(s) {sorted(kwargs)}, "
+                            "expected only ['activation', 'batch_input_shape', 'batch_size', "
+                            "'dtype', 'input_dim', 'input_shape', 'name', 'trainable']")
+        self.activation = _check_dense_activation(activation)
+        self._init_weightless(input_shape, batch_input_shape, batch_size, input_dim, trainable,
+                              dtype, name)
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments that recreate this layer."""
+        cfg = self._base_config()
+        cfg["activation"] = self.activation
+        return cfg
+
+    def __call__(self, x: ArrayLike, mask: Optional[ArrayLike] = None,
+                 training: Optional[bool] = None) -> np.ndarray:
+        """``activation(x)``, elementwise (softmax: over the last axis)."""
+        xa = _core.as_real_array(x, "x")
+        if xa.ndim < 1:
+            raise ValueError(f"x: got shape {xa.shape}, expected at least 1 dimension")
+        return _apply_activation(self.activation, np.array(xa, dtype=self.dtype, copy=True))
+
+
+class Dropout(_Weightless):
+    """Keras ``Dropout``: the identity at inference (crnn does not train); masks pass through.
+
+    Parameters
+    ----------
+    rate : float in [0, 1]
+        Accepted (and kept in the config) for Keras compatibility.
+    noise_shape, seed : optional
+        Accepted for Keras compatibility.
+    dtype : {"float32", "float64"}, default "float32"
+        The input is cast to it (Keras autocasting).
+    name : str, optional
+        Default ``"dropout"``, ``"dropout_1"``, ...
+    """
+
+    _name_prefix = "dropout"
+
+    def __init__(self, rate: float, noise_shape: Optional[Sequence[Optional[int]]] = None,
+                 seed: Optional[int] = None, *,
+                 input_shape: Optional[Sequence[Optional[int]]] = None,
+                 batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+                 batch_size: Optional[int] = None, input_dim: Optional[int] = None,
+                 trainable: bool = True, dtype: Union[str, np.dtype, type] = "float32",
+                 name: Optional[str] = None, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"Dropout: got unexpected keyword argument(s) {sorted(kwargs)}, "
+                            "expected only ['batch_input_shape', 'batch_size', 'dtype', "
+                            "'input_dim', 'input_shape', 'name', 'noise_shape', 'rate', 'seed', "
+                            "'trainable']")
+        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer,
+                                                                       np.floating)):
+            raise TypeError(f"rate: got {rate!r}, expected a float in [0, 1]")
+        if not 0.0 <= float(rate) <= 1.0:
+            raise ValueError(f"rate: got {rate!r}, expected a float in [0, 1]")
+        self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else list(noise_shape)
+        self.seed = _check_seed(seed)
+        self._init_weightless(input_shape, batch_input_shape, batch_size, input_dim, trainable,
+                              dtype, name)
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments that recreate this layer."""
+        cfg = self._base_config()
+        cfg.update(rate=self.rate, noise_shape=self.noise_shape,
+                   seed=self.seed if isinstance(self.seed, int) else None)
+        return cfg
+
+    def __call__(self, x: ArrayLike, mask: Optional[ArrayLike] = None,
+                 training: Optional[bool] = None) -> np.ndarray:
+        """``x`` unchanged (cast to the layer dtype)."""
+        if training and self.rate:
+            raise NotImplementedError("training: got True with dropout, expected inference "
+                                      "(crnn does not implement training-time dropout)")
+        return self._as_input(x)
+
+
+class InputLayer(Layer):
+    """The model's input: shape (without the batch) and dtype (Keras ``InputLayer``).
+
+    As the first entry of a :class:`~crnn.models.Sequential` model it fixes the input
+    shape (like ``input_shape=`` on the first layer); it is not listed in
+    ``model.layers`` or the summary (as in Keras).  :func:`Input` makes one.
+
+    Parameters
+    ----------
+    shape : tuple, optional
+        Input shape without the batch dimension, e.g. ``(None, 8)`` or ``(20,)``.
+    batch_size : int, optional
+    dtype : str, optional
+        Informational ("float32", "float64", "int32", "int64", ...).
+    batch_shape : tuple, optional
+        The full shape with the batch dimension (Keras 3; ``batch_input_shape`` in Keras 2).
+    input_shape, batch_input_shape : optional
+        Keras 2 spellings of ``shape`` and ``batch_shape``.
+    name : str, optional
+    """
+
+    _name_prefix = "input_layer"
+    supports_masking = False
+
+    def __init__(self, shape: Optional[Sequence[Optional[int]]] = None,
+                 batch_size: Optional[int] = None, dtype: Any = None,
+                 batch_shape: Optional[Sequence[Optional[int]]] = None,
+                 name: Optional[str] = None, *,
+                 input_shape: Optional[Sequence[Optional[int]]] = None,
+                 batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+                 **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"InputLayer: got unexpected keyword argument(s) {sorted(kwargs)}, "
+                            "expected only ['batch_input_shape', 'batch_shape', 'batch_size', "
+                            "'dtype', 'input_shape', 'name', 'shape']")
+        if shape is not None and input_shape is not None and tuple(shape) != tuple(input_shape):
+            raise ValueError(f"input_shape: got {input_shape!r}, which conflicts with shape={shape!r}")
+        if batch_shape is not None and batch_input_shape is not None \
+                and tuple(batch_shape) != tuple(batch_input_shape):
+            raise ValueError(f"batch_input_shape: got {batch_input_shape!r}, which conflicts with "
+                             f"batch_shape={batch_shape!r}")
+        ins = shape if shape is not None else input_shape
+        bis = batch_shape if batch_shape is not None else batch_input_shape
+        self.batch_input_shape = _resolve_generic_shape(ins, bis, batch_size, None, 1)
+        if self.batch_input_shape is None:
+            raise ValueError("shape: got None, expected the input shape (e.g. shape=(None, 8)) "
+                             "or batch_shape")
+        if dtype is not None:
+            try:
+                dt = np.dtype(dtype)
+            except TypeError:
+                dt = None
+            if dt is None or dt.kind not in "fiu":
+                raise ValueError(f"dtype: got {dtype!r}, expected a real numeric dtype")
+            dtype = dt.name
+        self.dtype = dtype
+        self._set_name(name)
+        self.built = True
+        self._version = 0
+        self._handle = None
+
+    def get_config(self) -> Dict[str, Any]:
+        """``{"name", "batch_shape", "dtype"}``."""
+        return {"name": self.name, "batch_shape": self.batch_input_shape, "dtype": self.dtype}
+
+    def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Shape:
+        return tuple(input_shape)
+
+    def __call__(self, x: ArrayLike, mask: Optional[ArrayLike] = None,
+                 training: Optional[bool] = None) -> np.ndarray:
+        """``x`` as an array, unchanged."""
+        return _core.as_real_array(x, "x")
+
+
+def Input(shape: Optional[Sequence[Optional[int]]] = None, batch_size: Optional[int] = None,
+          name: Optional[str] = None, dtype: Any = None,
+          batch_shape: Optional[Sequence[Optional[int]]] = None) -> InputLayer:
+    """Keras ``Input``: declare a model's input shape, e.g. ``Sequential([Input((None, 8)), ...])``.
+
+    crnn has no symbolic tensors: this returns an :class:`InputLayer`, which a
+    :class:`~crnn.models.Sequential` model takes as its input shape.
+    """
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                      name=name)
+
+
+# --------------------------------------------------------------------------- #
+# Serialisation by class name
+# --------------------------------------------------------------------------- #
+#: The layer classes :func:`deserialize` (and :func:`crnn.load_model`) accept, by name.
+LAYER_CLASSES: Dict[str, type] = {cls.__name__: cls for cls in
+                                  (SimpleRNN, Bidirectional, Dense, Embedding, Masking, Activation,
+                                   Dropout, InputLayer)}
+
+
+def serialize(layer: Layer) -> Dict[str, Any]:
+    """``{"class_name": ..., "config": layer.get_config()}`` plus ``"build_config"`` once built.
+
+    ``build_config`` (Keras 3's name) is ``{"input_shape": [...]}``, the shape
+    the layer's weights were made for, so :func:`deserialize` can rebuild a
+    layer whose config alone does not fix its input width.
+    """
+    if not isinstance(layer, Layer):
+        raise TypeError(f"layer: got {type(layer).__name__}, expected a crnn layer")
+    out: Dict[str, Any] = {"class_name": type(layer).__name__, "config": layer.get_config()}
+    if layer._weight_names() and layer.built and layer._build_input_shape is not None:
+        out["build_config"] = {"input_shape": list(layer._build_input_shape)}
+    return out
+
+
+def deserialize(config: Any) -> Layer:
+    """Recreate a layer from :func:`serialize` output; unknown class names raise ValueError."""
+    if not isinstance(config, dict) or "class_name" not in config or "config" not in config:
+        raise ValueError(f"layer config: got {type(config).__name__}"
+                         + (f" with keys {sorted(config)}" if isinstance(config, dict) else "")
+                         + ", expected {'class_name': ..., 'config': {...}}")
+    name = config["class_name"]
+    klass = LAYER_CLASSES.get(name) if isinstance(name, str) else None
+    if klass is None:
+        raise ValueError(f"class_name: got {name!r}, expected one of {sorted(LAYER_CLASSES)}")
+    if not isinstance(config["config"], dict):
+        raise ValueError(f"config of {name}: got {type(config['config']).__name__}, expected a dict")
+    layer = klass.from_config(config["config"])
+    build = config.get("build_config")
+    if build is not None and not layer.built:
+        if not isinstance(build, dict) or not isinstance(build.get("input_shape"), (list, tuple)):
+            raise ValueError(f"build_config of {name}: got {build!r}, expected "
+                             "{'input_shape': [...]}")
+        layer.build(tuple(build["input_shape"]))
+    return layer

@@ -2,43 +2,240 @@
 
 Mirrors ``tensorflow.keras.models.Sequential`` for inference::
 
-    from crnn.layers import SimpleRNN
+    from crnn.layers import Dense, Embedding, SimpleRNN
     from crnn.models import Sequential
 
     model = Sequential()
-    model.add(SimpleRNN(8, input_length=10, input_dim=5, return_sequences=True))
-    model.add(SimpleRNN(8, return_sequences=True))
+    model.add(Embedding(10000, 32, mask_zero=True))
+    model.add(SimpleRNN(32, return_sequences=True))
+    model.add(SimpleRNN(32))
+    model.add(Dense(1, activation="sigmoid"))
     model.summary()
-    y = model.predict(x)          # x: (batch, 10, 5) -> y: (batch, 10, 8)
+    y = model.predict(x)          # x: (batch, timesteps) integer token ids -> y: (batch, 1)
+    model.save("classifier.crnn")
 
-Runs of stacked SimpleRNN layers execute in one call into the C core (one
-compiled handle for the whole run, no Python between layers).
+Runs of stacked recurrent layers (SimpleRNN, and Bidirectional SimpleRNN)
+execute in one call into the C core (one compiled handle for the whole run,
+no Python between layers), masks included.  Masks propagate as in Keras.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from operator import attrgetter
 
 from . import _core
 from . import layers as _layers
-from .layers import Layer, SimpleRNN, unique_name
+from .layers import Bidirectional, InputLayer, Layer, SimpleRNN, unique_name
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "load_model"]
 
 ArrayLike = Any
 Shape = Tuple[Optional[int], ...]
+
+#: verbose="auto" shows predict's progress bar only once a job has run this long (seconds).
+_AUTO_BAR_DELAY = 0.5
 
 _NOT_BUILT = ("This model has not yet been built. Build the model first by calling `build()` or "
               "by calling the model on a batch of data, or specify an `input_shape` argument in "
               "the first layer(s) for automatic build.")
 
 
-def _num_weights(layer: Layer) -> int:
-    return 3 if getattr(layer, "use_bias", True) else 2
+# --------------------------------------------------------------------------- #
+# A run of stacked recurrent layers, executed as one C call
+# --------------------------------------------------------------------------- #
+_get_states = attrgetter("_states")
 
 
+def _fusable(layer: Layer) -> bool:
+    """Can ``layer`` be one entry of a fused stack (one ``crnn._core.RNN`` call)?"""
+    if type(layer) is SimpleRNN:
+        return layer.built and not layer.go_backwards and not layer.return_state
+    if type(layer) is Bidirectional:
+        return layer._fusable() and not layer.return_state and layer.merge_mode is not None
+    return False
+
+
+def _can_follow(prev: Layer, layer: Layer) -> bool:
+    """Can ``layer`` read ``prev``'s full output inside one fused stack?"""
+    return (prev.return_sequences and layer.dtype == prev.dtype
+            and (type(prev) is not Bidirectional or prev.merge_mode == "concat"))
+
+
+class _FusedRun:
+    """Consecutive recurrent layers as one compiled stack (per-layer direction lists).
+
+    Layer ``l > 0`` reads layer ``l - 1``'s full output, exactly what the
+    layers do one by one; a mask becomes per-sequence lengths (or a
+    compaction of the input) once, for the whole stack.  Stateful layers
+    pass their kept states in and get the final states back.
+    """
+
+    __slots__ = ("handle", "layers", "subs", "last", "rs", "zero_masked", "stateful",
+                 "all_stateful", "lock", "units_last", "dim", "merge")
+
+    def __init__(self, layers: List[Layer]) -> None:
+        weights, acts, dirs, subs = [], [], [], []
+        for layer in layers:
+            if type(layer) is Bidirectional:
+                fwd, bwd = layer.forward_layer, layer.backward_layer
+                weights.append([list(fwd._weights), list(bwd._weights)])
+                acts.append(fwd.activation or "linear")
+                dirs.append("bidirectional")
+                subs += [fwd, bwd]
+            else:
+                weights.append([list(layer._weights)])
+                acts.append(layer.activation or "linear")
+                dirs.append("forward")
+                subs.append(layer)
+        self.handle = _core.RNN(weights, activation=acts, direction=dirs, dtype=layers[0].dtype)
+        self.layers = list(layers)
+        self.subs = subs
+        last = layers[-1]
+        self.last = last
+        self.rs = last.return_sequences
+        bidir = type(last) is Bidirectional
+        self.zero_masked = True if bidir else last.zero_output_for_mask
+        self.merge = last.merge_mode if bidir and last.merge_mode != "concat" else None
+        self.units_last = last.units
+        self.stateful = any(s.stateful for s in subs)
+        self.all_stateful = all(s.stateful for s in subs)
+        self.lock = threading.Lock() if self.stateful else None
+        first = layers[0]
+        self.dim = (first.forward_layer if type(first) is Bidirectional else first).input_dim
+
+    def __call__(self, x: ArrayLike, mask: Any) -> Tuple[Any, Any]:
+        out = None
+        if mask is None:
+            if not self.stateful:
+                out = self.handle.forward(x, None, None, self.rs, False)  # validates x itself
+            elif self.all_stateful and type(x) is np.ndarray and x.ndim == 3:
+                # Streaming fast path: every layer keeps a state of this batch size.
+                batch = x.shape[0]
+                subs = self.subs
+                if len(subs) == 1:
+                    s0 = subs[0]
+                    with self.lock:
+                        st = s0._states
+                        if st is not None and st.shape[0] == batch:
+                            out, states = self.handle.forward(x, (st,), None, self.rs, True)
+                            s0._states = states[0]
+                else:
+                    with self.lock:
+                        init = list(map(_get_states, subs))
+                        for st in init:
+                            if st is None or st.shape[0] != batch:
+                                break
+                        else:
+                            out, states = self.handle.forward(x, init, None, self.rs, True)
+                            for s, st in zip(subs, states):
+                                s._states = st
+        if out is None:
+            out = self._call_general(x, mask)
+        if self.merge is not None:
+            u = self.units_last
+            out = self.last._merge(out[..., :u], out[..., u:])
+        return out, (mask if self.rs else None)
+
+    def _call_general(self, x: ArrayLike, mask: Any) -> np.ndarray:
+        xa = _layers._check_sequence_input(x, self.dim)
+        batch = xa.shape[0]
+        m = _layers._mask_array(mask, batch, xa.shape[1])
+        if batch == 0:
+            return self.handle.forward(xa, None, None, self.rs, False)
+        if not self.stateful:
+            return _layers._run_recurrent(self.handle, xa, None, m, self.rs, False,
+                                          self.zero_masked)[0]
+        with self.lock:
+            init = [s._kept_state(batch) if s.stateful else None for s in self.subs]
+            out, states = _layers._run_recurrent(self.handle, xa, init, m, self.rs, True,
+                                                 self.zero_masked)
+            for s, st in zip(self.subs, states):
+                if s.stateful:
+                    s._states = st
+        return out
+
+
+# --------------------------------------------------------------------------- #
+# Progress bar (Keras 2 ``Progbar`` look)
+# --------------------------------------------------------------------------- #
+class _ProgressBar:
+    """``4/4 [==============================] - 0s 2ms/step`` on stdout.
+
+    verbose=1: a bar redrawn in place on a terminal (only the final line
+    otherwise); verbose=2: one final line ``4/4 - 0s - 2ms/step``.
+    """
+
+    width = 30
+    interval = 0.05
+
+    def __init__(self, target: int, verbose: int, delay: float = 0.0) -> None:
+        self.target = max(int(target), 1)
+        self.verbose = verbose
+        self.delay = delay  # show nothing until the job has run this long (verbose="auto")
+        self.start = time.perf_counter()
+        self.last = 0.0
+        self.shown = 0
+        stream = sys.stdout
+        self.dynamic = bool(getattr(stream, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+
+    @staticmethod
+    def _per_step(seconds: float) -> str:
+        if seconds >= 1 or seconds == 0:
+            return f"{seconds:.0f}s/step"
+        if seconds >= 1e-3:
+            return f"{seconds * 1e3:.0f}ms/step"
+        return f"{seconds * 1e6:.0f}us/step"
+
+    def update(self, current: int) -> None:
+        now = time.perf_counter()
+        done = current >= self.target
+        if self.delay and not self.shown and now - self.start < self.delay:
+            return  # a short job: no bar at all
+        if self.verbose != 1 or not (self.dynamic or done):
+            if self.verbose == 2 and done:
+                elapsed = now - self.start
+                sys.stdout.write(f"{current}/{self.target} - {elapsed:.0f}s - "
+                                 f"{self._per_step(elapsed / max(current, 1))}\n")
+                sys.stdout.flush()
+            return
+        if not done and now - self.last < self.interval:
+            return
+        self.last = now
+        digits = len(str(self.target))
+        bar = f"{current:{digits}d}/{self.target} ["
+        filled = int(self.width * current / self.target)
+        if filled > 0:
+            bar += "=" * (filled - 1) + ("=" if done else ">")
+        bar += "." * (self.width - filled) + "]"
+        elapsed = now - self.start
+        per = elapsed / max(current, 1)
+        if done:
+            info = f" - {elapsed:.0f}s {self._per_step(per)}"
+        else:
+            eta = per * (self.target - current)
+            if eta > 3600:
+                eta_s = f"{int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}"
+            elif eta > 60:
+                eta_s = f"{int(eta // 60)}:{int(eta % 60):02d}"
+            else:
+                eta_s = f"{int(eta)}s"
+            info = f" - ETA: {eta_s}"
+        line = bar + info
+        pad = " " * max(self.shown - len(line), 0)
+        self.shown = len(line)
+        sys.stdout.write(("\r" if self.dynamic else "") + line + pad + ("\n" if done else ""))
+        sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- #
+# Sequential
+# --------------------------------------------------------------------------- #
 class Sequential:
     """A linear stack of layers, each feeding the next (Keras ``Sequential``).
 
@@ -53,9 +250,15 @@ class Sequential:
     -----
     The model is *built* (its weights exist and :meth:`summary` works) once
     the input shape is known: from the first layer's ``input_shape`` /
-    ``batch_input_shape`` / ``input_dim``, from :meth:`build`, or from the
-    first call.  The batch size shown in shapes is None unless fixed by
+    ``batch_input_shape`` / ``input_dim`` (an :class:`~crnn.layers.Embedding`
+    first layer always knows it, as in Keras 2), from :meth:`build`, or from
+    the first call.  The batch size shown in shapes is None unless fixed by
     ``batch_input_shape``.
+
+    Masks propagate as in Keras: an ``Embedding(mask_zero=True)`` or
+    ``Masking`` layer creates one, ``Dense`` and ``Activation`` pass it
+    through, and a recurrent layer consumes it unless it returns sequences.
+    Consecutive recurrent layers run as one C call.
 
     Examples
     --------
@@ -74,8 +277,10 @@ class Sequential:
             raise TypeError(f"name: got {name!r}, expected a non-empty str or None")
         self.name: str = name
         self._layers: List[Layer] = []
+        self._input_layer: Optional[InputLayer] = None  # Input(...) given first, if any
         self._build_shape: Optional[Shape] = None  # set by build() or the first call
         self._plan: Optional[Tuple[tuple, list]] = None  # (key, steps) of the fused call plan
+        self._seen: Optional[tuple] = None  # input shape[1:] of the last call (skips re-checks)
         if layers is not None:
             if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
                 raise TypeError(f"layers: got {type(layers).__name__}, expected a list of layers")
@@ -85,7 +290,7 @@ class Sequential:
     # ------------------------------------------------------------------ structure
     @property
     def layers(self) -> List[Layer]:
-        """The layers, in order (a new list; the layers themselves are shared)."""
+        """The layers, in order (a new list; the layers themselves are shared; no InputLayer)."""
         return list(self._layers)
 
     def add(self, layer: Layer, **overrides: Any) -> None:
@@ -94,8 +299,8 @@ class Sequential:
         Parameters
         ----------
         layer : Layer
-            A crnn layer; its input width must match the previous layer's
-            output (a layer that returns 2-D output cannot feed a SimpleRNN).
+            A crnn layer; its input must match the previous layer's output
+            (a layer that returns 2-D output cannot feed a SimpleRNN).
         **overrides
             Tutorial-compatibility convenience (crnn extension, Keras has no
             such argument): constructor keywords applied to ``layer`` before it
@@ -110,12 +315,22 @@ class Sequential:
         TypeError
             ``layer`` is not a Layer, or an override keyword is unknown.
         ValueError
-            Duplicate layer name, a layer returning states (``return_state``),
-            or incompatible shapes.
+            Duplicate layer name, a layer with several outputs
+            (``return_state``, ``Bidirectional(merge_mode=None)``), or
+            incompatible shapes.
         """
         if not isinstance(layer, Layer):
             raise TypeError(f"layer: got {layer!r} of type {type(layer).__name__}, "
                             "expected an instance of crnn.layers.Layer")
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError(f"layer: got InputLayer {layer.name!r}, expected it only as the "
+                                 f"first layer of model {self.name!r}")
+            if overrides:
+                raise TypeError(f"add: got unexpected keyword argument(s) {sorted(overrides)}")
+            self._input_layer = layer
+            self._changed()
+            return
         if any(layer is other for other in self._layers):
             raise ValueError(f"layer: got {layer.name!r}, which is already in model {self.name!r}")
         if any(layer.name == other.name for other in self._layers):
@@ -129,23 +344,17 @@ class Sequential:
         if overrides.get("return_state", getattr(layer, "return_state", False)):
             raise ValueError(f"layer: got {layer.name!r} with return_state=True, expected a layer "
                              "with a single output (a Sequential model passes one array along)")
-        if self._layers:
-            prev = self._layers[-1]
-            if isinstance(layer, SimpleRNN) and not getattr(prev, "return_sequences", True):
-                raise ValueError(
-                    f"layer: {layer.name!r} expects 3-D input (batch, timesteps, input_dim), but the "
-                    f"previous layer {prev.name!r} outputs 2-D (batch, units) because it has "
-                    f"return_sequences=False; create {prev.name!r} with return_sequences=True")
+        if isinstance(layer, Bidirectional) and layer.merge_mode is None:
+            raise ValueError(f"layer: got {layer.name!r} with merge_mode=None (two outputs), "
+                             "expected a layer with a single output (a Sequential model passes "
+                             "one array along)")
         before = {k: layer._config_values()[k] for k in overrides} if overrides else {}
         if overrides:
             layer._configure(**overrides)
         self._layers.append(layer)
         try:
             shape = self._input_shape()
-            if shape is not None:
-                self._propagate(shape, build=True)
-            else:
-                self._propagate((None, None, None), build=False)
+            self._propagate(shape, build=shape is not None)
         except Exception:
             self._layers.pop()
             if before:
@@ -154,7 +363,7 @@ class Sequential:
                 except (TypeError, ValueError):  # pragma: no cover - best effort
                     pass
             raise
-        self._plan = None
+        self._changed()
 
     def pop(self) -> Layer:
         """Remove and return the last layer (Keras ``Sequential.pop``)."""
@@ -163,8 +372,12 @@ class Sequential:
         layer = self._layers.pop()
         if not self._layers:
             self._build_shape = None
-        self._plan = None
+        self._changed()
         return layer
+
+    def _changed(self) -> None:
+        self._plan = None
+        self._seen = None
 
     def get_layer(self, name: Optional[str] = None, index: Optional[int] = None) -> Layer:
         """Return a layer by ``name`` or by ``index`` (as in Keras)."""
@@ -184,35 +397,59 @@ class Sequential:
 
     # ------------------------------------------------------------------ shapes
     def _input_shape(self) -> Optional[Shape]:
-        """The model's input shape if known with its input_dim, else None."""
+        """The model's input shape if known well enough to build every layer, else None."""
         if not self._layers:
             return None
         if self._build_shape is not None:
             return self._build_shape
-        bis = getattr(self._layers[0], "batch_input_shape", None)
-        if bis is not None and bis[-1] is not None:
+        if self._input_layer is not None:
+            return tuple(self._input_layer.batch_input_shape)
+        first = self._layers[0]
+        bis = first.batch_input_shape
+        if bis is not None and first._input_complete(bis):
             return tuple(bis)
         return None
 
-    def _propagate(self, input_shape: Shape, *, build: bool) -> List[Any]:
-        """Output shape of every layer for ``input_shape``, building layers if ``build``."""
+    def _propagate(self, input_shape: Optional[Shape], *, build: bool) -> List[Any]:
+        """Output shape of every layer for ``input_shape``, building layers if ``build``.
+
+        An unknown shape (None) becomes each layer's placeholder (e.g.
+        ``(None, None, None)`` for a recurrent layer) so ranks are still checked.
+        """
         shapes: List[Any] = []
-        shape: Any = tuple(input_shape)
+        shape: Any = None if input_shape is None else tuple(input_shape)
         for i, layer in enumerate(self._layers):
-            if not isinstance(shape, tuple) or len(shape) != 3:
-                prev = self._layers[i - 1]
-                raise ValueError(f"layer: {layer.name!r} expects 3-D input (batch, timesteps, "
-                                 f"input_dim), but {prev.name!r} outputs {shape}")
-            dim = getattr(layer, "input_dim", None)
-            if dim is not None and shape[2] is not None and shape[2] != dim:
-                src = f"layer {self._layers[i - 1].name!r}" if i else "the model input"
-                raise ValueError(f"layer: {layer.name!r} has input_dim {dim}, but its input from "
-                                 f"{src} has shape {shape}, expected (..., {dim})")
-            if build and not layer.built:
+            if shape is None:
+                shape = layer._placeholder_input_shape()
+                if shape is None:
+                    shapes.append(None)
+                    continue
+            else:
+                self._check_fits(i, layer, shape)
+            if build and not layer.built and layer._input_complete(shape):
                 layer.build(shape)
             shape = layer.compute_output_shape(shape)
             shapes.append(shape)
         return shapes
+
+    def _check_fits(self, i: int, layer: Layer, shape: Any) -> None:
+        prev = self._layers[i - 1] if i else None
+        src = f"layer {prev.name!r}" if prev is not None else "the model input"
+        need = layer._input_ndim
+        if not isinstance(shape, tuple) or (need is not None and len(shape) != need) \
+                or len(shape) < layer._min_input_ndim:
+            want = (f"{need}-D input (batch, timesteps, input_dim)" if need == 3 else
+                    f"input with at least {layer._min_input_ndim} dimensions")
+            hint = ""
+            if prev is not None and getattr(prev, "return_sequences", True) is False:
+                hint = (f" because it has return_sequences=False; create {prev.name!r} with "
+                        "return_sequences=True")
+            raise ValueError(f"layer: {layer.name!r} expects {want}, but {src} outputs "
+                             f"{_layers._format_shape(shape)}{hint}")
+        dim = layer._expected_input_dim()
+        if dim is not None and shape[-1] is not None and shape[-1] != dim:
+            raise ValueError(f"layer: {layer.name!r} has input_dim {dim}, but its input from "
+                             f"{src} has shape {shape}, expected (..., {dim})")
 
     @property
     def built(self) -> bool:
@@ -220,7 +457,7 @@ class Sequential:
         return self._input_shape() is not None and all(l.built for l in self._layers)
 
     def build(self, input_shape: Optional[Sequence[Optional[int]]] = None) -> None:
-        """Build every layer for inputs of shape ``(batch, timesteps, input_dim)``.
+        """Build every layer for inputs of ``input_shape`` (e.g. ``(batch, timesteps, input_dim)``).
 
         Without ``input_shape``, uses the first layer's declared shape.
         """
@@ -236,11 +473,13 @@ class Sequential:
                                 "(batch, timesteps, input_dim)")
             shape = tuple(input_shape)
         self._propagate(shape, build=True)
-        self._build_shape = shape if input_shape is not None else self._build_shape
+        if input_shape is not None:
+            self._build_shape = shape
+        self._changed()
 
     @property
     def input_shape(self) -> Shape:
-        """``(batch, timesteps, input_dim)``, None where unknown; AttributeError before build."""
+        """The input shape, None where unknown; AttributeError before build."""
         shape = self._input_shape()
         if shape is None:
             raise AttributeError(f"input_shape: model {self.name!r} has not been built, so it has "
@@ -257,7 +496,7 @@ class Sequential:
         return self._propagate(shape, build=True)[-1]
 
     def compute_output_shape(self, input_shape: Sequence[Optional[int]]) -> Any:
-        """Output shape for inputs of ``input_shape`` (``(batch, timesteps, input_dim)``)."""
+        """Output shape for inputs of ``input_shape``."""
         if not self._layers:
             raise ValueError("compute_output_shape: got a model with no layers, expected at least one")
         return self._propagate(tuple(input_shape), build=False)[-1]
@@ -292,24 +531,27 @@ class Sequential:
         """
         if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
             raise TypeError(f"set_weights: got {type(weights).__name__}, expected a list of arrays")
-        counts = [_num_weights(layer) for layer in self._layers]
+        counts = [layer._num_weight_arrays() for layer in self._layers]
         if len(weights) != sum(counts):
             raise ValueError(f"set_weights: got {len(weights)} arrays, expected {sum(counts)} "
                              f"for model {self.name!r}")
         prepared = []
         pos = 0
-        width: Optional[int] = None
+        shape = self._input_shape()
+        width: Optional[int] = None if shape is None else shape[-1]
         for layer, n in zip(self._layers, counts):
-            arrs = layer._prepare_weights(list(weights[pos:pos + n]))
-            if width is not None and arrs[0].shape[0] != width:
-                raise ValueError(f"set_weights: got kernel shape {arrs[0].shape} for layer "
-                                 f"{layer.name!r}, expected ({width}, {layer.units})")
-            width = layer.units
-            prepared.append(arrs)
+            p = layer._prepare_weights(list(weights[pos:pos + n]), width)
+            prepared.append(p)
+            width = layer._output_width(p, width)
             pos += n
-        for layer, arrs in zip(self._layers, prepared):
-            layer._store_weights(*arrs)
-        self._plan = None
+        for layer, p in zip(self._layers, prepared):
+            layer._store_prepared(p)
+        self._changed()
+
+    @property
+    def stateful(self) -> bool:
+        """True if any layer is stateful."""
+        return any(layer.stateful for layer in self._layers)
 
     def reset_states(self) -> None:
         """Zero the states of every stateful layer."""
@@ -319,46 +561,67 @@ class Sequential:
 
     # ------------------------------------------------------------------ inference
     def _get_plan(self) -> list:
-        """Steps of a call: single layers, and runs of SimpleRNN layers fused into one handle.
+        """Steps of a call: ``step(x, mask) -> (output, mask)``.
 
-        A run is consecutive stateless, forward, single-output SimpleRNN
-        layers of one dtype, each but the last returning sequences; it runs
-        as one ``crnn._core.RNN`` stack call (identical math, no Python
-        between layers).  Cached per layer weight version.
+        A step is one layer, or a run of consecutive recurrent layers fused
+        into one compiled stack (:class:`_FusedRun`): SimpleRNN layers
+        (forward, single output) and Bidirectional SimpleRNN layers, of one
+        dtype, each but the last returning sequences (and, but the last,
+        merging by concatenation).  Cached per layer weight version.
         """
-        key = tuple((id(layer), getattr(layer, "_version", 0)) for layer in self._layers)
+        key = _layers._EPOCH[0]
         plan = self._plan
         if plan is not None and plan[0] == key:
             return plan[1]
         steps: list = []
-        run: List[SimpleRNN] = []
+        run: List[Layer] = []
 
         def flush() -> None:
-            if len(run) > 1:
-                handle = _core.RNN([[list(l._weights)] for l in run],
-                                   activation=[l.activation or "linear" for l in run],
-                                   direction="forward", dtype=run[0].dtype)
-                steps.append(("stack", handle, list(run)))
-            elif run:
-                steps.append(("layer", run[0]))
+            if run:
+                steps.append(_FusedRun(list(run)))
             run.clear()
 
         for layer in self._layers:
-            fusable = (type(layer) is SimpleRNN and layer.built and not layer.stateful
-                       and not layer.go_backwards and not layer.return_state)
-            if run and not (fusable and run[-1].return_sequences and layer.dtype == run[0].dtype):
+            fusable = _fusable(layer)
+            if run and not (fusable and _can_follow(run[-1], layer)):
                 flush()
             if fusable:
                 run.append(layer)
             else:
-                steps.append(("layer", layer))
+                steps.append(layer._call_masked)
         flush()
         self._plan = (key, steps)
         return steps
 
+    def _check_input(self, xa: np.ndarray) -> None:
+        """Rank checks against the first layer, and build on the first call."""
+        first = self._layers[0]
+        need = first._input_ndim
+        if need == 3 and (xa.ndim != 3 or xa.shape[1] == 0):
+            raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, input_dim) "
+                             "with timesteps >= 1")
+        if need is None and xa.ndim < first._min_input_ndim:
+            raise ValueError(f"x: got shape {xa.shape}, expected at least "
+                             f"{first._min_input_ndim} dimensions (batch, ...)")
+        known = self._input_shape()
+        if known is None:
+            dim = first._expected_input_dim()
+            if dim is not None and xa.ndim and xa.shape[-1] != dim:
+                raise ValueError(f"x: got input_dim {xa.shape[-1]} (shape {xa.shape}), "
+                                 f"expected {dim}")
+            self.build((None,) + tuple(xa.shape[1:]))
+        elif self._build_shape is not None and len(known) == xa.ndim and len(known) > 2:
+            # Relax dimensions that vary between calls (timesteps), as Keras does.
+            relaxed = ((known[0],) + tuple(k if k == s else None
+                                           for k, s in zip(known[1:-1], xa.shape[1:-1]))
+                       + (known[-1],))
+            if relaxed != known:
+                self._build_shape = relaxed
+        self._seen = tuple(xa.shape[1:])
+
     def __call__(self, x: ArrayLike, training: Optional[bool] = None,
                  mask: Optional[ArrayLike] = None) -> np.ndarray:
-        """Run the stack on ``x`` of shape ``(batch, timesteps, input_dim)``.
+        """Run the stack on ``x`` (e.g. ``(batch, timesteps, input_dim)``, or token ids).
 
         Parameters
         ----------
@@ -366,70 +629,66 @@ class Sequential:
         training : bool, optional
             Accepted for Keras compatibility (inference only).
         mask : array_like of bool ``(batch, timesteps)``, optional
-            Passed to the first layer, and on to the next while layers
-            return sequences (Keras mask propagation).
+            Passed to the first layer and propagated as in Keras.
 
         Returns
         -------
         numpy.ndarray
         """
-        if not self._layers:
+        layers = self._layers
+        if not layers:
             raise ValueError(f"model {self.name!r} has no layers, expected at least one")
-        xa = _core.as_real_array(x, "x")
-        if xa.ndim != 3 or xa.shape[1] == 0:
-            raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, input_dim) "
-                             "with timesteps >= 1")
-        self._note_input(xa.shape)
-        if training or mask is not None or xa.shape[0] == 0:
-            out: Any = xa
-            for layer in self._layers:
+        if type(x) is not np.ndarray or x.dtype.kind not in "fiu":
+            x = _core.as_real_array(x, "x")
+        if x.shape[1:] != self._seen:
+            self._check_input(x)
+        if training:
+            out: Any = x
+            for layer in layers:
+                prev = out
                 out = layer(out, training=training, mask=mask)
-                if not getattr(layer, "return_sequences", False):
-                    mask = None
+                mask = layer.compute_mask(prev, mask)
             return out
-        out = xa
-        for step in self._get_plan():
-            if step[0] == "layer":
-                out = step[1](out)
-            else:
-                run = step[2]
-                out = step[1].forward(run[0]._check_x(out),
-                                      return_sequences=run[-1].return_sequences)
+        plan = self._plan
+        steps = plan[1] if plan is not None and plan[0] == _layers._EPOCH[0] else self._get_plan()
+        out, m = x, mask
+        for step in steps:
+            out, m = step(out, m)
         return out
 
-    def _note_input(self, shape: Tuple[int, ...]) -> None:
-        """Build on the first call (batch None, as in Keras); relax timesteps that vary."""
-        known = self._input_shape()
-        if known is None:
-            self.build((None,) + tuple(shape[1:]))
-        elif self._build_shape is not None and known[1] is not None and known[1] != shape[1]:
-            self._build_shape = (known[0], None, known[2])
-
     def predict(self, x: ArrayLike, batch_size: Optional[int] = None,
-                verbose: Union[int, str] = 0) -> np.ndarray:
+                verbose: Union[int, str] = "auto") -> np.ndarray:
         """Run the model on ``x`` in batches of ``batch_size`` and concatenate the results.
 
         Parameters
         ----------
-        x : array_like, shape (samples, timesteps, input_dim)
+        x : array_like, shape (samples, ...)
         batch_size : int, optional
-            Default 32.  A model with stateful layers uses its fixed batch
-            size (``samples`` must be a multiple of it); consecutive batches
-            then continue each other's states, as in Keras.
-        verbose : {0, 1, 2, "auto"}
-            Accepted for Keras compatibility; crnn prints no progress bar.
+            Default 32 (Keras).  A model with stateful layers uses its fixed
+            batch size (``samples`` must be a multiple of it); consecutive
+            batches then continue each other's states, as in Keras.
+        verbose : {"auto", 0, 1, 2}, default "auto"
+            1: a Keras progress bar on stdout
+            (``4/4 [==============================] - 0s 2ms/step``);
+            2: one line at the end; 0: silent.  "auto": the bar of 1 for long
+            jobs only, on a terminal (it appears once a call has run 0.5 s);
+            Keras's "auto" always prints it.
 
         Returns
         -------
         numpy.ndarray
         """
-        if verbose not in (0, 1, 2, "auto") or isinstance(verbose, bool):
+        if isinstance(verbose, bool) or verbose not in (0, 1, 2, "auto"):
             raise ValueError(f"verbose: got {verbose!r}, expected 0, 1, 2 or 'auto'")
+        delay = 0.0
+        if verbose == "auto":
+            verbose = 1 if getattr(sys.stdout, "isatty", lambda: False)() else 0
+            delay = _AUTO_BAR_DELAY
         if batch_size is not None:
             batch_size = _layers._check_int(batch_size, "batch_size")
         xa = _core.as_real_array(x, "x")
-        if xa.ndim != 3:
-            raise ValueError(f"x: got shape {xa.shape}, expected (samples, timesteps, input_dim)")
+        if xa.ndim < 1:
+            raise ValueError(f"x: got shape {xa.shape}, expected (samples, ...)")
         n = xa.shape[0]
         stateful = [layer for layer in self._layers if layer.stateful]
         fixed = next((b for b in (l._stateful_batch() for l in stateful) if b is not None), None)
@@ -440,9 +699,14 @@ class Sequential:
         if stateful and n > batch_size and n % batch_size:
             raise ValueError(f"x: got {n} samples, expected a multiple of the stateful batch "
                              f"size {batch_size}")
-        if n <= batch_size:
-            return self(xa)
-        return np.concatenate([self(xa[i:i + batch_size]) for i in range(0, n, batch_size)])
+        starts = range(0, n, batch_size) if n else [0]
+        bar = _ProgressBar(len(starts), verbose, delay) if verbose else None
+        outs = []
+        for i, s in enumerate(starts):
+            outs.append(self(xa if len(starts) == 1 else xa[s:s + batch_size]))
+            if bar is not None:
+                bar.update(i + 1)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     # ------------------------------------------------------------------ display
     def summary(self, line_length: Optional[int] = None,
@@ -483,9 +747,10 @@ class Sequential:
                              str(layer.count_params())], positions, emit)
             emit(("=" if i == len(self._layers) - 1 else "_") * line_length)
         total = self.count_params()
+        trainable = sum(l.count_params() for l in self._layers if l.trainable)
         emit(f"Total params: {total:,}")
-        emit(f"Trainable params: {total:,}")
-        emit("Non-trainable params: 0")
+        emit(f"Trainable params: {trainable:,}")
+        emit(f"Non-trainable params: {total - trainable:,}")
         emit("_" * line_length)
 
     @staticmethod
@@ -505,23 +770,70 @@ class Sequential:
             if not any(left):
                 return
 
-    # ------------------------------------------------------------------ config
+    # ------------------------------------------------------------------ config, saving, pickling
     def get_config(self) -> Dict[str, Any]:
-        """``{"name": ..., "layers": [{"class_name": ..., "config": ...}, ...]}`` (no weights)."""
-        return {"name": self.name,
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()}
-                           for l in self._layers]}
+        """``{"name", "layers": [{"class_name", "config", "build_config"?}, ...]}`` (no weights).
+
+        ``build_input_shape`` is included once :meth:`build` or a call fixed
+        the input shape.
+        """
+        layers = ([] if self._input_layer is None else [self._input_layer]) + self._layers
+        cfg: Dict[str, Any] = {"name": self.name,
+                               "layers": [_layers.serialize(l) for l in layers]}
+        if self._build_shape is not None:
+            cfg["build_input_shape"] = list(self._build_shape)
+        return cfg
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "Sequential":
-        """Recreate a model from :meth:`get_config` output (fresh weights)."""
-        layers = []
-        for entry in config.get("layers", []):
-            klass = getattr(_layers, entry["class_name"], None)
-            if not (isinstance(klass, type) and issubclass(klass, Layer)):
-                raise ValueError(f"class_name: got {entry['class_name']!r}, expected a crnn layer")
-            layers.append(klass.from_config(entry["config"]))
-        return cls(layers, name=config.get("name"))
+        """Recreate a model from :meth:`get_config` output (fresh weights).
+
+        Raises
+        ------
+        ValueError
+            A malformed config or an unknown layer class name.
+        """
+        if not isinstance(config, dict):
+            raise ValueError(f"config: got {type(config).__name__}, expected a dict")
+        entries = config.get("layers", [])
+        if not isinstance(entries, list):
+            raise ValueError(f"layers: got {type(entries).__name__}, expected a list")
+        layers = [_layers.deserialize(entry) for entry in entries]
+        model = cls(layers, name=config.get("name"))
+        shape = config.get("build_input_shape")
+        if shape is not None:
+            if not isinstance(shape, (list, tuple)):
+                raise ValueError(f"build_input_shape: got {shape!r}, expected a list")
+            model.build(tuple(shape))
+        return model
+
+    def save(self, filepath: Any, overwrite: bool = True) -> None:
+        """Save architecture and weights to one file (see :mod:`crnn.saving` for the format).
+
+        Parameters
+        ----------
+        filepath : str, os.PathLike or binary file object
+            Conventionally ending in ``.crnn``.
+        overwrite : bool, default True
+            False: raise FileExistsError if ``filepath`` exists.
+        """
+        from .saving import save_model
+        save_model(self, filepath, overwrite=overwrite)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_plan"] = None
+        state["_seen"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r}, layers={[l.name for l in self._layers]}>"
+
+
+def load_model(filepath: Any) -> Sequential:
+    """Load a model written by :meth:`Sequential.save` (see :func:`crnn.saving.load_model`)."""
+    from .saving import load_model as _load
+    return _load(filepath)

@@ -1,0 +1,391 @@
+"""Dense, Embedding, Masking, Activation, Bidirectional and SimpleRNN masks against the oracles.
+
+Oracles and the tolerance derivation are in ``_model_oracle.py`` (``crnn.reference`` composed with
+NumPy, float64, Keras semantics spelled out one sequence at a time).
+"""
+import itertools
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+import crnn
+from crnn import layers as L
+
+from _helpers import assert_close, assert_unchanged, derived_tol, make_layer_weights, value_scale
+from _model_oracle import (dense_weights, np_activation, random_masks, ref_bidirectional, ref_dense,
+                           ref_masking, ref_rnn)
+
+DT_IDS = {"float32": "f32", "float64": "f64"}
+DENSE_ACTS = (None, "linear", "relu", "tanh", "sigmoid", "softmax")
+
+
+def _rnn_weights(rng, d, h, dtype, act, bias=True):
+    k, r, b = make_layer_weights(rng, d, h, dtype, bias=bias)
+    if act in ("tanh", "sigmoid"):  # exercise saturation (exact power-of-two gain)
+        k = k * k.dtype.type(4)
+        b = None if b is None else b * b.dtype.type(4)
+    return [k, r] + ([b] if b is not None else [])
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(params=["core", "numpy"])
+def dense_path(request, monkeypatch):
+    """Dense runs in the C core up to Dense.C_MAX_UNITS units, in NumPy above: test both."""
+    if request.param == "numpy":
+        monkeypatch.setattr(crnn.Dense, "C_MAX_UNITS", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"], ids=DT_IDS.get)
+def test_dense_matches_numpy(dtype, dense_path, rng):
+    D, U = 7, 5
+    for act, use_bias, shape in itertools.product(DENSE_ACTS, (True, False),
+                                                  [(4, D), (3, 6, D), (2, 3, 2, D), (0, D)]):
+        layer = crnn.Dense(U, activation=act, use_bias=use_bias, dtype=dtype)
+        x = rng.uniform(-2, 2, shape)
+        w = dense_weights(rng, D, U, dtype, use_bias)
+        layer.set_weights(w)
+        y = layer(x)
+        exp = ref_dense(x.astype(dtype), w, act)
+        # One dot product of length D per output, then an activation of slope <= 1.
+        tol = derived_tol(dtype, D, 1, value_scale(exp))
+        assert_close(y, exp, tol, f"Dense {act} bias={use_bias} {shape}", dtype)
+        assert layer.compute_mask(x, "m") == "m"  # masks pass through
+    # non-contiguous / reversed-stride input, ints, float64 input to a float32 layer
+    layer = crnn.Dense(U, activation="tanh", input_dim=D, seed=0)
+    x = rng.uniform(-1, 1, (5, 2 * D))[:, ::-2]
+    assert_close(layer(x), ref_dense(x.astype(np.float32), layer.get_weights(), "tanh"),
+                 derived_tol(np.float32, D, 1), "strided input", np.float32)
+    xi = rng.integers(-3, 4, (3, D))
+    assert_close(layer(xi), ref_dense(xi, layer.get_weights(), "tanh"),
+                 derived_tol(np.float32, D, 1, 3), "int input", np.float32)
+
+
+def test_dense_softmax_sigmoid_extremes(dense_path):
+    layer = crnn.Dense(3, activation="softmax", input_dim=1)
+    layer.set_weights([np.array([[1.0, -1.0, 0.0]]), np.zeros(3)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warnings
+        y = layer(np.array([[1000.0], [-1000.0], [0.0]]))
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(y[0], [1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(y[2], [1 / 3] * 3, atol=1e-6)
+    sig = crnn.Activation("sigmoid")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = sig(np.array([[-1e4, -30.0, 0.0, 30.0, 1e4]], np.float32))
+    np.testing.assert_allclose(s, [[0, 1 / (1 + math.exp(30)), 0.5, 1 / (1 + math.exp(-30)), 1]],
+                               rtol=1e-6, atol=0)
+    assert np.isnan(crnn.Activation("tanh")(np.array([np.nan]))[0])
+
+
+def test_dense_build_init_and_params(dense_path, rng):
+    d = crnn.Dense(4, input_shape=(10,), seed=3)
+    assert d.built and d.count_params() == 10 * 4 + 4
+    k, b = d.get_weights()
+    limit = math.sqrt(6 / (10 + 4))  # glorot uniform
+    assert np.all(np.abs(k) <= limit) and np.abs(k).max() > 0.5 * limit and np.all(b == 0)
+    same = crnn.Dense(4, input_dim=10, seed=3)
+    assert same.get_weights()[0].tobytes() == k.tobytes()
+    lazy = crnn.Dense(4, use_bias=False)
+    assert not lazy.built
+    with pytest.raises(ValueError):
+        lazy.count_params()
+    assert lazy(np.ones((2, 3, 6))).shape == (2, 3, 4)
+    assert lazy.count_params() == 24 and len(lazy.get_weights()) == 1
+    assert lazy.compute_output_shape((None, 7, 6)) == (None, 7, 4)
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        lazy(np.ones((2, 3, 5)))  # built for 6
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        lazy(np.ones(6))
+    with pytest.raises(ValueError, match=r"kernel"):
+        d.set_weights([np.ones((9, 4)), np.ones(4)])
+    with pytest.raises(ValueError, match=r"bias"):
+        d.set_weights([np.ones((10, 4)), np.ones(5)])
+    with pytest.raises(ValueError, match=r"set_weights"):
+        d.set_weights([np.ones((10, 4))])
+    with pytest.raises(ValueError, match=r"activation"):
+        crnn.Dense(3, activation="gelu")
+    with pytest.raises((TypeError, ValueError), match=r"units"):
+        crnn.Dense(0)
+    with pytest.raises(TypeError):
+        crnn.Dense(3, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match=r"input_dim|input_shape"):
+        crnn.Dense(3, input_shape=(4,), input_dim=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"], ids=DT_IDS.get)
+def test_embedding_lookup_and_mask(dtype, rng):
+    emb = crnn.Embedding(11, 4, mask_zero=True, dtype=dtype, seed=1)
+    ids = rng.integers(0, 11, (3, 7))
+    ids[0, 5:] = 0
+    out = emb(ids)
+    table = emb.get_weights()[0]
+    assert out.dtype == np.dtype(dtype) and out.shape == (3, 7, 4)
+    assert out.tobytes() == table[ids].tobytes()  # a lookup is exact
+    np.testing.assert_array_equal(emb.compute_mask(ids), ids != 0)
+    assert np.all(np.abs(table) <= 0.05) and np.abs(table).max() > 0.025  # uniform(-0.05, 0.05)
+    assert emb.count_params() == 44
+    for spelling in (ids.astype(np.uint8), ids.astype(np.float64), ids.tolist()):
+        assert emb(spelling).tobytes() == out.tobytes()
+    assert emb(np.array([3])).shape == (1, 4)
+    assert emb(np.zeros((0, 5), int)).shape == (0, 5, 4)
+    nomask = crnn.Embedding(11, 4)
+    assert nomask.compute_mask(ids) is None
+
+
+def test_embedding_bad_indices_never_garbage():
+    emb = crnn.Embedding(10, 3, input_length=4)
+    good = np.array([[1, 2, 3, 4]])
+    before = emb(good)
+    for bad, pos in ((np.array([[1, 2, 10, 3]]), (0, 2)), (np.array([[1, -1, 2, 3]]), (0, 1)),
+                     (np.array([[2**40, 1, 1, 1]]), (0, 0)), (np.array([[1, 1, np.nan, 1]]), (0, 2)),
+                     (np.array([[1, 1, 1, np.inf]]), (0, 3))):
+        with pytest.raises(ValueError, match=rf"\bx\b.*position \({pos[0]}, {pos[1]}\).*\[0, 10\)"):
+            emb(bad)
+        with pytest.raises(IndexError):
+            emb(bad)
+    with pytest.raises(ValueError, match=r"\bx\b.*non-integer"):
+        emb(np.array([[1.5, 2, 3, 4]]))
+    for bad in (np.array([[True, False]]), np.array([["a"]]), np.array([[1j]])):
+        with pytest.raises(TypeError, match=r"\bx\b"):
+            emb(bad)
+    with pytest.raises(ValueError, match=r"\bx\b"):
+        emb(np.int64(3))
+    assert emb(good).tobytes() == before.tobytes()
+    with pytest.raises(ValueError, match=r"embeddings"):
+        emb.set_weights([np.ones((9, 3))])
+    with pytest.raises(ValueError, match=r"embeddings_initializer"):
+        crnn.Embedding(10, 3, embeddings_initializer="he_normal")
+    with pytest.raises((TypeError, ValueError), match=r"input_dim"):
+        crnn.Embedding(0, 3)
+
+
+def test_embedding_shapes_and_config():
+    e = crnn.Embedding(100, 8, input_length=12)
+    assert e.built and e.batch_input_shape == (None, 12)
+    assert e.compute_output_shape((None, 12)) == (None, 12, 8)
+    lazy = crnn.Embedding(100, 8)
+    assert not lazy.built and lazy.batch_input_shape == (None, None)
+    for layer in (e, lazy, crnn.Embedding(5, 2, batch_input_shape=(4, 3), mask_zero=True)):
+        cfg = layer.get_config()
+        again = crnn.Embedding.from_config(cfg)
+        assert again.get_config() == cfg
+        assert again.batch_input_shape == layer.batch_input_shape
+
+
+# ---------------------------------------------------------------------------------------------
+# Masking, Activation
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"], ids=DT_IDS.get)
+def test_masking_and_activation(dtype, rng):
+    x = rng.uniform(-1, 1, (3, 5, 4)).astype(dtype)
+    x[0, 3:] = 0.0
+    x[1, 1] = -1.0
+    x[2, :, 0] = 0.0  # partly zero: not masked
+    layer = crnn.Masking(dtype=dtype)
+    y = layer(x)
+    exp, m = ref_masking(x)
+    assert y.dtype == np.dtype(dtype) and y.tobytes() == exp.astype(dtype).tobytes()
+    np.testing.assert_array_equal(layer.compute_mask(x), m)
+    assert m[0].tolist() == [True, True, True, False, False] and m[2].all()
+    neg = crnn.Masking(mask_value=-1.0, dtype=dtype)
+    assert neg.compute_mask(x)[1].tolist() == [True, False, True, True, True]
+    assert np.all(neg(x)[1, 1] == 0)
+    assert layer.count_params() == 0 and layer.get_weights() == []
+    for act in DENSE_ACTS:
+        a = crnn.Activation(act, dtype=dtype)
+        got = a(x)
+        assert got.dtype == np.dtype(dtype)
+        assert_close(got, np_activation(act, x), derived_tol(dtype, 1, 1), f"Activation {act}")
+        assert a.compute_mask(x, m) is m
+    xc = x.copy()
+    crnn.Activation("relu", dtype=dtype)(x)
+    assert_unchanged(xc, x, "Activation input")
+    with pytest.raises(ValueError, match=r"activation"):
+        crnn.Activation("swish")
+    with pytest.raises(TypeError, match=r"mask_value"):
+        crnn.Masking(mask_value="0")
+
+
+# ---------------------------------------------------------------------------------------------
+# SimpleRNN with masks (Keras semantics)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"], ids=DT_IDS.get)
+@pytest.mark.parametrize("kind", ["prefix", "arbitrary"])
+def test_simple_rnn_masks(dtype, kind, rng):
+    B, T, D, H = 6, 7, 3, 5
+    x = rng.uniform(-1, 1, (B, T, D)).astype(dtype)
+    m = random_masks(B, T, rng)[kind]
+    h0 = rng.uniform(-1, 1, (B, H)).astype(dtype)
+    for act, gb, rs, zero, init in itertools.product(("tanh", "relu"), (False, True), (False, True),
+                                                     (False, True), (None, h0)):
+        layer = crnn.SimpleRNN(H, activation=act, go_backwards=gb, return_sequences=rs,
+                               return_state=True, zero_output_for_mask=zero, dtype=dtype)
+        w = _rnn_weights(rng, D, H, dtype, act)
+        layer.set_weights(w)
+        out, h = layer(x, mask=m, initial_state=init)
+        exp, exp_h = ref_rnn(x, w, m, activation=act, go_backwards=gb, return_sequences=rs,
+                             zero_output=zero, initial_state=init)
+        tol = derived_tol(dtype, D + H, T, value_scale(exp, exp_h))
+        msg = f"{kind} {act} go_backwards={gb} rs={rs} zero={zero} h0={init is not None}"
+        assert_close(out, exp, tol, msg + " output", dtype)
+        assert_close(h, exp_h, tol, msg + " state", dtype)
+        assert layer.compute_mask(x, m)[0] is (m if rs else None)
+    # all-True mask == no mask; int mask; mask given as a list
+    layer = crnn.SimpleRNN(H, return_sequences=True, dtype=dtype, seed=0)
+    nomask = layer(x)
+    assert layer(x, mask=np.ones((B, T), bool)).tobytes() == nomask.tobytes()
+    assert layer(x, mask=m.astype(np.int8)).tobytes() == layer(x, mask=m.tolist()).tobytes()
+    for bad in (m[:, :-1], m[:-1], m[..., None], m.astype(np.float32)):
+        with pytest.raises(ValueError, match=r"\bmask\b"):
+            layer(x, mask=bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bidirectional
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float32", "float64"], ids=DT_IDS.get)
+def test_bidirectional_merge_modes_against_reference(dtype, rng):
+    B, T, D, H = 5, 6, 4, 3
+    x = rng.uniform(-1, 1, (B, T, D)).astype(dtype)
+    masks = dict(random_masks(B, T, rng), none=None)
+    h0 = [rng.uniform(-1, 1, (B, H)).astype(dtype) for _ in range(2)]
+    for mode, rs, rst, mk, init in itertools.product(("concat", "sum", "mul", "ave", None),
+                                                     (False, True), (False, True), masks,
+                                                     (None, h0)):
+        if init is not None and (mk == "arbitrary" or not rst):
+            continue  # keep the grid small: initial states once per mask kind
+        layer = crnn.Bidirectional(crnn.SimpleRNN(H, return_sequences=rs, return_state=rst,
+                                                  dtype=dtype), merge_mode=mode)
+        wf, wb = _rnn_weights(rng, D, H, dtype, "tanh"), _rnn_weights(rng, D, H, dtype, "tanh")
+        layer.set_weights(wf + wb)
+        got = layer(x, mask=masks[mk], initial_state=init)
+        exp, states = ref_bidirectional(x, wf, wb, masks[mk], merge_mode=mode, return_sequences=rs,
+                                        initial_state=init)
+        exp_list = (exp if isinstance(exp, list) else [exp]) + (states if rst else [])
+        got_list = got if isinstance(got, list) else [got]
+        assert len(got_list) == len(exp_list), f"{mode} rs={rs} rst={rst}: output count"
+        tol = derived_tol(dtype, D + H, T, value_scale(exp_list))
+        for i, (g, e) in enumerate(zip(got_list, exp_list)):
+            assert_close(g, e, tol, f"{mode} rs={rs} rst={rst} mask={mk} h0={init is not None} [{i}]",
+                         dtype)
+        assert layer._fusable()  # ran as one direction="bidirectional" C call
+        assert layer._handle[1].directions == ["bidirectional"]
+    assert layer.count_params() == 2 * (D * H + H * H + H)
+
+
+def test_bidirectional_weights_config_and_validation(rng):
+    D, H = 3, 4
+    inner = crnn.SimpleRNN(H, return_sequences=True, input_shape=(None, D), seed=7, name="rnn")
+    bi = crnn.Bidirectional(inner)
+    assert bi.name.startswith("bidirectional")
+    assert bi.forward_layer.name == "forward_rnn" and bi.backward_layer.name == "backward_rnn"
+    assert bi.backward_layer.go_backwards and not bi.forward_layer.go_backwards
+    w = bi.get_weights()
+    assert [a.shape for a in w] == [(D, H), (H, H), (H,)] * 2  # forward weights, then backward
+    for a, b in zip(w[:3], inner.get_weights()):
+        assert a.tobytes() == b.tobytes()  # the wrapped layer's weights are the forward ones
+    assert not np.array_equal(w[0], w[3])
+    assert bi.compute_output_shape((None, 5, D)) == (None, 5, 2 * H)
+    assert crnn.Bidirectional(crnn.SimpleRNN(H), merge_mode="sum").compute_output_shape(
+        (2, 5, D)) == (2, H)
+    assert crnn.Bidirectional(crnn.SimpleRNN(H, return_state=True), merge_mode=None) \
+        .compute_output_shape((2, 5, D)) == [(2, H), (2, H), (2, H), (2, H)]
+    cfg = bi.get_config()
+    again = crnn.Bidirectional.from_config(cfg)
+    assert again.get_config() == cfg and again.count_params() == bi.count_params()
+    x = rng.uniform(-1, 1, (2, 5, D)).astype(np.float32)
+    assert bi.compute_mask(x, "m") == "m"
+    assert crnn.Bidirectional(crnn.SimpleRNN(H)).compute_mask(x, "m") is None
+    with pytest.raises(ValueError, match=r"merge_mode"):
+        crnn.Bidirectional(crnn.SimpleRNN(H), merge_mode="max")
+    with pytest.raises(ValueError, match=r"\blayer\b"):
+        crnn.Bidirectional(crnn.Dense(3))
+    with pytest.raises(ValueError, match=r"go_backwards"):
+        crnn.Bidirectional(crnn.SimpleRNN(H), backward_layer=crnn.SimpleRNN(H))
+    with pytest.raises(ValueError, match=r"return_sequences"):
+        crnn.Bidirectional(crnn.SimpleRNN(H), backward_layer=crnn.SimpleRNN(
+            H, go_backwards=True, return_sequences=True))
+    with pytest.raises(ValueError, match=r"initial_state"):
+        bi(x, initial_state=[np.zeros((2, H))])
+    with pytest.raises(ValueError, match=r"set_weights"):
+        bi.set_weights(w[:5])
+
+
+def test_bidirectional_custom_backward_and_go_backwards_inner(rng):
+    """Cases that cannot share one C call run as two layers, still with Keras results."""
+    B, T, D, H = 4, 5, 3, 4
+    x = rng.uniform(-1, 1, (B, T, D)).astype(np.float64)
+    m = random_masks(B, T, rng)["arbitrary"]
+    back = crnn.SimpleRNN(H, activation="relu", go_backwards=True, return_sequences=True,
+                          dtype="float64")
+    bi = crnn.Bidirectional(crnn.SimpleRNN(H, return_sequences=True, dtype="float64"),
+                            backward_layer=back, merge_mode="ave")
+    wf, wb = _rnn_weights(rng, D, H, np.float64, "tanh"), _rnn_weights(rng, D, H, np.float64, "relu")
+    bi.set_weights(wf + wb)
+    assert not bi._fusable()
+    assert "backward_layer" in bi.get_config()
+    for mask in (None, m):
+        exp, _ = ref_bidirectional(x, wf, wb, mask, merge_mode="ave", return_sequences=True,
+                                   bwd_activation="relu")
+        assert_close(bi(x, mask=mask), exp, derived_tol(np.float64, D + H, T), "custom backward")
+    # The wrapped layer goes backwards: its copy reads reversed time, the other forwards (Keras 2).
+    flipped = crnn.Bidirectional(crnn.SimpleRNN(H, go_backwards=True, return_sequences=True,
+                                                dtype="float64"))
+    assert flipped.forward_layer.go_backwards and not flipped.backward_layer.go_backwards
+    wf, wb = _rnn_weights(rng, D, H, np.float64, "tanh"), _rnn_weights(rng, D, H, np.float64, "tanh")
+    flipped.set_weights(wf + wb)
+    exp, _ = ref_bidirectional(x, wf, wb, m, return_sequences=True, fwd_backwards=True)
+    assert_close(flipped(x, mask=m), exp, derived_tol(np.float64, D + H, T), "go_backwards inner")
+
+
+def test_bidirectional_fused_equals_pair(rng):
+    """The one-call path and the two-layer path agree (and both match the oracle above)."""
+    B, T, D, H = 3, 6, 4, 5
+    x = rng.uniform(-1, 1, (B, T, D)).astype(np.float32)
+    for rs, mk in itertools.product((False, True), ("prefix", "arbitrary")):
+        m = random_masks(B, T, rng)[mk]
+        bi = crnn.Bidirectional(crnn.SimpleRNN(H, return_sequences=rs, return_state=True),
+                                input_shape=(T, D))
+        fused = bi(x, mask=m)
+        pair = bi._call_pair(x, None, None, m)
+        for f, p in zip(fused, pair):
+            assert_close(f, p, derived_tol(np.float32, D + H, T), f"rs={rs} {mk}")
+
+
+def test_layers_pickle_and_config_round_trip(rng):
+    x = rng.uniform(-1, 1, (2, 4, 3)).astype(np.float32)
+    layers = [crnn.SimpleRNN(5, input_shape=(None, 3), return_sequences=True, seed=1),
+              crnn.Bidirectional(crnn.SimpleRNN(2, return_sequences=True), input_shape=(4, 3)),
+              crnn.Dense(2, activation="softmax", input_dim=3), crnn.Masking(0.5),
+              crnn.Activation("tanh")]
+    for layer in layers:
+        before = layer(x)
+        again = pickle.loads(pickle.dumps(layer))
+        assert again.name == layer.name and again.get_config() == layer.get_config()
+        assert again(x).tobytes() == before.tobytes(), type(layer).__name__
+        for a in again._weight_arrays():
+            assert not a.flags.writeable
+        clone = L.deserialize(L.serialize(layer))
+        assert clone.get_config() == layer.get_config()
+        assert [w.shape for w in clone.get_weights()] == [w.shape for w in layer.get_weights()]
+    emb = crnn.Embedding(7, 3, mask_zero=True)
+    ids = np.array([[1, 2, 0]])
+    unbuilt = pickle.loads(pickle.dumps(emb))
+    assert not unbuilt.built and unbuilt(ids).shape == (1, 3, 3)
+    again = pickle.loads(pickle.dumps(emb))
+    first = emb(ids)  # builds the original
+    assert not again.built
+    again = pickle.loads(pickle.dumps(emb))
+    assert again(ids).tobytes() == first.tobytes()
+    with pytest.raises(ValueError, match=r"class_name.*'LSTM'"):
+        L.deserialize({"class_name": "LSTM", "config": {}})
