@@ -316,6 +316,13 @@ cdef class RNN:
                 if s is None:
                     h0_keep.append(None)
                     continue
+                if (type(s) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>s) == self._typenum
+                        and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>s)
+                        and cnp.PyArray_NDIM(<cnp.ndarray>s) == 2
+                        and cnp.PyArray_DIMS(<cnp.ndarray>s)[0] == B
+                        and cnp.PyArray_DIMS(<cnp.ndarray>s)[1] == <int64_t>self._entry_units[e]):
+                    h0_keep.append(s)  # fast path: usable as it is
+                    continue
                 sa = as_real_array(s, f"initial_state[{e}]", self.dtype)
                 if sa.shape != (B, self._entry_units[e]):
                     raise ValueError(f"initial_state[{e}]: got shape {sa.shape}, "
