@@ -48,6 +48,8 @@ from crnn.layers import (Activation, Bidirectional, Dense, Dropout, Embedding, I
 from crnn.models import Sequential  # noqa: E402
 from crnn.saving import load_model, save_model  # noqa: E402
 from crnn._include import get_include  # noqa: E402
+# Interop entry points: each imports torch / h5py / keras only when called.
+from crnn.interop import from_keras, from_torch, load_keras, load_onnx, to_onnx  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -69,4 +71,9 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "get_include",
+    "from_torch",
+    "from_keras",
+    "load_keras",
+    "load_onnx",
+    "to_onnx",
 ]

@@ -1,0 +1,1028 @@
+"""Run ONNX models whose recurrent part is the ONNX ``RNN`` operator, on the crnn C core.
+
+:func:`load_onnx` reads an ``.onnx`` file with crnn's own protobuf reader (neither ``onnx`` nor
+``onnxruntime`` is needed) and returns an :class:`OnnxModel`, a small graph executor: every
+``RNN`` node runs as one call of a compiled :class:`crnn._core.RNN` (built once at load time
+when its weights are constants), every other node in NumPy.  It offers ONNX Runtime's call::
+
+    sess = crnn.load_onnx("model.onnx")
+    outputs = sess.run(None, {"x": x})          # like onnxruntime.InferenceSession.run
+    y, h = sess(x)                              # graph inputs positionally, outputs in order
+
+Supported: the ``RNN`` operator (opsets 7, 14, 22) with ``direction`` forward / reverse /
+bidirectional, ``activations`` Tanh / Relu / Sigmoid (and ``Affine`` with alpha 1, beta 0, i.e.
+linear), ``initial_h``, ``sequence_lens`` and ``layout`` 0 and 1 (ONNX Runtime refuses
+``layout=1``; crnn does not), and the ops :data:`SUPPORTED_OPS` that ``torch.onnx.export``
+emits around an ``nn.RNN`` (shape arithmetic, transposes, slicing, ``Gemm``/``MatMul``/``Add``
+heads, activations, reductions, packed-sequence sorting).  ``LSTM``, ``GRU``, ``clip``,
+``activation_alpha``/``activation_beta`` other than linear, control flow (If/Loop/Scan) and
+ops outside the default domain are rejected at load time with an error naming them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import _core
+from . import _protobuf as pb
+
+__all__ = ["OnnxModel", "NodeArg", "load_onnx", "SUPPORTED_OPS", "OnnxError"]
+
+
+class OnnxError(ValueError):
+    """A malformed ONNX model, or one crnn cannot run."""
+
+
+# TensorProto.DataType -> NumPy dtype (names as ONNX Runtime prints them in NodeArg.type).
+_DTYPES: Dict[int, Tuple[Any, str]] = {
+    1: (np.float32, "float"), 2: (np.uint8, "uint8"), 3: (np.int8, "int8"),
+    4: (np.uint16, "uint16"), 5: (np.int16, "int16"), 6: (np.int32, "int32"),
+    7: (np.int64, "int64"), 9: (np.bool_, "bool"), 10: (np.float16, "float16"),
+    11: (np.float64, "double"), 12: (np.uint32, "uint32"), 13: (np.uint64, "uint64")}
+_DTYPE_NAMES = {0: "UNDEFINED", 8: "STRING", 14: "COMPLEX64", 15: "COMPLEX128", 16: "BFLOAT16"}
+_ONNX_TYPE = {np.dtype(v[0]): k for k, v in _DTYPES.items()}
+
+
+def _np_dtype(code: int, what: str) -> np.dtype:
+    if code not in _DTYPES:
+        raise OnnxError(f"{what}: got data type {_DTYPE_NAMES.get(code, code)}, which crnn "
+                        f"cannot run; expected one of {sorted(v[1] for v in _DTYPES.values())}")
+    return np.dtype(_DTYPES[code][0])
+
+
+def _tensor(t: Dict[str, Any], base_dir: Optional[str], what: str) -> np.ndarray:
+    """TensorProto dict -> ndarray (zero-copy and read-only for raw_data)."""
+    name = t["name"] or what
+    dt = _np_dtype(t["data_type"], f"tensor {name!r}")
+    dims = tuple(int(d) for d in t["dims"])
+    if any(d < 0 for d in dims):
+        raise OnnxError(f"tensor {name!r}: got negative dims {dims}")
+    count = int(np.prod(dims, dtype=np.int64))
+    if t["data_location"] == 1:
+        info = {e["key"]: e["value"] for e in t["external_data"]}
+        loc = info.get("location", "")
+        if base_dir is None:
+            raise OnnxError(f"tensor {name!r}: stored in external file {loc!r}, but the model "
+                            "was not loaded from a path; pass a path, or base_dir=")
+        if not loc or os.path.isabs(loc) or ".." in loc.replace("\\", "/").split("/"):
+            raise OnnxError(f"tensor {name!r}: external data location {loc!r} must be a relative "
+                            "path inside the model's directory")
+        offset, length = int(info.get("offset", 0)), info.get("length")
+        nbytes = count * dt.itemsize
+        if length is not None and int(length) != nbytes:
+            raise OnnxError(f"tensor {name!r}: external data length {length}, expected {nbytes}")
+        path = os.path.join(base_dir, loc)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                raw = f.read(nbytes)
+        except OSError as err:
+            raise OnnxError(f"tensor {name!r}: cannot read external data {path!r}: {err}") from None
+        if len(raw) != nbytes:
+            raise OnnxError(f"tensor {name!r}: external file {path!r} holds {len(raw)} bytes at "
+                            f"offset {offset}, expected {nbytes}")
+        return np.frombuffer(raw, dt.newbyteorder("<")).astype(dt, copy=False).reshape(dims)
+    raw = t["raw_data"]
+    if len(raw):
+        if len(raw) != count * dt.itemsize:
+            raise OnnxError(f"tensor {name!r}: raw_data holds {len(raw)} bytes, expected "
+                            f"{count * dt.itemsize} for dims {dims} of {dt.name}")
+        return np.frombuffer(raw, dt.newbyteorder("<")).astype(dt, copy=False).reshape(dims)
+    if dt == np.float32:
+        vals = np.asarray(t["float_data"], np.float32)
+    elif dt == np.float64:
+        vals = np.asarray(t["double_data"], np.float64)
+    elif dt == np.int64:
+        vals = np.asarray(t["int64_data"], np.int64)
+    elif dt in (np.uint32, np.uint64):
+        vals = np.asarray(t["uint64_data"], np.uint64).astype(dt)
+    elif dt == np.float16:
+        vals = np.asarray(t["int32_data"], np.int32).astype(np.uint16).view(np.float16)
+    else:  # int32, int16, int8, uint16, uint8, bool
+        vals = np.asarray(t["int32_data"], np.int64).astype(dt)
+    if vals.size != count:
+        raise OnnxError(f"tensor {name!r}: holds {vals.size} values, expected {count} for "
+                        f"dims {dims}")
+    return vals.reshape(dims)
+
+
+class NodeArg:
+    """A graph input or output as ONNX Runtime describes it: ``name``, ``shape``, ``type``."""
+
+    __slots__ = ("name", "shape", "type", "dtype")
+
+    def __init__(self, name: str, shape: Optional[List[Any]], type: str,
+                 dtype: Optional[np.dtype]) -> None:
+        self.name, self.shape, self.type, self.dtype = name, shape, type, dtype
+
+    def __repr__(self) -> str:
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape})"
+
+
+def _value_info(vi: Dict[str, Any], what: str) -> NodeArg:
+    tt = (vi["type"] or {}).get("tensor_type")
+    if vi["type"] is not None and tt is None:
+        kinds = [k for k, v in vi["type"].items() if v not in (None, b"") and k != "tensor_type"]
+        raise OnnxError(f"{what} {vi['name']!r}: got a {kinds[0] if kinds else 'non-tensor'} "
+                        "type, expected a tensor")
+    if tt is None:
+        return NodeArg(vi["name"], None, "tensor(unknown)", None)
+    dt = _np_dtype(tt["elem_type"], f"{what} {vi['name']!r}") if tt["elem_type"] else None
+    shape = None
+    if tt["shape"] is not None:
+        # A named dimension keeps its name (as ONNX Runtime shows it); an unset one is None.
+        shape = [d["dim_param"] or (d["dim_value"] if d["dim_value"] > 0 else None)
+                 for d in tt["shape"]["dim"]]
+    tname = f"tensor({_DTYPES[tt['elem_type']][1]})" if dt is not None else "tensor(unknown)"
+    return NodeArg(vi["name"], shape, tname, dt)
+
+
+# ============================================================================= ops
+# Each op: fn(attrs, inputs, ctx) -> list of outputs.  ``inputs`` has None for an omitted
+# optional input ("" in the node).  ``ctx`` is the _Node (attrs, opset, cache).
+
+def _axis(axis: int, ndim: int, what: str) -> int:
+    if not -ndim <= axis < max(ndim, 1):
+        raise OnnxError(f"{what}: got axis {axis}, expected one in [{-ndim}, {ndim - 1}]")
+    return axis % ndim if ndim else 0
+
+
+def _ints(a: Optional[np.ndarray]) -> List[int]:
+    return [] if a is None else [int(v) for v in np.asarray(a).reshape(-1)]
+
+
+def _op_identity(at, x, n):
+    return [x[0]]
+
+
+def _op_constant(at, x, n):
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in at:
+            v = at[key]
+            if key == "value":
+                return [v]
+            dt = np.float32 if "float" in key else np.int64
+            return [np.asarray(v, dt)]
+    raise OnnxError(f"{n.describe()}: got no value attribute crnn supports "
+                    "(value, value_float(s), value_int(s))")
+
+
+def _op_shape(at, x, n):
+    shape = np.asarray(x[0].shape, np.int64)
+    r = len(shape)
+    start, end = at.get("start", 0), at.get("end", r)
+    start = min(max(start + r if start < 0 else start, 0), r)
+    end = min(max(end + r if end < 0 else end, 0), r)
+    return [shape[start:end]]
+
+
+def _op_size(at, x, n):
+    return [np.asarray(x[0].size, np.int64)]
+
+
+def _op_gather(at, x, n):
+    data, idx = x[0], np.asarray(x[1])
+    axis = _axis(at.get("axis", 0), data.ndim, n.describe())
+    if idx.dtype.kind not in "iu":
+        raise OnnxError(f"{n.describe()}: got indices of dtype {idx.dtype}, expected integers")
+    dim = data.shape[axis]
+    if idx.size and (idx.min() < -dim or idx.max() >= dim):
+        raise OnnxError(f"{n.describe()}: got indices in [{idx.min()}, {idx.max()}], expected "
+                        f"[{-dim}, {dim - 1}] for axis {axis} of shape {data.shape}")
+    return [np.take(data, idx.astype(np.int64), axis=axis)]
+
+
+def _op_gather_elements(at, x, n):
+    data, idx = x[0], np.asarray(x[1]).astype(np.int64)
+    axis = _axis(at.get("axis", 0), data.ndim, n.describe())
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    return [np.take_along_axis(data, idx, axis=axis)]
+
+
+def _axes_arg(at, x, n, pos: int, opset_from: int) -> Optional[List[int]]:
+    if n.opset >= opset_from:
+        return None if len(x) <= pos or x[pos] is None else _ints(x[pos])
+    return at.get("axes")
+
+
+def _op_unsqueeze(at, x, n):
+    axes = _axes_arg(at, x, n, 1, 13)
+    if not axes:
+        raise OnnxError(f"{n.describe()}: got no axes")
+    out_rank = x[0].ndim + len(axes)
+    axes = sorted(_axis(a, out_rank, n.describe()) for a in axes)
+    return [np.expand_dims(x[0], tuple(axes))]
+
+
+def _op_squeeze(at, x, n):
+    axes = _axes_arg(at, x, n, 1, 13)
+    if not axes:
+        return [np.squeeze(x[0])]
+    axes = tuple(_axis(a, x[0].ndim, n.describe()) for a in axes)
+    for a in axes:
+        if x[0].shape[a] != 1:
+            raise OnnxError(f"{n.describe()}: cannot squeeze axis {a} of shape {x[0].shape}")
+    return [np.squeeze(x[0], axis=axes)]
+
+
+def _op_concat(at, x, n):
+    arrs = [a for a in x if a is not None]
+    axis = _axis(at["axis"], arrs[0].ndim, n.describe())
+    return [np.concatenate(arrs, axis=axis)]
+
+
+def _op_slice(at, x, n):
+    data = x[0]
+    if n.opset < 10:
+        starts, ends = at["starts"], at["ends"]
+        axes = at.get("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = _ints(x[1]), _ints(x[2])
+        axes = _ints(x[3]) if len(x) > 3 and x[3] is not None else list(range(len(starts)))
+        steps = _ints(x[4]) if len(x) > 4 and x[4] is not None else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise OnnxError(f"{n.describe()}: starts, ends, axes and steps differ in length")
+    index = [slice(None)] * data.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        a = _axis(a, data.ndim, n.describe())
+        if st == 0:
+            raise OnnxError(f"{n.describe()}: got step 0")
+        # Python's slice clamping is ONNX's: negatives count from the end, out-of-range
+        # values (INT64_MAX, -INT64_MAX) clamp to the ends for either sign of step.
+        index[a] = slice(s, e, st)
+    return [data[tuple(index)]]
+
+
+def _op_transpose(at, x, n):
+    perm = at.get("perm")
+    return [np.transpose(x[0], perm if perm else None)]
+
+
+def _op_reshape(at, x, n):
+    data = x[0]
+    shape = list(at["shape"]) if n.opset < 5 else _ints(x[1])
+    allowzero = at.get("allowzero", 0)
+    if not allowzero:
+        shape = [data.shape[i] if s == 0 and i < data.ndim else s for i, s in enumerate(shape)]
+    try:
+        return [data.reshape(shape)]
+    except ValueError as err:
+        raise OnnxError(f"{n.describe()}: cannot reshape {data.shape} to {shape}: {err}") from None
+
+
+def _op_flatten(at, x, n):
+    data = x[0]
+    axis = at.get("axis", 1)
+    axis = axis + data.ndim if axis < 0 else axis
+    lead = int(np.prod(data.shape[:axis], dtype=np.int64))
+    return [data.reshape(lead, int(np.prod(data.shape[axis:], dtype=np.int64)))]
+
+
+def _op_expand(at, x, n):
+    shape = _ints(x[1])
+    out = np.broadcast_shapes(x[0].shape, tuple(shape))
+    return [np.broadcast_to(x[0], out)]
+
+
+def _op_constant_of_shape(at, x, n):
+    shape = _ints(x[0])
+    v = at.get("value")
+    fill = np.zeros((), np.float32) if v is None else np.asarray(v).reshape(())
+    return [np.full(shape, fill, dtype=fill.dtype)]
+
+
+def _op_cast(at, x, n):
+    return [np.asarray(x[0]).astype(_np_dtype(at["to"], n.describe()))]
+
+
+def _op_cast_like(at, x, n):
+    return [np.asarray(x[0]).astype(x[1].dtype)]
+
+
+def _op_range(at, x, n):
+    start, limit, delta = (np.asarray(v).reshape(()) for v in x[:3])
+    return [np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))]
+
+
+def _binary(fn: Callable) -> Callable:
+    def op(at, x, n):
+        a, b = x[0], x[1]
+        if n.opset < 7 and at.get("broadcast"):
+            axis = at.get("axis")
+            if axis is not None and b.ndim:
+                b = b.reshape(b.shape + (1,) * (a.ndim - axis - b.ndim))
+        out = fn(a, b)
+        if isinstance(a, np.ndarray) and out.dtype != a.dtype and a.dtype.kind in "fiu" and \
+                fn not in _COMPARE:
+            out = out.astype(a.dtype)
+        return [out]
+    return op
+
+
+def _div(a, b):
+    if a.dtype.kind in "iu":
+        return np.trunc(np.true_divide(a, b)).astype(a.dtype)
+    return np.divide(a, b)
+
+
+def _mod(a, b):
+    return np.mod(a, b)
+
+
+_COMPARE = (np.equal, np.less, np.greater, np.less_equal, np.greater_equal,
+            np.logical_and, np.logical_or, np.logical_xor)
+
+
+def _variadic(fn: Callable) -> Callable:
+    def op(at, x, n):
+        out = x[0]
+        for a in x[1:]:
+            out = fn(out, a)
+        return [out]
+    return op
+
+
+def _unary(fn: Callable) -> Callable:
+    def op(at, x, n):
+        return [fn(x[0])]
+    return op
+
+
+def _sigmoid(z):
+    # Same numerically safe logistic as crnn.reference, keeping the dtype.
+    z = np.asarray(z)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1 / (1 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1 + ez)
+    return out
+
+
+def _op_leaky_relu(at, x, n):
+    a = x[0].dtype.type(at.get("alpha", 0.01))
+    return [np.where(x[0] >= 0, x[0], x[0] * a)]
+
+
+def _op_elu(at, x, n):
+    a = x[0].dtype.type(at.get("alpha", 1.0))
+    return [np.where(x[0] >= 0, x[0], a * np.expm1(np.minimum(x[0], 0)))]
+
+
+def _op_hard_sigmoid(at, x, n):
+    a, b = at.get("alpha", 0.2), at.get("beta", 0.5)
+    t = x[0].dtype.type
+    return [np.clip(x[0] * t(a) + t(b), 0, 1).astype(x[0].dtype)]
+
+
+def _op_clip(at, x, n):
+    if n.opset < 11:
+        lo, hi = at.get("min"), at.get("max")
+    else:
+        lo = None if len(x) < 2 or x[1] is None else x[1]
+        hi = None if len(x) < 3 or x[2] is None else x[2]
+    out = x[0]
+    if lo is not None:
+        out = np.maximum(out, np.asarray(lo, out.dtype))
+    if hi is not None:
+        out = np.minimum(out, np.asarray(hi, out.dtype))
+    return [out]
+
+
+def _softmax_like(log: bool) -> Callable:
+    def op(at, x, n):
+        data = x[0]
+        if n.opset < 13:
+            # Opsets 1-12 coerce the input to 2-D at `axis` (default 1).
+            axis = _axis(at.get("axis", 1), data.ndim, n.describe())
+            flat = data.reshape(int(np.prod(data.shape[:axis], dtype=np.int64)), -1)
+            return [op13(flat, 1).reshape(data.shape)]
+        return [op13(data, _axis(at.get("axis", -1), data.ndim, n.describe()))]
+
+    def op13(data, axis):
+        z = data - np.max(data, axis=axis, keepdims=True)
+        if log:
+            return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+        e = np.exp(z)
+        return e / np.sum(e, axis=axis, keepdims=True)
+    return op
+
+
+def _op_matmul(at, x, n):
+    return [np.matmul(x[0], x[1])]
+
+
+def _op_gemm(at, x, n):
+    a, b = x[0], x[1]
+    if at.get("transA", 0):
+        a = a.T
+    if at.get("transB", 0):
+        b = b.T
+    y = a @ b
+    alpha, beta = at.get("alpha", 1.0), at.get("beta", 1.0)
+    if alpha != 1.0:
+        y = y * y.dtype.type(alpha)
+    if len(x) > 2 and x[2] is not None and beta != 0.0:
+        c = x[2] if beta == 1.0 else x[2] * x[2].dtype.type(beta)
+        y = y + c
+    return [y]
+
+
+def _reduce(fn: Callable, axes_input_from: int) -> Callable:
+    def op(at, x, n):
+        data = x[0]
+        axes = _axes_arg(at, x, n, 1, axes_input_from)
+        keep = bool(at.get("keepdims", 1))
+        if not axes:
+            if at.get("noop_with_empty_axes", 0):
+                return [data]
+            axes = list(range(data.ndim))
+        axes_t = tuple(_axis(a, data.ndim, n.describe()) for a in axes)
+        out = fn(data, axis=axes_t, keepdims=keep)
+        return [np.asarray(out, dtype=data.dtype) if data.dtype.kind == "f" else np.asarray(out)]
+    return op
+
+
+def _op_argmax(at, x, n, fn=np.argmax):
+    data = x[0]
+    axis = _axis(at.get("axis", 0), data.ndim, n.describe())
+    if at.get("select_last_index", 0):
+        flipped = np.flip(data, axis)
+        out = data.shape[axis] - 1 - fn(flipped, axis=axis)
+    else:
+        out = fn(data, axis=axis)
+    out = out.astype(np.int64)
+    return [np.expand_dims(out, axis) if at.get("keepdims", 1) else out]
+
+
+def _op_topk(at, x, n):
+    data = x[0]
+    k = int(at["k"]) if n.opset < 10 else int(np.asarray(x[1]).reshape(-1)[0])
+    axis = _axis(at.get("axis", -1), data.ndim, n.describe())
+    largest = at.get("largest", 1)
+    # ONNX: among equal values the lower index comes first; a stable sort gives that.
+    key = -data if largest else data
+    if data.dtype.kind == "u" and largest:
+        key = np.iinfo(data.dtype).max - data
+    idx = np.argsort(key, axis=axis, kind="stable")
+    idx = np.take(idx, np.arange(k), axis=axis)
+    return [np.take_along_axis(data, idx, axis=axis), idx.astype(np.int64)]
+
+
+def _op_scatter_elements(at, x, n):
+    if at.get("reduction", "none") != "none":
+        raise OnnxError(f"{n.describe()}: got reduction {at['reduction']!r}, expected 'none'")
+    data, idx, upd = x[0], np.asarray(x[1]).astype(np.int64), x[2]
+    axis = _axis(at.get("axis", 0), data.ndim, n.describe())
+    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    out = np.array(data, copy=True)
+    np.put_along_axis(out, idx, upd, axis=axis)
+    return [out]
+
+
+def _op_where(at, x, n):
+    return [np.where(x[0], x[1], x[2])]
+
+
+def _op_not(at, x, n):
+    return [np.logical_not(x[0])]
+
+
+def _op_split(at, x, n):
+    data = x[0]
+    axis = _axis(at.get("axis", 0), data.ndim, n.describe())
+    if n.opset >= 13:
+        split = _ints(x[1]) if len(x) > 1 and x[1] is not None else None
+    else:
+        split = at.get("split")
+    parts = len(n.outputs)
+    if not split:
+        num = at.get("num_outputs", parts)
+        size = -(-data.shape[axis] // num)
+        split = [min(size, data.shape[axis] - i * size) for i in range(num)]
+    bounds = np.cumsum(split)[:-1]
+    return list(np.split(data, bounds, axis=axis))
+
+
+def _op_dropout(at, x, n):
+    # Inference: identity; the optional mask output is all True.
+    return [x[0], np.ones(x[0].shape, np.bool_)]
+
+
+def _op_pow(at, x, n):
+    out = np.power(x[0], x[1])
+    return [out.astype(x[0].dtype) if out.dtype != x[0].dtype else out]
+
+
+# --------------------------------------------------------------------------- RNN
+_RNN_ACTS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid"}
+_RNN_ATTRS = {"activations", "direction", "hidden_size", "layout", "clip", "activation_alpha",
+              "activation_beta"}
+
+
+def _rnn_config(node: "_Node") -> Dict[str, Any]:
+    """Validate an RNN node's attributes once, at load time."""
+    at = node.attrs
+    what = node.describe()
+    extra = sorted(set(at) - _RNN_ATTRS)
+    if extra:
+        raise OnnxError(f"{what}: got unknown attribute(s) {extra}")
+    if "clip" in at:
+        raise OnnxError(f"{what}: got attribute clip={at['clip']}, which crnn does not support "
+                        "(the C core has no cell clipping); re-export without clip")
+    direction = at.get("direction", "forward")
+    if isinstance(direction, bytes):
+        direction = direction.decode()
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise OnnxError(f"{what}: got direction {direction!r}, expected 'forward', 'reverse' "
+                        "or 'bidirectional'")
+    ndir = 2 if direction == "bidirectional" else 1
+    acts = [a.decode() if isinstance(a, bytes) else a for a in at.get("activations", [])]
+    if not acts:
+        acts = ["Tanh"] * ndir
+    if len(acts) == 1 and ndir == 2:
+        acts = acts * 2
+    if len(acts) != ndir:
+        raise OnnxError(f"{what}: got {len(acts)} activations {acts}, expected {ndir} "
+                        f"(one per direction) for direction {direction!r}")
+    alphas = list(at.get("activation_alpha", []))
+    betas = list(at.get("activation_beta", []))
+    names = []
+    for i, a in enumerate(acts):
+        key = a.lower()
+        if key == "affine":
+            # Affine(x) = alpha * x + beta; crnn runs only the identity (alpha 1, beta 0).
+            al = alphas[i] if i < len(alphas) else None
+            be = betas[i] if i < len(betas) else 0.0
+            if al != 1.0 or be != 0.0:
+                raise OnnxError(f"{what}: got activation Affine with activation_alpha={al}, "
+                                f"activation_beta={be}; crnn supports Affine only as the "
+                                "identity (alpha 1.0, beta 0.0)")
+            names.append("linear")
+        elif key in _RNN_ACTS:
+            names.append(_RNN_ACTS[key])
+        else:
+            raise OnnxError(f"{what}: got activation {a!r}, expected Tanh, Relu or Sigmoid "
+                            "(or Affine with alpha 1, beta 0)")
+    if (alphas or betas) and "linear" not in names:
+        raise OnnxError(f"{what}: got activation_alpha/activation_beta, which crnn does not "
+                        f"support with activations {acts}")
+    layout = at.get("layout", 0)
+    if layout not in (0, 1):
+        raise OnnxError(f"{what}: got layout={layout}, expected 0 or 1")
+    return {"direction": direction, "ndir": ndir, "acts": names, "layout": layout,
+            "hidden_size": at.get("hidden_size")}
+
+
+def _rnn_handles(cfg: Dict[str, Any], W: np.ndarray, R: np.ndarray, B: Optional[np.ndarray],
+                 dtype: np.dtype, what: str) -> List[Tuple[Any, int]]:
+    """Compiled handles for one RNN node: one for all directions, or one per direction when
+    the two directions use different activations.  Returns ``[(handle, n_directions)]``."""
+    ndir = cfg["ndir"]
+    if W.ndim != 3 or R.ndim != 3 or W.shape[0] != ndir or R.shape[0] != ndir:
+        raise OnnxError(f"{what}: got W {W.shape} and R {R.shape}, expected "
+                        f"({ndir}, hidden_size, input_size) and ({ndir}, hidden_size, hidden_size)")
+    H = R.shape[1]
+    if R.shape[2] != H or W.shape[1] != H:
+        raise OnnxError(f"{what}: got W {W.shape} and R {R.shape}, expected "
+                        f"({ndir}, {H}, input_size) and ({ndir}, {H}, {H})")
+    if cfg["hidden_size"] is not None and cfg["hidden_size"] != H:
+        raise OnnxError(f"{what}: got hidden_size={cfg['hidden_size']}, but R has shape {R.shape}")
+    if B is not None and B.shape != (ndir, 2 * H):
+        raise OnnxError(f"{what}: got B of shape {B.shape}, expected ({ndir}, {2 * H}) = [Wb, Rb]")
+    entries = []
+    for d in range(ndir):
+        bias = None
+        if B is not None:
+            bias = (B[d, :H].astype(np.float64) + B[d, H:].astype(np.float64)).astype(dtype)
+        entries.append([W[d].T, R[d].T, bias])
+    acts = cfg["acts"]
+    if ndir == 1:
+        return [(_core.RNN([entries], activation=acts[0], direction=cfg["direction"],
+                           dtype=dtype), 1)]
+    if acts[0] == acts[1]:
+        return [(_core.RNN([entries], activation=acts[0], direction="bidirectional",
+                           dtype=dtype), 2)]
+    return [(_core.RNN([[entries[0]]], activation=acts[0], direction="forward", dtype=dtype), 1),
+            (_core.RNN([[entries[1]]], activation=acts[1], direction="reverse", dtype=dtype), 1)]
+
+
+def _op_rnn(at, x, n):
+    cfg = n.rnn
+    X = x[0]
+    what = n.describe()
+    W, R = x[1], x[2]
+    B = x[3] if len(x) > 3 else None
+    seq = x[4] if len(x) > 4 else None
+    h0 = x[5] if len(x) > 5 else None
+    if X is None or W is None or R is None:
+        raise OnnxError(f"{what}: inputs X, W and R are required")
+    if X.dtype.kind != "f":
+        raise OnnxError(f"{what}: got X of dtype {X.dtype}, expected float")
+    dt = np.dtype(np.float64) if X.dtype == np.float64 else np.dtype(np.float32)
+    if X.ndim != 3:
+        raise OnnxError(f"{what}: got X of shape {X.shape}, expected 3-D "
+                        f"({'(batch, seq, input)' if cfg['layout'] else '(seq, batch, input)'})")
+    xb = X.transpose(1, 0, 2) if cfg["layout"] == 0 else X            # (B, T, D)
+    batch, steps = xb.shape[0], xb.shape[1]
+    key = (id(W), id(R), id(B), dt.name)
+    cached = n.cache.get("handles")
+    if cached is not None and cached[0] == key:
+        handles = cached[1]
+    else:
+        handles = _rnn_handles(cfg, W, R, B, dt, what)
+        if n.const_weights:
+            n.cache["handles"] = (key, handles, (W, R, B))
+    H = R.shape[1]
+    ndir = cfg["ndir"]
+    if W.shape[2] != xb.shape[2]:
+        raise OnnxError(f"{what}: got X with input size {xb.shape[2]}, expected {W.shape[2]} "
+                        f"(from W of shape {W.shape})")
+    states0 = [None] * ndir
+    if h0 is not None:
+        want = (ndir, batch, H) if cfg["layout"] == 0 else (batch, ndir, H)
+        if h0.shape != want:
+            raise OnnxError(f"{what}: got initial_h of shape {h0.shape}, expected {want}")
+        states0 = [h0[d] if cfg["layout"] == 0 else h0[:, d] for d in range(ndir)]
+    lens = None
+    if seq is not None:
+        lens = np.asarray(seq)
+        if lens.shape != (batch,) or lens.dtype.kind not in "iu":
+            raise OnnxError(f"{what}: got sequence_lens {lens.dtype} of shape {lens.shape}, "
+                            f"expected int32 of shape ({batch},)")
+        if batch and (lens.min() < 0 or lens.max() > steps):
+            raise OnnxError(f"{what}: got sequence_lens in [{lens.min()}, {lens.max()}], "
+                            f"expected [0, {steps}]")
+    want_y = len(n.outputs) > 0 and n.outputs[0] != ""
+    ys, hs = [], []
+    d0 = 0
+    for handle, nd in handles:
+        res = handle.forward(xb, initial_state=None if h0 is None else states0[d0:d0 + nd],
+                             lengths=lens, return_sequences=want_y, return_state=True)
+        out, states = res
+        if want_y:
+            ys.append(out)
+        hs.extend(states)
+        d0 += nd
+    outs: List[Optional[np.ndarray]] = [None, None]
+    if want_y:
+        y = ys[0] if len(ys) == 1 else np.concatenate(ys, axis=2)    # (B, T, ndir*H)
+        y = y.reshape(batch, steps, ndir, H)
+        outs[0] = y.transpose(1, 2, 0, 3) if cfg["layout"] == 0 else y
+    outs[1] = np.stack(hs, axis=0 if cfg["layout"] == 0 else 1)
+    if X.dtype != dt:  # float16 in, float16 out
+        outs = [None if o is None else o.astype(X.dtype) for o in outs]
+    return outs
+
+
+# --------------------------------------------------------------------------- registry
+SUPPORTED_OPS: Dict[str, Callable] = {
+    "Identity": _op_identity, "Constant": _op_constant, "Shape": _op_shape, "Size": _op_size,
+    "Gather": _op_gather, "GatherElements": _op_gather_elements,
+    "Unsqueeze": _op_unsqueeze, "Squeeze": _op_squeeze, "Concat": _op_concat,
+    "Slice": _op_slice, "Transpose": _op_transpose, "Reshape": _op_reshape,
+    "Flatten": _op_flatten, "Expand": _op_expand, "ConstantOfShape": _op_constant_of_shape,
+    "Cast": _op_cast, "CastLike": _op_cast_like, "Range": _op_range, "Split": _op_split,
+    "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply),
+    "Div": _binary(_div), "Mod": _binary(_mod), "Pow": _op_pow,
+    "Equal": _binary(np.equal), "Less": _binary(np.less), "Greater": _binary(np.greater),
+    "LessOrEqual": _binary(np.less_equal), "GreaterOrEqual": _binary(np.greater_equal),
+    "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
+    "Not": _op_not, "Where": _op_where,
+    "Max": _variadic(np.maximum), "Min": _variadic(np.minimum), "Sum": _variadic(np.add),
+    "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Sqrt": _unary(np.sqrt),
+    "Exp": _unary(np.exp), "Log": _unary(np.log), "Reciprocal": _unary(np.reciprocal),
+    "Floor": _unary(np.floor), "Ceil": _unary(np.ceil),
+    "Relu": _unary(lambda z: np.maximum(z, z.dtype.type(0))), "Tanh": _unary(np.tanh),
+    "Sigmoid": _unary(_sigmoid), "LeakyRelu": _op_leaky_relu, "Elu": _op_elu,
+    "HardSigmoid": _op_hard_sigmoid, "Clip": _op_clip,
+    "Softmax": _softmax_like(False), "LogSoftmax": _softmax_like(True),
+    "MatMul": _op_matmul, "Gemm": _op_gemm,
+    "ReduceSum": _reduce(np.sum, 13), "ReduceMean": _reduce(np.mean, 18),
+    "ReduceMax": _reduce(np.max, 18), "ReduceMin": _reduce(np.min, 18),
+    "ReduceProd": _reduce(np.prod, 18),
+    "ArgMax": _op_argmax, "ArgMin": lambda at, x, n: _op_argmax(at, x, n, np.argmin),
+    "TopK": _op_topk, "ScatterElements": _op_scatter_elements,
+    "Dropout": _op_dropout, "RNN": _op_rnn,
+}
+_NOT_YET = {"LSTM": "crnn runs SimpleRNN (the ONNX RNN operator) only, LSTM is not supported yet",
+            "GRU": "crnn runs SimpleRNN (the ONNX RNN operator) only, GRU is not supported yet",
+            "If": "control flow is not supported", "Loop": "control flow is not supported",
+            "Scan": "control flow is not supported"}
+
+
+class _Node:
+    __slots__ = ("index", "op", "name", "inputs", "outputs", "attrs", "opset", "fn", "rnn",
+                 "cache", "const_weights")
+
+    def __init__(self, index: int, proto: Dict[str, Any], opset: int, base_dir: Optional[str]):
+        self.index = index
+        self.op = proto["op_type"]
+        self.name = proto["name"]
+        self.inputs = list(proto["input"])
+        self.outputs = list(proto["output"])
+        self.opset = opset
+        self.attrs = {a["name"]: _attr_value(a, base_dir, self) for a in proto["attribute"]}
+        self.fn = SUPPORTED_OPS[self.op]
+        self.rnn = _rnn_config(self) if self.op == "RNN" else None
+        self.cache: Dict[str, Any] = {}
+        self.const_weights = False
+
+    def describe(self) -> str:
+        return f"{self.op} node {self.name!r}" if self.name else f"{self.op} node #{self.index}"
+
+
+def _attr_value(a: Dict[str, Any], base_dir: Optional[str], node: "_Node") -> Any:
+    """AttributeProto -> Python value (by its declared type, else by the field that is set)."""
+    typ = a["type"]
+    if a["ref_attr_name"]:
+        raise OnnxError(f"{node.op} node: attribute {a['name']!r} refers to a function "
+                        "attribute; functions are not supported")
+    if typ in (5, 10, 11, 12, 13, 14) or a["g"] is not None or a["graphs"]:
+        raise OnnxError(f"{node.op} node: attribute {a['name']!r} holds a graph, sparse tensor "
+                        "or type, which crnn does not support")
+    if typ == 1:
+        return a["f"]
+    if typ == 2:
+        return a["i"]
+    if typ == 3:
+        return bytes(a["s"]).decode("utf-8", "replace")
+    if typ == 4:
+        return _tensor(a["t"], base_dir, a["name"])
+    if typ == 6:
+        return list(a["floats"])
+    if typ == 7:
+        return list(a["ints"])
+    if typ == 8:
+        return [bytes(s).decode("utf-8", "replace") for s in a["strings"]]
+    if typ == 9:
+        return [_tensor(t, base_dir, a["name"]) for t in a["tensors"]]
+    # type missing (very old files): whichever field is set
+    if a["t"] is not None:
+        return _tensor(a["t"], base_dir, a["name"])
+    if a["floats"]:
+        return list(a["floats"])
+    if a["ints"]:
+        return list(a["ints"])
+    if a["strings"]:
+        return [bytes(s).decode() for s in a["strings"]]
+    if len(a["s"]):
+        return bytes(a["s"]).decode("utf-8", "replace")
+    return a["f"] if a["f"] else a["i"]
+
+
+# ============================================================================= model
+class OnnxModel:
+    """An ONNX model loaded by :func:`load_onnx`: a graph executor running RNN nodes in crnn.
+
+    Mirrors ``onnxruntime.InferenceSession`` where it matters:
+
+    - :meth:`run` ``(output_names, input_feed, run_options=None)`` -> list of arrays;
+    - :meth:`get_inputs` / :meth:`get_outputs` -> :class:`NodeArg` (``name``, ``shape``,
+      ``type``);
+
+    and adds ``model(*inputs, **named_inputs)``: the graph's outputs in order (a single array
+    when the graph has one output, else a tuple).
+
+    Inputs are cast to the declared element type (ONNX Runtime would refuse a float64 array
+    for a float input; crnn converts it) and their rank and fixed dimensions are checked.
+    Thread-safe: runs share only immutable state.
+    """
+
+    def __init__(self, model: Dict[str, Any], base_dir: Optional[str] = None) -> None:
+        graph = model["graph"]
+        if graph is None:
+            raise OnnxError("model: has no graph (is this an ONNX model file?)")
+        opsets = {o["domain"] or "ai.onnx": o["version"] for o in model["opset_import"]}
+        if "ai.onnx" not in opsets:
+            raise OnnxError(f"model: imports no default-domain opset (got {opsets}), expected "
+                            "an 'ai.onnx' opset")
+        self.opset = int(opsets["ai.onnx"])
+        self.ir_version = model["ir_version"]
+        self.producer = f"{model['producer_name']} {model['producer_version']}".strip()
+        self.metadata = {e["key"]: e["value"] for e in model["metadata_props"]}
+        if model["functions"]:
+            raise OnnxError("model: defines local functions, which crnn does not support")
+        if graph["sparse_initializer"]:
+            raise OnnxError("model: has sparse initializers, which crnn does not support")
+
+        # Constants: initializers (they may also be listed as inputs in old IR versions).
+        consts: Dict[str, np.ndarray] = {}
+        for t in graph["initializer"]:
+            if not t["name"]:
+                raise OnnxError("model: an initializer has no name")
+            consts[t["name"]] = _tensor(t, base_dir, "initializer")
+        self._inputs = [_value_info(vi, "input") for vi in graph["input"]
+                        if vi["name"] not in consts]
+        self._outputs = [_value_info(vi, "output") for vi in graph["output"]]
+        if not self._outputs:
+            raise OnnxError("model: the graph has no outputs")
+
+        # Nodes: check every op before anything else, and name all unsupported ones at once.
+        bad: Dict[str, str] = {}
+        for p in graph["node"]:
+            dom = p["domain"] or "ai.onnx"
+            if dom != "ai.onnx":
+                bad[f"{dom}::{p['op_type']}"] = f"domain {dom!r} is not supported"
+            elif p["op_type"] not in SUPPORTED_OPS:
+                bad[p["op_type"]] = _NOT_YET.get(p["op_type"], "not supported")
+        if bad:
+            detail = "; ".join(f"{op} ({why})" for op, why in sorted(bad.items()))
+            raise OnnxError(f"model: uses operator(s) crnn cannot run: {detail}. "
+                            f"Supported: {', '.join(sorted(SUPPORTED_OPS))}")
+        nodes = [_Node(i, p, self.opset, base_dir) for i, p in enumerate(graph["node"])]
+
+        # Topological check and constant folding (nodes fed only by constants run once, now).
+        known = set(consts) | {a.name for a in self._inputs}
+        run_nodes: List[_Node] = []
+        for node in nodes:
+            missing = [i for i in node.inputs if i and i not in known]
+            if missing:
+                raise OnnxError(f"model: {node.describe()} reads {missing}, which no graph input, "
+                                "initializer or earlier node produces (the graph is malformed "
+                                "or not topologically sorted)")
+            if node.op != "RNN" and all(i == "" or i in consts for i in node.inputs):
+                outs = node.fn(node.attrs, [consts[i] if i else None for i in node.inputs], node)
+                for name, val in zip(node.outputs, outs):
+                    if name:
+                        consts[name] = val
+            else:
+                if node.op == "RNN":
+                    w = node.inputs[1:4] + [""] * (4 - len(node.inputs[1:4]))
+                    node.const_weights = all(i == "" or i in consts for i in w[:3])
+                    if node.const_weights:  # compile now; reuse on every run
+                        xin = node.inputs[0]
+                        W = consts[w[0]]
+                        dt = np.dtype(np.float64) if W.dtype == np.float64 else np.dtype(np.float32)
+                        for vi in list(graph["input"]) + list(graph["value_info"]):
+                            if vi["name"] == xin and vi["type"] and vi["type"]["tensor_type"] \
+                                    and vi["type"]["tensor_type"]["elem_type"] == 11:
+                                dt = np.dtype(np.float64)
+                        Bw = consts[w[2]] if w[2] else None
+                        handles = _rnn_handles(node.rnn, W, consts[w[1]], Bw, dt, node.describe())
+                        node.cache["handles"] = ((id(W), id(consts[w[1]]), id(Bw), dt.name),
+                                                 handles, (W, consts[w[1]], Bw))
+                run_nodes.append(node)
+            known.update(o for o in node.outputs if o)
+        missing = [o.name for o in self._outputs if o.name not in known]
+        if missing:
+            raise OnnxError(f"model: graph outputs {missing} are produced by no node")
+        self._consts = consts
+        self._nodes = run_nodes
+        # Last use of each value, to free intermediates early.
+        last: Dict[str, int] = {}
+        for i, node in enumerate(run_nodes):
+            for name in node.inputs:
+                last[name] = i
+        self._free_after = [[n for n in node.inputs if n and last.get(n) == i and n not in consts]
+                            for i, node in enumerate(run_nodes)]
+
+    # ------------------------------------------------------------------ description
+    def get_inputs(self) -> List[NodeArg]:
+        """The graph inputs (initializers excluded), like ``InferenceSession.get_inputs()``."""
+        return list(self._inputs)
+
+    def get_outputs(self) -> List[NodeArg]:
+        """The graph outputs, like ``InferenceSession.get_outputs()``."""
+        return list(self._outputs)
+
+    @property
+    def input_names(self) -> List[str]:
+        return [a.name for a in self._inputs]
+
+    @property
+    def output_names(self) -> List[str]:
+        return [a.name for a in self._outputs]
+
+    @property
+    def op_types(self) -> List[str]:
+        """Op types of the nodes that run per call (after constant folding)."""
+        return [n.op for n in self._nodes]
+
+    def __repr__(self) -> str:
+        rnn = sum(n.op == "RNN" for n in self._nodes)
+        return (f"<OnnxModel opset={self.opset} inputs={self.input_names} "
+                f"outputs={self.output_names} nodes={len(self._nodes)} rnn_nodes={rnn}>")
+
+    # ------------------------------------------------------------------ running
+    def _feed(self, arg: NodeArg, value: Any) -> np.ndarray:
+        if hasattr(value, "detach") and hasattr(value, "cpu"):
+            value = value.detach().cpu().numpy()
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"input {arg.name!r}: got dtype {arr.dtype}, expected {arg.type}")
+        if arg.dtype is not None and arr.dtype != arg.dtype:
+            if arg.dtype.kind in "iu" and arr.dtype.kind == "f":
+                raise TypeError(f"input {arg.name!r}: got dtype {arr.dtype}, expected {arg.type}")
+            arr = arr.astype(arg.dtype)
+        if arg.shape is not None:
+            if arr.ndim != len(arg.shape):
+                raise ValueError(f"input {arg.name!r}: got shape {arr.shape}, expected rank "
+                                 f"{len(arg.shape)} {tuple(arg.shape)}")
+            for got, want in zip(arr.shape, arg.shape):
+                if isinstance(want, int) and want > 0 and got != want:
+                    raise ValueError(f"input {arg.name!r}: got shape {arr.shape}, expected "
+                                     f"{tuple(arg.shape)}")
+        return arr
+
+    def run(self, output_names: Optional[Sequence[str]], input_feed: Mapping[str, Any],
+            run_options: Any = None) -> List[np.ndarray]:
+        """Compute ``output_names`` (None: all graph outputs) from ``input_feed`` {name: array}.
+
+        Same call as ``onnxruntime.InferenceSession.run``; returns a list of NumPy arrays.
+        """
+        if not isinstance(input_feed, Mapping):
+            raise TypeError(f"input_feed: got {type(input_feed).__name__}, expected a dict "
+                            "{input name: array}")
+        wanted = self.output_names if output_names is None else list(output_names)
+        unknown = [n for n in wanted if n not in self.output_names]
+        if unknown:
+            raise ValueError(f"output_names: got {unknown}, expected names from {self.output_names}")
+        extra = [k for k in input_feed if k not in self.input_names]
+        if extra:
+            raise ValueError(f"input_feed: got unknown input(s) {extra}, expected {self.input_names}")
+        missing = [a.name for a in self._inputs if a.name not in input_feed]
+        if missing:
+            raise ValueError(f"input_feed: missing input(s) {missing}, expected {self.input_names}")
+        env: Dict[str, Any] = dict(self._consts)
+        for arg in self._inputs:
+            env[arg.name] = self._feed(arg, input_feed[arg.name])
+        keep = set(wanted)
+        for node, free in zip(self._nodes, self._free_after):
+            args = [env[i] if i else None for i in node.inputs]
+            try:
+                outs = node.fn(node.attrs, args, node)
+            except OnnxError:
+                raise
+            except (ValueError, IndexError, TypeError, KeyError) as err:
+                shapes = [None if a is None else getattr(a, "shape", None) for a in args]
+                raise OnnxError(f"{node.describe()} failed on inputs of shapes {shapes}: "
+                                f"{type(err).__name__}: {err}") from err
+            for name, val in zip(node.outputs, outs):
+                if name:
+                    env[name] = val
+            for name in free:
+                if name not in keep:
+                    env.pop(name, None)
+        return [np.ascontiguousarray(env[n]) for n in wanted]
+
+    def __call__(self, *inputs: Any, **named: Any):
+        """Run with the graph inputs positionally (in graph order) and/or by name.
+
+        Returns the graph's outputs in order: one array for a one-output graph, else a tuple.
+        """
+        names = self.input_names
+        if len(inputs) > len(names):
+            raise TypeError(f"got {len(inputs)} positional inputs, expected at most {len(names)} "
+                            f"({names})")
+        feed = dict(zip(names, inputs))
+        for k, v in named.items():
+            if k in feed:
+                raise TypeError(f"input {k!r}: given both positionally and by name")
+            feed[k] = v
+        outs = self.run(None, feed)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def load_onnx(path_or_bytes: Any, *, base_dir: Optional[str] = None) -> OnnxModel:
+    """Load an ONNX model (a path, ``bytes``, a binary file object or an ``onnx.ModelProto``).
+
+    Parameters
+    ----------
+    path_or_bytes : str, os.PathLike, bytes, file-like or onnx.ModelProto
+    base_dir : str, optional
+        Directory of external tensor data (default: the model file's directory).
+
+    Raises
+    ------
+    OnnxError (a ValueError)
+        A file that is not a valid ONNX model, or uses operators/attributes crnn cannot run
+        (the message names them).
+    """
+    if hasattr(path_or_bytes, "SerializeToString"):
+        data = path_or_bytes.SerializeToString()
+    elif isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+    elif hasattr(path_or_bytes, "read"):
+        data = path_or_bytes.read()
+    elif isinstance(path_or_bytes, (str, os.PathLike)):
+        path = os.fspath(path_or_bytes)
+        with open(path, "rb") as f:
+            data = f.read()
+        if base_dir is None:
+            base_dir = os.path.dirname(os.path.abspath(path))
+    else:
+        raise TypeError(f"load_onnx: got {type(path_or_bytes).__name__}, expected a path, bytes, "
+                        "a binary file or an onnx.ModelProto")
+    if not data:
+        raise OnnxError("model: the file is empty")
+    try:
+        model = pb.decode(data, pb.MODEL)
+    except pb.DecodeError as err:
+        raise OnnxError(f"model: not a valid ONNX protobuf ({err})") from None
+    if model["graph"] is None or (model["ir_version"] <= 0 and not model["opset_import"]):
+        raise OnnxError("model: not an ONNX model (no graph or IR version found)")
+    return OnnxModel(model, base_dir)

@@ -1,0 +1,547 @@
+"""crnn.load_onnx / crnn.to_onnx against ONNX Runtime, torch.onnx.export and crnn.reference.
+
+Tolerances: hidden states 1e-5 absolute in float32 (the project ceiling; crnn and ONNX Runtime
+both compute in float32 with different summation orders, a few eps * log2(K) per step with
+K = D + H <= 32, and recurrent kernels of norm < 1 so errors do not grow over steps), 1e-12 in
+float64 against the float64 reference.  Heads (Linear/Gemm, softmax, sigmoid, means) on O(1)
+hidden states with O(1) weights add at most K * eps * max|h| ~ 1e-6 more: the same 1e-5 holds
+for every graph output.  Measured differences are ~1e-7.
+"""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import crnn
+from crnn import reference
+from crnn.interop.onnx import OnnxError, OnnxModel
+
+onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install '.[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install '.[onnx]'")
+from onnx import TensorProto as TP  # noqa: E402
+from onnx import helper as oh  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+TOL32, TOL64 = 1e-5, 1e-12
+
+
+def _close(got, want, tol, what):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if got.size else 0.0
+    assert err <= tol, f"{what}: max abs diff {err:.3g} > {tol:g}"
+
+
+def _ort(model_bytes):
+    return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+
+
+# ============================================================================ torch.onnx.export
+torch_cases = [
+    # (num_layers, nonlinearity, batch_first, bidirectional, bias, head, h0_input)
+    (1, "tanh", False, False, True, "linear", False),
+    (3, "relu", True, True, True, "linear", False),
+    (2, "tanh", False, True, False, None, True),
+    (2, "relu", True, False, True, "last_softmax", True),
+    (1, "tanh", True, True, True, "mean", False),
+]
+
+
+def _torch_model(L, nl, bf, bi, bias, head):
+    import torch
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(4, 6, num_layers=L, nonlinearity=nl, batch_first=bf,
+                              bidirectional=bi, bias=bias)
+            self.fc = nn.Linear(6 * (2 if bi else 1), 3)
+
+        def forward(self, x, h0=None):
+            y, h = self.rnn(x, h0)
+            if head == "linear":
+                return self.fc(y), h
+            if head == "last_softmax":
+                last = y[:, -1] if bf else y[-1]
+                return torch.softmax(self.fc(last), -1), torch.sigmoid(h[-1])
+            if head == "mean":
+                return y.mean(1 if bf else 0), h
+            return y, h
+
+    torch.manual_seed(L * 7 + bf + 2 * bi)
+    net = Net().eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.uniform_(-0.3, 0.3)
+            if "weight_hh" in name:
+                p.mul_(0.5 / torch.linalg.matrix_norm(p, ord=2))
+    return net
+
+
+@pytest.mark.parametrize("L,nl,bf,bi,bias,head,h0_input", torch_cases,
+                         ids=[f"L{c[0]}-{c[1]}-{'bf' if c[2] else 'tf'}-{'bi' if c[3] else 'uni'}"
+                              f"-{'b' if c[4] else 'nob'}-{c[5]}-{'h0' if c[6] else 'noh0'}"
+                              for c in torch_cases])
+def test_torch_export_runs_like_ort_and_torch(tmp_path, L, nl, bf, bi, bias, head, h0_input):
+    torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install '.[torch]'")
+    net = _torch_model(L, nl, bf, bi, bias, head)
+    ndir = 2 if bi else 1
+    B, T = 2, 5
+    x = torch.randn(B, T, 4) if bf else torch.randn(T, B, 4)
+    h0 = torch.randn(L * ndir, B, 6) * 0.5
+    args = (x, h0) if h0_input else (x,)
+    names = ["x", "h0"] if h0_input else ["x"]
+    dyn = {"x": {0: "batch", 1: "time"} if bf else {0: "time", 1: "batch"}}
+    if h0_input:
+        dyn["h0"] = {1: "batch"}
+    path = str(tmp_path / "net.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, args, path, dynamo=False, input_names=names,
+                          output_names=["out", "state"], dynamic_axes=dyn)
+    model = crnn.load_onnx(path)
+    assert isinstance(model, OnnxModel) and model.op_types.count("RNN") == L
+    sess = _ort(path)
+    # Other batch and time sizes than the export's: the shape arithmetic must be dynamic.
+    B2, T2 = 3, 9
+    x2 = torch.randn(B2, T2, 4) if bf else torch.randn(T2, B2, 4)
+    h2 = torch.randn(L * ndir, B2, 6) * 0.5
+    feed = {"x": x2.numpy()}
+    if h0_input:
+        feed["h0"] = h2.numpy()
+    got = model.run(None, feed)
+    want_ort = sess.run(None, feed)
+    with torch.no_grad():
+        want_torch = net(x2, h2) if h0_input else net(x2)
+    assert [o.name for o in model.get_outputs()] == ["out", "state"]
+    for g, w_o, w_t, name in zip(got, want_ort, want_torch, ["out", "state"]):
+        _close(g, w_o, TOL32, f"{name} vs onnxruntime")
+        _close(g, w_t.numpy(), TOL32, f"{name} vs torch")
+    # Plain call: inputs positionally, outputs in order.
+    res = model(*feed.values())
+    assert isinstance(res, tuple) and all(np.array_equal(a, b) for a, b in zip(res, got))
+
+
+def test_torch_export_packed_sequence(tmp_path):
+    torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install '.[torch]'")
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.RNN(4, 5, num_layers=2, bidirectional=True)
+
+        def forward(self, x, lens):
+            y, h = self.rnn(pack_padded_sequence(x, lens, enforce_sorted=False))
+            return pad_packed_sequence(y, total_length=x.shape[0])[0], h
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x, lens = torch.randn(7, 4, 4), torch.tensor([7, 2, 5, 3])
+    path = str(tmp_path / "packed.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x, lens), path, dynamo=False, input_names=["x", "lens"])
+    model = crnn.load_onnx(path)
+    assert "TopK" in model.op_types   # torch sorts by length inside the graph
+    feed = {"x": x.numpy(), "lens": lens.numpy()}
+    got = model.run(None, feed)
+    want = _ort(path).run(None, feed)
+    with torch.no_grad():
+        want_t = net(x, lens)
+    for g, w, wt in zip(got, want, want_t):
+        _close(g, w, TOL32, "packed vs onnxruntime")
+        _close(g, wt.numpy(), TOL32, "packed vs torch")
+
+
+# ============================================================================ hand-built RNN
+def _rnn_graph(D, H, ndir, *, direction="forward", acts=None, bias=True, h0=False, seq=False,
+               layout=0, dtype=TP.FLOAT, seed=0, extra_attrs=None, op="RNN"):
+    rng = np.random.default_rng(seed)
+    npdt = np.float32 if dtype == TP.FLOAT else np.float64
+    W = rng.uniform(-0.5, 0.5, (ndir, H, D)).astype(npdt)
+    R = rng.uniform(-1, 1, (ndir, H, H))
+    R = (R * (0.5 / np.linalg.norm(R, 2, axis=(1, 2))[:, None, None])).astype(npdt)
+    Bv = rng.uniform(-0.5, 0.5, (ndir, 2 * H)).astype(npdt)
+    inputs = ["X", "W", "R", "B" if bias else "", "seq" if seq else "", "h0" if h0 else ""]
+    while inputs[-1] == "":
+        inputs.pop()
+    attrs = {"hidden_size": H}
+    if direction != "forward":
+        attrs["direction"] = direction
+    if acts:
+        attrs["activations"] = acts
+    if layout:
+        attrs["layout"] = layout
+    attrs.update(extra_attrs or {})
+    node = oh.make_node(op, inputs, ["Y", "Y_h"], **attrs)
+    xshape = ["T", "B", D] if layout == 0 else ["B", "T", D]
+    ins = [oh.make_tensor_value_info("X", dtype, xshape)]
+    if seq:
+        ins.append(oh.make_tensor_value_info("seq", TP.INT32, ["B"]))
+    if h0:
+        ins.append(oh.make_tensor_value_info("h0", dtype, [ndir, "B", H] if layout == 0
+                                             else ["B", ndir, H]))
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R")]
+    if bias:
+        inits.append(numpy_helper.from_array(Bv, "B"))
+    outs = [oh.make_tensor_value_info("Y", dtype, None), oh.make_tensor_value_info("Y_h", dtype, None)]
+    graph = oh.make_graph([node], "rnn", ins, outs, inits)
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 14)])
+    model.ir_version = 8
+    return model, (W, R, Bv if bias else None)
+
+
+def _reference(x_tbd, W, R, Bv, ndir, direction, acts, h0=None, lens=None):
+    """crnn.reference in float64 on the ONNX weights (layout 0 in, (Y, Y_h) layout 0 out)."""
+    H = R.shape[1]
+    entries = []
+    for d in range(ndir):
+        b = None if Bv is None else Bv[d, :H].astype(np.float64) + Bv[d, H:]
+        entries.append([W[d].T.astype(np.float64), R[d].T.astype(np.float64), b])
+    names = [a.lower() for a in acts] if acts else ["tanh"] * ndir
+    xb = np.asarray(x_tbd, np.float64).transpose(1, 0, 2)
+    ys, hs = [], []
+    dirs = ["forward", "reverse"] if ndir == 2 else [direction]
+    for d in range(ndir):
+        y, st = reference.simple_rnn_stack(
+            xb, [[entries[d]]], activation=names[d], direction=dirs[d],
+            initial_state=None if h0 is None else [np.asarray(h0[d], np.float64)],
+            lengths=lens, return_sequences=True, return_state=True)
+        ys.append(y)
+        hs.append(st[0])
+    Y = np.stack(ys, axis=2).transpose(1, 2, 0, 3)          # (T, ndir, B, H)
+    return Y, np.stack(hs)
+
+
+rnn_cases = [
+    ("forward", None, True, False, False),
+    ("reverse", ["Relu"], True, True, False),
+    ("bidirectional", ["Tanh", "Tanh"], False, True, True),
+    ("bidirectional", ["Sigmoid", "Relu"], True, False, True),   # different per direction
+    ("forward", ["Sigmoid"], True, True, True),
+    ("reverse", None, False, False, True),
+]
+
+
+@pytest.mark.parametrize("direction,acts,bias,h0,seq", rnn_cases,
+                         ids=[f"{c[0]}-{'-'.join(c[1] or ['default'])}-{'b' if c[2] else 'nob'}"
+                              f"-{'h0' if c[3] else 'noh0'}-{'seq' if c[4] else 'noseq'}"
+                              for c in rnn_cases])
+def test_rnn_operator_matches_ort_and_reference(direction, acts, bias, h0, seq):
+    D, H, B, T = 3, 5, 4, 8
+    ndir = 2 if direction == "bidirectional" else 1
+    model, (W, R, Bv) = _rnn_graph(D, H, ndir, direction=direction, acts=acts, bias=bias,
+                                   h0=h0, seq=seq)
+    data = model.SerializeToString()
+    rng = np.random.default_rng(1)
+    feed = {"X": rng.standard_normal((T, B, D)).astype(np.float32)}
+    if seq:
+        feed["seq"] = np.array([8, 3, 1, 6], np.int32)
+    if h0:
+        feed["h0"] = (rng.standard_normal((ndir, B, H)) * 0.5).astype(np.float32)
+    got = crnn.load_onnx(data).run(None, feed)
+    want = _ort(data).run(None, feed)
+    ref = _reference(feed["X"], W, R, Bv, ndir, direction, acts, feed.get("h0"), feed.get("seq"))
+    for g, w, r, name in zip(got, want, ref, ["Y", "Y_h"]):
+        assert g.dtype == np.float32
+        _close(g, w, TOL32, f"{name} vs onnxruntime")
+        _close(g, r, TOL32, f"{name} vs reference")
+
+
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_rnn_layout_1_which_onnxruntime_refuses(direction):
+    D, H, B, T = 3, 4, 2, 6
+    ndir = 2 if direction == "bidirectional" else 1
+    model1, (W, R, Bv) = _rnn_graph(D, H, ndir, direction=direction, h0=True, seq=True, layout=1)
+    model0, _ = _rnn_graph(D, H, ndir, direction=direction, h0=True, seq=True, layout=0)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((B, T, D)).astype(np.float32)
+    h0 = (rng.standard_normal((B, ndir, H)) * 0.5).astype(np.float32)
+    lens = np.array([6, 4], np.int32)
+    y1, yh1 = crnn.load_onnx(model1.SerializeToString()).run(
+        None, {"X": x, "h0": h0, "seq": lens})
+    assert y1.shape == (B, T, ndir, H) and yh1.shape == (B, ndir, H)
+    # ONNX Runtime runs the layout-0 twin; layout 1 is its transpose.
+    y0, yh0 = _ort(model0.SerializeToString()).run(
+        None, {"X": x.transpose(1, 0, 2), "h0": h0.transpose(1, 0, 2), "seq": lens})
+    _close(y1, y0.transpose(2, 0, 1, 3), TOL32, "layout-1 Y vs onnxruntime layout 0")
+    _close(yh1, yh0.transpose(1, 0, 2), TOL32, "layout-1 Y_h vs onnxruntime layout 0")
+    with pytest.raises(Exception):   # documents why crnn's support matters
+        _ort(model1.SerializeToString()).run(None, {"X": x, "h0": h0, "seq": lens})
+
+
+def test_rnn_float64_and_linear_affine():
+    """float64 graphs (no ONNX Runtime kernel) and Affine(1, 0) = linear, against the reference."""
+    D, H, B, T = 4, 3, 2, 7
+    for dtype, tol in ((TP.DOUBLE, TOL64), (TP.FLOAT, TOL32)):
+        model, (W, R, Bv) = _rnn_graph(
+            D, H, 2, direction="bidirectional", acts=["Affine", "Tanh"], dtype=dtype,
+            extra_attrs={"activation_alpha": [1.0, 0.0], "activation_beta": [0.0, 0.0]})
+        npdt = np.float64 if dtype == TP.DOUBLE else np.float32
+        x = np.random.default_rng(3).standard_normal((T, B, D)).astype(npdt)
+        y, yh = crnn.load_onnx(model.SerializeToString())(x)
+        assert y.dtype == npdt
+        ry, ryh = _reference(x, W, R, Bv, 2, "bidirectional", ["linear", "tanh"])
+        _close(y, ry, tol, "Y")
+        _close(yh, ryh, tol, "Y_h")
+
+
+# ============================================================================ the file reader
+def test_reader_agrees_with_onnx_package(tmp_path):
+    """crnn's own protobuf reader sees the same graph and initializers as the onnx package."""
+    torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install '.[torch]'")
+    net = _torch_model(2, "tanh", True, True, True, "linear")
+    path = str(tmp_path / "m.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(2, 5, 4),), path, dynamo=False, input_names=["x"])
+    from crnn.interop import _protobuf as pb
+    with open(path, "rb") as f:
+        mine = pb.decode(f.read(), pb.MODEL)
+    theirs = onnx.load(path)
+    assert mine["ir_version"] == theirs.ir_version
+    assert [(o["domain"], o["version"]) for o in mine["opset_import"]] == \
+        [(o.domain, o.version) for o in theirs.opset_import]
+    g = mine["graph"]
+    assert [n["op_type"] for n in g["node"]] == [n.op_type for n in theirs.graph.node]
+    assert [list(n["input"]) for n in g["node"]] == [list(n.input) for n in theirs.graph.node]
+    from crnn.interop.onnx import _tensor
+    for mt, tt in zip(g["initializer"], theirs.graph.initializer):
+        assert mt["name"] == tt.name
+        assert np.array_equal(_tensor(mt, None, "t"), numpy_helper.to_array(tt))
+
+
+def test_typed_fields_external_data_and_no_onnx_package(tmp_path):
+    """Tensors in float_data (not raw_data), external data files, and loading with onnx absent."""
+    D, H = 3, 4
+    model, (W, R, Bv) = _rnn_graph(D, H, 1, bias=True)
+    typed = onnx.ModelProto()
+    typed.CopyFrom(model)
+    # Rewrite the initializers as typed float_data fields.
+    inits = [oh.make_tensor(t.name, TP.FLOAT, list(t.dims),
+                            numpy_helper.to_array(t).ravel().tolist(), raw=False)
+             for t in typed.graph.initializer]
+    del typed.graph.initializer[:]
+    typed.graph.initializer.extend(inits)
+    assert not typed.graph.initializer[0].raw_data
+    x = np.random.default_rng(4).standard_normal((5, 2, D)).astype(np.float32)
+    want = _ort(model.SerializeToString()).run(None, {"X": x})
+    _close(crnn.load_onnx(typed)(x)[0], want[0], TOL32, "typed float_data")
+    ext = str(tmp_path / "ext.onnx")
+    onnx.save_model(model, ext, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="ext.data", size_threshold=0)
+    assert os.path.exists(tmp_path / "ext.data")
+    _close(crnn.load_onnx(ext)(x)[0], want[0], TOL32, "external data")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "want.npy", want[0])
+    code = (
+        "import sys; sys.modules['onnx'] = None; sys.modules['onnxruntime'] = None\n"
+        "import numpy as np, crnn\n"
+        f"d = {str(tmp_path)!r}\n"
+        "y = crnn.load_onnx(d + '/ext.onnx')(np.load(d + '/x.npy'))[0]\n"
+        "assert np.abs(y - np.load(d + '/want.npy')).max() <= 1e-5\n"
+        "assert 'onnx' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ============================================================================ run API
+def test_run_api_like_onnxruntime():
+    model, _ = _rnn_graph(3, 4, 2, direction="bidirectional", h0=True)
+    m = crnn.load_onnx(model.SerializeToString())
+    assert [a.name for a in m.get_inputs()] == ["X", "h0"]
+    assert m.get_inputs()[0].shape == ["T", "B", 3] and m.get_inputs()[0].type == "tensor(float)"
+    x = np.random.default_rng(5).standard_normal((6, 2, 3))          # float64: cast to float
+    h0 = np.zeros((2, 2, 4), np.float32)
+    y, yh = m.run(None, {"X": x, "h0": h0})
+    assert y.dtype == np.float32 and y.shape == (6, 2, 2, 4)
+    (only_h,) = m.run(["Y_h"], {"X": x, "h0": h0})
+    assert np.array_equal(only_h, yh)
+    y2, yh2 = m(x, h0=h0)
+    assert np.array_equal(y2, y) and np.array_equal(yh2, yh)
+    with pytest.raises(ValueError, match=r"missing input\(s\) \['h0'\]"):
+        m.run(None, {"X": x})
+    with pytest.raises(ValueError, match=r"unknown input\(s\) \['Z'\]"):
+        m.run(None, {"X": x, "h0": h0, "Z": x})
+    with pytest.raises(ValueError, match=r"output_names: got \['nope'\]"):
+        m.run(["nope"], {"X": x, "h0": h0})
+    with pytest.raises(ValueError, match=r"input 'X': got shape \(6, 2\), expected rank 3"):
+        m.run(None, {"X": x[..., 0], "h0": h0})
+    with pytest.raises(ValueError, match=r"input 'X': got shape \(6, 2, 5\)"):
+        m.run(None, {"X": np.zeros((6, 2, 5)), "h0": h0})
+    with pytest.raises(ValueError, match="initial_h of shape"):
+        m.run(None, {"X": x, "h0": np.zeros((2, 3, 4), np.float32)})
+
+
+# ============================================================================ rejections
+def _single_node_model(op, attrs=None, domain=""):
+    model, _ = _rnn_graph(3, 4, 1, op=op, extra_attrs=attrs)
+    if domain:
+        model.graph.node[0].domain = domain
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_lstm_gru_rejected_by_name(op):
+    with pytest.raises(OnnxError, match=f"{op} .*not supported"):
+        crnn.load_onnx(_single_node_model(op))
+
+
+@pytest.mark.parametrize("attrs,match", [
+    ({"clip": 3.0}, "clip"),
+    ({"activations": ["LeakyRelu"], "activation_alpha": [0.1]}, "LeakyRelu"),
+    ({"activations": ["Affine"], "activation_alpha": [2.0], "activation_beta": [0.0]}, "Affine"),
+    ({"activations": ["Tanh", "Tanh"]}, "2 activations"),
+    ({"layout": 2}, "layout=2"),
+    ({"direction": "sideways"}, "sideways"),
+])
+def test_unsupported_rnn_attributes_rejected(attrs, match):
+    with pytest.raises(OnnxError, match=match):
+        crnn.load_onnx(_single_node_model("RNN", attrs))
+
+
+def test_unsupported_ops_and_domains_named():
+    x = oh.make_tensor_value_info("x", TP.FLOAT, [1, 3, 8, 8])
+    y = oh.make_tensor_value_info("y", TP.FLOAT, None)
+    w = numpy_helper.from_array(np.zeros((2, 3, 3, 3), np.float32), "w")
+    g = oh.make_graph([oh.make_node("Conv", ["x", "w"], ["c"]),
+                       oh.make_node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2])],
+                      "g", [x], [y], [w])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 14)])
+    with pytest.raises(OnnxError, match=r"Conv \(not supported\); MaxPool \(not supported\)"):
+        crnn.load_onnx(m.SerializeToString())
+    with pytest.raises(OnnxError, match="com.microsoft::RNN"):
+        crnn.load_onnx(_single_node_model("RNN", domain="com.microsoft"))
+
+
+def test_malformed_files_rejected(tmp_path):
+    good = _single_node_model("RNN")
+    with pytest.raises(OnnxError, match="empty"):
+        crnn.load_onnx(b"")
+    with pytest.raises(OnnxError, match="not a valid ONNX protobuf"):
+        crnn.load_onnx(good[: len(good) // 2])
+    with pytest.raises(OnnxError, match="not"):
+        crnn.load_onnx(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(OnnxError, match="not"):
+        crnn.load_onnx(b"PK\x03\x04 this is a zip, not a model")
+    with pytest.raises(FileNotFoundError):
+        crnn.load_onnx(str(tmp_path / "missing.onnx"))
+    with pytest.raises(TypeError, match="expected a path"):
+        crnn.load_onnx(42)
+    # Edges that nothing produces / nodes out of order.
+    x = oh.make_tensor_value_info("x", TP.FLOAT, [2])
+    y = oh.make_tensor_value_info("y", TP.FLOAT, [2])
+    g = oh.make_graph([oh.make_node("Relu", ["t"], ["y"]), oh.make_node("Neg", ["x"], ["t"])],
+                      "g", [x], [y])
+    with pytest.raises(OnnxError, match="not topologically sorted"):
+        crnn.load_onnx(oh.make_model(g).SerializeToString())
+    g = oh.make_graph([oh.make_node("Relu", ["x"], ["t"])], "g", [x], [y])
+    with pytest.raises(OnnxError, match=r"outputs \['y'\] are produced by no node"):
+        crnn.load_onnx(oh.make_model(g).SerializeToString())
+    # Initializer whose raw_data does not match its dims.
+    model = onnx.load_from_string(good)
+    model.graph.initializer[0].raw_data = b"\0" * 4
+    with pytest.raises(OnnxError, match="raw_data holds 4 bytes"):
+        crnn.load_onnx(model.SerializeToString())
+
+
+# ============================================================================ to_onnx
+def _check_export(model, x, tmp_path, tol=TOL32):
+    path = tmp_path / "exported.onnx"
+    data = crnn.to_onnx(model, path)
+    assert path.read_bytes() == data
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    want = model(x)
+    got_ort = _ort(data).run(None, {"input": x})[0]
+    _close(got_ort, want, tol, "onnxruntime on the export vs crnn")
+    got_crnn = crnn.load_onnx(data)(x)
+    _close(got_crnn, want, tol, "crnn.load_onnx on the export vs crnn")
+    return data
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_to_onnx_simple_rnn_stack(tmp_path, return_sequences):
+    m = crnn.Sequential([
+        crnn.SimpleRNN(5, return_sequences=True, input_shape=(None, 3), seed=1),
+        crnn.SimpleRNN(4, activation="relu", go_backwards=True, return_sequences=True,
+                       use_bias=False, seed=2),
+        crnn.SimpleRNN(6, activation="sigmoid", return_sequences=True, seed=3),
+        crnn.SimpleRNN(3, activation=None, go_backwards=True, seed=4,
+                       return_sequences=return_sequences)])
+    x = np.random.default_rng(6).standard_normal((4, 9, 3)).astype(np.float32)
+    _check_export(m, x, tmp_path)
+
+
+def test_to_onnx_float64_model_runs_in_crnn(tmp_path):
+    m = crnn.Sequential([crnn.SimpleRNN(5, input_shape=(None, 3), dtype="float64", seed=1)])
+    x = np.random.default_rng(7).standard_normal((2, 6, 3))
+    data = crnn.to_onnx(m)
+    _close(crnn.load_onnx(data)(x), m(x), TOL64, "float64 export in crnn")
+    data32 = crnn.to_onnx(m, dtype="float32")     # for ONNX Runtime, which has no f64 RNN
+    _close(_ort(data32).run(None, {"input": x.astype(np.float32)})[0], m(x), TOL32, "f32 export")
+
+
+def test_to_onnx_rejects_what_onnx_cannot_express():
+    stateful = crnn.Sequential([crnn.SimpleRNN(3, stateful=True, batch_input_shape=(2, 4, 3))])
+    with pytest.raises(ValueError, match="stateful"):
+        crnn.to_onnx(stateful)
+    unbuilt = crnn.Sequential([crnn.SimpleRNN(3)])
+    with pytest.raises(ValueError, match="has no weights yet"):
+        crnn.to_onnx(unbuilt)
+    unbuilt(np.ones((1, 4, 2)))          # a call builds it
+    assert crnn.load_onnx(crnn.to_onnx(unbuilt))(np.ones((1, 4, 2))).shape == (1, 3)
+
+
+def _crnn_layers():
+    L = crnn.layers
+    missing = [n for n in ("Dense", "Embedding", "Bidirectional", "Activation", "Masking")
+               if not hasattr(L, n)]
+    assert not missing, f"crnn.layers lacks {missing}"
+    return L
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_to_onnx_bidirectional_dense_activation(tmp_path, merge_mode, return_sequences):
+    L = _crnn_layers()
+    m = crnn.Sequential([
+        L.Bidirectional(L.SimpleRNN(4, return_sequences=True, input_shape=(None, 3), seed=1)),
+        L.Bidirectional(L.SimpleRNN(5, activation="relu", return_sequences=return_sequences,
+                                    seed=2), merge_mode=merge_mode),
+        L.Dense(6, activation="tanh", seed=3),
+        L.Dense(3, seed=4),
+        L.Activation("softmax")])
+    x = np.random.default_rng(8).standard_normal((4, 7, 3)).astype(np.float32)
+    _check_export(m, x, tmp_path)
+
+
+def test_to_onnx_embedding_classifier(tmp_path):
+    L = _crnn_layers()
+    m = crnn.Sequential([L.Embedding(30, 6, seed=1),
+                         L.SimpleRNN(5, return_sequences=True, seed=2),
+                         L.SimpleRNN(4, go_backwards=True, seed=3),
+                         L.Dense(2, activation="sigmoid", seed=4)])
+    ids = np.random.default_rng(9).integers(0, 30, (3, 8))
+    m(ids)
+    path = tmp_path / "emb.onnx"
+    data = crnn.to_onnx(m, path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    want = m(ids)
+    _close(_ort(data).run(None, {"input": ids.astype(np.int64)})[0], want, TOL32, "onnxruntime")
+    _close(crnn.load_onnx(data)(ids), want, TOL32, "crnn.load_onnx")
+
+
+def test_to_onnx_rejects_masks():
+    L = _crnn_layers()
+    masked = crnn.Sequential([L.Masking(0.0, input_shape=(5, 3)), L.SimpleRNN(3, seed=1)])
+    masked(np.ones((1, 5, 3)))
+    with pytest.raises(ValueError, match="Masking"):
+        crnn.to_onnx(masked)
+    emb = crnn.Sequential([L.Embedding(10, 3, mask_zero=True, seed=1), L.SimpleRNN(3, seed=2)])
+    emb(np.ones((1, 5), np.int64))
+    with pytest.raises(ValueError, match="mask_zero"):
+        crnn.to_onnx(emb)
