@@ -276,14 +276,16 @@ cdef class RNN:
         cdef const void *xp
         cdef void *yp = NULL
         cdef const int64_t *lp = NULL
-        cdef bint any_h0 = False, any_hn = False
+        cdef bint any_h0 = False, any_hn = False, fast = False
         cdef crnn_rnn_t *handle = self._rnn
         cdef cnp.npy_intp dims[3]
 
         # Fast path: an ndarray of our dtype, C-contiguous, needs no conversion at all.
         if (type(x) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>x) == self._typenum
+                and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>x)
                 and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x) and cnp.PyArray_NDIM(<cnp.ndarray>x) == 3):
             xa = x
+            fast = True
         else:
             xa = as_real_array(x, "x")
         if xa.ndim != 3:
@@ -298,8 +300,8 @@ cdef class RNN:
         status = crnn_rnn_workspace_size(handle, B, T, &ws_size)
         if status != CRNN_OK:
             _check(status, f"x: shape {xa.shape} with units {self.units}")
-        if x is not xa or cnp.PyArray_TYPE(<cnp.ndarray>xa) != self._typenum \
-                or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>xa):
+        if not fast:
+            # Any other layout, dtype or byte order: one native, C-contiguous copy (or none).
             xa = np.ascontiguousarray(xa, dtype=self.dtype)
 
         h0_keep = None
@@ -317,6 +319,7 @@ cdef class RNN:
                     h0_keep.append(None)
                     continue
                 if (type(s) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>s) == self._typenum
+                        and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>s)
                         and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>s)
                         and cnp.PyArray_NDIM(<cnp.ndarray>s) == 2
                         and cnp.PyArray_DIMS(<cnp.ndarray>s)[0] == B

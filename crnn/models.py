@@ -281,6 +281,9 @@ class Sequential:
         self._build_shape: Optional[Shape] = None  # set by build() or the first call
         self._plan: Optional[Tuple[tuple, list]] = None  # (key, steps) of the fused call plan
         self._seen: Optional[tuple] = None  # input shape[1:] of the last call (skips re-checks)
+        # Serialises whole calls of a model with stateful layers, so that concurrent calls see
+        # every layer's state in one order (see __call__).
+        self._call_lock = threading.RLock()
         if layers is not None:
             if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
                 raise TypeError(f"layers: got {type(layers).__name__}, expected a list of layers")
@@ -634,10 +637,25 @@ class Sequential:
         Returns
         -------
         numpy.ndarray
+
+        Notes
+        -----
+        Thread rules: a model without stateful layers may be called from any number of threads
+        at once. Calls of a model with stateful layers are serialised (one at a time, each seeing
+        and leaving every layer's state whole); calling its stateful layers directly from other
+        threads at the same time is not supported.
         """
         layers = self._layers
         if not layers:
             raise ValueError(f"model {self.name!r} has no layers, expected at least one")
+        for layer in layers:
+            if layer.stateful:
+                with self._call_lock:
+                    return self._call(x, training, mask)
+        return self._call(x, training, mask)
+
+    def _call(self, x: ArrayLike, training: Optional[bool], mask: Optional[ArrayLike]) -> np.ndarray:
+        layers = self._layers
         if type(x) is not np.ndarray or x.dtype.kind not in "fiu":
             x = _core.as_real_array(x, "x")
         if x.shape[1:] != self._seen:
@@ -824,10 +842,12 @@ class Sequential:
         state = self.__dict__.copy()
         state["_plan"] = None
         state["_seen"] = None
+        state.pop("_call_lock", None)
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._call_lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r}, layers={[l.name for l in self._layers]}>"

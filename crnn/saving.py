@@ -74,6 +74,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
@@ -338,6 +339,8 @@ def load_model(filepath: Any) -> Sequential:
                 config = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as err:
                 raise _Bad(f"{CONFIG_MEMBER}: not valid UTF-8 JSON ({err})") from None
+            except RecursionError:
+                raise _Bad(f"{CONFIG_MEMBER}: JSON nested too deeply") from None
             model = _model_from_config(config)
             specs = _weight_specs(model)
             _check_manifest(config.get("weights"), specs)
@@ -355,7 +358,8 @@ def load_model(filepath: Any) -> Sequential:
                       for n, s, d in specs]
     except _Bad as err:
         raise ValueError(f"load_model({label}): {err}") from None
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as err:
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, zlib.error, NotImplementedError) as err:
+        # NotImplementedError: zipfile's answer to a compression method it does not know.
         raise ValueError(f"load_model({label}): damaged or truncated archive ({err})") from None
     pos = 0
     for layer in model._layers:

@@ -11,6 +11,10 @@ from crnn import _core
 _core.set_blas_threads(1)
 
 
+# Larger requests are clamped (the core itself uses at most 64 threads per call).
+_MAX_THREADS = 1024
+
+
 def _available_cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -26,13 +30,13 @@ def set_num_threads(n: int) -> None:
 
     Parameters
     ----------
-    n : int, >= 1
+    n : int, >= 1 (values above 1024 are taken as 1024; a call uses at most 64)
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: got {type(n).__name__}, expected int >= 1")
     if n < 1:
         raise ValueError(f"n: got {n}, expected int >= 1")
-    _core.set_num_threads(n)
+    _core.set_num_threads(min(n, _MAX_THREADS))
 
 
 def get_num_threads() -> int:
