@@ -62,7 +62,10 @@ def activation_fn(name: Optional[str]) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _as_float(a: ArrayLike, name: str) -> np.ndarray:
-    arr = np.asarray(a)
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{name}: got an object NumPy cannot turn into an array ({err})") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: got dtype {arr.dtype}, expected a real numeric array")
     return arr

@@ -775,6 +775,18 @@ def _attr_value(a: Dict[str, Any], base_dir: Optional[str], node: "_Node") -> An
 
 
 # ============================================================================= model
+def _apply(node: "_Node", args: list) -> Any:
+    """Run one node; a failure inside an op becomes an OnnxError naming the node."""
+    try:
+        return node.fn(node.attrs, args, node)
+    except OnnxError:
+        raise
+    except (ValueError, IndexError, TypeError, KeyError) as err:
+        shapes = [None if a is None else getattr(a, "shape", None) for a in args]
+        raise OnnxError(f"{node.describe()} failed on inputs of shapes {shapes}: "
+                        f"{type(err).__name__}: {err}") from err
+
+
 class OnnxModel:
     """An ONNX model loaded by :func:`load_onnx`: a graph executor running RNN nodes in crnn.
 
@@ -845,7 +857,7 @@ class OnnxModel:
                                 "initializer or earlier node produces (the graph is malformed "
                                 "or not topologically sorted)")
             if node.op != "RNN" and all(i == "" or i in consts for i in node.inputs):
-                outs = node.fn(node.attrs, [consts[i] if i else None for i in node.inputs], node)
+                outs = _apply(node, [consts[i] if i else None for i in node.inputs])
                 for name, val in zip(node.outputs, outs):
                     if name:
                         consts[name] = val
@@ -953,14 +965,7 @@ class OnnxModel:
         keep = set(wanted)
         for node, free in zip(self._nodes, self._free_after):
             args = [env[i] if i else None for i in node.inputs]
-            try:
-                outs = node.fn(node.attrs, args, node)
-            except OnnxError:
-                raise
-            except (ValueError, IndexError, TypeError, KeyError) as err:
-                shapes = [None if a is None else getattr(a, "shape", None) for a in args]
-                raise OnnxError(f"{node.describe()} failed on inputs of shapes {shapes}: "
-                                f"{type(err).__name__}: {err}") from err
+            outs = _apply(node, args)
             for name, val in zip(node.outputs, outs):
                 if name:
                     env[name] = val

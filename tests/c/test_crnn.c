@@ -38,6 +38,10 @@
 
 #include "crnn.h"
 
+/* CRNN_TEST_QUICK=1 in the environment (set by `make -C csrc valgrind`): a reduced run for slow
+ * checkers; every test function still runs. Unset or 0: the full run. Set in main. */
+static int g_quick = 0;
+
 /* ------------------------------------------------------------------------------------------ */
 /* Bookkeeping */
 
@@ -466,7 +470,12 @@ static void test_against_reference(void)
      * (1,7,10,33): B = 1, the GEMV step; (4,6,20,17): GEMM step and GEMM input projection. */
     static const shape_t shapes[] = {{1, 1, 1, 1}, {3, 5, 4, 3}, {1, 7, 10, 33}, {4, 6, 20, 17}};
     const int n_before = g_passed + g_failed;
-    int dti, si, act, bias, h0m, dir, nl, len, variant = 0;
+    /* CRNN_TEST_QUICK=1 (used by `make valgrind`; main also cuts the threaded forwards to one
+     * per thread): every 11th case of the grid (11 is prime to every
+     * loop's extent and to run_case's variant % 5 / % 7 switches, so each value of each parameter and
+     * switch still occurs); unset or 0: the whole grid. */
+    const int stride = g_quick ? 11 : 1;
+    int dti, si, act, bias, h0m, dir, nl, len, variant = 0, ran = 0;
     for (dti = 0; dti < 2; ++dti)
         for (si = 0; si < (int)(sizeof(shapes) / sizeof(shapes[0])); ++si)
             for (act = 0; act < 4; ++act)
@@ -474,12 +483,17 @@ static void test_against_reference(void)
                     for (h0m = 0; h0m < 3; ++h0m)
                         for (dir = 0; dir < 3; ++dir)
                             for (nl = 1; nl <= 2; ++nl)
-                                for (len = 0; len < 2; ++len)
+                                for (len = 0; len < 2; ++len, ++variant) {
+                                    if (variant % stride != 0)
+                                        continue;
                                     run_case(dti ? CRNN_DTYPE_FLOAT64 : CRNN_DTYPE_FLOAT32,
                                              &shapes[si], (crnn_activation)act, bias, h0m,
-                                             (crnn_direction)dir, nl, len, variant++);
-    printf("reference grid: %d cases, %d checks; worst error / tolerance: f32 %.3f, f64 %.3f\n",
-           variant, g_passed + g_failed - n_before, g_worst_ratio[0], g_worst_ratio[1]);
+                                             (crnn_direction)dir, nl, len, variant);
+                                    ++ran;
+                                }
+    printf("reference grid: %d cases%s, %d checks; worst error / tolerance: f32 %.3f, f64 %.3f\n",
+           ran, stride > 1 ? " (CRNN_TEST_QUICK: every 11th)" : "", g_passed + g_failed - n_before,
+           g_worst_ratio[0], g_worst_ratio[1]);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -830,7 +844,7 @@ static void run_split(int64_t B, int64_t T, int64_t D, int64_t H0, crnn_directio
     layers[1].units = H1;
     layers[1].activation = CRNN_ACTIVATION_SIGMOID;
     layers[1].direction = dir1;
-    for (dti = 0; dti < 2; ++dti) {
+    for (dti = 0; dti < (g_quick ? 1 : 2); ++dti) { /* CRNN_TEST_QUICK: float32 only */
         const crnn_dtype dt = dti ? CRNN_DTYPE_FLOAT64 : CRNN_DTYPE_FLOAT32;
         const size_t es = elem_size(dt);
         model_t m;
@@ -867,6 +881,8 @@ static void run_split(int64_t B, int64_t T, int64_t D, int64_t H0, crnn_directio
             ref_forward(&m, B, T, x, lp, h0r, y_ref, hn_ref);
             tol = derived_tol(dt, model_max_k(&m), 2 * T, max_abs(y_ref, ny));
             for (si = 0; si < (int)(sizeof(settings) / sizeof(settings[0])); ++si) {
+                if (g_quick && (settings[si] == 2 || settings[si] > 3))
+                    continue; /* CRNN_TEST_QUICK: 1 and 3 threads only (slow under valgrind) */
                 int same = 1;
                 double err;
                 CHECK_STATUS(crnn_set_num_threads(settings[si]), CRNN_OK);
@@ -929,6 +945,7 @@ static void test_split_threads(void)
 
 #define N_THREADS 4
 #define N_ITERS 8
+static int g_iters = N_ITERS; /* CRNN_TEST_QUICK: 1 (see main) */
 
 typedef struct {
     const crnn_rnn_t *rnn;
@@ -955,7 +972,7 @@ static void *thread_main(void *arg)
         if (crnn_rnn_workspace_size(job->rnn, job->B, job->T, &ws_size) != CRNN_OK) ++job->errors;
         ws = xmalloc(ws_size);
     }
-    for (it = 0; it < N_ITERS; ++it) {
+    for (it = 0; it < g_iters; ++it) {
         int status;
         memset(y, 0, job->y_bytes);
         status = crnn_rnn_forward(job->rnn, job->B, job->T, job->x, job->lengths, job->h0, y,
@@ -1057,7 +1074,7 @@ static void run_threads(crnn_dtype dt, int64_t B, int64_t T, int64_t D, int64_t 
     snprintf(what, sizeof(what),
              "%d threads x %d forwards (%s, B=%ld T=%ld D=%ld H=%ld lengths=%d, BLAS threads %d, "
              "crnn threads %d) bitwise equal to the sequential call",
-             N_THREADS, N_ITERS, dt == CRNN_DTYPE_FLOAT32 ? "f32" : "f64", (long)B, (long)T,
+             N_THREADS, g_iters, dt == CRNN_DTYPE_FLOAT32 ? "f32" : "f64", (long)B, (long)T,
              (long)D, (long)H, use_lengths, blas_threads, crnn_threads);
     check_impl(errors == 0 && mismatches == 0, __FILE__, __LINE__, what);
     if (errors || mismatches) fprintf(stderr, "    %d errors, %d mismatches\n", errors, mismatches);
@@ -1082,7 +1099,7 @@ done:
 static void test_threads(void)
 {
     int dti;
-    for (dti = 0; dti < 2; ++dti) {
+    for (dti = 0; dti < (g_quick ? 1 : 2); ++dti) { /* CRNN_TEST_QUICK: float32 only */
         const crnn_dtype dt = dti ? CRNN_DTYPE_FLOAT64 : CRNN_DTYPE_FLOAT32;
         run_threads(dt, 8, 24, 16, 64, 0, 1, 1);   /* GEMM steps */
         run_threads(dt, 8, 24, 16, 64, 1, 1, 1);   /* lengths path */
@@ -1100,6 +1117,12 @@ int main(void)
            (unsigned)CRNN_VERSION_PATCH, crnn_version());
     /* As the Python package does: one BLAS thread per call unless a test asks otherwise. */
     crnn_set_blas_threads(1);
+    {
+        const char *quick = getenv("CRNN_TEST_QUICK");
+        g_quick = quick != NULL && quick[0] != '\0' && strcmp(quick, "0") != 0;
+        if (g_quick)
+            g_iters = 1;
+    }
     test_status_strings();
     test_create_errors();
     test_forward_errors(CRNN_DTYPE_FLOAT32);
