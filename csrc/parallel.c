@@ -98,10 +98,18 @@ static void crnn__pool_atfork_child(void)
 static pthread_once_t crnn__pool_once = PTHREAD_ONCE_INIT;
 static void crnn__pool_init(void) { pthread_atfork(NULL, NULL, crnn__pool_atfork_child); }
 
+/* sysconf(_SC_NPROCESSORS_ONLN) reads a /sys file on every call (microseconds): ask once. */
+static int crnn__cpus = 0;
+
 int crnn__cpu_count(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : (n > CRNN__POOL_MAX + 1 ? CRNN__POOL_MAX + 1 : (int)n);
+    int c = LOAD(&crnn__cpus);
+    if (c == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c = n < 1 ? 1 : (n > CRNN__POOL_MAX + 1 ? CRNN__POOL_MAX + 1 : (int)n);
+        STORE(&crnn__cpus, c);
+    }
+    return c;
 }
 
 int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)

@@ -326,7 +326,7 @@ static void crnn__set_credits(int n)
 /* Fewest batch rows per thread when the batch is split. */
 #define CRNN__MIN_ROWS_PER_THREAD 4
 /* Fewest hidden units per thread when the units are split (each step ends at a barrier). */
-#define CRNN__MIN_UNITS_PER_THREAD 128
+#define CRNN__MIN_UNITS_PER_THREAD 256
 
 typedef enum { CRNN__SERIAL, CRNN__SPLIT_BATCH, CRNN__SPLIT_UNITS } crnn__mode;
 

@@ -1,7 +1,7 @@
 """The C core's parallel paths against the reference, at several thread counts.
 
 A call splits its batch into row ranges (large batches) or each layer's hidden units (small
-batches, layers of >= 256 units; one direction per thread for a bidirectional stack on two
+batches, layers of >= 512 units; one direction per thread for a bidirectional stack on two
 threads) once its work passes ~2 Mflop. The shapes here are chosen to take each path; the grid in test_core.py is
 too small to leave the serial path.
 
@@ -27,7 +27,7 @@ def restore_threads():
 
 # (batch, timesteps, input_dim, units): batch split, unit split, unit split at B=2 (1 row per
 # thread is too few for the batch split), and one too small to leave the serial path.
-SHAPES = [(16, 12, 20, 40), (1, 12, 24, 260), (2, 6, 40, 256), (3, 4, 5, 9)]
+SHAPES = [(16, 12, 20, 40), (1, 6, 24, 520), (2, 4, 40, 512), (3, 4, 5, 9)]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -82,7 +82,7 @@ def test_forked_child_computes_with_threads():
     crnn.set_num_threads(2)
     rng = np.random.default_rng(5)
     _FORKED["x"] = rng.uniform(-1, 1, (1, 20, 24)).astype(np.float32)
-    _FORKED["handle"] = crnn._core.RNN(make_stack_weights(rng, 24, [260], 1, np.float32))
+    _FORKED["handle"] = crnn._core.RNN(make_stack_weights(rng, 24, [520], 1, np.float32))
     expected = _FORKED["handle"].forward(_FORKED["x"])  # starts the pool in the parent
     with mp.get_context("fork").Pool(1) as pool:
         got = pool.apply_async(_forward_in_child).get(timeout=60)

@@ -935,7 +935,7 @@ static void test_split_threads(void)
      * (unevenly); B = 2 with wide layers splits the hidden units; B = 1 with every layer
      * bidirectional runs one direction per thread. */
     run_split(13, 30, 24, 48, CRNN_DIRECTION_BIDIRECTIONAL, 40, CRNN_DIRECTION_REVERSE);
-    run_split(2, 30, 24, 256, CRNN_DIRECTION_BIDIRECTIONAL, 256, CRNN_DIRECTION_REVERSE);
+    run_split(2, 12, 24, 512, CRNN_DIRECTION_BIDIRECTIONAL, 512, CRNN_DIRECTION_REVERSE);
     run_split(1, 40, 16, 96, CRNN_DIRECTION_BIDIRECTIONAL, 80, CRNN_DIRECTION_BIDIRECTIONAL);
     crnn_set_num_threads(1);
 }
@@ -1107,7 +1107,7 @@ static void test_threads(void)
         run_threads(dt, 6, 5, 3, 5, 1, 1, 1);      /* plain-C loops */
         run_threads(dt, 16, 12, 32, 128, 0, 2, 1); /* BLAS itself threaded while callers are too */
         run_threads(dt, 17, 16, 32, 96, 1, 1, 3);  /* each caller splits its batch over 3 threads */
-        run_threads(dt, 2, 16, 32, 256, 0, 1, 2);  /* ... or its hidden units over 2 */
+        run_threads(dt, 2, 8, 32, 512, 0, 1, 2);   /* ... or its hidden units over 2 */
     }
 }
 
