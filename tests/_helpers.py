@@ -238,3 +238,30 @@ def _child_env() -> dict:
 def describe(proc: subprocess.CompletedProcess) -> str:
     return (f"exit code {proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}"
             f"\n--- stderr ---\n{proc.stderr[-3000:]}")
+
+
+def run_threaded(fn, n_threads: int = 8, timeout: float = 300.0) -> list:
+    """Call fn(i) in n threads released together (cython-blis ``run_threaded`` pattern); return
+    the results in thread order and re-raise the first error in the calling thread."""
+    import threading
+
+    barrier = threading.Barrier(n_threads)
+    results = [None] * n_threads
+    errors = []
+
+    def worker(i):
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    if errors:
+        raise errors[0]
+    return results

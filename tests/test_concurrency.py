@@ -21,33 +21,10 @@ import pytest
 
 import crnn
 
-from _helpers import make_layer_weights
+from _helpers import run_threaded, make_layer_weights
 
 N_THREADS = 8
 ROUNDS = 5
-
-
-def run_threaded(fn, n_threads=N_THREADS):
-    barrier = threading.Barrier(n_threads)
-    results = [None] * n_threads
-    errors = []
-
-    def worker(i):
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        except BaseException as e:  # noqa: BLE001 - re-raised below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    if errors:
-        raise errors[0]
-    return results
 
 
 B, T, D, H = 8, 30, 32, 64

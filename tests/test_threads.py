@@ -10,34 +10,10 @@ import pytest
 
 import crnn
 
-from _helpers import make_stack_weights
+from _helpers import run_threaded, make_stack_weights
 
 N_THREADS = 8
 ROUNDS = 6
-
-
-def run_threaded(fn, n_threads=N_THREADS):
-    """Call fn(i) in n threads released together; return the results, re-raise any error."""
-    barrier = threading.Barrier(n_threads)
-    results = [None] * n_threads
-    errors = []
-
-    def worker(i):
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    if errors:
-        raise errors[0]
-    return results
 
 
 # Large enough that each call spends milliseconds in C (GIL released), so calls really overlap.
