@@ -42,6 +42,7 @@ compiled handle is rebuilt lazily after unpickling).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import threading
@@ -160,6 +161,17 @@ def _check_bool(value: Any, name: str) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name}: got {value!r}, expected True or False")
+
+
+def _reject_unknown_kwargs(layer: Any, kwargs: Dict[str, Any]) -> None:
+    """TypeError naming unknown constructor keywords and the accepted ones, read from the
+    signature of the layer's ``__init__`` (so the list cannot drift from the constructor)."""
+    if kwargs:
+        params = inspect.signature(type(layer).__init__).parameters
+        known = sorted(p for p, v in params.items()
+                       if p != "self" and v.kind is not inspect.Parameter.VAR_KEYWORD)
+        raise TypeError(f"{type(layer).__name__}: got unexpected keyword argument(s) "
+                        f"{sorted(kwargs)}, expected only {known}")
 
 
 def _check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> Optional[int]:
@@ -1295,10 +1307,7 @@ class Bidirectional(Layer):
         name: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs:
-            raise TypeError(f"Bidirectional: got unexpected keyword argument(s) {sorted(kwargs)}, "
-                            "expected only ['backward_layer', 'batch_input_shape', 'batch_size', "
-                            "'input_shape', 'layer', 'merge_mode', 'name', 'trainable', 'weights']")
+        _reject_unknown_kwargs(self, kwargs)
         if not isinstance(layer, SimpleRNN):
             raise ValueError(f"layer: got {layer!r} of type {type(layer).__name__}, expected a "
                              "recurrent layer instance (crnn.SimpleRNN)")
@@ -1694,11 +1703,7 @@ class Dense(Layer):
         name: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs:
-            raise TypeError(f"Dense: got unexpected keyword argument(s) {sorted(kwargs)}, expected "
-                            "only ['activation', 'batch_input_shape', 'batch_size', 'dtype', "
-                            "'input_dim', 'input_shape', 'name', 'seed', 'trainable', 'units', "
-                            "'use_bias', 'weights']")
+        _reject_unknown_kwargs(self, kwargs)
         units = _check_int(units, "units")
         if units > MAX_MATRIX_ELEMENTS:
             raise ValueError(f"units: got {units}, expected at most {MAX_MATRIX_ELEMENTS}")
@@ -1931,12 +1936,7 @@ class Embedding(Layer):
         name: Optional[str] = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs:
-            raise TypeError(f"Embedding: got unexpected keyword argument(s) {sorted(kwargs)}, "
-                            "expected only ['batch_input_shape', 'batch_size', 'dtype', "
-                            "'embeddings_initializer', 'input_dim', 'input_length', "
-                            "'input_shape', 'mask_zero', 'name', 'output_dim', 'seed', "
-                            "'trainable', 'weights']")
+        _reject_unknown_kwargs(self, kwargs)
         self.input_dim = _check_int(input_dim, "input_dim")
         self.output_dim = _check_int(output_dim, "output_dim")
         if self.input_dim * self.output_dim > MAX_MATRIX_ELEMENTS:
@@ -2152,10 +2152,7 @@ class Masking(_Weightless):
                  batch_size: Optional[int] = None, input_dim: Optional[int] = None,
                  trainable: bool = True, dtype: Union[str, np.dtype, type] = "float32",
                  name: Optional[str] = None, **kwargs: Any) -> None:
-        if kwargs:
-            raise TypeError(f"Masking: got unexpected keyword argument(s) {sorted(kwargs)}, "
-                            "expected only ['batch_input_shape', 'batch_size', 'dtype', "
-                            "'input_dim', 'input_shape', 'mask_value', 'name', 'trainable']")
+        _reject_unknown_kwargs(self, kwargs)
         if isinstance(mask_value, (bool, np.bool_)) or not isinstance(
                 mask_value, (int, float, np.integer, np.floating)):
             raise TypeError(f"mask_value: got {mask_value!r}, expected a real number")
@@ -2210,10 +2207,7 @@ class Activation(_Weightless):
                  batch_size: Optional[int] = None, input_dim: Optional[int] = None,
                  trainable: bool = True, dtype: Union[str, np.dtype, type] = "float32",
                  name: Optional[str] = None, **kwargs: Any) -> None:
-        if kwargs:
-            raise TypeError(f"Activation: got unexpected keyword argument(s) {sorted(kwargs)}, "
-                            "expected only ['activation', 'batch_input_shape', 'batch_size', "
-                            "'dtype', 'input_dim', 'input_shape', 'name', 'trainable']")
+        _reject_unknown_kwargs(self, kwargs)
         self.activation = _check_dense_activation(activation)
         self._init_weightless(input_shape, batch_input_shape, batch_size, input_dim, trainable,
                               dtype, name)
@@ -2257,11 +2251,7 @@ class Dropout(_Weightless):
                  batch_size: Optional[int] = None, input_dim: Optional[int] = None,
                  trainable: bool = True, dtype: Union[str, np.dtype, type] = "float32",
                  name: Optional[str] = None, **kwargs: Any) -> None:
-        if kwargs:
-            raise TypeError(f"Dropout: got unexpected keyword argument(s) {sorted(kwargs)}, "
-                            "expected only ['batch_input_shape', 'batch_size', 'dtype', "
-                            "'input_dim', 'input_shape', 'name', 'noise_shape', 'rate', 'seed', "
-                            "'trainable']")
+        _reject_unknown_kwargs(self, kwargs)
         if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer,
                                                                        np.floating)):
             raise TypeError(f"rate: got {rate!r}, expected a float in [0, 1]")
@@ -2320,10 +2310,7 @@ class InputLayer(Layer):
                  input_shape: Optional[Sequence[Optional[int]]] = None,
                  batch_input_shape: Optional[Sequence[Optional[int]]] = None,
                  **kwargs: Any) -> None:
-        if kwargs:
-            raise TypeError(f"InputLayer: got unexpected keyword argument(s) {sorted(kwargs)}, "
-                            "expected only ['batch_input_shape', 'batch_shape', 'batch_size', "
-                            "'dtype', 'input_shape', 'name', 'shape']")
+        _reject_unknown_kwargs(self, kwargs)
         if shape is not None and input_shape is not None and tuple(shape) != tuple(input_shape):
             raise ValueError(f"input_shape: got {input_shape!r}, which conflicts with shape={shape!r}")
         if batch_shape is not None and batch_input_shape is not None \
