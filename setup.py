@@ -6,6 +6,7 @@ nothing but setuptools. The extension links libscipy_openblas normally with an $
 rpath to ../scipy_openblas32/lib, and crnn/__init__.py also preloads the library with RTLD_LOCAL,
 so the build environment's absolute path is never baked in.
 """
+import glob
 import os
 import shutil
 
@@ -59,6 +60,8 @@ def extensions():
     ext = Extension(
         "crnn._core",
         sources=["crnn/_core.pyx"] + CSRC,
+        # the headers too: a change to the time loop (csrc/rnn_template.h) must rebuild
+        depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/include/*.h")),
         include_dirs=["csrc/include", "csrc"],
         define_macros=[("CRNN_BLAS_SCIPY_OPENBLAS", "1"),
                        ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -56,8 +56,28 @@ struct crnn_rnn_s {
 typedef struct {
     size_t frames[2]; /* ping-pong (B, T, max_width) layer outputs */
     size_t state;     /* (2, B, max_units) carried state of each direction, lengths path */
+    size_t flags;     /* (num_entries, chunks) ints: the pipelined projection's chunk states */
     size_t total;
 } crnn__ws_layout;
+
+/* Timesteps per input-projection chunk when the projection is pipelined (see crnn__plan). */
+#define CRNN__PIPE_CHUNK 8
+
+/* How one thread takes part in a forward call (planned by crnn__plan in rnn.c).
+ *   units split: nslices > 1; with a barrier this thread computes slice `tid` of every layer,
+ *                without one it computes all the slices in turn (same bits).
+ *   pipeline:    chunk > 0; each layer's input projection is cut into chunks of `chunk`
+ *                timesteps, each one GEMM whoever runs it. Thread 0 runs the recurrence and
+ *                projects any chunk it reaches before thread 1 has; thread 1 (only with a
+ *                barrier) projects the chunks ahead of it. flags: one per (entry, chunk),
+ *                0 free, 1 being projected, 2 done; zeroed before the call. */
+typedef struct {
+    int nslices;
+    int tid;
+    crnn__barrier *barrier;
+    int64_t chunk;
+    int *flags;
+} crnn__par;
 
 int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
                      crnn__ws_layout *lay);
@@ -65,11 +85,11 @@ int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
 int crnn__forward_f32(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, int nslices, int tid, crnn__barrier *barrier);
+                      const crnn__ws_layout *lay, const crnn__par *par);
 int crnn__forward_f64(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, int nslices, int tid, crnn__barrier *barrier);
+                      const crnn__ws_layout *lay, const crnn__par *par);
 
 /* 1 if every layer of the stack is bidirectional. */
 int crnn__all_bidirectional(const crnn_rnn_t *rnn);

@@ -1,6 +1,10 @@
 /* parallel.c - persistent worker threads for crnn_rnn_forward() (see parallel.h). */
-#ifndef _WIN32
+#if defined(__linux__)
+#  define _GNU_SOURCE /* sched_getcpu, sched_setaffinity */
+#elif !defined(_WIN32)
 #  define _POSIX_C_SOURCE 200809L
+#endif
+#ifndef _WIN32
 #  include <pthread.h>
 #  include <sched.h>
 #  include <unistd.h>
@@ -41,6 +45,14 @@ void crnn__barrier_init(crnn__barrier *b, int n)
     b->count = 0; b->generation = 0; b->n = n; b->waits = 0; b->stalls = 0;
 }
 void crnn__barrier_wait(crnn__barrier *b) { (void)b; }
+int crnn__flag_claim(int *f)
+{
+    if (*f != 0) return 0;
+    *f = 1;
+    return 1;
+}
+void crnn__flag_done(int *f) { *f = 2; }
+void crnn__flag_wait(crnn__barrier *b, int *f) { (void)b; (void)f; }
 
 #else
 
@@ -54,9 +66,40 @@ static struct {
     int pending;                /* workers that have not yet finished the current call */
     crnn__task_fn fn;
     void *ctx;
+    int caller_cpu;             /* the CPU the caller ran on when it woke the workers, or -1 */
     int start_generation[CRNN__POOL_MAX];
 } crnn__pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                0, 0, 0, 0, NULL, NULL, {0}};
+                0, 0, 0, 0, NULL, NULL, -1, {0}};
+
+static int crnn__current_cpu(void)
+{
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+}
+
+/* A worker woken onto the caller's CPU cannot run until the caller stops spinning for it, and the
+ * kernel may take milliseconds to move either of them to an idle CPU (seen on 2-vCPU VMs: every
+ * woken worker landed on the caller's CPU, each step then waited for a time slice, and a 200 us
+ * call took 10 ms). Such a worker moves itself: it leaves that CPU by narrowing its affinity,
+ * then restores the affinity it had (the move stays). Workers on other CPUs do nothing. */
+static void crnn__leave_cpu(int cpu)
+{
+#if defined(__linux__)
+    cpu_set_t allowed, others;
+    if (cpu < 0 || sched_getcpu() != cpu) return;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+    others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) == 0) return;
+    if (sched_setaffinity(0, sizeof(others), &others) == 0)
+        sched_setaffinity(0, sizeof(allowed), &allowed);
+#else
+    (void)cpu;
+#endif
+}
 
 static void *crnn__worker(void *arg)
 {
@@ -79,7 +122,10 @@ static void *crnn__worker(void *arg)
         seen = gen;
         /* Every worker acknowledges every call, taking part or not, so none can lag into the
          * next call while reading this one's fn / ctx / ntasks. */
-        if (w + 1 < crnn__pool.ntasks) crnn__pool.fn(crnn__pool.ctx, w + 1, crnn__pool.ntasks);
+        if (w + 1 < crnn__pool.ntasks) {
+            crnn__leave_cpu(crnn__pool.caller_cpu);
+            crnn__pool.fn(crnn__pool.ctx, w + 1, crnn__pool.ntasks);
+        }
         FETCH_ADD(&crnn__pool.pending, -1);
     }
     return NULL;
@@ -136,6 +182,7 @@ int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
     crnn__pool.fn = fn;
     crnn__pool.ctx = ctx;
     crnn__pool.ntasks = n;
+    crnn__pool.caller_cpu = crnn__current_cpu();
     /* Workers 0..n-2 take part; any others acknowledge and go back to wait. */
     STORE(&crnn__pool.pending, crnn__pool.nworkers);
     pthread_mutex_lock(&crnn__pool.lock);
@@ -172,6 +219,29 @@ void crnn__barrier_wait(crnn__barrier *b)
         return;
     }
     while (LOAD(&b->generation) == gen) {
+        if (++spins < CRNN__SPIN_WAIT) {
+            CPU_RELAX();
+        } else {
+            if (spins == CRNN__SPIN_WAIT) FETCH_ADD(&b->stalls, 1);
+            sched_yield();
+        }
+    }
+}
+
+int crnn__flag_claim(int *f)
+{
+    int expected = 0;
+    if (LOAD(f) != 0) return 0;
+    return __atomic_compare_exchange_n(f, &expected, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+void crnn__flag_done(int *f) { STORE(f, 2); }
+
+void crnn__flag_wait(crnn__barrier *b, int *f)
+{
+    int spins = 0;
+    FETCH_ADD(&b->waits, 1);
+    while (LOAD(f) != 2) {
         if (++spins < CRNN__SPIN_WAIT) {
             CPU_RELAX();
         } else {

@@ -28,4 +28,11 @@ typedef struct {
 void crnn__barrier_init(crnn__barrier *b, int n);
 void crnn__barrier_wait(crnn__barrier *b);
 
+/* Work flags shared by the threads of one call: 0 free, 1 claimed, 2 done.
+ * claim: 0 -> 1, returns 1 if this thread got it. done: -> 2 (release: the work is visible to
+ * whoever sees 2). wait: until 2, counted in `b`'s waits / stalls like a barrier wait. */
+int crnn__flag_claim(int *f);
+void crnn__flag_done(int *f);
+void crnn__flag_wait(crnn__barrier *b, int *f);
+
 #endif

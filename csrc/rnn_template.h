@@ -83,16 +83,48 @@ static void FN(slice)(int64_t H, int k, int nslices, int64_t *c0, int64_t *c1)
     *c1 = z;
 }
 
-/* One layer, one direction. Its hidden units are cut into `nslices` slices, each computed by
- * its own BLAS calls: with a barrier, this thread computes slice `tid` and meets the threads
- * owning the others after each step (the next step reads every unit of this one); without one,
- * this thread computes every slice in turn, which gives bitwise the same result (nslices == 1
- * is the plain serial layer). `out` points at this direction's first column of a (B, T, W)
- * buffer; `h0` / `hn` are (B, H) or NULL; `state` is (B, H) scratch for the lengths path. */
+/* Start moving `rows` rows of n values (`ld` apart) into this core's cache, for writing: in the
+ * pipeline, the next step's frame was projected by the other thread, and fetching it line by
+ * line while the recurrent product waits on it costs microseconds per step. */
+static void FN(prefetch_rows)(const REAL *p, int64_t rows, int64_t ld, int64_t n)
+{
+#if defined(__GNUC__)
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    int64_t r, j;
+    for (r = 0; r < rows; ++r)
+        for (j = 0; j < n; j += line) __builtin_prefetch(p + r * ld + j, 1, 3);
+#else
+    (void)p; (void)rows; (void)ld; (void)n;
+#endif
+}
+
+/* Pipelined projection, chunk `j` of one direction: timesteps [j * S, (j + 1) * S) in processing
+ * order (from the end when reversed), one GEMM per batch row, however many threads there are. */
+static void FN(project_chunk)(const crnn__layer *L, int64_t B, int64_t T, int reverse,
+                              const REAL *in, const REAL *K, REAL *out, int64_t W, int64_t S,
+                              int64_t j)
+{
+    const int64_t s1 = (j + 1) * S < T ? (j + 1) * S : T;
+    const int64_t t0 = reverse ? T - s1 : j * S;
+    int64_t b;
+    for (b = 0; b < B; ++b)
+        FN(project)(s1 - j * S, L->in_size, L->units, in + (b * T + t0) * L->in_size, K,
+                    L->units, out + (b * T + t0) * W, W);
+}
+
+/* One layer, one direction. `out` points at this direction's first column of a (B, T, W)
+ * buffer; `h0` / `hn` are (B, H) or NULL; `state` is (B, H) scratch for the lengths path;
+ * `flags` are this direction's chunk flags (pipeline only).
+ * Units split (par->nslices > 1): the hidden units are cut into slices, each computed by its own
+ * BLAS calls; with a barrier this thread computes slice `tid` and meets the threads owning the
+ * others after each step (the next step reads every unit of this one); without one it computes
+ * every slice in turn, which gives bitwise the same result (nslices == 1: the plain layer).
+ * Pipeline (par->chunk > 0): the input projection is made chunk by chunk just ahead of the steps
+ * that read it, by thread 1 if it gets there first, else by thread 0 when it reaches the chunk. */
 static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, int64_t B,
                                 int64_t T, const REAL *in, REAL *out, int64_t W,
                                 const int64_t *lengths, const REAL *h0, REAL *hn, REAL *state,
-                                int nslices, int tid, crnn__barrier *barrier)
+                                const crnn__par *par, int *flags)
 {
     const int64_t H = L->units;
     const REAL *K = blob + L->off_kernel[d];
@@ -100,13 +132,40 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
     const REAL *bias = L->has_bias[d] ? blob + L->off_bias[d] : NULL;
     const int reverse = L->direction == CRNN_DIRECTION_REVERSE || d == 1;
     const int64_t ldo = T * W; /* stride between batch rows of one step's frame */
-    const int lo = barrier ? tid : 0, hi = barrier ? tid + 1 : nslices;
+    const int64_t S = par->chunk;
+    const int nslices = S ? 1 : par->nslices;
+    /* the units split's per-step barrier; the pipeline meets only per chunk */
+    crnn__barrier *const barrier = S ? NULL : par->barrier;
+    const int lo = barrier ? par->tid : 0, hi = barrier ? par->tid + 1 : nslices;
     int64_t s, b, c0, c1;
     int k;
 
-    for (k = lo; k < hi; ++k) {
-        FN(slice)(H, k, nslices, &c0, &c1);
-        FN(project)(B * T, L->in_size, c1 - c0, in, K + c0, H, out + c0, W);
+    if (S) {
+        if (par->barrier && par->tid == 1) { /* the projecting thread */
+            int64_t j;
+            for (j = 0; j * S < T; ++j)
+                if (crnn__flag_claim(&flags[j])) {
+                    FN(project_chunk)(L, B, T, reverse, in, K, out, W, S, j);
+                    crnn__flag_done(&flags[j]);
+                }
+            return;
+        }
+    } else {
+        for (k = lo; k < hi; ++k) {
+            FN(slice)(H, k, nslices, &c0, &c1);
+            FN(project)(B * T, L->in_size, c1 - c0, in, K + c0, H, out + c0, W);
+        }
+    }
+
+#define CRNN__NEED_CHUNK(s)                                                                    \
+    if (S && (s) % S == 0) {                                                                   \
+        int *f_ = &flags[(s) / S];                                                             \
+        if (crnn__flag_claim(f_)) {                                                            \
+            FN(project_chunk)(L, B, T, reverse, in, K, out, W, S, (s) / S);                    \
+            crnn__flag_done(f_);                                                               \
+        } else {                                                                               \
+            crnn__flag_wait(par->barrier, f_);                                                 \
+        }                                                                                      \
     }
 
     if (!lengths) {
@@ -114,6 +173,8 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
         int64_t ldp = H;
         for (s = 0; s < T; ++s) {
             REAL *cur = out + (reverse ? T - 1 - s : s) * W;
+            CRNN__NEED_CHUNK(s)
+            if (S && s + 1 < T) FN(prefetch_rows)(cur + (reverse ? -W : W), B, ldo, H);
             for (k = lo; k < hi; ++k) {
                 FN(slice)(H, k, nslices, &c0, &c1);
                 if (prev) FN(step)(B, H, c1 - c0, prev, ldp, R + c0, H, cur + c0, ldo);
@@ -139,6 +200,8 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
     for (s = 0; s < T; ++s) {
         const int64_t t = reverse ? T - 1 - s : s;
         REAL *cur = out + t * W;
+        CRNN__NEED_CHUNK(s)
+        if (S && s + 1 < T) FN(prefetch_rows)(cur + (reverse ? -W : W), B, ldo, H);
         for (k = lo; k < hi; ++k) {
             FN(slice)(H, k, nslices, &c0, &c1);
             FN(step)(B, H, c1 - c0, state, H, R + c0, H, cur + c0, ldo);
@@ -158,6 +221,7 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
         }
         if (barrier) crnn__barrier_wait(barrier);
     }
+#undef CRNN__NEED_CHUNK
     for (k = lo; hn && k < hi; ++k) {
         FN(slice)(H, k, nslices, &c0, &c1);
         FN(copy_rows)(B, c1 - c0, state + c0, H, hn + c0, H);
@@ -167,18 +231,24 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
 int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
                       int64_t timesteps, const void *x, const int64_t *lengths,
                       const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, int nslices, int tid, crnn__barrier *barrier)
+                      const crnn__ws_layout *lay, const crnn__par *par)
 {
     /* Rows [b0, b0 + nb) of the batch; every buffer keeps its full-batch strides, so a row range
      * is only a pointer offset and ranges run independently (the batch split across threads).
-     * With nslices > 1 every layer's units are cut into that many slices (see layer_direction),
-     * thread `tid` computing its slice when there is a barrier, all of them in turn when not.
-     * A stack of bidirectional layers with nslices == 2 is cut by direction instead: with a
-     * barrier, thread `tid` runs direction `tid` of each layer, meeting the other after it. */
+     * par says how this thread shares the layers with the others (see crnn__par). A stack of
+     * bidirectional layers with nslices == 2 is cut by direction instead of by units: with a
+     * barrier, thread `tid` runs direction `tid` of each layer, meeting the other after it.
+     * The pipeline's threads meet after each layer too: the next one projects this one's output. */
     const REAL *blob = (const REAL *)rnn->blob;
     const REAL *in = (const REAL *)x + b0 * timesteps * rnn->input_size;
+    const int64_t nchunks = par->chunk ? (timesteps + par->chunk - 1) / par->chunk : 0;
     int64_t l, e = 0;
-    const int by_direction = nslices == 2 && crnn__all_bidirectional(rnn);
+    const int by_direction = par->nslices == 2 && !par->chunk && crnn__all_bidirectional(rnn);
+    crnn__par whole = *par;
+    if (by_direction) {
+        whole.nslices = 1;
+        whole.barrier = NULL;
+    }
     if (lengths) lengths += b0;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
@@ -191,13 +261,12 @@ int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t bat
             REAL *hne = h_n && h_n[e] ? (REAL *)h_n[e] + b0 * L->units : NULL;
             /* each direction has its own state scratch so two can run at once */
             REAL *state = (REAL *)(ws + lay->state) + (b0 + (int64_t)d * batch) * rnn->max_units;
-            if (by_direction && barrier && d != tid) continue;
+            if (by_direction && par->barrier && d != par->tid) continue;
             FN(layer_direction)(L, d, blob, nb, timesteps, in, out + d * L->units, W, lengths,
-                                h0e, hne, state, by_direction ? 1 : nslices, tid,
-                                by_direction ? NULL : barrier);
+                                h0e, hne, state, &whole, par->flags ? par->flags + e * nchunks : NULL);
         }
         /* the next layer reads every unit of this one */
-        if (by_direction && barrier) crnn__barrier_wait(barrier);
+        if ((by_direction || par->chunk) && par->barrier) crnn__barrier_wait(par->barrier);
         in = out;
     }
     return CRNN_OK;

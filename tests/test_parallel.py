@@ -1,9 +1,11 @@
 """The C core's parallel paths against the reference, at several thread counts.
 
-A call splits its batch into row ranges (large batches) or each layer's hidden units (small
-batches, layers of >= 512 units; one direction per thread for a bidirectional stack on two
-threads) once its work passes ~2 Mflop. The shapes here are chosen to take each path; the grid in test_core.py is
-too small to leave the serial path.
+Once its work passes ~2 Mflop a call splits its batch into row ranges (batches of 8 or more),
+or each layer's hidden units (smaller batches, layers of >= 256 units; one direction per thread
+for a bidirectional stack), or pipelines (other small batches with 16 or more timesteps: a
+second thread makes the input projection chunk by chunk ahead of the recurrence). The shapes
+here are chosen to take each path; the grid in test_core.py is too small to leave the serial
+path.
 
 Weights and tolerances come from _helpers (see its docstring for the derivation).
 """
@@ -15,7 +17,7 @@ import pytest
 import crnn
 from crnn import reference
 
-from _helpers import derived_tol, make_stack_weights, stack_k, to64
+from _helpers import derived_tol, make_stack_weights, run_threaded, stack_k, to64
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +28,12 @@ def restore_threads():
 
 
 # (batch, timesteps, input_dim, units): batch split, unit split, unit split at B=2 (1 row per
-# thread is too few for the batch split), and one too small to leave the serial path.
-SHAPES = [(16, 12, 20, 40), (1, 6, 24, 520), (2, 4, 40, 512), (3, 4, 5, 9)]
+# thread is too few for the batch split), unit split at its smallest width (2 x 130 units),
+# pipeline at B=1 (T=50: 6 chunks of 8 steps and one of 2), pipeline at B=3 (T=17: a chunk of
+# one step), a pipeline whose projection is far costlier than its steps, and one too small to leave the
+# serial path.
+SHAPES = [(16, 12, 20, 40), (1, 6, 24, 520), (2, 4, 40, 512), (1, 16, 40, 260),
+          (1, 50, 96, 130), (3, 17, 150, 120), (1, 128, 2000, 8), (3, 4, 5, 9)]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -57,6 +63,44 @@ def test_parallel_paths_match_reference(threads, dtype, shape):
         assert np.abs(got - ref).max() <= tol, combo
         for s, r in zip(states, ref_states):
             assert np.abs(s - r).max() <= tol, combo
+
+
+def test_pipeline_waits_for_chunks_in_flight():
+    # The projection is far costlier than the steps (2000 inputs, 8 units), so the recurrent
+    # thread keeps catching up with the projecting one and must wait for the chunk it is
+    # writing; calls back to back keep the worker awake so that both really take part.
+    crnn.set_num_threads(2)
+    rng = np.random.default_rng(5)
+    weights = make_stack_weights(rng, 2000, [8], 1, np.float32)
+    handle = crnn._core.RNN(weights, direction="forward", dtype=np.float32)
+    x = rng.uniform(-1, 1, (1, 512, 2000)).astype(np.float32)
+    ref = reference.simple_rnn_stack(to64(x), to64(weights))
+    tol = derived_tol(np.float32, stack_k(2000, [8], 1), 512)
+    first = handle.forward(x)
+    assert np.abs(first - ref).max() <= tol
+    for _ in range(30):
+        assert handle.forward(x).tobytes() == first.tobytes()
+
+
+@pytest.mark.parametrize("shape", [(1, 50, 96, 130), (1, 16, 40, 260)], ids=["pipeline", "units"])
+def test_busy_pool_gives_the_same_bits(shape):
+    # While one call holds the worker threads, concurrent calls compute the same chunks or
+    # slices on their own thread: every result must be bitwise the one of a lone call.
+    crnn.set_num_threads(2)
+    batch, steps, din, units = shape
+    rng = np.random.default_rng(11)
+    weights = make_stack_weights(rng, din, [units, units], 1, np.float32)
+    handle = crnn._core.RNN(weights, direction="forward", dtype=np.float32)
+    xs = [rng.uniform(-1, 1, (batch, steps, din)).astype(np.float32) for _ in range(4)]
+    lengths = np.array([steps - 3] * batch)
+    expected = [handle.forward(x, lengths=lengths).tobytes() for x in xs]
+
+    def work(i):
+        return [handle.forward(xs[(i + r) % 4], lengths=lengths).tobytes() for r in range(40)]
+
+    for i, outs in enumerate(run_threaded(work, n_threads=4)):
+        for r, got in enumerate(outs):
+            assert got == expected[(i + r) % 4], f"thread {i}, call {r}"
 
 
 def test_thread_count_setting():
