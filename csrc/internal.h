@@ -26,6 +26,12 @@
 #  define CRNN__CLONES
 #endif
 
+#if defined(__GNUC__)
+#  define CRNN__ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#  define CRNN__ALWAYS_INLINE
+#endif
+
 /* One layer of a handle; offsets are in elements from the start of the weight blob. */
 typedef struct {
     int64_t units;

@@ -11,6 +11,43 @@
 #include "cell_simple.h"
 #include "parallel.h"
 
+/* out[r, :N] = (accumulate ? out[r, :N] : 0) + in[r, :K] @ W[:K, :N] for r < rows, N <= 8, with
+ * the N sums in registers, added up in the order of a plain loop over K. Called with a constant
+ * N (tiny_gemm's switch), so the loop over N unrolls: with a variable trip count of 3 the
+ * compiler's vector loop spends ~15 instructions of overhead on every multiply-add, which made
+ * this the largest part of a seed-sized call. */
+static CRNN__ALWAYS_INLINE void FN(tiny_gemm_n)(int64_t rows, int64_t K, int64_t N,
+                                                 const REAL *in, int64_t ldi, const REAL *W,
+                                                 int64_t ldw, REAL *out, int64_t ldo,
+                                                 int accumulate)
+{
+    int64_t r, i, j;
+    for (r = 0; r < rows; ++r) {
+        const REAL *a = in + r * ldi;
+        REAL *c = out + r * ldo;
+        REAL acc[8];
+        for (j = 0; j < N; ++j) acc[j] = accumulate ? c[j] : (REAL)0;
+        for (i = 0; i < K; ++i) {
+            const REAL ai = a[i];
+            const REAL *w = W + i * ldw;
+            for (j = 0; j < N; ++j) acc[j] += ai * w[j];
+        }
+        for (j = 0; j < N; ++j) c[j] = acc[j];
+    }
+}
+
+static void FN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
+                          const REAL *W, int64_t ldw, REAL *out, int64_t ldo, int accumulate)
+{
+    switch (N) {
+#define CRNN__TINY(n) case n: FN(tiny_gemm_n)(rows, K, n, in, ldi, W, ldw, out, ldo, accumulate); break;
+    CRNN__TINY(1) CRNN__TINY(2) CRNN__TINY(3) CRNN__TINY(4)
+    CRNN__TINY(5) CRNN__TINY(6) CRNN__TINY(7) CRNN__TINY(8)
+#undef CRNN__TINY
+    default: break; /* callers pass 1 <= N <= 8 */
+    }
+}
+
 /* Per-step recurrent product cur(B, N) += prev(B, K) @ R(K, N), R rows `ldr` apart (N < K when a
  * thread owns a slice of the hidden units); prev / cur rows `ldp` / `ldc` apart. Tiny shapes use
  * a plain loop: a BLAS call costs more than the arithmetic there. */
@@ -18,16 +55,7 @@ static void FN(step)(int64_t B, int64_t K, int64_t N, const REAL *prev, int64_t 
                      const REAL *R, int64_t ldr, REAL *cur, int64_t ldc)
 {
     if (K <= 8) {
-        int64_t b, i, j;
-        for (b = 0; b < B; ++b) {
-            const REAL *p = prev + b * ldp;
-            REAL *c = cur + b * ldc;
-            for (i = 0; i < K; ++i) {
-                const REAL pi = p[i];
-                const REAL *r = R + i * ldr;
-                for (j = 0; j < N; ++j) c[j] += pi * r[j];
-            }
-        }
+        FN(tiny_gemm)(B, K, N, prev, ldp, R, ldr, cur, ldc, 1);
     } else if (B == 1) {
         GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, prev, (REAL)1, cur);
     } else {
@@ -43,17 +71,7 @@ static void FN(project)(int64_t rows, int64_t din, int64_t N, const REAL *in, co
     const int64_t chunk = CRNN__BLAS_INT_MAX;
     int64_t r0;
     if (ldk <= 8 && din <= 16) {
-        int64_t r, i, j;
-        for (r = 0; r < rows; ++r) {
-            const REAL *a = in + r * din;
-            REAL *c = out + r * ldo;
-            for (j = 0; j < N; ++j) c[j] = 0;
-            for (i = 0; i < din; ++i) {
-                const REAL ai = a[i];
-                const REAL *k = K + i * ldk;
-                for (j = 0; j < N; ++j) c[j] += ai * k[j];
-            }
-        }
+        FN(tiny_gemm)(rows, din, N, in, din, K, ldk, out, ldo, 0);
         return;
     }
     for (r0 = 0; r0 < rows; r0 += chunk) {
@@ -83,9 +101,9 @@ static void FN(slice)(int64_t H, int k, int nslices, int64_t *c0, int64_t *c1)
     *c1 = z;
 }
 
-/* Start moving `rows` rows of n values (`ld` apart) into this core's cache, for writing: in the
- * pipeline, the next step's frame was projected by the other thread, and fetching it line by
- * line while the recurrent product waits on it costs microseconds per step. */
+/* Start moving `rows` rows of n values (`ld` apart) into this core's cache: values another
+ * thread has just written (the pipeline's next frame, the units split's previous state), which
+ * cost a cross-core miss per cache line when the product meets them one by one. */
 static void FN(prefetch_rows)(const REAL *p, int64_t rows, int64_t ld, int64_t n)
 {
 #if defined(__GNUC__)
@@ -175,6 +193,9 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
             REAL *cur = out + (reverse ? T - 1 - s : s) * W;
             CRNN__NEED_CHUNK(s)
             if (S && s + 1 < T) FN(prefetch_rows)(cur + (reverse ? -W : W), B, ldo, H);
+            /* units split: half of prev was written by the other thread; fetch it all at once
+             * rather than miss on it line by line inside the product (4 % at B=1, H=256) */
+            if (barrier && prev) FN(prefetch_rows)(prev, B, ldp, H);
             for (k = lo; k < hi; ++k) {
                 FN(slice)(H, k, nslices, &c0, &c1);
                 if (prev) FN(step)(B, H, c1 - c0, prev, ldp, R + c0, H, cur + c0, ldo);
