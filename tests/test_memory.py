@@ -3,6 +3,8 @@
 - ``make -C csrc sanitize``: the C core and its plain-C test program built with
   AddressSanitizer + UndefinedBehaviorSanitizer (any report fails; OpenBLAS-internal leak reports
   are suppressed by ``tests/c/lsan.supp``).
+- ``make -C csrc tsan``: the same test program under ThreadSanitizer (its threaded cases; the
+  uninstrumented BLAS's own threads are suppressed by ``tests/c/tsan.supp``).
 - ``make -C csrc valgrind``: the same test program under valgrind memcheck (``CRNN_TEST_QUICK=1``:
   every test function, 1/11 of the reference grid, fewer threaded repetitions; ~40 s).
 - A Python workload under valgrind memcheck: CPython itself reports uninitialised-value noise
@@ -56,6 +58,17 @@ def test_c_core_under_asan_ubsan():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"make sanitize failed:\n{out[-6000:]}"
     assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out[-6000:]
+    assert re.search(r"\b\d+ passed, 0 failed", out), out[-3000:]
+
+
+def test_c_core_under_tsan():
+    # the C test's threaded cases: batch split, units split, pipeline, concurrent callers
+    proc = _make("tsan", timeout=300)
+    out = proc.stdout + proc.stderr
+    if "unexpected memory mapping" in out:  # TSan's runtime and this kernel's ASLR layout
+        pytest.skip("ThreadSanitizer cannot run under this kernel's address-space layout")
+    assert proc.returncode == 0, f"make tsan failed:\n{out[-6000:]}"
+    assert "WARNING: ThreadSanitizer" not in out, out[-6000:]
     assert re.search(r"\b\d+ passed, 0 failed", out), out[-3000:]
 
 

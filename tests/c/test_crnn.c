@@ -11,11 +11,11 @@
  *   - every status code path and crnn_status_string() of every code and of unknown ones;
  *   - crnn_rnn_free(NULL), crnn_version(), crnn_rnn_info(), the BLAS thread setters;
  *   - crnn_set_num_threads(): calls spread over crnn's own threads (1, 2, 3, 64; batch split,
- *     hidden-unit split, one direction per thread) against the reference, bitwise reproducible
- *     for each setting;
+ *     hidden-unit split, one direction per thread, pipelined projection) against the reference,
+ *     bitwise reproducible for each setting;
  *   - concurrent crnn_rnn_forward() calls on one handle from several pthreads, bitwise equal to a
- *     sequential call (also while each call splits its batch or its units, and with a threaded
- *     BLAS).
+ *     sequential call (also while each call splits its batch or its units or pipelines, and with
+ *     a threaded BLAS).
  * The last line is "N passed, M failed"; the exit status is non-zero on any failure.
  *
  * Tolerance (as tests/_helpers.py derives it, benchdnn style): one step is a dot product of
@@ -933,10 +933,13 @@ static void test_split_threads(void)
     CHECK(crnn_get_num_threads() == 3);
     /* Several Mflop each, so that crnn spreads them over its threads: B = 13 splits the batch
      * (unevenly); B = 2 with wide layers splits the hidden units; B = 1 with every layer
-     * bidirectional runs one direction per thread. */
+     * bidirectional runs one direction per thread; B = 1 with narrow layers and T = 61
+     * pipelines the input projection (7 chunks of 8 steps and one of 5), as does B = 3. */
     run_split(13, 30, 24, 48, CRNN_DIRECTION_BIDIRECTIONAL, 40, CRNN_DIRECTION_REVERSE);
     run_split(2, 12, 24, 512, CRNN_DIRECTION_BIDIRECTIONAL, 512, CRNN_DIRECTION_REVERSE);
     run_split(1, 40, 16, 96, CRNN_DIRECTION_BIDIRECTIONAL, 80, CRNN_DIRECTION_BIDIRECTIONAL);
+    run_split(1, 61, 300, 100, CRNN_DIRECTION_FORWARD, 60, CRNN_DIRECTION_BIDIRECTIONAL);
+    run_split(3, 20, 160, 90, CRNN_DIRECTION_REVERSE, 70, CRNN_DIRECTION_FORWARD);
     crnn_set_num_threads(1);
 }
 
@@ -1108,6 +1111,7 @@ static void test_threads(void)
         run_threads(dt, 16, 12, 32, 128, 0, 2, 1); /* BLAS itself threaded while callers are too */
         run_threads(dt, 17, 16, 32, 96, 1, 1, 3);  /* each caller splits its batch over 3 threads */
         run_threads(dt, 2, 8, 32, 512, 0, 1, 2);   /* ... or its hidden units over 2 */
+        run_threads(dt, 1, 64, 256, 64, 1, 1, 2);  /* ... or pipelines its input projection */
     }
 }
 
