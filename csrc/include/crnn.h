@@ -219,11 +219,17 @@ CRNN_API int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *in
 
 /*! crnn_set_num_threads() / crnn_get_num_threads() :
  *  Process-wide number of threads one crnn_rnn_forward() call may use (default 1; the crnn
- *  Python package sets the CPUs available to the process at import). A call whose work is large
- *  enough splits its batch into contiguous row ranges, one per thread (the caller's thread runs
- *  the first; the others are started and joined inside the call), each computing every layer and
- *  step of its rows; results are bitwise identical from run to run for a fixed setting. Read
- *  once at the start of each call.
+ *  Python package sets the CPUs available to the process at import). A call with enough work
+ *  (~2 Mflop) runs on the caller's thread plus workers of a persistent pool (started on first
+ *  use, asleep when idle, restarted after fork()), in one of three ways chosen from the shape
+ *  and this setting: a batch of >= 8 splits into contiguous row ranges, one per thread; a smaller
+ *  batch whose layers all have >= 256 units splits each layer's units, the threads meeting after
+ *  every step (an all-bidirectional stack runs one direction per thread); any other small batch
+ *  with >= 16 timesteps has a second thread make the input projection just ahead of the
+ *  recurrence. The unit-split and pipelined ways use at most as many threads as there are CPUs.
+ *  When the pool is busy with another call the caller computes the same pieces alone, so results
+ *  are bitwise identical from run to run for a fixed setting. Read once at the start of each
+ *  call.
  *  @param n threads, >= 1.
  *  @return set: CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1); get: the current setting.
  *  Thread-safe (calls already running keep the value they read). */
