@@ -140,6 +140,16 @@ int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int6
             if ((status = crnn__reserve(&cursor, (size_t)L->units, rnn->elem_size, &off)) != CRNN_OK)
                 break;
             L->off_bias[d] = off / rnn->elem_size;
+            L->off_panels[d] = 0;
+            if (L->units > 8) {
+                const size_t P = CRNN__PANEL_BYTES / rnn->elem_size;
+                size_t padded;
+                if ((status = crnn__mul(((size_t)L->units + P - 1) / P * P, (size_t)L->units,
+                                        &padded)) != CRNN_OK ||
+                    (status = crnn__reserve(&cursor, padded, rnn->elem_size, &off)) != CRNN_OK)
+                    break;
+                L->off_panels[d] = off / rnn->elem_size;
+            }
         }
     }
     rnn->num_entries = e;
@@ -165,6 +175,20 @@ int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int6
             memcpy(blob + L->off_kernel[d] * es, weights[e].kernel, (size_t)L->in_size * h * es);
             memcpy(blob + L->off_recurrent[d] * es, weights[e].recurrent_kernel, h * h * es);
             if (L->has_bias[d]) memcpy(blob + L->off_bias[d] * es, weights[e].bias, h * es);
+            if (L->off_panels[d]) {
+                /* panel p, row i, column j of the panel = R[i, p * P + j], zero past column h */
+                const size_t P = CRNN__PANEL_BYTES / es;
+                const char *R = (const char *)weights[e].recurrent_kernel;
+                char *dst = blob + L->off_panels[d] * es;
+                size_t p, i;
+                for (p = 0; p * P < h; ++p) {
+                    const size_t n = h - p * P < P ? h - p * P : P;
+                    for (i = 0; i < h; ++i, dst += P * es) {
+                        memcpy(dst, R + (i * h + p * P) * es, n * es);
+                        memset(dst + n * es, 0, (P - n) * es);
+                    }
+                }
+            }
         }
     }
     *out = rnn;

@@ -48,15 +48,78 @@ static void FN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, in
     }
 }
 
-/* Per-step recurrent product cur(B, N) += prev(B, K) @ R(K, N), R rows `ldr` apart (N < K when a
- * thread owns a slice of the hidden units); prev / cur rows `ldp` / `ldc` apart. Tiny shapes use
- * a plain loop: a BLAS call costs more than the arithmetic there. */
+#if defined(__GNUC__)
+#define CRNN__HAVE_PANELS 1
+/* y[0 : c1 - c0] += x[0 : K] @ R[:, c0 : c1], R as panels (see CRNN__PANEL_BYTES in internal.h),
+ * c0 a multiple of the panel width. Each panel's columns are summed in registers, even and odd
+ * rows in two sets of accumulators (the loads of one row overlap the adds of the other); GCC's
+ * vector extension compiles to AVX-512, AVX2 or SSE by the clone picked at load time. */
+typedef REAL FN(vec) __attribute__((vector_size(64)));
+static CRNN__CLONES void FN(gemv_panels)(int64_t K, int64_t c0, int64_t c1, const REAL *panels,
+                                         const REAL *x, REAL *y)
+{
+#define PW ((int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)))
+#define VW ((int64_t)(64 / sizeof(REAL)))
+#define LD(v, p) memcpy(&(v), (p), sizeof(v))
+    int64_t p0, i, j;
+    for (p0 = c0; p0 < c1; p0 += PW) {
+        const REAL *w = panels + p0 * K;
+        const int64_t n = c1 - p0 < PW ? c1 - p0 : PW;
+        REAL acc[PW];
+        FN(vec) a[4], b[4], r;
+        for (j = 0; j < PW; ++j) acc[j] = j < n ? y[p0 - c0 + j] : (REAL)0;
+        for (j = 0; j < 4; ++j) {
+            LD(a[j], acc + j * VW);
+            b[j] = a[j] - a[j];
+        }
+        for (i = 0; i + 1 < K; i += 2, w += 2 * PW) {
+            const REAL xi = x[i], xj = x[i + 1];
+            for (j = 0; j < 4; ++j) {
+                LD(r, w + j * VW);
+                a[j] += xi * r;
+                LD(r, w + PW + j * VW);
+                b[j] += xj * r;
+            }
+        }
+        if (i < K) {
+            const REAL xi = x[i];
+            for (j = 0; j < 4; ++j) {
+                LD(r, w + j * VW);
+                a[j] += xi * r;
+            }
+        }
+        for (j = 0; j < 4; ++j) {
+            a[j] += b[j];
+            memcpy(acc + j * VW, &a[j], sizeof(a[j]));
+        }
+        for (j = 0; j < n; ++j) y[p0 - c0 + j] = acc[j];
+    }
+#undef PW
+#undef VW
+#undef LD
+}
+#endif
+
+/* Per-step recurrent product cur(B, N) += prev(B, K) @ R(K, N) for the columns [c0, c0 + N) of
+ * the recurrent kernel (N < K when a thread owns a slice of the hidden units): R points at
+ * column c0, its rows `ldr` apart; `panels` is the same kernel as panels or NULL; prev / cur
+ * rows `ldp` / `ldc` apart. Tiny shapes use a plain loop (a BLAS call costs more than the
+ * arithmetic there), batch 1 the panels, anything else one GEMM. */
 static void FN(step)(int64_t B, int64_t K, int64_t N, const REAL *prev, int64_t ldp,
-                     const REAL *R, int64_t ldr, REAL *cur, int64_t ldc)
+                     const REAL *R, int64_t ldr, REAL *cur, int64_t ldc, const REAL *panels,
+                     int64_t c0)
 {
     if (K <= 8) {
         FN(tiny_gemm)(B, K, N, prev, ldp, R, ldr, cur, ldc, 1);
     } else if (B == 1) {
+#ifdef CRNN__HAVE_PANELS
+        if (panels && c0 % (int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)) == 0) {
+            FN(gemv_panels)(K, c0, c0 + N, panels, prev, cur);
+            return;
+        }
+#endif
+        (void)panels;
+        (void)c0;
         GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, prev, (REAL)1, cur);
     } else {
         GEMM((int)B, (int)N, (int)K, (REAL)1, prev, (int)ldp, R, (int)ldr, (REAL)1, cur, (int)ldc);
@@ -88,10 +151,11 @@ static void FN(copy_rows)(int64_t rows, int64_t n, const REAL *src, int64_t lds,
     for (r = 0; r < rows; ++r) memcpy(dst + r * ldd, src + r * lds, (size_t)n * sizeof(REAL));
 }
 
-/* Unit slice [c0, c1) of slice `k` of `nslices`, in whole cache lines where possible. */
+/* Unit slice [c0, c1) of slice `k` of `nslices`, in whole panels (CRNN__PANEL_BYTES) where
+ * possible, so that batch-1 steps run on the panels. */
 static void FN(slice)(int64_t H, int k, int nslices, int64_t *c0, int64_t *c1)
 {
-    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    const int64_t line = CRNN__PANEL_BYTES / (int64_t)sizeof(REAL);
     int64_t a = H * k / nslices, z = H * (k + 1) / nslices;
     if (H >= line * nslices) {
         a = k == 0 ? 0 : a / line * line;
@@ -147,6 +211,7 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
     const int64_t H = L->units;
     const REAL *K = blob + L->off_kernel[d];
     const REAL *R = blob + L->off_recurrent[d];
+    const REAL *P = L->off_panels[d] ? blob + L->off_panels[d] : NULL;
     const REAL *bias = L->has_bias[d] ? blob + L->off_bias[d] : NULL;
     const int reverse = L->direction == CRNN_DIRECTION_REVERSE || d == 1;
     const int64_t ldo = T * W; /* stride between batch rows of one step's frame */
@@ -198,7 +263,7 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
             if (barrier && prev) FN(prefetch_rows)(prev, B, ldp, H);
             for (k = lo; k < hi; ++k) {
                 FN(slice)(H, k, nslices, &c0, &c1);
-                if (prev) FN(step)(B, H, c1 - c0, prev, ldp, R + c0, H, cur + c0, ldo);
+                if (prev) FN(step)(B, H, c1 - c0, prev, ldp, R + c0, H, cur + c0, ldo, P, c0);
                 FN(cell_rows)(L->activation, cur + c0, B, ldo, c1 - c0, bias ? bias + c0 : NULL);
             }
             if (barrier) crnn__barrier_wait(barrier);
@@ -225,7 +290,7 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
         if (S && s + 1 < T) FN(prefetch_rows)(cur + (reverse ? -W : W), B, ldo, H);
         for (k = lo; k < hi; ++k) {
             FN(slice)(H, k, nslices, &c0, &c1);
-            FN(step)(B, H, c1 - c0, state, H, R + c0, H, cur + c0, ldo);
+            FN(step)(B, H, c1 - c0, state, H, R + c0, H, cur + c0, ldo, P, c0);
             FN(cell_rows)(L->activation, cur + c0, B, ldo, c1 - c0, bias ? bias + c0 : NULL);
         }
         /* Everyone must have read the whole state before anyone overwrites its slice. */

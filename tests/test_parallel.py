@@ -65,6 +65,28 @@ def test_parallel_paths_match_reference(threads, dtype, shape):
             assert np.abs(s - r).max() <= tol, combo
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("units", [9, 31, 32, 33, 63, 64, 65, 127, 129, 200, 257, 300])
+def test_batch1_steps_on_panels(units, dtype, threads):
+    # Batch-1 steps run on the recurrent kernel packed in panels of 64 float32 / 32 float64
+    # columns: whole, partial and several panels, an odd and even number of rows, in the serial
+    # and pipelined layer and in the units split (from 2 x 128 units), with and without lengths.
+    crnn.set_num_threads(threads)
+    rng = np.random.default_rng(units)
+    steps, din = 24, 40
+    weights = make_stack_weights(rng, din, [units], 1, dtype)
+    handle = crnn._core.RNN(weights, direction="forward", dtype=dtype)
+    x = rng.uniform(-1, 1, (1, steps, din)).astype(dtype)
+    h0 = [rng.uniform(-1, 1, (1, units)).astype(dtype)]
+    tol = derived_tol(dtype, stack_k(din, [units], 1), steps)
+    for lengths in (None, np.array([steps - 5])):
+        ref = reference.simple_rnn_stack(to64(x), to64(weights), initial_state=to64(h0),
+                                         lengths=lengths)
+        got = handle.forward(x, initial_state=h0, lengths=lengths)
+        assert np.abs(got - ref).max() <= tol, f"lengths={lengths}"
+
+
 def test_pipeline_waits_for_chunks_in_flight():
     # The projection is far costlier than the steps (2000 inputs, 8 units), so the recurrent
     # thread keeps catching up with the projecting one and must wait for the chunk it is
