@@ -7,6 +7,7 @@
 #ifndef _WIN32
 #  include <pthread.h>
 #  include <sched.h>
+#  include <time.h>
 #  include <unistd.h>
 #endif
 #include <stddef.h>
@@ -20,6 +21,10 @@
 /* ... and before a thread waiting at a barrier or for the workers yields its CPU, which matters
  * when the machine has more runnable threads than cores. */
 #define CRNN__SPIN_WAIT 4000
+/* A wait at a barrier or for a chunk longer than this counts as a stall (the other thread had no
+ * core): longer than any step's natural imbalance (a batch-1 step of a 4096-unit layer streams
+ * 32 MB), far shorter than the time slices a thread without a core waits for. */
+#define CRNN__STALL_NS 1000000LL
 
 #if defined(__GNUC__)
 #  define LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
@@ -208,24 +213,44 @@ void crnn__barrier_init(crnn__barrier *b, int n)
     b->stalls = 0;
 }
 
+static long long crnn__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Wait while *p == v: spin, then yield the CPU; count a stall in `b` past CRNN__STALL_NS. */
+static void crnn__wait_while(crnn__barrier *b, volatile int *p, int v)
+{
+    int spins = 0, counted = 0;
+    long long start = 0;
+    while (LOAD(p) == v) {
+        if (spins < CRNN__SPIN_WAIT) {
+            ++spins;
+            CPU_RELAX();
+            continue;
+        }
+        if (!start) {
+            start = crnn__now_ns();
+        } else if (!counted && crnn__now_ns() - start > CRNN__STALL_NS) {
+            FETCH_ADD(&b->stalls, 1);
+            counted = 1;
+        }
+        sched_yield();
+    }
+}
+
 void crnn__barrier_wait(crnn__barrier *b)
 {
     const int gen = LOAD(&b->generation);
-    int spins = 0;
     FETCH_ADD(&b->waits, 1);
     if (FETCH_ADD(&b->count, 1) == b->n - 1) {
         STORE(&b->count, 0);
         STORE(&b->generation, gen + 1);
         return;
     }
-    while (LOAD(&b->generation) == gen) {
-        if (++spins < CRNN__SPIN_WAIT) {
-            CPU_RELAX();
-        } else {
-            if (spins == CRNN__SPIN_WAIT) FETCH_ADD(&b->stalls, 1);
-            sched_yield();
-        }
-    }
+    crnn__wait_while(b, &b->generation, gen);
 }
 
 int crnn__flag_claim(int *f)
@@ -239,16 +264,8 @@ void crnn__flag_done(int *f) { STORE(f, 2); }
 
 void crnn__flag_wait(crnn__barrier *b, int *f)
 {
-    int spins = 0;
     FETCH_ADD(&b->waits, 1);
-    while (LOAD(f) != 2) {
-        if (++spins < CRNN__SPIN_WAIT) {
-            CPU_RELAX();
-        } else {
-            if (spins == CRNN__SPIN_WAIT) FETCH_ADD(&b->stalls, 1);
-            sched_yield();
-        }
-    }
+    crnn__wait_while(b, f, 1); /* claimed: 1 until done (2) */
 }
 
 #endif
