@@ -66,11 +66,12 @@ static CRNN__CLONES void FN(gemv_panels)(int64_t K, int64_t c0, int64_t c1, cons
         const REAL *w = panels + p0 * K;
         const int64_t n = c1 - p0 < PW ? c1 - p0 : PW;
         REAL acc[PW];
+        const FN(vec) zero = {0}; /* not a - a: an infinite y must not turn into NaN */
         FN(vec) a[4], b[4], r;
         for (j = 0; j < PW; ++j) acc[j] = j < n ? y[p0 - c0 + j] : (REAL)0;
         for (j = 0; j < 4; ++j) {
             LD(a[j], acc + j * VW);
-            b[j] = a[j] - a[j];
+            b[j] = zero;
         }
         for (i = 0; i + 1 < K; i += 2, w += 2 * PW) {
             const REAL xi = x[i], xj = x[i + 1];

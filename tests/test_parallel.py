@@ -87,6 +87,24 @@ def test_batch1_steps_on_panels(units, dtype, threads):
         assert np.abs(got - ref).max() <= tol, f"lengths={lengths}"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("units", [9, 65, 130])
+def test_batch1_infinite_projection_is_not_nan(units, dtype):
+    # An infinite input makes an infinite projection; with an initial state the first step adds
+    # a finite recurrent term to it, and tanh(inf) = 1 as in the reference, never NaN.
+    rng = np.random.default_rng(3)
+    kernel = rng.uniform(0.1, 0.5, (4, units)).astype(dtype)  # > 0: x * kernel is +inf, not NaN
+    recurrent = rng.uniform(-0.1, 0.1, (units, units)).astype(dtype)
+    weights = [[[kernel, recurrent, np.zeros(units, dtype)]]]
+    x = np.zeros((1, 3, 4), dtype)
+    x[0, 0, 0] = np.inf
+    h0 = [rng.uniform(-1, 1, (1, units)).astype(dtype)]
+    got = crnn._core.RNN(weights, direction="forward", dtype=dtype).forward(x, initial_state=h0)
+    ref = reference.simple_rnn_stack(to64(x), to64(weights), initial_state=to64(h0))
+    assert not np.isnan(ref).any() and not np.isnan(got).any()
+    assert np.abs(got - ref).max() <= derived_tol(dtype, stack_k(4, [units], 1), 3)
+
+
 def test_pipeline_waits_for_chunks_in_flight():
     # The projection is far costlier than the steps (2000 inputs, 8 units), so the recurrent
     # thread keeps catching up with the projecting one and must wait for the chunk it is
