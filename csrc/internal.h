@@ -54,6 +54,9 @@ typedef struct {
  * the BLAS's GEMV on a whole matrix and about 2x on half of one, as in the units split. Layers
  * of <= 8 units use the plain loop and get no panels. */
 #define CRNN__PANEL_BYTES 256
+/* ... up to this size of recurrent kernel (4096 float32 units): past it the second copy would
+ * cost more memory than the 10-15 % it saves there is worth, and the BLAS's GEMV takes over. */
+#define CRNN__PANELS_MAX_BYTES ((size_t)64 << 20)
 
 struct crnn_rnn_s {
     crnn_dtype dtype;

@@ -141,7 +141,7 @@ int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int6
                 break;
             L->off_bias[d] = off / rnn->elem_size;
             L->off_panels[d] = 0;
-            if (L->units > 8) {
+            if (L->units > 8 && hh <= CRNN__PANELS_MAX_BYTES / rnn->elem_size) {
                 const size_t P = CRNN__PANEL_BYTES / rnn->elem_size;
                 size_t padded;
                 if ((status = crnn__mul(((size_t)L->units + P - 1) / P * P, (size_t)L->units,
