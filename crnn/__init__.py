@@ -15,8 +15,40 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import importlib.machinery
 import importlib.util
 import os
+import sys
+from typing import Optional
+
+
+def _installed_copy() -> Optional[str]:
+    """The directory of an installed crnn, when this one is a source checkout with no core built.
+
+    ``pip install . && python -m crnn`` typed in the checkout: Python puts the current directory
+    first on ``sys.path``, so this directory shadows the installed package, whose compiled core
+    went to site-packages. The package then takes every submodule from the installed copy (see
+    below). A core built here (editable install, ``build_ext --inplace``) changes nothing.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def has_core(d: str) -> bool:
+        return any(os.path.isfile(os.path.join(d, "_core" + suffix))
+                   for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+    if has_core(here):
+        return None
+    for entry in sys.path:
+        candidate = os.path.join(os.path.abspath(entry or os.curdir), "crnn")
+        if os.path.abspath(candidate) != here and has_core(candidate) \
+                and os.path.isfile(os.path.join(candidate, "__init__.py")):
+            return candidate
+    return None
+
+
+_other = _installed_copy()
+if _other is not None:
+    __path__[:] = [_other]  # noqa: F821 - crnn.<anything> now resolves there
 
 
 def _preload_blas() -> None:
