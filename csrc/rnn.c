@@ -64,6 +64,15 @@ static int crnn__valid_direction(crnn_direction d)
            d == CRNN_DIRECTION_BIDIRECTIONAL;
 }
 
+static int crnn__all_zero_bytes(const void *p, size_t n)
+{
+    const unsigned char *c = (const unsigned char *)p;
+    size_t i;
+    for (i = 0; i < n; ++i)
+        if (c[i]) return 0;
+    return 1;
+}
+
 void crnn_rnn_free(crnn_rnn_t *rnn)
 {
     if (!rnn) return;
@@ -141,7 +150,10 @@ int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int6
                 break;
             L->off_bias[d] = off / rnn->elem_size;
             L->off_panels[d] = 0;
-            if (L->units > 8 && hh <= CRNN__PANELS_MAX_BYTES / rnn->elem_size) {
+            /* No panels for an all-zero recurrent kernel either (a Dense layer run through the
+             * core as one step): its product is never worth a second copy. */
+            if (L->units > 8 && hh <= CRNN__PANELS_MAX_BYTES / rnn->elem_size &&
+                !crnn__all_zero_bytes(w->recurrent_kernel, hh * rnn->elem_size)) {
                 const size_t P = CRNN__PANEL_BYTES / rnn->elem_size;
                 size_t padded;
                 if ((status = crnn__mul(((size_t)L->units + P - 1) / P * P, (size_t)L->units,

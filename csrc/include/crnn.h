@@ -129,8 +129,9 @@ typedef struct crnn_rnn_s crnn_rnn_t;
  *  Ownership: `layers`, `weights` and the arrays they point to are only read during this call:
  *  the weights are copied (and may be repacked) into the handle, so the caller may modify or
  *  free them once this returns. A handle holds about the weights' size plus one more copy of
- *  each recurrent kernel of more than 8 units and at most 64 MiB (repacked for batch-1 steps). The handle belongs
- *  to the caller; release it with crnn_rnn_free().
+ *  each recurrent kernel of more than 8 units and at most 64 MiB that is not all zeros
+ *  (repacked for batch-1 steps). The handle belongs to the caller; release it with
+ *  crnn_rnn_free().
  *  @return CRNN_OK, or
  *          CRNN_ERR_NULL_POINTER (out, layers, weights, or a kernel / recurrent_kernel is NULL),
  *          CRNN_ERR_INVALID_ARGUMENT (dtype, input_size, num_layers, units, activation or
