@@ -26,7 +26,7 @@ def set_num_threads(n: int) -> None:
     """Set how many threads one crnn call may use (process-wide).
 
     A call with enough work (~2 Mflop) splits a batch of 8 or more into one contiguous range per
-    thread; a smaller batch splits the hidden units of layers with >= 256 units across threads,
+    thread; a smaller batch splits the hidden units of layers with >= 128 units across threads,
     or else has a second thread make the input projection just ahead of the recurrence. Smaller
     calls run on the calling thread. For a fixed setting, results are bitwise reproducible.
 

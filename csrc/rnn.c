@@ -368,7 +368,7 @@ static void crnn__set_credits(int n)
 #define CRNN__MIN_ROWS_PER_THREAD 4
 /* Fewest hidden units per thread when the units are split (each step ends at a barrier). */
 #ifndef CRNN__MIN_UNITS_PER_THREAD
-#define CRNN__MIN_UNITS_PER_THREAD 128
+#define CRNN__MIN_UNITS_PER_THREAD 64
 #endif
 
 typedef enum { CRNN__SERIAL, CRNN__SPLIT_BATCH, CRNN__SPLIT_UNITS, CRNN__PIPELINE } crnn__mode;

@@ -1,7 +1,7 @@
 """The C core's parallel paths against the reference, at several thread counts.
 
 Once its work passes ~2 Mflop a call splits its batch into row ranges (batches of 8 or more),
-or each layer's hidden units (smaller batches, layers of >= 256 units; one direction per thread
+or each layer's hidden units (smaller batches, layers of >= 128 units; one direction per thread
 for a bidirectional stack), or pipelines (other small batches with 16 or more timesteps: a
 second thread makes the input projection chunk by chunk ahead of the recurrence). The shapes
 here are chosen to take each path; the grid in test_core.py is too small to leave the serial
@@ -28,12 +28,13 @@ def restore_threads():
 
 
 # (batch, timesteps, input_dim, units): batch split, unit split, unit split at B=2 (1 row per
-# thread is too few for the batch split), unit split at its smallest width (2 x 130 units),
-# pipeline at B=1 (T=50: 6 chunks of 8 steps and one of 2), pipeline at B=3 (T=17: a chunk of
-# one step), a pipeline whose projection is far costlier than its steps, and one too small to leave the
-# serial path.
+# thread is too few for the batch split), unit split at B=1 over 2 x 130 units and at its
+# smallest width (2 x 64 units: 128), pipeline at B=1 (T=60: 7 chunks of 8 steps and one of 4),
+# pipeline at B=3 (T=17: a chunk of one step), a pipeline whose projection is far costlier than
+# its steps, and one too small to leave the serial path.
 SHAPES = [(16, 12, 20, 40), (1, 6, 24, 520), (2, 4, 40, 512), (1, 16, 40, 260),
-          (1, 50, 96, 130), (3, 17, 150, 120), (1, 128, 2000, 8), (3, 4, 5, 9)]
+          (1, 40, 96, 128), (1, 60, 96, 100), (3, 17, 150, 120), (1, 128, 2000, 8),
+          (3, 4, 5, 9)]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -71,7 +72,7 @@ def test_parallel_paths_match_reference(threads, dtype, shape):
 def test_batch1_steps_on_panels(units, dtype, threads):
     # Batch-1 steps run on the recurrent kernel packed in panels of 64 float32 / 32 float64
     # columns: whole, partial and several panels, an odd and even number of rows, in the serial
-    # and pipelined layer and in the units split (from 2 x 128 units), with and without lengths.
+    # and pipelined layer and in the units split (from 2 x 64 units), with and without lengths.
     crnn.set_num_threads(threads)
     rng = np.random.default_rng(units)
     steps, din = 24, 40
@@ -122,7 +123,7 @@ def test_pipeline_waits_for_chunks_in_flight():
         assert handle.forward(x).tobytes() == first.tobytes()
 
 
-@pytest.mark.parametrize("shape", [(1, 50, 96, 130), (1, 16, 40, 260)], ids=["pipeline", "units"])
+@pytest.mark.parametrize("shape", [(1, 60, 96, 100), (1, 16, 40, 260)], ids=["pipeline", "units"])
 def test_busy_pool_gives_the_same_bits(shape):
     # While one call holds the worker threads, concurrent calls compute the same chunks or
     # slices on their own thread: every result must be bitwise the one of a lone call.

@@ -225,7 +225,7 @@ CRNN_API int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *in
  *  (~2 Mflop) runs on the caller's thread plus workers of a persistent pool (started on first
  *  use, asleep when idle, restarted after fork()), in one of three ways chosen from the shape
  *  and this setting: a batch of >= 8 splits into contiguous row ranges, one per thread; a smaller
- *  batch whose layers all have >= 256 units splits each layer's units, the threads meeting after
+ *  batch whose layers all have >= 128 units splits each layer's units, the threads meeting after
  *  every step (an all-bidirectional stack runs one direction per thread); any other small batch
  *  with >= 16 timesteps has a second thread make the input projection just ahead of the
  *  recurrence. The unit-split and pipelined ways use at most as many threads as there are CPUs.
