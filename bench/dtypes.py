@@ -23,21 +23,11 @@ import numpy as np
 
 import crnn
 import crnn._core
+# bench/ is this script's directory, so on sys.path: the same --shapes syntax as peers.py
+from peers import parse_shapes
 
 DEFAULT_SHAPES = [(16, 50, 128, 128), (32, 50, 128, 256), (64, 20, 512, 1024),
                   (256, 100, 256, 512), (1, 100, 128, 256), (1, 1000, 32, 64)]
-
-
-def parse_shapes(text: str) -> list:
-    shapes = []
-    for part in filter(None, text.replace(" ", "").split(";")):
-        vals = tuple(int(v) for v in part.strip("()").split(","))
-        if len(vals) != 4 or min(vals) < 1:
-            raise argparse.ArgumentTypeError(f"shape {part!r}: expected B,T,D,H (all >= 1)")
-        shapes.append(vals)
-    if not shapes:
-        raise argparse.ArgumentTypeError("--shapes: no shape given")
-    return shapes
 
 
 def bench_shape(shape, rounds: int, budget_s: float) -> dict:
