@@ -76,6 +76,7 @@ typedef struct {
     size_t frames[2]; /* ping-pong (B, T, max_width) layer outputs */
     size_t state;     /* (2, B, max_units) carried state of each direction, lengths path */
     size_t flags;     /* (num_entries, chunks) ints: the pipelined projection's chunk states */
+    size_t nflags;    /* how many: num_entries * ceil(T / CRNN__PIPE_CHUNK) */
     size_t total;
 } crnn__ws_layout;
 

@@ -245,8 +245,8 @@ int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
     for (i = 0; i < nframes; ++i) CRNN_CHECK(crnn__reserve(&cursor, frame, rnn->elem_size, &lay->frames[i]));
     CRNN_CHECK(crnn__reserve(&cursor, state, rnn->elem_size, &lay->state));
     flags = (size_t)((timesteps + CRNN__PIPE_CHUNK - 1) / CRNN__PIPE_CHUNK);
-    CRNN_CHECK(crnn__mul(flags, (size_t)rnn->num_entries, &flags));
-    CRNN_CHECK(crnn__reserve(&cursor, flags, sizeof(int), &lay->flags));
+    CRNN_CHECK(crnn__mul(flags, (size_t)rnn->num_entries, &lay->nflags));
+    CRNN_CHECK(crnn__reserve(&cursor, lay->nflags, sizeof(int), &lay->flags));
     lay->total = cursor;
     return CRNN_OK;
 }
@@ -473,8 +473,7 @@ int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, co
     if (mode == CRNN__PIPELINE) {
         call.par.chunk = CRNN__PIPE_CHUNK;
         call.par.flags = (int *)(ws + lay.flags);
-        memset(call.par.flags, 0, (size_t)rnn->num_entries *
-               (size_t)((timesteps + CRNN__PIPE_CHUNK - 1) / CRNN__PIPE_CHUNK) * sizeof(int));
+        memset(call.par.flags, 0, lay.nflags * sizeof(int));
     }
     /* The result depends only on the plan, never on which threads ran it: when the pool is
      * busy with another call (or backing off, or a worker cannot start), this thread computes

@@ -156,11 +156,11 @@ static void FN(copy_rows)(int64_t rows, int64_t n, const REAL *src, int64_t lds,
  * possible, so that batch-1 steps run on the panels. */
 static void FN(slice)(int64_t H, int k, int nslices, int64_t *c0, int64_t *c1)
 {
-    const int64_t line = CRNN__PANEL_BYTES / (int64_t)sizeof(REAL);
+    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)sizeof(REAL); /* panel width */
     int64_t a = H * k / nslices, z = H * (k + 1) / nslices;
-    if (H >= line * nslices) {
-        a = k == 0 ? 0 : a / line * line;
-        z = k == nslices - 1 ? H : z / line * line;
+    if (H >= pw * nslices) {
+        a = k == 0 ? 0 : a / pw * pw;
+        z = k == nslices - 1 ? H : z / pw * pw;
     }
     *c0 = a;
     *c1 = z;
