@@ -340,9 +340,15 @@ int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t bat
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
         const int64_t W = L->units * L->ndir;
-        REAL *out = (l == rnn->num_layers - 1 && y) ? (REAL *)y : (REAL *)(ws + lay->frames[l % 2]);
+        /* Rows [b0, b0 + nb) own a block of every buffer: in y, its rows; in each workspace
+         * frame, the rows' share of the frame sized for the widest layer, in which each layer's
+         * (nb, T, W) output is dense. The blocks of two row ranges are disjoint whatever the
+         * layers' widths, so a thread that runs ahead into layer l + 2 (reusing layer l's frame)
+         * never writes where another thread still reads layer l. */
+        REAL *out = (l == rnn->num_layers - 1 && y)
+                        ? (REAL *)y + b0 * timesteps * W
+                        : (REAL *)(ws + lay->frames[l % 2]) + b0 * timesteps * rnn->max_width;
         int d;
-        out += b0 * timesteps * W;
         for (d = 0; d < L->ndir; ++d, ++e) {
             const REAL *h0e = h0 && h0[e] ? (const REAL *)h0[e] + b0 * L->units : NULL;
             REAL *hne = h_n && h_n[e] ? (REAL *)h_n[e] + b0 * L->units : NULL;
