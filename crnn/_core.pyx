@@ -15,6 +15,17 @@ from crnn.crnn cimport *
 
 cnp.import_array()
 
+cdef extern from "internal.h" nogil:
+    ctypedef enum crnn__mode:
+        CRNN__SERIAL
+        CRNN__SPLIT_BATCH
+        CRNN__SPLIT_UNITS
+        CRNN__PIPELINE
+    crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
+
+_PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
+               CRNN__PIPELINE: "pipeline"}
+
 ACTIVATIONS = {"tanh": CRNN_ACTIVATION_TANH, "relu": CRNN_ACTIVATION_RELU,
                "sigmoid": CRNN_ACTIVATION_SIGMOID, "linear": CRNN_ACTIVATION_LINEAR}
 DIRECTIONS = {"forward": CRNN_DIRECTION_FORWARD, "reverse": CRNN_DIRECTION_REVERSE,
@@ -251,6 +262,19 @@ cdef class RNN:
     def __repr__(self):
         return (f"RNN(input_size={self.input_size}, units={self.units}, activations={self.activations}, "
                 f"directions={self.directions}, dtype={self.dtype.name})")
+
+    def plan(self, int64_t batch, int64_t timesteps):
+        """How a call of this shape uses threads at the current setting: ``(mode, threads)``.
+
+        ``mode`` is "serial", "batch" (row ranges), "units" (unit slices, or one direction per
+        thread) or "pipeline" (a second thread projects the input ahead). Diagnostic only.
+        """
+        cdef int nt = 1
+        cdef crnn__mode mode
+        if batch < 0 or timesteps < 1:
+            raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 and >= 1")
+        mode = crnn__plan(self._rnn, batch, timesteps, &nt)
+        return _PLAN_NAMES[mode], nt
 
     def workspace_size(self, int64_t batch, int64_t timesteps):
         """Bytes of scratch memory one forward call of this shape uses."""

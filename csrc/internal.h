@@ -111,6 +111,13 @@ int crnn__forward_f64(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t bat
                       const void *const *h0, void *y, void *const *h_n, char *ws,
                       const crnn__ws_layout *lay, const crnn__par *par);
 
+/* How a forward call spreads over threads (rnn.c: crnn__plan). */
+typedef enum { CRNN__SERIAL, CRNN__SPLIT_BATCH, CRNN__SPLIT_UNITS, CRNN__PIPELINE } crnn__mode;
+
+/* The plan of a call of this shape at the current thread setting; *nt receives its threads.
+ * A function of the shape and the setting only (tests read it to cover every mode). */
+crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt);
+
 /* 1 if every layer of the stack is bidirectional. */
 int crnn__all_bidirectional(const crnn_rnn_t *rnn);
 

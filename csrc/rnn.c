@@ -371,8 +371,6 @@ static void crnn__set_credits(int n)
 #define CRNN__MIN_UNITS_PER_THREAD 64
 #endif
 
-typedef enum { CRNN__SERIAL, CRNN__SPLIT_BATCH, CRNN__SPLIT_UNITS, CRNN__PIPELINE } crnn__mode;
-
 /* How to spread this call over threads: a function of the shape and the thread setting only,
  * so results are bitwise reproducible for a fixed setting. Large batches split into row
  * ranges (no synchronisation at all); small batches with wide layers split each layer's units,
@@ -380,7 +378,7 @@ typedef enum { CRNN__SERIAL, CRNN__SPLIT_BATCH, CRNN__SPLIT_UNITS, CRNN__PIPELIN
  * batches pipeline: a second thread makes the input projection a few steps ahead of the
  * recurrence, which then runs alone on its core (the per-step product is bound by that core's
  * cache bandwidth, and the projection is 10-20 % of the call at B = 1). */
-static crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
+crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
 {
     double flops = 0;
     int64_t l, n = crnn__num_threads(), min_units = rnn->layers[0].units, by;
