@@ -1,34 +1,18 @@
 /* cell_simple.h - the SimpleRNN cell, templated on REAL / FN() by rnn_template.h.
  *
- * The cell is the per-step elementwise part: add the bias and apply the activation, in place, over
- * `rows` rows of `n` contiguous values `row_stride` apart, in one pass. One loop per activation
- * (the switch is outside the loops, never a function pointer per element), written so the
- * compiler vectorises it; on x86-64 with GCC it is compiled for AVX-512, AVX2+FMA and baseline
- * and the best is picked at load time (CRNN__CLONES). */
+ * One gate: the step's projection already sits in the output rows (the time loop projects
+ * straight into the output frame), so the recurrent product accumulates there and the cell
+ * applies bias + activation in place: h_t = act(x_t W + h_{t-1} R + b). No copy. */
 
-static CRNN__CLONES void FN(cell_rows)(crnn_activation act, REAL *y, int64_t rows,
-                                       int64_t row_stride, int64_t n, const REAL *bias)
+static void FN(step_simple)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
 {
-    int64_t r, j;
-    for (r = 0; r < rows; ++r) {
-        REAL *restrict row = y + r * row_stride;
-        switch (act) {
-        case CRNN_ACTIVATION_TANH:
-            if (bias) for (j = 0; j < n; ++j) row[j] = VTANH(row[j] + bias[j]);
-            else for (j = 0; j < n; ++j) row[j] = VTANH(row[j]);
-            break;
-        case CRNN_ACTIVATION_RELU: /* z < 0 ? 0 : z keeps NaN, like np.maximum */
-            if (bias) for (j = 0; j < n; ++j) { REAL z = row[j] + bias[j]; row[j] = z < (REAL)0 ? (REAL)0 : z; }
-            else for (j = 0; j < n; ++j) row[j] = row[j] < (REAL)0 ? (REAL)0 : row[j];
-            break;
-        case CRNN_ACTIVATION_SIGMOID:
-            if (bias) for (j = 0; j < n; ++j) row[j] = VSIGMOID(row[j] + bias[j]);
-            else for (j = 0; j < n; ++j) row[j] = VSIGMOID(row[j]);
-            break;
-        case CRNN_ACTIVATION_LINEAR:
-        default:
-            if (bias) for (j = 0; j < n; ++j) row[j] += bias[j];
-            break;
-        }
-    }
+    const int64_t n = c1 - c0;
+    int64_t b;
+    (void)phase;
+    if (a->prev)
+        FN(product)(a->B, a->H, n, a->prev, a->ldp, a->R[0] + c0, a->H, a->out + c0, a->ldo,
+                    a->P[0], c0, 1);
+    for (b = 0; b < a->B; ++b)
+        if (CRNN__ACTIVE(a, b))
+            FN(activate)(a->act, a->out + b * a->ldo + c0, a->bias ? a->bias + c0 : NULL, n);
 }

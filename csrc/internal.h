@@ -1,4 +1,11 @@
-/* internal.h - private declarations shared by the core's translation units. */
+/* internal.h - private declarations shared by the core's translation units.
+ *
+ * The core is organised as oneDNN's src/cpu/rnn is: a *stack* (layers x directions, one call)
+ * runs *layers* (one time loop each: one projection GEMM for all timesteps and gates, then per
+ * step the recurrent product and the cell's element-wise kernel), and a *cell* (cell_*.h) is the
+ * per-step part of one cell kind. A cell kind is a row of crnn__cells (rnn.c) and a file with its
+ * step function; the time loop (rnn_template.h) never names a cell kind.
+ */
 #ifndef CRNN_INTERNAL_H
 #define CRNN_INTERNAL_H
 
@@ -32,18 +39,70 @@
 #  define CRNN__ALWAYS_INLINE
 #endif
 
+/* Internal cell kinds: the rows of crnn__cells. A GRU is two kinds, by where its reset applies,
+ * because the two differ in their recurrent products, not only in their element-wise part. */
+typedef enum {
+    CRNN__CELL_SIMPLE = 0,
+    CRNN__CELL_LSTM = 1,
+    CRNN__CELL_GRU = 2,        /* reset after the recurrent product */
+    CRNN__CELL_GRU_BEFORE = 3, /* reset before it: (r * h) R_h */
+    CRNN__NUM_CELLS = 4
+} crnn__cell_kind;
+
+/* What the time loop and the workspace need to know of a cell kind. */
+typedef struct {
+    int gates;       /* G: gate blocks of the input projection */
+    int rec_gates;   /* gate blocks of the first recurrent product (the only one but for
+                        GRU_BEFORE, whose second product is (r * h) @ R_h, one gate) */
+    int phases;      /* steps meet (units split) between phases: GRU_BEFORE's second product
+                        reads r * h of every unit */
+    int has_c;       /* carries a cell state c (LSTM) */
+    int in_place;    /* the first recurrent product accumulates into the projection rows; else
+                        it goes to the scratch rows (GRU: the candidate's part is kept apart) */
+    int reads_prev;  /* the element-wise part reads h_{t-1} (GRU: z * h_{t-1}) */
+    int gate_order[4]; /* internal block position of each Keras gate (LSTM: i, f, o, c, so the
+                          three recurrent-activation gates are contiguous) */
+} crnn__cell_info;
+
+extern const crnn__cell_info crnn__cells[CRNN__NUM_CELLS];
+
+/* Weights are stored with each unit's gates together: the columns of a (rows, G*H) matrix are
+ * cut into blocks of CRNN__UNIT_BLOCK units (64 bytes of them: 16 float32 / 8 float64; the last
+ * block may be shorter), block j holding gate 0 of its units, then gate 1, ... So a slice of
+ * units [c0, c1) with c0 on a block boundary is the contiguous columns [G*c0, G*c1) for every
+ * gate (the units split computes one product per step for all its gates), and a cell's
+ * element-wise part finds a unit's G gates within one block (crnn__block_col). G = 1 is the
+ * plain layout. */
+#define CRNN__BLOCK_BYTES 64
+
+/* Column of gate position g, unit u, in a (., G*H) matrix of blocks of `vb` units. */
+static inline int64_t crnn__block_col(int64_t G, int64_t H, int64_t vb, int64_t g, int64_t u)
+{
+    const int64_t j0 = u / vb * vb;
+    const int64_t len = H - j0 < vb ? H - j0 : vb;
+    return G * j0 + g * len + (u - j0);
+}
+
 /* One layer of a handle; offsets are in elements from the start of the weight blob. */
 typedef struct {
+    crnn__cell_kind kind;
+    crnn_cell cell;
     int64_t units;
     int64_t in_size;
+    int gates;
     crnn_activation activation;
+    crnn_activation recurrent_activation;
     crnn_direction direction;
+    int reset_after;
     int ndir;
     int has_bias[2];
-    size_t off_kernel[2];
-    size_t off_recurrent[2];
-    size_t off_bias[2];
-    size_t off_panels[2]; /* the recurrent kernel again, in panels (CRNN__PANEL_BYTES); 0: none */
+    int has_rbias[2];        /* GRU (reset after): a candidate recurrent bias at off_rbias */
+    size_t off_kernel[2];    /* (in_size, G*H), blocked */
+    size_t off_bias[2];      /* (G*H) blocked: the bias plus the recurrent bias where they add */
+    size_t off_rbias[2];     /* (H) */
+    size_t off_rec[2][2];    /* recurrent products: [0] (H, rec_gates*H) blocked, [1] GRU_BEFORE's
+                                R_h (H, H) */
+    size_t off_panels[2][2]; /* the same again as panels (CRNN__PANEL_BYTES); 0: none */
 } crnn__layer;
 
 /* Batch-1 steps run the recurrent product on a copy of the recurrent kernel packed at create
@@ -66,15 +125,25 @@ struct crnn_rnn_s {
     int64_t num_entries;  /* (layer, direction) pairs */
     int64_t max_width;    /* max over layers of units * ndir */
     int64_t max_units;
+    int64_t max_gates;    /* max over layers with a separate gates buffer (G > 1) of G * units */
+    int gated;            /* some layer has G > 1 */
     crnn__layer *layers;
     void *blob;           /* all weights, each matrix 64-byte aligned */
     void *blob_raw;
 };
 
-/* Workspace layout: byte offsets of each sub-buffer (oneDNN-style set_offsets). */
+/* Workspace layout: byte offsets of each sub-buffer (oneDNN-style set_offsets). A row range of
+ * the batch owns the same rows of every buffer (frames: its rows' share sized for the widest
+ * layer), so row ranges run on different threads never touch each other's memory.
+ * The per-direction buffers exist twice, so both directions of a layer can run at once. */
 typedef struct {
     size_t frames[2]; /* ping-pong (B, T, max_width) layer outputs */
-    size_t state;     /* (2, B, max_units) carried state of each direction, lengths path */
+    size_t gates[2];  /* per direction (B, T, max_gates): projections of gated layers */
+    size_t hbuf[2][2];/* per direction, two (B, max_units): h_{t-1} / h_t with lengths (GRU:
+                         also h_0 = 0) */
+    size_t cbuf[2];   /* per direction (B, max_units): the LSTM cell state */
+    size_t scratch[2];/* per direction (B, max_gates): recurrent products kept apart (GRU) */
+    size_t rh[2];     /* per direction (B, max_units): GRU_BEFORE's r * h_{t-1} */
     size_t flags;     /* (num_entries, chunks) ints: the pipelined projection's chunk states */
     size_t nflags;    /* how many: num_entries * ceil(T / CRNN__PIPE_CHUNK) */
     size_t total;
@@ -83,36 +152,66 @@ typedef struct {
 /* Timesteps per input-projection chunk when the projection is pipelined (see crnn__plan). */
 #define CRNN__PIPE_CHUNK 8
 
-/* How one thread takes part in a forward call (planned by crnn__plan in rnn.c).
- *   units split: nslices > 1; with a barrier this thread computes slice `tid` of every layer,
- *                without one it computes all the slices in turn (same bits).
- *   pipeline:    chunk > 0; each layer's input projection is cut into chunks of `chunk`
- *                timesteps, each one GEMM whoever runs it. Thread 0 runs the recurrence and
- *                projects any chunk it reaches before thread 1 has; thread 1 (only with a
- *                barrier) projects the chunks ahead of it. flags: one per (entry, chunk),
- *                0 free, 1 being projected, 2 done; zeroed before the call. */
+/* How a forward call spreads over threads: decided once per call (crnn__plan in rnn.c) from the
+ * shape and the thread setting only, outside the time loop and the cells. */
+typedef enum {
+    CRNN__SERIAL,      /* the caller alone */
+    CRNN__SPLIT_BATCH, /* contiguous row ranges, one per thread, no synchronisation */
+    CRNN__SPLIT_UNITS, /* every thread owns a slice of each layer's units (or, for an
+                          all-bidirectional stack, a direction) and they meet every step */
+    CRNN__PIPELINE     /* a second thread projects the input ahead of the recurrence */
+} crnn__mode;
+
+/* How one thread takes part in a forward call.
+ *   mode SPLIT_UNITS: nslices > 1 (or by_direction); with a barrier this thread computes slice
+ *                     (direction) `tid`, without one all of them in turn (same bits).
+ *   mode PIPELINE:    each layer's input projection is cut into chunks of CRNN__PIPE_CHUNK
+ *                     timesteps, each one GEMM whoever runs it. Thread 0 runs the recurrence and
+ *                     projects any chunk it reaches before thread 1 has; thread 1 (only with a
+ *                     barrier) projects the chunks ahead of it. flags: one per (entry, chunk),
+ *                     0 free, 1 being projected, 2 done; zeroed before the call. */
 typedef struct {
+    crnn__mode mode;
     int nslices;
+    int by_direction;
     int tid;
     crnn__barrier *barrier;
-    int64_t chunk;
     int *flags;
 } crnn__par;
+
+/* Arguments of one forward call. */
+typedef struct {
+    int64_t batch, timesteps;
+    const void *x;
+    const int64_t *lengths;
+    const void *const *h0;
+    const void *const *c0;
+    void *y;
+    void *const *h_n;
+    void *const *c_n;
+    char *ws;
+    const crnn__ws_layout *lay;
+} crnn__args;
 
 int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
                      crnn__ws_layout *lay);
 
-int crnn__forward_f32(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
-                      int64_t timesteps, const void *x, const int64_t *lengths,
-                      const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, const crnn__par *par);
-int crnn__forward_f64(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
-                      int64_t timesteps, const void *x, const int64_t *lengths,
-                      const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, const crnn__par *par);
+/* Rows [b0, b0 + nb) of a call, as thread `par` takes part in it. */
+int crnn__forward_f32(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, int64_t nb,
+                      const crnn__par *par);
+int crnn__forward_f64(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, int64_t nb,
+                      const crnn__par *par);
 
-/* How a forward call spreads over threads (rnn.c: crnn__plan). */
-typedef enum { CRNN__SERIAL, CRNN__SPLIT_BATCH, CRNN__SPLIT_UNITS, CRNN__PIPELINE } crnn__mode;
+/* Repack a (rows, G*H) matrix of Keras gate-major columns, rows `ld` elements apart, into
+ * blocks (see CRNN__BLOCK_BYTES), Keras gate g to block position order[g]; elements of `es`
+ * bytes. */
+void crnn__pack_blocked(const void *src, int64_t ld, int64_t rows, int64_t G, int64_t H,
+                        const int *order, size_t es, void *dst);
+
+void crnn__dense_f32(int64_t rows, int64_t din, int64_t units, const float *x, const float *kernel,
+                     const float *bias, crnn_activation act, float *y);
+void crnn__dense_f64(int64_t rows, int64_t din, int64_t units, const double *x,
+                     const double *kernel, const double *bias, crnn_activation act, double *y);
 
 /* The plan of a call of this shape at the current thread setting; *nt receives its threads.
  * A function of the shape and the setting only (tests read it to cover every mode). */

@@ -1,5 +1,6 @@
-/* rnn.c - the handle (create / free / info), workspace layout, argument checks and dtype dispatch
- * of the public API. The numeric work is in rnn_template.h. */
+/* rnn.c - the handle (create / free / info), the cell table, weight packing, the workspace
+ * layout, argument checks, the threading plan and the dtype dispatch of the public API. The
+ * numeric work is in rnn_template.h and the cell_*.h files. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,16 @@ const char *crnn_status_string(int status)
     default: return "unknown status";
     }
 }
+
+/* The cell kinds (see crnn__cell_info). A new kind is a row here, a step function in its own
+ * cell_*.h and an entry of the step table in rnn_template.h. */
+const crnn__cell_info crnn__cells[CRNN__NUM_CELLS] = {
+    /* gates rec_gates phases has_c in_place reads_prev gate_order */
+    [CRNN__CELL_SIMPLE] = {1, 1, 1, 0, 1, 0, {0}},
+    [CRNN__CELL_LSTM] = {4, 4, 1, 1, 1, 0, {0, 1, 3, 2}}, /* i f c o -> i f o c */
+    [CRNN__CELL_GRU] = {3, 3, 1, 0, 0, 1, {0, 1, 2}},
+    [CRNN__CELL_GRU_BEFORE] = {3, 2, 2, 0, 0, 1, {0, 1, 2}},
+};
 
 /* a * b into *out, or CRNN_ERR_TOO_LARGE if it overflows size_t (a, b >= 0). */
 static int crnn__mul(size_t a, size_t b, size_t *out)
@@ -50,12 +61,22 @@ static int crnn__reserve(size_t *cursor, size_t count, size_t elem, size_t *offs
     return CRNN_OK;
 }
 
+/* ... in elements of `es` bytes (offsets into the weight blob). */
+static int crnn__reserve_elems(size_t *cursor, size_t count, size_t es, size_t *offset)
+{
+    size_t off;
+    CRNN_CHECK(crnn__reserve(cursor, count, es, &off));
+    *offset = off / es;
+    return CRNN_OK;
+}
+
 static int crnn__ndir(crnn_direction d) { return d == CRNN_DIRECTION_BIDIRECTIONAL ? 2 : 1; }
 
 static int crnn__valid_activation(crnn_activation a)
 {
     return a == CRNN_ACTIVATION_TANH || a == CRNN_ACTIVATION_RELU ||
-           a == CRNN_ACTIVATION_SIGMOID || a == CRNN_ACTIVATION_LINEAR;
+           a == CRNN_ACTIVATION_SIGMOID || a == CRNN_ACTIVATION_LINEAR ||
+           a == CRNN_ACTIVATION_HARD_SIGMOID;
 }
 
 static int crnn__valid_direction(crnn_direction d)
@@ -73,6 +94,46 @@ static int crnn__all_zero_bytes(const void *p, size_t n)
     return 1;
 }
 
+void crnn__pack_blocked(const void *src, int64_t ld, int64_t rows, int64_t G, int64_t H,
+                        const int *order, size_t es, void *dst)
+{
+    const int64_t vb = CRNN__BLOCK_BYTES / (int64_t)es;
+    const char *s = (const char *)src;
+    char *d = (char *)dst;
+    int64_t i, j0, g;
+    for (i = 0; i < rows; ++i, s += (size_t)ld * es, d += (size_t)(G * H) * es)
+        for (j0 = 0; j0 < H; j0 += vb) {
+            const int64_t len = H - j0 < vb ? H - j0 : vb;
+            for (g = 0; g < G; ++g)
+                memcpy(d + (size_t)(G * j0 + order[g] * len) * es, s + (size_t)(g * H + j0) * es,
+                       (size_t)len * es);
+        }
+}
+
+/* dst[i] += src[i], in the dtype of `es` bytes. */
+static void crnn__add_into(void *dst, const void *src, int64_t n, size_t es)
+{
+    int64_t i;
+    if (es == sizeof(float))
+        for (i = 0; i < n; ++i) ((float *)dst)[i] += ((const float *)src)[i];
+    else
+        for (i = 0; i < n; ++i) ((double *)dst)[i] += ((const double *)src)[i];
+}
+
+/* Panel p, row i, column j of the panel = R[i, p * P + j], zero past column n (R: (k, n)). */
+static void crnn__pack_panels(const char *R, int64_t k, int64_t n, size_t es, char *dst)
+{
+    const int64_t P = CRNN__PANEL_BYTES / (int64_t)es;
+    int64_t p, i;
+    for (p = 0; p * P < n; ++p) {
+        const int64_t w = n - p * P < P ? n - p * P : P;
+        for (i = 0; i < k; ++i, dst += (size_t)P * es) {
+            memcpy(dst, R + (size_t)(i * n + p * P) * es, (size_t)w * es);
+            memset(dst + (size_t)w * es, 0, (size_t)(P - w) * es);
+        }
+    }
+}
+
 void crnn_rnn_free(crnn_rnn_t *rnn)
 {
     if (!rnn) return;
@@ -81,8 +142,140 @@ void crnn_rnn_free(crnn_rnn_t *rnn)
     free(rnn);
 }
 
-int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int64_t num_layers,
-                    const crnn_layer_desc *layers, const crnn_weights *weights)
+static crnn__cell_kind crnn__kind_of(const crnn_layer_desc2 *d)
+{
+    if (d->cell == CRNN_CELL_LSTM) return CRNN__CELL_LSTM;
+    if (d->cell == CRNN_CELL_GRU) return d->reset_after ? CRNN__CELL_GRU : CRNN__CELL_GRU_BEFORE;
+    return CRNN__CELL_SIMPLE;
+}
+
+static int crnn__valid_desc(const crnn_layer_desc2 *d)
+{
+    if (d->units < 1 || !crnn__valid_activation(d->activation) ||
+        !crnn__valid_direction(d->direction))
+        return 0;
+    switch (d->cell) {
+    case CRNN_CELL_SIMPLE: return 1;
+    case CRNN_CELL_LSTM: return crnn__valid_activation(d->recurrent_activation);
+    case CRNN_CELL_GRU:
+        return crnn__valid_activation(d->recurrent_activation) &&
+               (d->reset_after == 0 || d->reset_after == 1);
+    default: return 0;
+    }
+}
+
+/* Reserve a recurrent matrix (k, n) and, when it is worth it, its panels. */
+static int crnn__reserve_rec(size_t *cursor, const crnn__layer *L, int64_t n, const void *R,
+                             int64_t ldr, size_t es, size_t *off, size_t *off_panels)
+{
+    size_t kn;
+    const int64_t k = L->units;
+    CRNN_CHECK(crnn__mul((size_t)k, (size_t)n, &kn));
+    CRNN_CHECK(crnn__reserve_elems(cursor, kn, es, off));
+    *off_panels = 0;
+    /* No panels for a tiny product (the plain loop runs it) or an all-zero recurrent kernel. */
+    if (k > 8 && kn <= CRNN__PANELS_MAX_BYTES / es &&
+        !(ldr == n && crnn__all_zero_bytes(R, kn * es))) {
+        const size_t P = CRNN__PANEL_BYTES / es;
+        size_t padded;
+        CRNN_CHECK(crnn__mul(((size_t)n + P - 1) / P * P, (size_t)k, &padded));
+        CRNN_CHECK(crnn__reserve_elems(cursor, padded, es, off_panels));
+    }
+    return CRNN_OK;
+}
+
+/* Pass 1 of create: check a layer's descriptor and lay its weights out in the blob. */
+static int crnn__plan_layer(crnn_rnn_t *rnn, int64_t l, const crnn_layer_desc2 *desc,
+                            const crnn_weights2 *w, size_t *cursor)
+{
+    crnn__layer *L = &rnn->layers[l];
+    const crnn__cell_info *ci;
+    const size_t es = rnn->elem_size;
+    size_t dn;
+    int d;
+    if (!crnn__valid_desc(desc)) return CRNN_ERR_INVALID_ARGUMENT;
+    L->kind = crnn__kind_of(desc);
+    ci = &crnn__cells[L->kind];
+    L->cell = desc->cell;
+    L->units = desc->units;
+    L->gates = ci->gates;
+    L->in_size = l == 0 ? rnn->input_size : rnn->layers[l - 1].units * rnn->layers[l - 1].ndir;
+    L->activation = desc->activation;
+    L->recurrent_activation =
+        desc->cell == CRNN_CELL_SIMPLE ? desc->activation : desc->recurrent_activation;
+    L->direction = desc->direction;
+    L->reset_after = desc->cell == CRNN_CELL_GRU ? desc->reset_after : 0;
+    L->ndir = crnn__ndir(desc->direction);
+    /* units * G * 2 is a BLAS leading dimension / size at most: keep it inside an int. */
+    if (L->units > CRNN__BLAS_INT_MAX / 2 / L->gates) return CRNN_ERR_TOO_LARGE;
+    CRNN_CHECK(crnn__mul((size_t)L->in_size, (size_t)(L->units * L->gates), &dn));
+    if (L->units * L->ndir > rnn->max_width) rnn->max_width = L->units * L->ndir;
+    if (L->units > rnn->max_units) rnn->max_units = L->units;
+    if (L->gates > 1) {
+        rnn->gated = 1;
+        if (L->units * L->gates > rnn->max_gates) rnn->max_gates = L->units * L->gates;
+    }
+    for (d = 0; d < L->ndir; ++d) {
+        const crnn_weights2 *wd = &w[d];
+        const int64_t H = L->units, GH = L->units * L->gates;
+        if (!wd->kernel || !wd->recurrent_kernel) return CRNN_ERR_NULL_POINTER;
+        L->has_bias[d] = wd->bias != NULL || wd->recurrent_bias != NULL;
+        L->has_rbias[d] = L->kind == CRNN__CELL_GRU && wd->recurrent_bias != NULL;
+        CRNN_CHECK(crnn__reserve_elems(cursor, dn, es, &L->off_kernel[d]));
+        CRNN_CHECK(crnn__reserve_elems(cursor, (size_t)GH, es, &L->off_bias[d]));
+        CRNN_CHECK(crnn__reserve_elems(cursor, (size_t)H, es, &L->off_rbias[d]));
+        CRNN_CHECK(crnn__reserve_rec(cursor, L, ci->rec_gates * H, wd->recurrent_kernel,
+                                     L->kind == CRNN__CELL_GRU_BEFORE ? GH : ci->rec_gates * H,
+                                     es, &L->off_rec[d][0], &L->off_panels[d][0]));
+        L->off_rec[d][1] = L->off_panels[d][1] = 0;
+        if (L->kind == CRNN__CELL_GRU_BEFORE)
+            CRNN_CHECK(crnn__reserve_rec(cursor, L, H, (const char *)wd->recurrent_kernel, GH, es,
+                                         &L->off_rec[d][1], &L->off_panels[d][1]));
+    }
+    return CRNN_OK;
+}
+
+/* Pass 2 of create: copy and repack one (layer, direction). */
+static void crnn__fill_entry(crnn_rnn_t *rnn, const crnn__layer *L, int d, const crnn_weights2 *w)
+{
+    const size_t es = rnn->elem_size;
+    const crnn__cell_info *ci = &crnn__cells[L->kind];
+    const int64_t H = L->units, G = L->gates, GH = G * H;
+    char *blob = (char *)rnn->blob;
+    static const int plain[1] = {0};
+    int k;
+    /* bias: the input bias plus the recurrent bias where the two add (all but a reset-after
+     * GRU's candidate, whose recurrent bias stays apart), summed in the kernel's place before
+     * the kernel is packed there (it holds in_size * G*H >= G*H elements) */
+    {
+        char *sum = blob + L->off_kernel[d] * es;
+        memset(sum, 0, (size_t)GH * es);
+        if (w->bias) memcpy(sum, w->bias, (size_t)GH * es);
+        if (w->recurrent_bias) {
+            crnn__add_into(sum, w->recurrent_bias, L->kind == CRNN__CELL_GRU ? 2 * H : GH, es);
+            if (L->kind == CRNN__CELL_GRU)
+                memcpy(blob + L->off_rbias[d] * es, (const char *)w->recurrent_bias + 2 * H * es,
+                       (size_t)H * es);
+        }
+        crnn__pack_blocked(sum, GH, 1, G, H, ci->gate_order, es, blob + L->off_bias[d] * es);
+    }
+    crnn__pack_blocked(w->kernel, GH, L->in_size, G, H, ci->gate_order, es,
+                       blob + L->off_kernel[d] * es);
+    for (k = 0; k < 2; ++k) {
+        const char *R = (const char *)w->recurrent_kernel;
+        const int64_t n = k == 0 ? ci->rec_gates * H : H;
+        char *dst = blob + L->off_rec[d][k] * es;
+        if (k == 1 && L->kind != CRNN__CELL_GRU_BEFORE) break;
+        if (k == 0)
+            crnn__pack_blocked(R, GH, H, ci->rec_gates, H, ci->gate_order, es, dst);
+        else
+            crnn__pack_blocked(R + (size_t)(2 * H) * es, GH, H, 1, H, plain, es, dst);
+        if (L->off_panels[d][k]) crnn__pack_panels(dst, H, n, es, blob + L->off_panels[d][k] * es);
+    }
+}
+
+int crnn_rnn_create2(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int64_t num_layers,
+                     const crnn_layer_desc2 *layers, const crnn_weights2 *weights)
 {
     crnn_rnn_t *rnn;
     size_t cursor = 0;
@@ -109,60 +302,9 @@ int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int6
     rnn->input_size = input_size;
     rnn->num_layers = num_layers;
 
-    /* Pass 1: check the descriptors and lay the weights out in one blob. */
     for (l = 0, e = 0; l < num_layers && status == CRNN_OK; ++l) {
-        crnn__layer *L = &rnn->layers[l];
-        const crnn_layer_desc *desc = &layers[l];
-        size_t hh, dh;
-        int d;
-        if (desc->units < 1 || !crnn__valid_activation(desc->activation) ||
-            !crnn__valid_direction(desc->direction)) {
-            status = CRNN_ERR_INVALID_ARGUMENT;
-            break;
-        }
-        L->units = desc->units;
-        L->in_size = l == 0 ? input_size : rnn->layers[l - 1].units * rnn->layers[l - 1].ndir;
-        L->activation = desc->activation;
-        L->direction = desc->direction;
-        L->ndir = crnn__ndir(desc->direction);
-        /* units * 2 is a BLAS leading dimension / size at most: keep it inside an int. */
-        if (L->units > CRNN__BLAS_INT_MAX / 2) {
-            status = CRNN_ERR_TOO_LARGE;
-            break;
-        }
-        if ((status = crnn__mul((size_t)L->units, (size_t)L->units, &hh)) != CRNN_OK) break;
-        if ((status = crnn__mul((size_t)L->in_size, (size_t)L->units, &dh)) != CRNN_OK) break;
-        if (L->units * L->ndir > rnn->max_width) rnn->max_width = L->units * L->ndir;
-        if (L->units > rnn->max_units) rnn->max_units = L->units;
-        for (d = 0; d < L->ndir && status == CRNN_OK; ++d, ++e) {
-            const crnn_weights *w = &weights[e];
-            size_t off;
-            if (!w->kernel || !w->recurrent_kernel) {
-                status = CRNN_ERR_NULL_POINTER;
-                break;
-            }
-            L->has_bias[d] = w->bias != NULL;
-            if ((status = crnn__reserve(&cursor, dh, rnn->elem_size, &off)) != CRNN_OK) break;
-            L->off_kernel[d] = off / rnn->elem_size;
-            if ((status = crnn__reserve(&cursor, hh, rnn->elem_size, &off)) != CRNN_OK) break;
-            L->off_recurrent[d] = off / rnn->elem_size;
-            if ((status = crnn__reserve(&cursor, (size_t)L->units, rnn->elem_size, &off)) != CRNN_OK)
-                break;
-            L->off_bias[d] = off / rnn->elem_size;
-            L->off_panels[d] = 0;
-            /* No panels for an all-zero recurrent kernel either (a Dense layer run through the
-             * core as one step): its product is never worth a second copy. */
-            if (L->units > 8 && hh <= CRNN__PANELS_MAX_BYTES / rnn->elem_size &&
-                !crnn__all_zero_bytes(w->recurrent_kernel, hh * rnn->elem_size)) {
-                const size_t P = CRNN__PANEL_BYTES / rnn->elem_size;
-                size_t padded;
-                if ((status = crnn__mul(((size_t)L->units + P - 1) / P * P, (size_t)L->units,
-                                        &padded)) != CRNN_OK ||
-                    (status = crnn__reserve(&cursor, padded, rnn->elem_size, &off)) != CRNN_OK)
-                    break;
-                L->off_panels[d] = off / rnn->elem_size;
-            }
-        }
+        status = crnn__plan_layer(rnn, l, &layers[l], &weights[e], &cursor);
+        e += rnn->layers[l].ndir;
     }
     rnn->num_entries = e;
     if (status == CRNN_OK) {
@@ -175,35 +317,77 @@ int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int6
     }
     rnn->blob = (void *)(((uintptr_t)rnn->blob_raw + (CRNN__ALIGN - 1)) &
                          ~(uintptr_t)(CRNN__ALIGN - 1));
-
-    /* Pass 2: copy. */
     for (l = 0, e = 0; l < num_layers; ++l) {
-        const crnn__layer *L = &rnn->layers[l];
-        const size_t es = rnn->elem_size;
         int d;
-        for (d = 0; d < L->ndir; ++d, ++e) {
-            char *blob = (char *)rnn->blob;
-            const size_t h = (size_t)L->units;
-            memcpy(blob + L->off_kernel[d] * es, weights[e].kernel, (size_t)L->in_size * h * es);
-            memcpy(blob + L->off_recurrent[d] * es, weights[e].recurrent_kernel, h * h * es);
-            if (L->has_bias[d]) memcpy(blob + L->off_bias[d] * es, weights[e].bias, h * es);
-            if (L->off_panels[d]) {
-                /* panel p, row i, column j of the panel = R[i, p * P + j], zero past column h */
-                const size_t P = CRNN__PANEL_BYTES / es;
-                const char *R = (const char *)weights[e].recurrent_kernel;
-                char *dst = blob + L->off_panels[d] * es;
-                size_t p, i;
-                for (p = 0; p * P < h; ++p) {
-                    const size_t n = h - p * P < P ? h - p * P : P;
-                    for (i = 0; i < h; ++i, dst += P * es) {
-                        memcpy(dst, R + (i * h + p * P) * es, n * es);
-                        memset(dst + n * es, 0, (P - n) * es);
-                    }
-                }
-            }
-        }
+        for (d = 0; d < rnn->layers[l].ndir; ++d, ++e)
+            crnn__fill_entry(rnn, &rnn->layers[l], d, &weights[e]);
     }
     *out = rnn;
+    return CRNN_OK;
+}
+
+/* 0.1's SimpleRNN stacks are CRNN_CELL_SIMPLE stacks of the same core. */
+#define CRNN__STACK_LAYERS 16
+
+int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size, int64_t num_layers,
+                    const crnn_layer_desc *layers, const crnn_weights *weights)
+{
+    crnn_layer_desc2 stack_d[CRNN__STACK_LAYERS], *d2 = stack_d;
+    crnn_weights2 stack_w[2 * CRNN__STACK_LAYERS], *w2 = stack_w;
+    int64_t l, e = 0;
+    int status;
+    if (!out) return CRNN_ERR_NULL_POINTER;
+    *out = NULL;
+    if (!layers || !weights) return CRNN_ERR_NULL_POINTER;
+    if (num_layers < 1) return CRNN_ERR_INVALID_ARGUMENT;
+    if ((uint64_t)num_layers > SIZE_MAX / (2 * sizeof(crnn_weights2))) return CRNN_ERR_TOO_LARGE;
+    if (num_layers > CRNN__STACK_LAYERS) {
+        d2 = (crnn_layer_desc2 *)malloc((size_t)num_layers * sizeof(*d2));
+        w2 = (crnn_weights2 *)malloc((size_t)num_layers * 2 * sizeof(*w2));
+        if (!d2 || !w2) {
+            free(d2 == stack_d ? NULL : d2);
+            free(w2 == stack_w ? NULL : w2);
+            return CRNN_ERR_OUT_OF_MEMORY;
+        }
+    }
+    for (l = 0; l < num_layers; ++l) {
+        int d, nd = crnn__valid_direction(layers[l].direction) ? crnn__ndir(layers[l].direction) : 1;
+        d2[l].cell = CRNN_CELL_SIMPLE;
+        d2[l].units = layers[l].units;
+        d2[l].activation = layers[l].activation;
+        d2[l].recurrent_activation = layers[l].activation;
+        d2[l].direction = layers[l].direction;
+        d2[l].reset_after = 0;
+        for (d = 0; d < nd; ++d, ++e) {
+            w2[e].kernel = weights[e].kernel;
+            w2[e].recurrent_kernel = weights[e].recurrent_kernel;
+            w2[e].bias = weights[e].bias;
+            w2[e].recurrent_bias = NULL;
+        }
+    }
+    status = crnn_rnn_create2(out, dtype, input_size, num_layers, d2, w2);
+    if (d2 != stack_d) free(d2);
+    if (w2 != stack_w) free(w2);
+    return status;
+}
+
+int crnn_rnn_info2(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
+                   int64_t *num_layers, crnn_layer_desc2 *layers_out, int64_t layers_capacity)
+{
+    int64_t l;
+    if (!rnn) return CRNN_ERR_NULL_POINTER;
+    if (dtype) *dtype = rnn->dtype;
+    if (input_size) *input_size = rnn->input_size;
+    if (num_layers) *num_layers = rnn->num_layers;
+    for (l = 0; layers_out && l < rnn->num_layers && l < layers_capacity; ++l) {
+        const crnn__layer *L = &rnn->layers[l];
+        layers_out[l].cell = L->cell;
+        layers_out[l].units = L->units;
+        layers_out[l].activation = L->activation;
+        layers_out[l].recurrent_activation = L->recurrent_activation;
+        layers_out[l].direction = L->direction;
+        layers_out[l].reset_after = L->reset_after;
+    }
     return CRNN_OK;
 }
 
@@ -211,16 +395,11 @@ int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
                   int64_t *num_layers, crnn_layer_desc *layers_out, int64_t layers_capacity)
 {
     int64_t l;
-    if (!rnn) return CRNN_ERR_NULL_POINTER;
-    if (dtype) *dtype = rnn->dtype;
-    if (input_size) *input_size = rnn->input_size;
-    if (num_layers) *num_layers = rnn->num_layers;
-    if (layers_out) {
-        for (l = 0; l < rnn->num_layers && l < layers_capacity; ++l) {
-            layers_out[l].units = rnn->layers[l].units;
-            layers_out[l].activation = rnn->layers[l].activation;
-            layers_out[l].direction = rnn->layers[l].direction;
-        }
+    CRNN_CHECK(crnn_rnn_info2(rnn, dtype, input_size, num_layers, NULL, 0));
+    for (l = 0; layers_out && l < rnn->num_layers && l < layers_capacity; ++l) {
+        layers_out[l].units = rnn->layers[l].units;
+        layers_out[l].activation = rnn->layers[l].activation;
+        layers_out[l].direction = rnn->layers[l].direction;
     }
     return CRNN_OK;
 }
@@ -228,22 +407,34 @@ int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
 int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
                      crnn__ws_layout *lay)
 {
-    size_t cursor = 0, rows, frame, state, flags;
+    size_t cursor = 0, rows, frame, gates, state, scratch, flags;
+    const size_t es = rnn->elem_size;
     int64_t l;
-    int nframes = rnn->num_layers > 1 ? 2 : 1, i;
+    int nframes = rnn->num_layers > 1 ? 2 : 1, i, d;
     if (batch < 0 || timesteps < 1) return CRNN_ERR_INVALID_ARGUMENT;
-    /* Every per-step BLAS call uses a leading dimension of T * W and M = B: keep them in an int. */
+    /* Every per-step BLAS call uses a leading dimension of T * W (or T * G * H) and M = B: keep
+     * them in an int. */
     if (batch > CRNN__BLAS_INT_MAX) return CRNN_ERR_TOO_LARGE;
-    for (l = 0; l < rnn->num_layers; ++l)
-        if (timesteps > CRNN__BLAS_INT_MAX / (rnn->layers[l].units * rnn->layers[l].ndir))
-            return CRNN_ERR_TOO_LARGE;
+    for (l = 0; l < rnn->num_layers; ++l) {
+        const crnn__layer *L = &rnn->layers[l];
+        const int64_t wide = L->units * (L->ndir > L->gates ? L->ndir : L->gates);
+        if (timesteps > CRNN__BLAS_INT_MAX / wide) return CRNN_ERR_TOO_LARGE;
+    }
     CRNN_CHECK(crnn__mul((size_t)batch, (size_t)timesteps, &rows));
     CRNN_CHECK(crnn__mul(rows, (size_t)rnn->max_width, &frame));
+    CRNN_CHECK(crnn__mul(rows, (size_t)rnn->max_gates, &gates));
     CRNN_CHECK(crnn__mul((size_t)batch, (size_t)rnn->max_units, &state));
-    CRNN_CHECK(crnn__mul(state, 2, &state));
+    CRNN_CHECK(crnn__mul((size_t)batch, (size_t)rnn->max_gates, &scratch));
     memset(lay, 0, sizeof(*lay));
-    for (i = 0; i < nframes; ++i) CRNN_CHECK(crnn__reserve(&cursor, frame, rnn->elem_size, &lay->frames[i]));
-    CRNN_CHECK(crnn__reserve(&cursor, state, rnn->elem_size, &lay->state));
+    for (i = 0; i < nframes; ++i) CRNN_CHECK(crnn__reserve(&cursor, frame, es, &lay->frames[i]));
+    for (d = 0; d < 2; ++d) {
+        CRNN_CHECK(crnn__reserve(&cursor, gates, es, &lay->gates[d]));
+        CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->hbuf[d][0]));
+        CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->hbuf[d][1]));
+        CRNN_CHECK(crnn__reserve(&cursor, rnn->gated ? state : 0, es, &lay->cbuf[d]));
+        CRNN_CHECK(crnn__reserve(&cursor, scratch, es, &lay->scratch[d]));
+        CRNN_CHECK(crnn__reserve(&cursor, rnn->gated ? state : 0, es, &lay->rh[d]));
+    }
     flags = (size_t)((timesteps + CRNN__PIPE_CHUNK - 1) / CRNN__PIPE_CHUNK);
     CRNN_CHECK(crnn__mul(flags, (size_t)rnn->num_entries, &lay->nflags));
     CRNN_CHECK(crnn__reserve(&cursor, lay->nflags, sizeof(int), &lay->flags));
@@ -287,21 +478,6 @@ int crnn_set_num_threads(int n)
 
 int crnn_get_num_threads(void) { return crnn__num_threads(); }
 
-/* Arguments of one forward call, shared by the threads that run it. */
-typedef struct {
-    const crnn_rnn_t *rnn;
-    int64_t batch, timesteps;
-    const void *x;
-    const int64_t *lengths;
-    const void *const *h0;
-    void *y;
-    void *const *h_n;
-    char *ws;
-    const crnn__ws_layout *lay;
-    crnn__par par;          /* par.barrier NULL: split the batch; else every thread runs the
-                               whole batch (units split or pipeline), tid set per thread */
-} crnn__call;
-
 int crnn__all_bidirectional(const crnn_rnn_t *rnn)
 {
     int64_t l;
@@ -310,25 +486,31 @@ int crnn__all_bidirectional(const crnn_rnn_t *rnn)
     return 1;
 }
 
+/* One call, shared by the threads that run it. */
+typedef struct {
+    const crnn_rnn_t *rnn;
+    crnn__args args;
+    crnn__par par; /* SPLIT_BATCH: row ranges; else every thread runs the whole batch, tid set per
+                      thread */
+} crnn__call;
+
 static int crnn__run(const crnn__call *c, int64_t b0, int64_t nb, const crnn__par *par)
 {
-    if (c->rnn->dtype == CRNN_DTYPE_FLOAT32)
-        return crnn__forward_f32(c->rnn, b0, nb, c->batch, c->timesteps, c->x, c->lengths, c->h0,
-                                 c->y, c->h_n, c->ws, c->lay, par);
-    return crnn__forward_f64(c->rnn, b0, nb, c->batch, c->timesteps, c->x, c->lengths, c->h0,
-                             c->y, c->h_n, c->ws, c->lay, par);
+    if (c->rnn->dtype == CRNN_DTYPE_FLOAT32) return crnn__forward_f32(c->rnn, &c->args, b0, nb, par);
+    return crnn__forward_f64(c->rnn, &c->args, b0, nb, par);
 }
 
 static void crnn__task(void *ctx, int tid, int n)
 {
     const crnn__call *c = (const crnn__call *)ctx;
     crnn__par par = c->par;
-    if (par.barrier) {
-        par.tid = tid;
-        crnn__run(c, 0, c->batch, &par);
-    } else {
-        const int64_t b0 = c->batch * tid / n, b1 = c->batch * (tid + 1) / n;
+    if (par.mode == CRNN__SPLIT_BATCH) {
+        const int64_t b0 = c->args.batch * tid / n, b1 = c->args.batch * (tid + 1) / n;
+        par.barrier = NULL;
         crnn__run(c, b0, b1 - b0, &par);
+    } else {
+        par.tid = tid;
+        crnn__run(c, 0, c->args.batch, &par);
     }
 }
 
@@ -382,11 +564,10 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
 {
     double flops = 0;
     int64_t l, n = crnn__num_threads(), min_units = rnn->layers[0].units, by;
-    const int all_bidirectional = crnn__all_bidirectional(rnn);
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
-        flops += 2.0 * (double)batch * (double)timesteps * (double)L->ndir * (double)L->units *
-                 (double)(L->in_size + L->units);
+        flops += 2.0 * (double)batch * (double)timesteps * (double)L->ndir * (double)L->gates *
+                 (double)L->units * (double)(L->in_size + L->units);
         if (L->units < min_units) min_units = L->units;
     }
     *nt = 1;
@@ -401,7 +582,7 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
      * threads than CPUs there, or a descheduled thread stalls all the others. */
     if (n > crnn__cpu_count()) n = crnn__cpu_count();
     if (n < 2) return CRNN__SERIAL;
-    if (all_bidirectional) {
+    if (crnn__all_bidirectional(rnn)) {
         *nt = 2; /* one direction per thread, a barrier per layer only */
         return CRNN__SPLIT_UNITS;
     }
@@ -417,14 +598,14 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
     return CRNN__SERIAL;
 }
 
-int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
-                     const int64_t *lengths, const void *const *h0, void *y, void *const *h_n,
-                     void *workspace, size_t workspace_size)
+int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
+                      const int64_t *lengths, const void *const *h0, const void *const *c0,
+                      void *y, void *const *h_n, void *const *c_n, void *workspace,
+                      size_t workspace_size)
 {
     crnn__ws_layout lay;
     crnn__call call;
     crnn__barrier barrier;
-    crnn__mode mode;
     char *ws, *raw = NULL;
     int64_t b;
     int status, nthreads;
@@ -448,44 +629,49 @@ int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, co
     }
 
     call.rnn = rnn;
-    call.batch = batch;
-    call.timesteps = timesteps;
-    call.x = x;
-    call.lengths = lengths;
-    call.h0 = h0;
-    call.y = y;
-    call.h_n = h_n;
-    call.ws = ws;
-    call.lay = &lay;
+    call.args.batch = batch;
+    call.args.timesteps = timesteps;
+    call.args.x = x;
+    call.args.lengths = lengths;
+    call.args.h0 = h0;
+    call.args.c0 = c0;
+    call.args.y = y;
+    call.args.h_n = h_n;
+    call.args.c_n = c_n;
+    call.args.ws = ws;
+    call.args.lay = &lay;
+    call.par.mode = crnn__plan(rnn, batch, timesteps, &nthreads);
     call.par.nslices = 1;
+    call.par.by_direction = 0;
     call.par.tid = 0;
     call.par.barrier = NULL;
-    call.par.chunk = 0;
     call.par.flags = NULL;
-    mode = crnn__plan(rnn, batch, timesteps, &nthreads);
-    if (mode == CRNN__SPLIT_UNITS || mode == CRNN__PIPELINE) {
+    if (call.par.mode == CRNN__SPLIT_UNITS || call.par.mode == CRNN__PIPELINE) {
         crnn__barrier_init(&barrier, nthreads);
         call.par.barrier = &barrier;
     }
-    if (mode == CRNN__SPLIT_UNITS) call.par.nslices = nthreads;
-    if (mode == CRNN__PIPELINE) {
-        call.par.chunk = CRNN__PIPE_CHUNK;
+    if (call.par.mode == CRNN__SPLIT_UNITS) {
+        call.par.by_direction = crnn__all_bidirectional(rnn);
+        call.par.nslices = call.par.by_direction ? 1 : nthreads;
+    }
+    if (call.par.mode == CRNN__PIPELINE) {
         call.par.flags = (int *)(ws + lay.flags);
         memset(call.par.flags, 0, lay.nflags * sizeof(int));
     }
     /* The result depends only on the plan, never on which threads ran it: when the pool is
      * busy with another call (or backing off, or a worker cannot start), this thread computes
-     * the same row ranges, unit slices or projection chunks one after another. */
+     * the same row ranges, unit slices, directions or projection chunks one after another. */
     status = CRNN_OK;
-    if (mode == CRNN__SERIAL) {
+    if (call.par.mode == CRNN__SERIAL) {
         status = crnn__run(&call, 0, batch, &call.par);
-    } else if (mode != CRNN__SPLIT_BATCH && crnn__take_credit()) {
+    } else if (call.par.mode != CRNN__SPLIT_BATCH && crnn__take_credit()) {
         call.par.barrier = NULL;
         status = crnn__run(&call, 0, batch, &call.par);
     } else if (crnn__parallel_run(crnn__task, &call, nthreads)) {
-        if (mode != CRNN__SPLIT_BATCH && barrier.stalls >= 2 && barrier.stalls * 4 > barrier.waits)
+        if (call.par.mode != CRNN__SPLIT_BATCH && barrier.stalls >= 2 &&
+            barrier.stalls * 4 > barrier.waits)
             crnn__set_credits(CRNN__STALL_BACKOFF_CALLS);
-    } else if (mode == CRNN__SPLIT_BATCH) {
+    } else if (call.par.mode == CRNN__SPLIT_BATCH) {
         int i;
         for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
     } else {
@@ -494,6 +680,33 @@ int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, co
     }
     free(raw);
     return status;
+}
+
+int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
+                     const int64_t *lengths, const void *const *h0, void *y, void *const *h_n,
+                     void *workspace, size_t workspace_size)
+{
+    return crnn_rnn_forward2(rnn, batch, timesteps, x, lengths, h0, NULL, y, h_n, NULL, workspace,
+                             workspace_size);
+}
+
+int crnn_dense_forward(crnn_dtype dtype, int64_t rows, int64_t input_size, int64_t units,
+                       const void *x, const void *kernel, const void *bias,
+                       crnn_activation activation, void *y)
+{
+    if (dtype != CRNN_DTYPE_FLOAT32 && dtype != CRNN_DTYPE_FLOAT64) return CRNN_ERR_INVALID_ARGUMENT;
+    if (rows < 0 || input_size < 1 || units < 1 || !crnn__valid_activation(activation))
+        return CRNN_ERR_INVALID_ARGUMENT;
+    if (input_size > CRNN__BLAS_INT_MAX || units > CRNN__BLAS_INT_MAX) return CRNN_ERR_TOO_LARGE;
+    if (rows == 0) return CRNN_OK;
+    if (!x || !kernel || !y) return CRNN_ERR_NULL_POINTER;
+    if (dtype == CRNN_DTYPE_FLOAT32)
+        crnn__dense_f32(rows, input_size, units, (const float *)x, (const float *)kernel,
+                        (const float *)bias, activation, (float *)y);
+    else
+        crnn__dense_f64(rows, input_size, units, (const double *)x, (const double *)kernel,
+                        (const double *)bias, activation, (double *)y);
+    return CRNN_OK;
 }
 
 int crnn_set_blas_threads(int n)

@@ -1,14 +1,15 @@
 /* rnn_template.h - the layer (time loop) and the stack (layers x directions), written once and
- * included twice by rnn_f32.c / rnn_f64.c with REAL, FN(), GEMM, GEMV_T, TANH and EXP defined.
+ * included twice by rnn_f32.c / rnn_f64.c with REAL, FN(), GEMM, GEMV_T, VTANH and VSIGMOID
+ * defined; the cells (cell_*.h) and the activations (activations.h) are included from here.
  *
- * Layer, one direction: the input projection of all timesteps is one GEMM
- * (B*T, D) x (D, H) straight into the output frames; then for each step one recurrent GEMM
- * h_{t-1} x Wh with beta = 1 into that step's frame, then the cell (bias + activation) in place.
- * The previous frame is the state: no copies. With per-sequence lengths the state lives in a
- * (B, H) buffer instead, so rows that are past their length (or, in reverse, not yet started)
- * keep their state while the others advance. Nothing is allocated here. */
+ * Layer, one direction (oneDNN cell_common.cpp): the input projection of all timesteps and all
+ * gates is one GEMM (B*T, D) x (D, G*H) into the gates buffer (SimpleRNN: straight into the
+ * output frame); then for each step the cell's step function runs the recurrent product(s) for
+ * all its gates and its element-wise part, writing h_t into the output frame. The previous
+ * output frame is h_{t-1}: no copies. With per-sequence lengths h_{t-1} lives in two (B, H)
+ * buffers instead, so rows that are past their length (or, in reverse, not yet started) keep
+ * their state while the others advance. Nothing is allocated here. */
 
-#include "cell_simple.h"
 #include "parallel.h"
 
 /* out[r, :N] = (accumulate ? out[r, :N] : 0) + in[r, :K] @ W[:K, :N] for r < rows, N <= 8, with
@@ -36,15 +37,21 @@ static CRNN__ALWAYS_INLINE void FN(tiny_gemm_n)(int64_t rows, int64_t K, int64_t
     }
 }
 
+/* Any N, in groups of up to 8 columns (each group one tiny_gemm_n with a constant N). */
 static void FN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
                           const REAL *W, int64_t ldw, REAL *out, int64_t ldo, int accumulate)
 {
-    switch (N) {
-#define CRNN__TINY(n) case n: FN(tiny_gemm_n)(rows, K, n, in, ldi, W, ldw, out, ldo, accumulate); break;
-    CRNN__TINY(1) CRNN__TINY(2) CRNN__TINY(3) CRNN__TINY(4)
-    CRNN__TINY(5) CRNN__TINY(6) CRNN__TINY(7) CRNN__TINY(8)
+    int64_t j0;
+    for (j0 = 0; j0 < N; j0 += 8) {
+        const REAL *w = W + j0;
+        REAL *o = out + j0;
+        switch (N - j0 < 8 ? N - j0 : 8) {
+#define CRNN__TINY(n) case n: FN(tiny_gemm_n)(rows, K, n, in, ldi, w, ldw, o, ldo, accumulate); break;
+        CRNN__TINY(1) CRNN__TINY(2) CRNN__TINY(3) CRNN__TINY(4)
+        CRNN__TINY(5) CRNN__TINY(6) CRNN__TINY(7) CRNN__TINY(8)
 #undef CRNN__TINY
-    default: break; /* callers pass 1 <= N <= 8 */
+        default: break;
+        }
     }
 }
 
@@ -101,29 +108,32 @@ static CRNN__CLONES void FN(gemv_panels)(int64_t K, int64_t c0, int64_t c1, cons
 }
 #endif
 
-/* Per-step recurrent product cur(B, N) += prev(B, K) @ R(K, N) for the columns [c0, c0 + N) of
- * the recurrent kernel (N < K when a thread owns a slice of the hidden units): R points at
- * column c0, its rows `ldr` apart; `panels` is the same kernel as panels or NULL; prev / cur
- * rows `ldp` / `ldc` apart. Tiny shapes use a plain loop (a BLAS call costs more than the
- * arithmetic there), batch 1 the panels, anything else one GEMM. */
-static void FN(step)(int64_t B, int64_t K, int64_t N, const REAL *prev, int64_t ldp,
-                     const REAL *R, int64_t ldr, REAL *cur, int64_t ldc, const REAL *panels,
-                     int64_t c0)
+
+/* Per-step recurrent product C(B, N) (+)= A(B, K) @ R(K, N), R's columns starting at column
+ * `col0` of its matrix (N of them; a thread may own a slice), rows `ldr` apart; `panels` is the
+ * whole matrix as panels, or NULL. Tiny shapes use a plain loop (a BLAS call costs more than
+ * the arithmetic there), batch 1 the panels, anything else one GEMM. */
+static void FN(product)(int64_t B, int64_t K, int64_t N, const REAL *A, int64_t lda,
+                        const REAL *R, int64_t ldr, REAL *C, int64_t ldc, const REAL *panels,
+                        int64_t col0, int accumulate)
 {
+    if (N <= 0) return;
     if (K <= 8) {
-        FN(tiny_gemm)(B, K, N, prev, ldp, R, ldr, cur, ldc, 1);
+        FN(tiny_gemm)(B, K, N, A, lda, R, ldr, C, ldc, accumulate);
     } else if (B == 1) {
 #ifdef CRNN__HAVE_PANELS
-        if (panels && c0 % (int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)) == 0) {
-            FN(gemv_panels)(K, c0, c0 + N, panels, prev, cur);
+        if (panels && col0 % (int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)) == 0) {
+            if (!accumulate) memset(C, 0, (size_t)N * sizeof(REAL));
+            FN(gemv_panels)(K, col0, col0 + N, panels, A, C);
             return;
         }
 #endif
         (void)panels;
-        (void)c0;
-        GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, prev, (REAL)1, cur);
+        (void)col0;
+        GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, A, accumulate ? (REAL)1 : (REAL)0, C);
     } else {
-        GEMM((int)B, (int)N, (int)K, (REAL)1, prev, (int)ldp, R, (int)ldr, (REAL)1, cur, (int)ldc);
+        GEMM((int)B, (int)N, (int)K, (REAL)1, A, (int)lda, R, (int)ldr,
+             accumulate ? (REAL)1 : (REAL)0, C, (int)ldc);
     }
 }
 
@@ -134,6 +144,7 @@ static void FN(project)(int64_t rows, int64_t din, int64_t N, const REAL *in, co
 {
     const int64_t chunk = CRNN__BLAS_INT_MAX;
     int64_t r0;
+    if (N <= 0) return;
     if (ldk <= 8 && din <= 16) {
         FN(tiny_gemm)(rows, din, N, in, din, K, ldk, out, ldo, 0);
         return;
@@ -152,18 +163,22 @@ static void FN(copy_rows)(int64_t rows, int64_t n, const REAL *src, int64_t lds,
     for (r = 0; r < rows; ++r) memcpy(dst + r * ldd, src + r * lds, (size_t)n * sizeof(REAL));
 }
 
-/* Unit slice [c0, c1) of slice `k` of `nslices`, in whole panels (CRNN__PANEL_BYTES) where
- * possible, so that batch-1 steps run on the panels. */
+static void FN(zero_rows)(int64_t rows, int64_t n, REAL *dst, int64_t ldd)
+{
+    int64_t r;
+    for (r = 0; r < rows; ++r) memset(dst + r * ldd, 0, (size_t)n * sizeof(REAL));
+}
+
+/* Unit slice [c0, c1) of slice `k` of `nslices`: in whole panels (CRNN__PANEL_BYTES) where
+ * possible, so that batch-1 steps run on the panels, else in whole blocks of units
+ * (CRNN__BLOCK_BYTES), so a slice's gates are contiguous columns. May be empty. */
 static void FN(slice)(int64_t H, int k, int nslices, int64_t *c0, int64_t *c1)
 {
-    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)sizeof(REAL); /* panel width */
-    int64_t a = H * k / nslices, z = H * (k + 1) / nslices;
-    if (H >= pw * nslices) {
-        a = k == 0 ? 0 : a / pw * pw;
-        z = k == nslices - 1 ? H : z / pw * pw;
-    }
-    *c0 = a;
-    *c1 = z;
+    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)sizeof(REAL);
+    const int64_t vb = CRNN__BLOCK_BYTES / (int64_t)sizeof(REAL);
+    const int64_t align = H >= pw * nslices ? pw : vb;
+    *c0 = k == 0 ? 0 : H * k / nslices / align * align;
+    *c1 = k == nslices - 1 ? H : H * (k + 1) / nslices / align * align;
 }
 
 /* Start moving `rows` rows of n values (`ld` apart) into this core's cache: values another
@@ -181,55 +196,109 @@ static void FN(prefetch_rows)(const REAL *p, int64_t rows, int64_t ld, int64_t n
 #endif
 }
 
+
+/* One step of a cell, for one thread's share: what a cell's step function reads and writes.
+ * Rows are the batch rows [0, B) of this call (or of this thread's row range). */
+typedef struct {
+    int64_t B, H, vb;         /* rows, units, units per block (CRNN__BLOCK_BYTES) */
+    const REAL *prev;         /* h_{t-1} rows, natural order; NULL: all zero (step 0, no h0) */
+    int64_t ldp;
+    REAL *gx;                 /* the step's projection rows (G*H, blocked); SimpleRNN: == out */
+    int64_t ldg;
+    REAL *out;                /* h_t rows */
+    int64_t ldo;
+    REAL *c;                  /* (B, H) cell state (LSTM), updated in place */
+    REAL *scratch;            /* (B, G*H) products kept apart (GRU) */
+    REAL *rh;                 /* (B, H): r * h_{t-1} (GRU, reset before) */
+    const REAL *R[2], *P[2];  /* the recurrent matrices of the cell, and their panels or NULL */
+    const REAL *bias;         /* (G*H) blocked, or NULL */
+    const REAL *rbias;        /* (H): a reset-after GRU's candidate recurrent bias, or NULL */
+    crnn_activation act, ract;
+    const int64_t *lengths;   /* NULL, or rows with t >= lengths[b] are skipped */
+    int64_t t;
+} FN(step_args);
+
+/* A row takes part in step t iff t < its length: forward runs 0..len-1 and reverse
+ * len-1..0, so the test is the same for both directions. */
+#define CRNN__ACTIVE(a, b) (!(a)->lengths || (a)->t < (a)->lengths[b])
+
+#include "activations.h"
+#include "cell_simple.h"
+#include "cell_lstm.h"
+#include "cell_gru.h"
+
+/* The cells' step functions, by internal cell kind (crnn__cells in rnn.c): one signature, the
+ * unit slice [c0, c1) of phase `phase` of a step. */
+typedef void (*FN(step_fn))(const FN(step_args) *a, int phase, int64_t c0, int64_t c1);
+static const FN(step_fn) FN(cell_steps)[CRNN__NUM_CELLS] = {
+    [CRNN__CELL_SIMPLE] = FN(step_simple),
+    [CRNN__CELL_LSTM] = FN(step_lstm),
+    [CRNN__CELL_GRU] = FN(step_gru),
+    [CRNN__CELL_GRU_BEFORE] = FN(step_gru_before),
+};
+
 /* Pipelined projection, chunk `j` of one direction: timesteps [j * S, (j + 1) * S) in processing
  * order (from the end when reversed), one GEMM per batch row, however many threads there are. */
 static void FN(project_chunk)(const crnn__layer *L, int64_t B, int64_t T, int reverse,
-                              const REAL *in, const REAL *K, REAL *out, int64_t W, int64_t S,
+                              const REAL *in, const REAL *K, REAL *dst, int64_t ldt, int64_t S,
                               int64_t j)
 {
     const int64_t s1 = (j + 1) * S < T ? (j + 1) * S : T;
     const int64_t t0 = reverse ? T - s1 : j * S;
+    const int64_t GH = L->gates * L->units;
     int64_t b;
     for (b = 0; b < B; ++b)
-        FN(project)(s1 - j * S, L->in_size, L->units, in + (b * T + t0) * L->in_size, K,
-                    L->units, out + (b * T + t0) * W, W);
+        FN(project)(s1 - j * S, L->in_size, GH, in + (b * T + t0) * L->in_size, K, GH,
+                    dst + (b * T + t0) * ldt, ldt);
 }
 
-/* One layer, one direction. `out` points at this direction's first column of a (B, T, W)
- * buffer; `h0` / `hn` are (B, H) or NULL; `state` is (B, H) scratch for the lengths path;
- * `flags` are this direction's chunk flags (pipeline only).
- * Units split (par->nslices > 1): the hidden units are cut into slices, each computed by its own
- * BLAS calls; with a barrier this thread computes slice `tid` and meets the threads owning the
- * others after each step (the next step reads every unit of this one); without one it computes
- * every slice in turn, which gives bitwise the same result (nslices == 1: the plain layer).
- * Pipeline (par->chunk > 0): the input projection is made chunk by chunk just ahead of the steps
- * that read it, by thread 1 if it gets there first, else by thread 0 when it reaches the chunk. */
-static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, int64_t B,
+/* This thread's rows of the per-direction buffers (see crnn__ws_layout). */
+typedef struct {
+    REAL *gates, *h[2], *c, *scratch, *rh;
+} FN(dir_buffers);
+
+/* One layer, one direction: the time loop. `out` points at this direction's first column of a
+ * (B, T, W) buffer; `h0` / `c0` / `hn` / `cn` are (B, H) or NULL; `flags` are this direction's
+ * chunk flags (pipeline only).
+ * Units split (SPLIT_UNITS, nslices > 1): the hidden units are cut into slices, each computed by
+ * its own products; with a barrier this thread computes slice `tid` and meets the threads
+ * owning the others after each step (the next step reads every unit of this one) and between a
+ * cell's phases; without one it computes every slice in turn, which gives bitwise the same
+ * result. Pipeline: the input projection is made chunk by chunk just ahead of the steps that
+ * read it, by thread 1 if it gets there first, else by thread 0 when it reaches the chunk. */
+static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int d, int64_t B,
                                 int64_t T, const REAL *in, REAL *out, int64_t W,
-                                const int64_t *lengths, const REAL *h0, REAL *hn, REAL *state,
+                                const int64_t *lengths, const REAL *h0, const REAL *c0in,
+                                REAL *hn, REAL *cn, const FN(dir_buffers) *buf,
                                 const crnn__par *par, int *flags)
 {
-    const int64_t H = L->units;
+    const crnn__cell_info *ci = &crnn__cells[L->kind];
+    const FN(step_fn) step = FN(cell_steps)[L->kind];
+    const REAL *blob = (const REAL *)rnn->blob;
+    const int64_t H = L->units, G = L->gates, GH = G * H;
     const REAL *K = blob + L->off_kernel[d];
-    const REAL *R = blob + L->off_recurrent[d];
-    const REAL *P = L->off_panels[d] ? blob + L->off_panels[d] : NULL;
-    const REAL *bias = L->has_bias[d] ? blob + L->off_bias[d] : NULL;
     const int reverse = L->direction == CRNN_DIRECTION_REVERSE || d == 1;
-    const int64_t ldo = T * W; /* stride between batch rows of one step's frame */
-    const int64_t S = par->chunk;
-    const int nslices = S ? 1 : par->nslices;
+    const int64_t S = par->mode == CRNN__PIPELINE ? CRNN__PIPE_CHUNK : 0;
+    const int split = par->mode == CRNN__SPLIT_UNITS && !par->by_direction;
+    const int nslices = split ? par->nslices : 1;
     /* the units split's per-step barrier; the pipeline meets only per chunk */
-    crnn__barrier *const barrier = S ? NULL : par->barrier;
+    crnn__barrier *const barrier = split ? par->barrier : NULL;
     const int lo = barrier ? par->tid : 0, hi = barrier ? par->tid + 1 : nslices;
-    int64_t s, b, c0, c1;
-    int k;
+    /* the projection's rows: the output frame (G = 1) or the gates buffer */
+    REAL *const gx = G == 1 ? out : buf->gates;
+    const int64_t ldgt = G == 1 ? W : GH; /* between timesteps */
+    const int64_t ldgb = T * ldgt;        /* between batch rows */
+    const int64_t ldo = T * W;
+    FN(step_args) a;
+    int64_t s, c0, c1;
+    int k, phase;
 
     if (S) {
         if (par->barrier && par->tid == 1) { /* the projecting thread */
             int64_t j;
             for (j = 0; j * S < T; ++j)
                 if (crnn__flag_claim(&flags[j])) {
-                    FN(project_chunk)(L, B, T, reverse, in, K, out, W, S, j);
+                    FN(project_chunk)(L, B, T, reverse, in, K, gx, ldgt, S, j);
                     crnn__flag_done(&flags[j]);
                 }
             return;
@@ -237,130 +306,163 @@ static void FN(layer_direction)(const crnn__layer *L, int d, const REAL *blob, i
     } else {
         for (k = lo; k < hi; ++k) {
             FN(slice)(H, k, nslices, &c0, &c1);
-            FN(project)(B * T, L->in_size, c1 - c0, in, K + c0, H, out + c0, W);
+            FN(project)(B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, gx + G * c0, ldgt);
         }
     }
 
-#define CRNN__NEED_CHUNK(s)                                                                    \
-    if (S && (s) % S == 0) {                                                                   \
-        int *f_ = &flags[(s) / S];                                                             \
-        if (crnn__flag_claim(f_)) {                                                            \
-            FN(project_chunk)(L, B, T, reverse, in, K, out, W, S, (s) / S);                    \
-            crnn__flag_done(f_);                                                               \
-        } else {                                                                               \
-            crnn__flag_wait(par->barrier, f_);                                                 \
-        }                                                                                      \
+    a.B = B;
+    a.H = H;
+    a.vb = CRNN__BLOCK_BYTES / (int64_t)sizeof(REAL);
+    a.ldg = ldgb;
+    a.ldo = ldo;
+    a.c = buf->c;
+    a.scratch = buf->scratch;
+    a.rh = buf->rh;
+    for (k = 0; k < 2; ++k) {
+        a.R[k] = L->off_rec[d][k] || k == 0 ? blob + L->off_rec[d][k] : NULL;
+        a.P[k] = L->off_panels[d][k] ? blob + L->off_panels[d][k] : NULL;
     }
+    a.bias = L->has_bias[d] ? blob + L->off_bias[d] : NULL;
+    a.rbias = L->has_rbias[d] ? blob + L->off_rbias[d] : NULL;
+    a.act = L->activation;
+    a.ract = L->recurrent_activation;
+    a.lengths = lengths;
 
-    if (!lengths) {
-        const REAL *prev = h0;
-        int64_t ldp = H;
-        for (s = 0; s < T; ++s) {
-            REAL *cur = out + (reverse ? T - 1 - s : s) * W;
-            CRNN__NEED_CHUNK(s)
-            if (S && s + 1 < T) FN(prefetch_rows)(cur + (reverse ? -W : W), B, ldo, H);
-            /* units split: half of prev was written by the other thread; fetch it all at once
-             * rather than miss on it line by line inside the product (4 % at B=1, H=256) */
-            if (barrier && prev) FN(prefetch_rows)(prev, B, ldp, H);
-            for (k = lo; k < hi; ++k) {
-                FN(slice)(H, k, nslices, &c0, &c1);
-                if (prev) FN(step)(B, H, c1 - c0, prev, ldp, R + c0, H, cur + c0, ldo, P, c0);
-                FN(cell_rows)(L->activation, cur + c0, B, ldo, c1 - c0, bias ? bias + c0 : NULL);
-            }
-            if (barrier) crnn__barrier_wait(barrier);
-            prev = cur;
-            ldp = ldo;
-        }
-        for (k = lo; hn && k < hi; ++k) {
-            FN(slice)(H, k, nslices, &c0, &c1);
-            FN(copy_rows)(B, c1 - c0, prev + c0, ldp, hn + c0, H);
-        }
-        return;
-    }
-
+    /* Initial states, each thread its slice: with lengths h_{t-1} lives in buf->h[]. */
+    a.prev = h0;
+    a.ldp = H;
     for (k = lo; k < hi; ++k) {
         FN(slice)(H, k, nslices, &c0, &c1);
-        if (h0) FN(copy_rows)(B, c1 - c0, h0 + c0, H, state + c0, H);
-        else for (b = 0; b < B; ++b) memset(state + b * H + c0, 0, (size_t)(c1 - c0) * sizeof(REAL));
+        if (lengths) {
+            if (h0) FN(copy_rows)(B, c1 - c0, h0 + c0, H, buf->h[0] + c0, H);
+            else FN(zero_rows)(B, c1 - c0, buf->h[0] + c0, H);
+        }
+        if (ci->has_c) {
+            if (c0in) FN(copy_rows)(B, c1 - c0, c0in + c0, H, buf->c + c0, H);
+            else FN(zero_rows)(B, c1 - c0, buf->c + c0, H);
+        }
     }
-    if (barrier) crnn__barrier_wait(barrier);
+    if (lengths) {
+        a.prev = h0 ? buf->h[0] : NULL;
+        if (barrier) crnn__barrier_wait(barrier);
+    }
+
     for (s = 0; s < T; ++s) {
         const int64_t t = reverse ? T - 1 - s : s;
-        REAL *cur = out + t * W;
-        CRNN__NEED_CHUNK(s)
-        if (S && s + 1 < T) FN(prefetch_rows)(cur + (reverse ? -W : W), B, ldo, H);
-        for (k = lo; k < hi; ++k) {
-            FN(slice)(H, k, nslices, &c0, &c1);
-            FN(step)(B, H, c1 - c0, state, H, R + c0, H, cur + c0, ldo, P, c0);
-            FN(cell_rows)(L->activation, cur + c0, B, ldo, c1 - c0, bias ? bias + c0 : NULL);
-        }
-        /* Everyone must have read the whole state before anyone overwrites its slice. */
-        if (barrier) crnn__barrier_wait(barrier);
-        for (k = lo; k < hi; ++k) {
-            FN(slice)(H, k, nslices, &c0, &c1);
-            for (b = 0; b < B; ++b) {
-                REAL *row = cur + b * ldo + c0;
-                /* Step t is inside sequence b iff t < length: forward runs 0..len-1 and reverse
-                 * len-1..0, so the test is the same for both directions. */
-                if (t < lengths[b]) memcpy(state + b * H + c0, row, (size_t)(c1 - c0) * sizeof(REAL));
-                else memset(row, 0, (size_t)(c1 - c0) * sizeof(REAL));
+        if (S && s % S == 0) {
+            int *f = &flags[s / S];
+            if (crnn__flag_claim(f)) {
+                FN(project_chunk)(L, B, T, reverse, in, K, gx, ldgt, S, s / S);
+                crnn__flag_done(f);
+            } else {
+                crnn__flag_wait(par->barrier, f);
             }
         }
+        a.t = t;
+        a.gx = gx + t * ldgt;
+        a.out = out + t * W;
+        if (S && s + 1 < T) FN(prefetch_rows)(a.gx + (reverse ? -ldgt : ldgt), B, ldgb, GH);
+        /* units split: part of prev was written by the other threads; fetch it all at once
+         * rather than miss on it line by line inside the product (4 % at B=1, H=256) */
+        if (barrier && a.prev) FN(prefetch_rows)(a.prev, B, a.ldp, H);
+        for (phase = 0; phase < ci->phases; ++phase) {
+            if (phase && barrier) crnn__barrier_wait(barrier);
+            for (k = lo; k < hi; ++k) {
+                FN(slice)(H, k, nslices, &c0, &c1);
+                if (c1 > c0) step(&a, phase, c0, c1);
+            }
+        }
+        if (lengths) {
+            /* h_t of the rows inside their sequence; the others keep h_{t-1} and output 0 */
+            const REAL *pv = buf->h[s & 1];
+            REAL *next = buf->h[(s + 1) & 1];
+            int64_t b;
+            for (k = lo; k < hi; ++k) {
+                FN(slice)(H, k, nslices, &c0, &c1);
+                for (b = 0; b < B; ++b) {
+                    REAL *row = a.out + b * ldo + c0;
+                    if (t < lengths[b]) {
+                        memcpy(next + b * H + c0, row, (size_t)(c1 - c0) * sizeof(REAL));
+                    } else {
+                        memcpy(next + b * H + c0, pv + b * H + c0, (size_t)(c1 - c0) * sizeof(REAL));
+                        memset(row, 0, (size_t)(c1 - c0) * sizeof(REAL));
+                    }
+                }
+            }
+            a.prev = next;
+            a.ldp = H;
+        } else {
+            a.prev = a.out;
+            a.ldp = ldo;
+        }
+        /* Everyone has read all of h_{t-1} before anyone writes h_{t+1} over it. */
         if (barrier) crnn__barrier_wait(barrier);
     }
-#undef CRNN__NEED_CHUNK
-    for (k = lo; hn && k < hi; ++k) {
+    for (k = lo; k < hi; ++k) {
         FN(slice)(H, k, nslices, &c0, &c1);
-        FN(copy_rows)(B, c1 - c0, state + c0, H, hn + c0, H);
+        if (hn) FN(copy_rows)(B, c1 - c0, a.prev + c0, a.ldp, hn + c0, H);
+        if (cn && ci->has_c) FN(copy_rows)(B, c1 - c0, buf->c + c0, H, cn + c0, H);
     }
 }
 
-int FN(crnn__forward)(const crnn_rnn_t *rnn, int64_t b0, int64_t nb, int64_t batch,
-                      int64_t timesteps, const void *x, const int64_t *lengths,
-                      const void *const *h0, void *y, void *const *h_n, char *ws,
-                      const crnn__ws_layout *lay, const crnn__par *par)
+/* This thread's block of a buffer of `per_row` elements per batch row, at byte offset `off`. */
+static REAL *FN(rows_of)(char *ws, size_t off, int64_t b0, int64_t per_row)
 {
-    /* Rows [b0, b0 + nb) of the batch; every buffer keeps its full-batch strides, so a row range
-     * is only a pointer offset and ranges run independently (the batch split across threads).
-     * par says how this thread shares the layers with the others (see crnn__par). A stack of
-     * bidirectional layers with nslices == 2 is cut by direction instead of by units: with a
-     * barrier, thread `tid` runs direction `tid` of each layer, meeting the other after it.
-     * The pipeline's threads meet after each layer too: the next one projects this one's output. */
-    const REAL *blob = (const REAL *)rnn->blob;
-    const REAL *in = (const REAL *)x + b0 * timesteps * rnn->input_size;
-    const int64_t nchunks = par->chunk ? (timesteps + par->chunk - 1) / par->chunk : 0;
+    return (REAL *)(ws + off) + b0 * per_row;
+}
+
+int FN(crnn__forward)(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, int64_t nb,
+                      const crnn__par *par)
+{
+    /* Rows [b0, b0 + nb) of the batch. Every buffer is cut into row blocks: in y, this range's
+     * rows; in each workspace buffer, the range's share sized for the widest layer, in which
+     * each layer's rows are dense. Blocks of two row ranges are disjoint whatever the layers'
+     * widths, so a thread that runs ahead into layer l + 2 (reusing layer l's frame) never
+     * writes where another thread still reads layer l. par says how this thread shares the
+     * layers with the others (see crnn__par): by direction, with a barrier, thread `tid` runs
+     * direction `tid` of each layer, meeting the other after it. The pipeline's threads meet
+     * after each layer too: the next one projects this one's output. */
+    const crnn__ws_layout *lay = a->lay;
+    const int64_t T = a->timesteps;
+    const REAL *in = (const REAL *)a->x + b0 * T * rnn->input_size;
+    const int64_t nchunks = par->flags ? (T + CRNN__PIPE_CHUNK - 1) / CRNN__PIPE_CHUNK : 0;
+    const int64_t *lengths = a->lengths ? a->lengths + b0 : NULL;
     int64_t l, e = 0;
-    const int by_direction = par->nslices == 2 && !par->chunk && crnn__all_bidirectional(rnn);
-    crnn__par whole = *par;
-    if (by_direction) {
-        whole.nslices = 1;
-        whole.barrier = NULL;
-    }
-    if (lengths) lengths += b0;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
-        const int64_t W = L->units * L->ndir;
-        /* Rows [b0, b0 + nb) own a block of every buffer: in y, its rows; in each workspace
-         * frame, the rows' share of the frame sized for the widest layer, in which each layer's
-         * (nb, T, W) output is dense. The blocks of two row ranges are disjoint whatever the
-         * layers' widths, so a thread that runs ahead into layer l + 2 (reusing layer l's frame)
-         * never writes where another thread still reads layer l. */
-        REAL *out = (l == rnn->num_layers - 1 && y)
-                        ? (REAL *)y + b0 * timesteps * W
-                        : (REAL *)(ws + lay->frames[l % 2]) + b0 * timesteps * rnn->max_width;
+        const int64_t W = L->units * L->ndir, H = L->units;
+        REAL *out = (l == rnn->num_layers - 1 && a->y)
+                        ? (REAL *)a->y + b0 * T * W
+                        : FN(rows_of)(a->ws, lay->frames[l % 2], b0, T * rnn->max_width);
         int d;
         for (d = 0; d < L->ndir; ++d, ++e) {
-            const REAL *h0e = h0 && h0[e] ? (const REAL *)h0[e] + b0 * L->units : NULL;
-            REAL *hne = h_n && h_n[e] ? (REAL *)h_n[e] + b0 * L->units : NULL;
-            /* each direction has its own state scratch so two can run at once */
-            REAL *state = (REAL *)(ws + lay->state) + (b0 + (int64_t)d * batch) * rnn->max_units;
-            if (by_direction && par->barrier && d != par->tid) continue;
-            FN(layer_direction)(L, d, blob, nb, timesteps, in, out + d * L->units, W, lengths,
-                                h0e, hne, state, &whole, par->flags ? par->flags + e * nchunks : NULL);
+            const REAL *h0 = a->h0 && a->h0[e] ? (const REAL *)a->h0[e] + b0 * H : NULL;
+            const REAL *c0 = a->c0 && a->c0[e] ? (const REAL *)a->c0[e] + b0 * H : NULL;
+            REAL *hn = a->h_n && a->h_n[e] ? (REAL *)a->h_n[e] + b0 * H : NULL;
+            REAL *cn = a->c_n && a->c_n[e] ? (REAL *)a->c_n[e] + b0 * H : NULL;
+            FN(dir_buffers) buf;
+            if (par->by_direction && par->barrier && d != par->tid) continue;
+            buf.gates = FN(rows_of)(a->ws, lay->gates[d], b0, T * rnn->max_gates);
+            buf.h[0] = FN(rows_of)(a->ws, lay->hbuf[d][0], b0, rnn->max_units);
+            buf.h[1] = FN(rows_of)(a->ws, lay->hbuf[d][1], b0, rnn->max_units);
+            buf.c = FN(rows_of)(a->ws, lay->cbuf[d], b0, rnn->max_units);
+            buf.scratch = FN(rows_of)(a->ws, lay->scratch[d], b0, rnn->max_gates);
+            buf.rh = FN(rows_of)(a->ws, lay->rh[d], b0, rnn->max_units);
+            FN(layer_direction)(rnn, L, d, nb, T, in, out + d * H, W, lengths, h0, c0, hn, cn,
+                                &buf, par, par->flags ? par->flags + e * nchunks : NULL);
         }
         /* the next layer reads every unit of this one */
-        if ((by_direction || par->chunk) && par->barrier) crnn__barrier_wait(par->barrier);
+        if ((par->by_direction || par->mode == CRNN__PIPELINE) && par->barrier)
+            crnn__barrier_wait(par->barrier);
         in = out;
     }
     return CRNN_OK;
+}
+
+void FN(crnn__dense)(int64_t rows, int64_t din, int64_t units, const REAL *x, const REAL *kernel,
+                     const REAL *bias, crnn_activation act, REAL *y)
+{
+    int64_t r;
+    FN(project)(rows, din, units, x, kernel, units, y, units);
+    for (r = 0; r < rows; ++r) FN(activate)(act, y + r * units, bias, units);
 }

@@ -3,15 +3,28 @@
  *
  * What it computes
  * ----------------
- * A stack of SimpleRNN layers over a (batch, timesteps, input_size) row-major tensor:
+ * A stack of recurrent layers over a (batch, timesteps, input_size) row-major tensor. Each layer
+ * is a cell kind run over time, with Keras weight layouts and gate orders (G gates, H units,
+ * D = the layer's input width):
  *
- *     h_t = act(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)
+ *   SimpleRNN (G = 1)  h_t = act(x_t W + h_{t-1} R + b)
+ *   LSTM      (G = 4)  gates i, f, c, o:  z = x_t W + h_{t-1} R + b
+ *                      i = ract(z_i), f = ract(z_f), o = ract(z_o)
+ *                      c_t = f * c_{t-1} + i * act(z_c),  h_t = o * act(c_t)
+ *   GRU       (G = 3)  gates z, r, h (Keras 3 / PyTorch / ONNX linear_before_reset=1 with
+ *                      reset_after = 1; Keras's reset_after=False with reset_after = 0):
+ *                      z = ract(x_t W_z + h_{t-1} R_z + b_z + rb_z), r likewise,
+ *                      reset after:  n = act(x_t W_h + b_h + r * (h_{t-1} R_h + rb_h))
+ *                      reset before: n = act(x_t W_h + b_h + (r * h_{t-1}) R_h + rb_h)
+ *                      h_t = z * h_{t-1} + (1 - z) * n
  *
- * with Keras weight layouts: kernel (input_size_l, units_l), recurrent_kernel (units_l, units_l),
- * bias (units_l). Each layer runs forward, reverse, or both directions (outputs concatenated,
- * forward first); layer l > 0 reads the previous layer's output, (units_{l-1} * directions_{l-1})
- * wide. Outputs are aligned with the input time index: y[b, t] is the state right after the step
- * that read x[b, t], whatever the direction (as in PyTorch and ONNX).
+ * kernel W is (D, G*H), recurrent_kernel R is (H, G*H), bias b and recurrent bias rb are (G*H),
+ * gate g in columns [g*H, (g+1)*H) (act = activation, ract = recurrent_activation). Each layer
+ * runs forward, reverse, or both directions (outputs concatenated, forward first); layer l > 0
+ * reads the previous layer's output, (units_{l-1} * directions_{l-1}) wide, and any cell kinds
+ * may follow each other in one stack. Outputs are aligned with the input time index: y[b, t] is
+ * the state right after the step that read x[b, t], whatever the direction (as in PyTorch and
+ * ONNX).
  *
  * Conventions
  * -----------
@@ -19,8 +32,9 @@
  *   describes it. Nothing here aborts, exits or prints.
  * - Dimensions are int64_t, byte counts size_t. All arrays are dense, row-major (C order), of the
  *   handle's dtype (float or double), and must not overlap the outputs.
- * - A handle is immutable after crnn_rnn_create(): any number of threads may call
- *   crnn_rnn_forward() on one handle at the same time, each with its own workspace.
+ * - A handle is immutable after it is created: any number of threads may call
+ *   crnn_rnn_forward() / crnn_rnn_forward2() on one handle at the same time, each with its own
+ *   workspace.
  * - Ownership: the caller owns every array it passes; no function keeps a pointer to one after
  *   it returns (weights are copied into the handle). The library owns only its handles.
  * - Pure C: no function calls back into Python or takes a lock a caller could hold, so Python
@@ -31,7 +45,13 @@
  * through the installed crnn package without linking (see that header).
  *
  * ABI promise: within one CRNN_VERSION_MAJOR, functions are only added, never changed or removed,
- * and existing enum values and struct layouts keep their meaning.
+ * and existing enum values and struct layouts keep their meaning. So 0.2 added the cell kinds as
+ * new structs and functions (crnn_layer_desc2, crnn_weights2, crnn_rnn_create2,
+ * crnn_rnn_forward2, crnn_rnn_info2) and a new activation constant (CRNN_ACTIVATION_HARD_SIGMOID), leaving
+ * 0.1's crnn_layer_desc, crnn_weights, crnn_rnn_create, crnn_rnn_forward and crnn_rnn_info as
+ * they were: a program written against 0.1 for SimpleRNN stacks compiles and runs unchanged and
+ * computes the same results (its layers are CRNN_CELL_SIMPLE layers of the same core). Handles of
+ * both kinds work with every function taking a crnn_rnn_t.
  */
 #ifndef CRNN_H
 #define CRNN_H
@@ -52,7 +72,7 @@ extern "C" {
 #endif
 
 #define CRNN_VERSION_MAJOR 0
-#define CRNN_VERSION_MINOR 1
+#define CRNN_VERSION_MINOR 2
 #define CRNN_VERSION_PATCH 0
 #define CRNN_VERSION_NUMBER (CRNN_VERSION_MAJOR * 10000 + CRNN_VERSION_MINOR * 100 + CRNN_VERSION_PATCH)
 
@@ -89,6 +109,17 @@ typedef enum {
     CRNN_ACTIVATION_SIGMOID = 2, /* 1 / (1 + exp(-z)) */
     CRNN_ACTIVATION_LINEAR = 3   /* identity */
 } crnn_activation;
+/* Keras 3's hard_sigmoid, min(max(z + 3, 0), 6) / 6 (since 0.2). A constant of the enum's type
+ * rather than a new enumerator, so that a 0.1 program whose switch over crnn_activation lists
+ * every enumerator still compiles under -Wswitch -Werror. */
+#define CRNN_ACTIVATION_HARD_SIGMOID ((crnn_activation)4)
+
+/* Cell kinds (since 0.2). */
+typedef enum {
+    CRNN_CELL_SIMPLE = 0, /* SimpleRNN, 1 gate */
+    CRNN_CELL_LSTM = 1,   /* LSTM, 4 gates i, f, c, o; carries a cell state c */
+    CRNN_CELL_GRU = 2     /* GRU, 3 gates z, r, h */
+} crnn_cell;
 
 typedef enum {
     CRNN_DIRECTION_FORWARD = 0,
@@ -96,14 +127,14 @@ typedef enum {
     CRNN_DIRECTION_BIDIRECTIONAL = 2 /* forward and reverse, outputs concatenated [fwd, rev] */
 } crnn_direction;
 
-/* One layer of a stack. */
+/* One SimpleRNN layer of a stack (0.1; crnn_layer_desc2 describes any cell kind). */
 typedef struct {
     int64_t units;              /* hidden size H of this layer, >= 1 */
     crnn_activation activation;
     crnn_direction direction;
 } crnn_layer_desc;
 
-/* Weights of one (layer, direction), in the caller's memory, dtype of the handle.
+/* Weights of one SimpleRNN (layer, direction), in the caller's memory, dtype of the handle.
  * kernel: (input_size_l, units) row-major; recurrent_kernel: (units, units); bias: (units) or NULL
  * for no bias. input_size_0 is the stack's input size, input_size_l = units_{l-1} * directions_{l-1}. */
 typedef struct {
@@ -111,6 +142,32 @@ typedef struct {
     const void *recurrent_kernel;
     const void *bias;
 } crnn_weights;
+
+/* One layer of any cell kind (since 0.2). */
+typedef struct {
+    crnn_cell cell;
+    int64_t units;                        /* hidden size H, >= 1 */
+    crnn_activation activation;           /* SimpleRNN's activation; LSTM / GRU: the candidate's
+                                             and (LSTM) the cell output's (Keras `activation`) */
+    crnn_activation recurrent_activation; /* LSTM / GRU gates (Keras `recurrent_activation`);
+                                             ignored for SimpleRNN */
+    crnn_direction direction;
+    int reset_after;                      /* GRU: 1 reset after the recurrent product (Keras 3's
+                                             default, PyTorch, ONNX linear_before_reset=1), 0
+                                             before it (Keras reset_after=False); others: 0 */
+} crnn_layer_desc2;
+
+/* Weights of one (layer, direction) of any cell kind (since 0.2), G = gates of the cell:
+ * kernel (input_size_l, G*units), recurrent_kernel (units, G*units), bias (G*units) or NULL,
+ * recurrent_bias (G*units) or NULL, gates in the Keras order of crnn_cell. The two biases add,
+ * except for a GRU with reset_after, where the candidate's recurrent bias is applied inside the
+ * reset (Keras's bias of shape (2, 3*units) is [bias, recurrent_bias]; PyTorch's b_ih, b_hh). */
+typedef struct {
+    const void *kernel;
+    const void *recurrent_kernel;
+    const void *bias;
+    const void *recurrent_bias;
+} crnn_weights2;
 
 /* Opaque, immutable handle. */
 typedef struct crnn_rnn_s crnn_rnn_t;
@@ -142,6 +199,23 @@ typedef struct crnn_rnn_s crnn_rnn_t;
 CRNN_API int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size,
                              int64_t num_layers, const crnn_layer_desc *layers,
                              const crnn_weights *weights);
+
+/*! crnn_rnn_create2() :
+ *  Build a handle for a stack of `num_layers` layers of any cell kinds (since 0.2).
+ *  Same as crnn_rnn_create() but with crnn_layer_desc2 and crnn_weights2 (see them): each layer
+ *  has a cell kind, an activation, a recurrent activation (LSTM, GRU), a direction and, for a
+ *  GRU, where its reset applies. The handle holds the weights, repacked once so that each unit's
+ *  gates sit together, plus one more copy of each recurrent kernel whose (units x G*units) is
+ *  larger than 8 units and at most 64 MiB and not all zeros (the batch-1 panels).
+ *  @return CRNN_OK, or
+ *          CRNN_ERR_NULL_POINTER (out, layers, weights, or a kernel / recurrent_kernel is NULL),
+ *          CRNN_ERR_INVALID_ARGUMENT (dtype, input_size, num_layers, cell, units, activation,
+ *            recurrent_activation, direction or reset_after out of range),
+ *          CRNN_ERR_TOO_LARGE, CRNN_ERR_OUT_OF_MEMORY.
+ *  Thread-safe (no shared state). */
+CRNN_API int crnn_rnn_create2(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size,
+                              int64_t num_layers, const crnn_layer_desc2 *layers,
+                              const crnn_weights2 *weights);
 
 /*! crnn_rnn_free() :
  *  Release a handle and the weights it owns; `rnn` is invalid afterwards. The caller's arrays are
@@ -205,6 +279,21 @@ CRNN_API int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t time
                               const void *x, const int64_t *lengths, const void *const *h0,
                               void *y, void *const *h_n, void *workspace, size_t workspace_size);
 
+/*! crnn_rnn_forward2() :
+ *  crnn_rnn_forward() with the LSTM cell states (since 0.2): `c0` is NULL (all initial cell
+ *  states zero) or an array of one pointer per (layer, direction), ordered like `h0`, each NULL
+ *  (zeros) or a (B, units_l) array; `c_n` is NULL or an array of one pointer per (layer,
+ *  direction), each NULL or a (B, units_l) array receiving that final cell state. Entries of
+ *  layers without a cell state (SimpleRNN, GRU) are ignored. With lengths, a sequence's final
+ *  cell state is the one after its last valid step (its initial state for length 0).
+ *  Every other parameter, the return values and the thread-safety are crnn_rnn_forward()'s.
+ *  crnn_rnn_forward(rnn, B, T, x, lengths, h0, y, h_n, ws, n) is
+ *  crnn_rnn_forward2(rnn, B, T, x, lengths, h0, NULL, y, h_n, NULL, ws, n). */
+CRNN_API int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
+                               const void *x, const int64_t *lengths, const void *const *h0,
+                               const void *const *c0, void *y, void *const *h_n,
+                               void *const *c_n, void *workspace, size_t workspace_size);
+
 /*! crnn_rnn_info() :
  *  Describe a handle: any output pointer may be NULL.
  *  @param rnn             the handle.
@@ -218,6 +307,29 @@ CRNN_API int crnn_rnn_forward(const crnn_rnn_t *rnn, int64_t batch, int64_t time
 CRNN_API int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
                            int64_t *num_layers, crnn_layer_desc *layers_out,
                            int64_t layers_capacity);
+
+/*! crnn_rnn_info2() :
+ *  crnn_rnn_info() with crnn_layer_desc2 descriptors (cell kinds included; since 0.2).
+ *  crnn_rnn_info() on a stack with LSTM or GRU layers fills only their units, activation and
+ *  direction. @return CRNN_OK, or CRNN_ERR_NULL_POINTER (rnn is NULL). Thread-safe. */
+CRNN_API int crnn_rnn_info2(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
+                            int64_t *num_layers, crnn_layer_desc2 *layers_out,
+                            int64_t layers_capacity);
+
+/*! crnn_dense_forward() :
+ *  A dense layer (Keras Dense) on `rows` rows: y = act(x @ kernel + bias) (since 0.2).
+ *  @param dtype      element type of every array.
+ *  @param rows       R >= 0 (0 is a no-op; x and y may then be NULL).
+ *  @param input_size D >= 1; @param units N >= 1.
+ *  @param x          (R, D) input, not modified; @param kernel (D, N); @param bias (N) or NULL.
+ *  @param activation any crnn_activation.
+ *  @param y          (R, N) output, not overlapping the inputs.
+ *  One GEMM (or a plain loop for tiny shapes) and one fused bias + activation pass; nothing is
+ *  allocated. @return CRNN_OK, CRNN_ERR_NULL_POINTER, CRNN_ERR_INVALID_ARGUMENT (dtype, sizes,
+ *  activation), CRNN_ERR_TOO_LARGE (sizes beyond the BLAS's 32-bit integers). Thread-safe. */
+CRNN_API int crnn_dense_forward(crnn_dtype dtype, int64_t rows, int64_t input_size,
+                                int64_t units, const void *x, const void *kernel,
+                                const void *bias, crnn_activation activation, void *y);
 
 /*! crnn_set_num_threads() / crnn_get_num_threads() :
  *  Process-wide number of threads one crnn_rnn_forward() call may use (default 1; the crnn

@@ -52,7 +52,7 @@ extern "C" {
 #endif
 
 /* Version of the table layout below; incremented whenever entries are appended. */
-#define CRNN_CAPI_VERSION 1
+#define CRNN_CAPI_VERSION 2
 /* Full name of the capsule: module crnn._core, attribute _C_API. */
 #define CRNN_CAPI_CAPSULE_NAME "crnn._core._C_API"
 
@@ -77,6 +77,19 @@ typedef struct crnn_capi_table {
     int (*get_num_threads)(void);
     int (*set_blas_threads)(int n);
     int (*get_blas_threads)(void);
+    /* CRNN_CAPI_VERSION 2 (crnn 0.2): the cell kinds and the dense layer. */
+    int (*rnn_create2)(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size,
+                       int64_t num_layers, const crnn_layer_desc2 *layers,
+                       const crnn_weights2 *weights);
+    int (*rnn_forward2)(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
+                        const int64_t *lengths, const void *const *h0, const void *const *c0,
+                        void *y, void *const *h_n, void *const *c_n, void *workspace,
+                        size_t workspace_size);
+    int (*rnn_info2)(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
+                     int64_t *num_layers, crnn_layer_desc2 *layers_out, int64_t layers_capacity);
+    int (*dense_forward)(crnn_dtype dtype, int64_t rows, int64_t input_size, int64_t units,
+                         const void *x, const void *kernel, const void *bias,
+                         crnn_activation activation, void *y);
 } crnn_capi_table;
 
 /* crnn._core itself defines CRNN_CAPI_PROVIDER: it only needs the struct. */
@@ -161,6 +174,10 @@ static CRNN_CAPI_MAYBE_UNUSED int import_crnn(void)
 #  define crnn_get_num_threads (*crnn_capi->get_num_threads)
 #  define crnn_set_blas_threads (*crnn_capi->set_blas_threads)
 #  define crnn_get_blas_threads (*crnn_capi->get_blas_threads)
+#  define crnn_rnn_create2 (*crnn_capi->rnn_create2)
+#  define crnn_rnn_forward2 (*crnn_capi->rnn_forward2)
+#  define crnn_rnn_info2 (*crnn_capi->rnn_info2)
+#  define crnn_dense_forward (*crnn_capi->dense_forward)
 #endif
 
 #endif /* !CRNN_CAPI_PROVIDER */

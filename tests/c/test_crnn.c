@@ -594,7 +594,7 @@ static void test_create_errors(void)
     bad.units = -5;
     CHECK_STATUS(crnn_rnn_create(&rnn, CRNN_DTYPE_FLOAT32, 3, 1, &bad, &t.w), CRNN_ERR_INVALID_ARGUMENT);
     bad = t.layer;
-    bad.activation = (crnn_activation)4;
+    bad.activation = (crnn_activation)99; /* 4 is CRNN_ACTIVATION_HARD_SIGMOID since 0.2 */
     CHECK_STATUS(crnn_rnn_create(&rnn, CRNN_DTYPE_FLOAT32, 3, 1, &bad, &t.w), CRNN_ERR_INVALID_ARGUMENT);
     bad.activation = (crnn_activation)-1;
     CHECK_STATUS(crnn_rnn_create(&rnn, CRNN_DTYPE_FLOAT32, 3, 1, &bad, &t.w), CRNN_ERR_INVALID_ARGUMENT);

@@ -1,0 +1,95 @@
+/* cell_gru.h - the GRU cells, templated on REAL / FN() by rnn_template.h (oneDNN
+ * ref_postgemm_gru / Keras GRUCell). Gates z, r, h per block of units.
+ *
+ * Reset after (Keras 3's default, PyTorch, ONNX linear_before_reset=1): one recurrent product
+ * for all gates into the scratch rows (the candidate's part must stay apart), then per block
+ *   z, r = ract(x W + h R + b),  n = act(x W_h + b_h + r * (h R_h + rb_h)),
+ *   h_t = z * h_{t-1} + (1 - z) * n
+ * Reset before (Keras reset_after=False, ONNX linear_before_reset=0): two phases, because the
+ * candidate's product reads r * h_{t-1} of every unit (the units split meets in between):
+ *   phase 0: z, r = ract(x W + h R_zr + b); rh = r * h_{t-1}
+ *   phase 1: n = act(x W_h + rh R_h + b_h); h_t = z * h_{t-1} + (1 - z) * n
+ * b holds the input and recurrent biases added where they add (rnn.c); rb_h is the
+ * reset-after candidate's recurrent bias. With no previous state (step 0 without h0) the
+ * products are skipped and h_{t-1} reads as zeros. */
+
+static void FN(step_gru)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
+{
+    const int64_t H = a->H, vb = a->vb;
+    int64_t b, j0, k;
+    (void)phase;
+    if (a->prev)
+        FN(product)(a->B, H, 3 * (c1 - c0), a->prev, a->ldp, a->R[0] + 3 * c0, 3 * H,
+                    a->scratch + 3 * c0, 3 * H, a->P[0], 3 * c0, 0);
+    for (b = 0; b < a->B; ++b) {
+        REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
+        const REAL *s = a->scratch + b * 3 * H;
+        const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
+        if (!CRNN__ACTIVE(a, b)) continue;
+        for (j0 = c0; j0 < c1; j0 += vb) {
+            const int64_t len = H - j0 < vb ? H - j0 : vb;
+            REAL *gz = g + 3 * j0, *gr = gz + len, *gh = gr + len;
+            const REAL *sz = s + 3 * j0, *sh = sz + 2 * len;
+            const REAL *bz = a->bias ? a->bias + 3 * j0 : NULL;
+            if (hp)
+                for (k = 0; k < 2 * len; ++k) gz[k] += sz[k];
+            FN(activate)(a->ract, gz, bz, 2 * len);
+            for (k = 0; k < len; ++k) {
+                REAL rec = hp ? sh[k] : (REAL)0;
+                if (a->rbias) rec += a->rbias[j0 + k];
+                gh[k] = (bz ? gh[k] + bz[2 * len + k] : gh[k]) + gr[k] * rec;
+            }
+            FN(activate)(a->act, gh, NULL, len);
+            for (k = 0; k < len; ++k)
+                h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
+        }
+    }
+}
+
+static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
+{
+    const int64_t H = a->H, vb = a->vb;
+    REAL *const cand = a->scratch + 2 * H; /* (r * h) R_h, columns [2H, 3H) of the scratch */
+    int64_t b, j0, k;
+    if (phase == 0) {
+        if (a->prev)
+            FN(product)(a->B, H, 2 * (c1 - c0), a->prev, a->ldp, a->R[0] + 2 * c0, 2 * H,
+                        a->scratch + 2 * c0, 3 * H, a->P[0], 2 * c0, 0);
+        for (b = 0; b < a->B; ++b) {
+            REAL *g = a->gx + b * a->ldg, *rh = a->rh + b * H;
+            const REAL *s = a->scratch + b * 3 * H;
+            const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
+            if (!CRNN__ACTIVE(a, b)) { /* defined values for the next product's row */
+                memset(rh + c0, 0, (size_t)(c1 - c0) * sizeof(REAL));
+                continue;
+            }
+            for (j0 = c0; j0 < c1; j0 += vb) {
+                const int64_t len = H - j0 < vb ? H - j0 : vb;
+                REAL *gz = g + 3 * j0, *gr = gz + len;
+                const REAL *sz = s + 2 * j0;
+                if (hp)
+                    for (k = 0; k < 2 * len; ++k) gz[k] += sz[k];
+                FN(activate)(a->ract, gz, a->bias ? a->bias + 3 * j0 : NULL, 2 * len);
+                for (k = 0; k < len; ++k) rh[j0 + k] = hp ? gr[k] * hp[j0 + k] : (REAL)0;
+            }
+        }
+        return;
+    }
+    if (a->prev)
+        FN(product)(a->B, H, c1 - c0, a->rh, H, a->R[1] + c0, H, cand + c0, 3 * H, a->P[1], c0, 0);
+    for (b = 0; b < a->B; ++b) {
+        REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
+        const REAL *cb = cand + b * 3 * H;
+        const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
+        if (!CRNN__ACTIVE(a, b)) continue;
+        for (j0 = c0; j0 < c1; j0 += vb) {
+            const int64_t len = H - j0 < vb ? H - j0 : vb;
+            REAL *gz = g + 3 * j0, *gh = gz + 2 * len;
+            if (hp)
+                for (k = 0; k < len; ++k) gh[k] += cb[j0 + k];
+            FN(activate)(a->act, gh, a->bias ? a->bias + 3 * j0 + 2 * len : NULL, len);
+            for (k = 0; k < len; ++k)
+                h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
+        }
+    }
+}
