@@ -27,7 +27,11 @@ _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_U
                CRNN__PIPELINE: "pipeline"}
 
 ACTIVATIONS = {"tanh": CRNN_ACTIVATION_TANH, "relu": CRNN_ACTIVATION_RELU,
-               "sigmoid": CRNN_ACTIVATION_SIGMOID, "linear": CRNN_ACTIVATION_LINEAR}
+               "sigmoid": CRNN_ACTIVATION_SIGMOID, "linear": CRNN_ACTIVATION_LINEAR,
+               "hard_sigmoid": CRNN_ACTIVATION_HARD_SIGMOID}
+CELLS = {"simple": CRNN_CELL_SIMPLE, "lstm": CRNN_CELL_LSTM, "gru": CRNN_CELL_GRU}
+#: Gates of each cell kind: the kernels are (D, G*H) and (H, G*H).
+GATES = {"simple": 1, "lstm": 4, "gru": 3}
 DIRECTIONS = {"forward": CRNN_DIRECTION_FORWARD, "reverse": CRNN_DIRECTION_REVERSE,
               "bidirectional": CRNN_DIRECTION_BIDIRECTIONAL}
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
@@ -112,32 +116,59 @@ def as_real_array(value, str name, dtype=None):
     return arr
 
 
+def _per_layer(value, int64_t nl, str name, table) -> list:
+    """``value`` (one for all layers, or a list of one per layer) checked against ``table``."""
+    vals = list(value) if isinstance(value, (list, tuple)) else [value] * nl
+    if len(vals) != nl:
+        raise ValueError(f"{name}: got {len(vals)} entries, expected {nl} (one per layer)")
+    for v in vals:
+        if not isinstance(v, str) or v not in table:
+            raise ValueError(f"{name}: got {v!r}, expected one of {sorted(table)}")
+    return vals
+
+
 cdef class RNN:
-    """Compiled, immutable SimpleRNN stack (a ``crnn_rnn_t`` handle).
+    """Compiled, immutable recurrent stack (a ``crnn_rnn_t`` handle) of any cell kinds.
 
     Parameters
     ----------
     weights : list over layers of lists over directions (1, or 2 when bidirectional) of
-        ``[kernel (D_l, H_l), recurrent_kernel (H_l, H_l), bias (H_l,) or None]``, Keras layout.
-        They are copied: later changes to the arrays do not affect the handle.
-    activation : str or None, or one per layer: "tanh", "relu", "sigmoid", "linear" (None).
+        ``[kernel (D_l, G*H_l), recurrent_kernel (H_l, G*H_l), bias (G*H_l,) or None,
+        recurrent_bias (G*H_l,) or None]`` (the last one or two may be left out), Keras layout and
+        gate order, G the cell's gates (SimpleRNN 1, LSTM 4, GRU 3). The biases add, except a
+        reset-after GRU's candidate recurrent bias, applied inside the reset (Keras's GRU bias
+        (2, 3H) is ``[bias, recurrent_bias]``). They are copied: later changes to the arrays do
+        not affect the handle.
+    cell : "simple", "lstm" or "gru", or one per layer.
+    activation : str or None, or one per layer: "tanh", "relu", "sigmoid", "hard_sigmoid",
+        "linear" (None). LSTM / GRU: the candidate's (and LSTM's output) activation.
+    recurrent_activation : as ``activation``, for the gates of LSTM / GRU layers (default
+        "sigmoid"); ignored for SimpleRNN layers.
     direction : "forward", "reverse" or "bidirectional", or one per layer.
+    reset_after : bool, or one per layer: where a GRU applies its reset (ignored for others).
     dtype : "float32" or "float64".
 
     Calls to :meth:`forward` release the GIL; any number of threads may share one handle.
+    ``__init__`` runs once: a built handle is immutable (a second call raises RuntimeError).
     """
     cdef crnn_rnn_t *_rnn
     cdef readonly object dtype
     cdef readonly list units
+    cdef readonly list cells
     cdef readonly list activations
+    cdef readonly list recurrent_activations
     cdef readonly list directions
+    cdef readonly list reset_after
     cdef readonly int64_t input_size
     cdef readonly int64_t num_layers
     cdef readonly int64_t num_entries
     cdef list _entry_units
+    cdef list _entry_has_c
+    cdef bint _any_c
     cdef int _typenum
     cdef int64_t _output_size
     cdef int64_t _last_ndir
+    cdef list _workspaces
 
     def __cinit__(self):
         self._rnn = NULL
@@ -146,104 +177,139 @@ cdef class RNN:
         crnn_rnn_free(self._rnn)
         self._rnn = NULL
 
-    def __init__(self, weights, *, activation="tanh", direction="forward", dtype="float32"):
-        cdef crnn_layer_desc *descs = NULL
-        cdef crnn_weights *cw = NULL
+    def __init__(self, weights, *, cell="simple", activation="tanh",
+                 recurrent_activation="sigmoid", direction="forward", reset_after=True,
+                 dtype="float32"):
+        cdef crnn_layer_desc2 *descs = NULL
+        cdef crnn_weights2 *cw = NULL
         cdef crnn_rnn_t *handle = NULL
         cdef int status
-        cdef int64_t nl, i, e, d, ndir, in_size, units
+        cdef int64_t nl, i, e, d, ndir, in_size, units, gates, input_size = 0
         cdef crnn_dtype cdt
-        self.dtype = as_dtype(dtype)
-        cdt = CRNN_DTYPE_FLOAT32 if self.dtype == np.float32 else CRNN_DTYPE_FLOAT64
+        if self._rnn != NULL:
+            raise RuntimeError("RNN.__init__: this handle is already built and immutable; "
+                               "create a new RNN instead")
+        dt = as_dtype(dtype)
+        cdt = CRNN_DTYPE_FLOAT32 if dt == np.float32 else CRNN_DTYPE_FLOAT64
         if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
             raise TypeError(f"weights: got {type(weights).__name__}, expected a list over layers")
         nl = len(weights)
         if nl < 1:
             raise ValueError("weights: got 0 layers, expected at least 1")
-        acts = list(activation) if isinstance(activation, (list, tuple)) else [activation] * nl
-        dirs = list(direction) if isinstance(direction, (list, tuple)) else [direction] * nl
-        if len(acts) != nl:
-            raise ValueError(f"activation: got {len(acts)} entries, expected {nl} (one per layer)")
-        if len(dirs) != nl:
-            raise ValueError(f"direction: got {len(dirs)} entries, expected {nl} (one per layer)")
-        acts = ["linear" if a is None else a for a in acts]
-        for a in acts:
-            if not isinstance(a, str) or a not in ACTIVATIONS:
-                raise ValueError(f"activation: got {a!r}, expected one of {sorted(ACTIVATIONS)} or None")
-        for dn in dirs:
-            if not isinstance(dn, str) or dn not in DIRECTIONS:
-                raise ValueError(f"direction: got {dn!r}, expected one of {sorted(DIRECTIONS)}")
+        cells = _per_layer(cell, nl, "cell", CELLS)
+        acts = ["linear" if a is None else a for a in
+                (list(activation) if isinstance(activation, (list, tuple)) else [activation] * nl)]
+        acts = _per_layer(acts, nl, "activation", ACTIVATIONS)
+        racts = ["linear" if a is None else a for a in
+                 (list(recurrent_activation) if isinstance(recurrent_activation, (list, tuple))
+                  else [recurrent_activation] * nl)]
+        racts = _per_layer(racts, nl, "recurrent_activation", ACTIVATIONS)
+        dirs = _per_layer(direction, nl, "direction", DIRECTIONS)
+        resets = list(reset_after) if isinstance(reset_after, (list, tuple)) else [reset_after] * nl
+        if len(resets) != nl:
+            raise ValueError(f"reset_after: got {len(resets)} entries, expected {nl} (one per layer)")
+        for r in resets:
+            if not isinstance(r, (bool, np.bool_)):
+                raise TypeError(f"reset_after: got {r!r}, expected True or False")
 
         # Validate and make every weight contiguous in our dtype; `keep` holds them alive.
         keep = []
-        self.units = []
-        self._entry_units = []
+        layer_units = []
+        entry_units = []
+        entry_has_c = []
         in_size = -1
         for i in range(nl):
             layer = weights[i]
             ndir = 2 if dirs[i] == "bidirectional" else 1
+            gates = GATES[cells[i]]
             if isinstance(layer, np.ndarray) or not hasattr(layer, "__len__") or len(layer) != ndir:
                 raise ValueError(f"weights[{i}]: expected a list of {ndir} direction(s) of "
-                                 f"[kernel, recurrent_kernel, bias] for direction {dirs[i]!r}")
-            layer_units = None
+                                 f"[kernel, recurrent_kernel, bias, recurrent_bias] for direction "
+                                 f"{dirs[i]!r}")
+            lu = None
             for d in range(ndir):
                 w = layer[d]
-                if isinstance(w, np.ndarray) or not hasattr(w, "__len__") or len(w) not in (2, 3):
-                    raise ValueError(f"weights[{i}][{d}]: expected [kernel, recurrent_kernel, bias]")
+                if isinstance(w, np.ndarray) or not hasattr(w, "__len__") or len(w) not in (2, 3, 4):
+                    raise ValueError(f"weights[{i}][{d}]: expected [kernel, recurrent_kernel, bias, "
+                                     "recurrent_bias] (the biases optional)")
                 where = f"weights[{i}][{d}]"
-                k = as_real_array(w[0], where + " kernel", self.dtype)
-                r = as_real_array(w[1], where + " recurrent_kernel", self.dtype)
-                b = None if len(w) < 3 or w[2] is None else as_real_array(w[2], where + " bias", self.dtype)
-                if r.ndim != 2 or r.shape[0] != r.shape[1] or r.shape[0] < 1:
-                    raise ValueError(f"{where} recurrent_kernel: got shape {r.shape}, expected (units, units)")
+                k = as_real_array(w[0], where + " kernel", dt)
+                r = as_real_array(w[1], where + " recurrent_kernel", dt)
+                b = None if len(w) < 3 or w[2] is None else as_real_array(w[2], where + " bias", dt)
+                rb = (None if len(w) < 4 or w[3] is None
+                      else as_real_array(w[3], where + " recurrent_bias", dt))
+                if r.ndim != 2 or r.shape[0] < 1 or r.shape[1] != gates * r.shape[0]:
+                    raise ValueError(f"{where} recurrent_kernel: got shape {r.shape}, expected "
+                                     + ("(units, units)" if gates == 1 else
+                                        f"(units, {gates} * units) for a {cells[i]} layer"))
                 units = r.shape[0]
-                if layer_units is not None and units != layer_units:
-                    raise ValueError(f"{where} recurrent_kernel: got {units} units, expected {layer_units} "
+                if lu is not None and units != lu:
+                    raise ValueError(f"{where} recurrent_kernel: got {units} units, expected {lu} "
                                      f"(both directions of a layer have the same size)")
-                layer_units = units
+                lu = units
                 if i == 0 and d == 0:
                     if k.ndim != 2 or k.shape[0] < 1:
-                        raise ValueError(f"{where} kernel: got shape {k.shape}, expected (input_dim, {units})")
+                        raise ValueError(f"{where} kernel: got shape {k.shape}, expected "
+                                         f"(input_dim, {gates * units})")
                     in_size = k.shape[0]
-                if k.shape != (in_size, units):
-                    raise ValueError(f"{where} kernel: got shape {k.shape}, expected ({in_size}, {units})")
-                if b is not None and b.shape != (units,):
-                    raise ValueError(f"{where} bias: got shape {b.shape}, expected ({units},)")
-                keep.append((np.ascontiguousarray(k), np.ascontiguousarray(r),
-                             None if b is None else np.ascontiguousarray(b)))
-                self._entry_units.append(units)
-            self.units.append(layer_units)
-            if i == 0:
-                self.input_size = in_size
-            in_size = layer_units * ndir
+                    input_size = in_size
+                if k.shape != (in_size, gates * units):
+                    raise ValueError(f"{where} kernel: got shape {k.shape}, expected "
+                                     f"({in_size}, {gates * units})")
+                for arr, nm in ((b, "bias"), (rb, "recurrent_bias")):
+                    if arr is not None and arr.shape != (gates * units,):
+                        raise ValueError(f"{where} {nm}: got shape {arr.shape}, expected "
+                                         f"({gates * units},)")
+                keep.append(tuple(None if a is None else np.ascontiguousarray(a)
+                                  for a in (k, r, b, rb)))
+                entry_units.append(units)
+                entry_has_c.append(cells[i] == "lstm")
+            layer_units.append(lu)
+            in_size = lu * ndir
 
-        self.num_layers = nl
-        self.num_entries = len(keep)
-        self._typenum = cnp.NPY_FLOAT32 if self.dtype == np.float32 else cnp.NPY_FLOAT64
-        self._last_ndir = 2 if dirs[-1] == "bidirectional" else 1
-        self._output_size = self.units[-1] * self._last_ndir
-        self.activations = acts
-        self.directions = dirs
-        descs = <crnn_layer_desc *>PyMem_Malloc(nl * sizeof(crnn_layer_desc))
-        cw = <crnn_weights *>PyMem_Malloc(self.num_entries * sizeof(crnn_weights))
+        descs = <crnn_layer_desc2 *>PyMem_Malloc(nl * sizeof(crnn_layer_desc2))
+        cw = <crnn_weights2 *>PyMem_Malloc(len(keep) * sizeof(crnn_weights2))
         try:
             if descs == NULL or cw == NULL:
                 raise MemoryError("RNN: could not allocate layer descriptors")
             for i in range(nl):
-                descs[i].units = self.units[i]
+                descs[i].cell = CELLS[cells[i]]
+                descs[i].units = layer_units[i]
                 descs[i].activation = ACTIVATIONS[acts[i]]
+                descs[i].recurrent_activation = ACTIVATIONS[racts[i]]
                 descs[i].direction = DIRECTIONS[dirs[i]]
-            for e in range(self.num_entries):
+                descs[i].reset_after = 1 if (cells[i] == "gru" and resets[i]) else 0
+            for e in range(len(keep)):
                 cw[e].kernel = cnp.PyArray_DATA(keep[e][0])
                 cw[e].recurrent_kernel = cnp.PyArray_DATA(keep[e][1])
                 cw[e].bias = NULL if keep[e][2] is None else cnp.PyArray_DATA(keep[e][2])
+                cw[e].recurrent_bias = NULL if keep[e][3] is None else cnp.PyArray_DATA(keep[e][3])
             with nogil:
-                status = crnn_rnn_create(&handle, cdt, self.input_size, nl, descs, cw)
+                status = crnn_rnn_create2(&handle, cdt, input_size, nl, descs, cw)
             _check(status, "RNN")
-            self._rnn = handle
         finally:
             PyMem_Free(descs)
             PyMem_Free(cw)
+        # Only now, with the handle built, does this object describe it.
+        self._rnn = handle
+        self.dtype = dt
+        self.units = layer_units
+        self.cells = cells
+        self.activations = acts
+        self.recurrent_activations = [r if c != "simple" else a
+                                      for r, c, a in zip(racts, cells, acts)]
+        self.directions = dirs
+        self.reset_after = [bool(r) if c == "gru" else False for r, c in zip(resets, cells)]
+        self.input_size = input_size
+        self.num_layers = nl
+        self.num_entries = len(keep)
+        self._entry_units = entry_units
+        self._entry_has_c = entry_has_c
+        self._any_c = any(entry_has_c)
+        self._typenum = cnp.NPY_FLOAT32 if dt == np.float32 else cnp.NPY_FLOAT64
+        self._last_ndir = 2 if dirs[-1] == "bidirectional" else 1
+        self._output_size = layer_units[-1] * self._last_ndir
+        self._workspaces = []
 
     @property
     def num_directions(self):
@@ -260,8 +326,9 @@ cdef class RNN:
         return self.units[-1] * self.num_directions
 
     def __repr__(self):
-        return (f"RNN(input_size={self.input_size}, units={self.units}, activations={self.activations}, "
-                f"directions={self.directions}, dtype={self.dtype.name})")
+        return (f"RNN(input_size={self.input_size}, cells={self.cells}, units={self.units}, "
+                f"activations={self.activations}, directions={self.directions}, "
+                f"dtype={self.dtype.name})")
 
     def plan(self, int64_t batch, int64_t timesteps):
         """How a call of this shape uses threads at the current setting: ``(mode, threads)``.
@@ -283,26 +350,49 @@ cdef class RNN:
                f"workspace_size(batch={batch}, timesteps={timesteps})")
         return size
 
+    cdef object _state_array(self, s, int64_t B, int64_t e, str what):
+        """One (B, units_e) initial state in our dtype, C-contiguous (no copy when it already is)."""
+        if (type(s) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>s) == self._typenum
+                and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>s)
+                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>s)
+                and cnp.PyArray_NDIM(<cnp.ndarray>s) == 2
+                and cnp.PyArray_DIMS(<cnp.ndarray>s)[0] == B
+                and cnp.PyArray_DIMS(<cnp.ndarray>s)[1] == <int64_t>self._entry_units[e]):
+            return s  # fast path: usable as it is
+        sa = as_real_array(s, what, self.dtype)
+        if sa.shape != (B, self._entry_units[e]):
+            raise ValueError(f"{what}: got shape {sa.shape}, expected ({B}, {self._entry_units[e]})")
+        return np.ascontiguousarray(sa)
+
     def forward(self, x, initial_state=None, lengths=None, bint return_sequences=True,
                 bint return_state=False):
         """Run the stack on ``x`` of shape (batch, timesteps, input_size).
 
-        Returns what :func:`crnn.reference.simple_rnn_stack` returns for the same arguments:
-        the output, or ``(output, states)`` when ``return_state``.
+        ``initial_state``: None, or one entry per (layer, direction): None (zeros), a
+        ``(batch, units)`` array, or for an LSTM entry ``[h, c]`` (either may be None). Returns
+        what :func:`crnn.reference.rnn_stack` returns for the same arguments: the output, or
+        ``(output, states)`` when ``return_state``, ``states`` holding one entry per (layer,
+        direction): the final h, or ``[h, c]`` for an LSTM entry.
         """
         cdef int64_t B, T, e
         cdef size_t ws_size = 0
         cdef int status
         cdef const void *stack_h0[_STACK_ENTRIES]
         cdef void *stack_hn[_STACK_ENTRIES]
+        cdef const void *stack_c0[_STACK_ENTRIES]
+        cdef void *stack_cn[_STACK_ENTRIES]
         cdef const void **h0p = stack_h0
         cdef void **hnp = stack_hn
+        cdef const void **c0p = stack_c0
+        cdef void **cnp_ = stack_cn
         cdef const void *xp
         cdef void *yp = NULL
+        cdef void *wsp = NULL
         cdef const int64_t *lp = NULL
-        cdef bint any_h0 = False, any_hn = False, fast = False
+        cdef bint any_h0 = False, any_hn = False, any_c0 = False, any_cn = False, fast = False
         cdef crnn_rnn_t *handle = self._rnn
         cdef cnp.npy_intp dims[3]
+        cdef size_t addr
 
         # Fast path: an ndarray of our dtype, C-contiguous, needs no conversion at all.
         if (type(x) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>x) == self._typenum
@@ -329,32 +419,32 @@ cdef class RNN:
             xa = np.ascontiguousarray(xa, dtype=self.dtype)
 
         h0_keep = None
+        c0_keep = None
         if initial_state is not None:
             if isinstance(initial_state, np.ndarray) and initial_state.ndim == 2 and self.num_entries == 1:
                 initial_state = [initial_state]
             if isinstance(initial_state, (str, bytes)) or not hasattr(initial_state, "__len__") \
                     or len(initial_state) != self.num_entries:
-                raise ValueError(f"initial_state: expected a list of {self.num_entries} arrays "
-                                 f"(one per layer and direction) of shape (batch, units)")
-            h0_keep = []
+                raise ValueError(f"initial_state: expected a list of {self.num_entries} entries "
+                                 f"(one per layer and direction) of arrays (batch, units), [h, c] "
+                                 f"pairs for LSTM layers")
+            h0_keep = [None] * self.num_entries
+            c0_keep = [None] * self.num_entries
             for e in range(self.num_entries):
                 s = initial_state[e]
                 if s is None:
-                    h0_keep.append(None)
                     continue
-                if (type(s) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>s) == self._typenum
-                        and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>s)
-                        and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>s)
-                        and cnp.PyArray_NDIM(<cnp.ndarray>s) == 2
-                        and cnp.PyArray_DIMS(<cnp.ndarray>s)[0] == B
-                        and cnp.PyArray_DIMS(<cnp.ndarray>s)[1] == <int64_t>self._entry_units[e]):
-                    h0_keep.append(s)  # fast path: usable as it is
-                    continue
-                sa = as_real_array(s, f"initial_state[{e}]", self.dtype)
-                if sa.shape != (B, self._entry_units[e]):
-                    raise ValueError(f"initial_state[{e}]: got shape {sa.shape}, "
-                                     f"expected ({B}, {self._entry_units[e]})")
-                h0_keep.append(np.ascontiguousarray(sa))
+                if self._entry_has_c[e]:
+                    if isinstance(s, np.ndarray) or not isinstance(s, (list, tuple)) or len(s) != 2:
+                        raise ValueError(f"initial_state[{e}]: got {type(s).__name__}, expected "
+                                         f"[h, c] (two arrays ({B}, {self._entry_units[e]}) or "
+                                         f"None) for an LSTM layer")
+                    if s[0] is not None:
+                        h0_keep[e] = self._state_array(s[0], B, e, f"initial_state[{e}][0]")
+                    if s[1] is not None:
+                        c0_keep[e] = self._state_array(s[1], B, e, f"initial_state[{e}][1]")
+                else:
+                    h0_keep[e] = self._state_array(s, B, e, f"initial_state[{e}]")
 
         len_keep = None
         if lengths is not None:
@@ -374,43 +464,73 @@ cdef class RNN:
             dims[2] = self._output_size
             y = cnp.PyArray_EMPTY(3, dims, self._typenum, 0)
             yp = cnp.PyArray_DATA(y)
-        # Final states: all of them for return_state, the last layer's for a last-step output.
+        # Final states: all of them for return_state, the last layer's h for a last-step output.
         first_state = 0 if return_state else (self.num_entries if return_sequences
                                               else self.num_entries - self._last_ndir)
         states = [None] * self.num_entries
+        cstates = [None] * self.num_entries
         dims[0] = B
         for e in range(first_state, self.num_entries):
             dims[1] = self._entry_units[e]
             states[e] = cnp.PyArray_EMPTY(2, dims, self._typenum, 0)
+            if return_state and self._entry_has_c[e]:
+                cstates[e] = cnp.PyArray_EMPTY(2, dims, self._typenum, 0)
+
+        # Scratch memory from this handle's pool (shared by the threads calling it: taken and
+        # returned with the GIL held), so a stream of small calls allocates none.
+        ws = None
+        if ws_size <= _POOLED_WORKSPACE_MAX:
+            pool = self._workspaces
+            while pool:
+                cand = pool.pop()
+                if cand.nbytes >= ws_size + 64:
+                    ws = cand
+                    break
+            if ws is None:
+                ws = np.empty(max(ws_size, 4096) + 64, np.uint8)
+            addr = <size_t>cnp.PyArray_DATA(ws)
+            wsp = <void *>((addr + 63) & ~(<size_t>63))
 
         if self.num_entries > _STACK_ENTRIES:
             h0p = <const void **>PyMem_Malloc(self.num_entries * sizeof(void *))
             hnp = <void **>PyMem_Malloc(self.num_entries * sizeof(void *))
+            c0p = <const void **>PyMem_Malloc(self.num_entries * sizeof(void *))
+            cnp_ = <void **>PyMem_Malloc(self.num_entries * sizeof(void *))
         try:
-            if h0p == NULL or hnp == NULL:
+            if h0p == NULL or hnp == NULL or c0p == NULL or cnp_ == NULL:
                 raise MemoryError("forward: could not allocate state pointers")
             for e in range(self.num_entries):
+                h0p[e] = NULL
+                c0p[e] = NULL
+                hnp[e] = NULL
+                cnp_[e] = NULL
                 if h0_keep is not None and h0_keep[e] is not None:
                     h0p[e] = cnp.PyArray_DATA(h0_keep[e])
                     any_h0 = True
-                else:
-                    h0p[e] = NULL
+                if c0_keep is not None and c0_keep[e] is not None:
+                    c0p[e] = cnp.PyArray_DATA(c0_keep[e])
+                    any_c0 = True
                 if states[e] is not None:
                     hnp[e] = cnp.PyArray_DATA(states[e])
                     any_hn = True
-                else:
-                    hnp[e] = NULL
+                if cstates[e] is not None:
+                    cnp_[e] = cnp.PyArray_DATA(cstates[e])
+                    any_cn = True
             xp = cnp.PyArray_DATA(<cnp.ndarray>xa)
             with nogil:
-                status = crnn_rnn_forward(handle, B, T, xp, lp, h0p if any_h0 else NULL,
-                                          yp, hnp if any_hn else NULL, NULL, 0)
+                status = crnn_rnn_forward2(handle, B, T, xp, lp, h0p if any_h0 else NULL,
+                                           c0p if any_c0 else NULL, yp, hnp if any_hn else NULL,
+                                           cnp_ if any_cn else NULL, wsp, ws_size)
             if status != CRNN_OK:
                 _check(status, f"forward(x of shape {(B, T, self.input_size)})")
         finally:
             if h0p != stack_h0:
                 PyMem_Free(h0p)
-            if hnp != stack_hn:
                 PyMem_Free(hnp)
+                PyMem_Free(c0p)
+                PyMem_Free(cnp_)
+            if ws is not None and len(self._workspaces) < _POOLED_WORKSPACES:
+                self._workspaces.append(ws)
 
         if return_sequences:
             out = y
@@ -420,7 +540,54 @@ cdef class RNN:
                 out = out.copy()  # never hand out one array as both output and state
         else:
             out = np.concatenate(states[-2:], axis=1)
-        return (out, states) if return_state else out
+        if not return_state:
+            return out
+        if self._any_c:
+            states = [[h, c] if has_c else h
+                      for h, c, has_c in zip(states, cstates, self._entry_has_c)]
+        return out, states
+
+
+#: Workspaces up to this size are kept (per handle) for the next call; larger ones are left to
+#: the C core, which allocates and frees them inside the call.
+_POOLED_WORKSPACE_MAX = 16 << 20
+#: ... and at most this many per handle (one per thread calling it at once, up to this).
+_POOLED_WORKSPACES = 4
+
+
+def dense_forward(x, kernel, bias, str activation="linear"):
+    """``activation(x @ kernel + bias)`` on the rows of ``x`` ``(rows, D)`` (a Keras Dense).
+
+    ``kernel`` is ``(D, N)``, ``bias`` ``(N,)`` or None, all of one dtype (float32 / float64,
+    C-contiguous: the caller's layer keeps them so); ``x`` is cast to it. Returns ``(rows, N)``.
+    """
+    cdef int64_t rows, din, units
+    cdef int status
+    cdef crnn_dtype cdt
+    cdef crnn_activation act
+    cdef const void *xp
+    cdef const void *kp
+    cdef const void *bp = NULL
+    cdef void *yp
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: got {activation!r}, expected one of {sorted(ACTIVATIONS)}")
+    act = ACTIVATIONS[activation]
+    dt = kernel.dtype
+    cdt = CRNN_DTYPE_FLOAT32 if dt == np.float32 else CRNN_DTYPE_FLOAT64
+    xa = np.ascontiguousarray(as_real_array(x, "x"), dtype=dt)
+    if xa.ndim != 2 or xa.shape[1] != kernel.shape[0]:
+        raise ValueError(f"x: got shape {xa.shape}, expected (rows, {kernel.shape[0]})")
+    rows, din, units = xa.shape[0], kernel.shape[0], kernel.shape[1]
+    y = np.empty((rows, units), dt)
+    xp = cnp.PyArray_DATA(xa)
+    kp = cnp.PyArray_DATA(kernel)
+    if bias is not None:
+        bp = cnp.PyArray_DATA(bias)
+    yp = cnp.PyArray_DATA(y)
+    with nogil:
+        status = crnn_dense_forward(cdt, rows, din, units, xp, kp, bp, act, yp)
+    _check(status, f"dense(x of shape {(rows, din)}, units={units})")
+    return y
 
 
 # ------------------------------------------------------------------------------------------------
@@ -444,6 +611,10 @@ cdef extern from *:
         .rnn_workspace_size = crnn_rnn_workspace_size,
         .rnn_forward = crnn_rnn_forward,
         .rnn_info = crnn_rnn_info,
+        .rnn_create2 = crnn_rnn_create2,
+        .rnn_forward2 = crnn_rnn_forward2,
+        .rnn_info2 = crnn_rnn_info2,
+        .dense_forward = crnn_dense_forward,
         .set_num_threads = crnn_set_num_threads,
         .get_num_threads = crnn_get_num_threads,
         .set_blas_threads = crnn_set_blas_threads,
