@@ -14,9 +14,10 @@ Mirrors ``tensorflow.keras.models.Sequential`` for inference::
     y = model.predict(x)          # x: (batch, timesteps) integer token ids -> y: (batch, 1)
     model.save("classifier.crnn")
 
-Runs of stacked recurrent layers (SimpleRNN, and Bidirectional SimpleRNN)
-execute in one call into the C core (one compiled handle for the whole run,
-no Python between layers), masks included.  Masks propagate as in Keras.
+Runs of stacked recurrent layers (SimpleRNN, LSTM, GRU, and Bidirectional
+around any of them, mixed freely) execute in one call into the C core (one
+compiled handle for the whole run, no Python between layers), masks
+included.  Masks propagate as in Keras.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from operator import attrgetter
 
 from . import _core
 from . import layers as _layers
-from .layers import Bidirectional, InputLayer, Layer, SimpleRNN, unique_name
+from .layers import RNN, WEIGHTS_LOCK, Bidirectional, InputLayer, Layer, unique_name
+from .layers.rnn.rnn import _core_state, _layer_states
 
 __all__ = ["Sequential", "load_model"]
 
@@ -49,12 +50,9 @@ _NOT_BUILT = ("This model has not yet been built. Build the model first by calli
 # --------------------------------------------------------------------------- #
 # A run of stacked recurrent layers, executed as one C call
 # --------------------------------------------------------------------------- #
-_get_states = attrgetter("_states")
-
-
 def _fusable(layer: Layer) -> bool:
     """Can ``layer`` be one entry of a fused stack (one ``crnn._core.RNN`` call)?"""
-    if type(layer) is SimpleRNN:
+    if isinstance(layer, RNN):
         return layer.built and not layer.go_backwards and not layer.return_state
     if type(layer) is Bidirectional:
         return layer._fusable() and not layer.return_state and layer.merge_mode is not None
@@ -68,39 +66,41 @@ def _can_follow(prev: Layer, layer: Layer) -> bool:
 
 
 class _FusedRun:
-    """Consecutive recurrent layers as one compiled stack (per-layer direction lists).
+    """Consecutive recurrent layers, of any cell kinds, as one compiled stack.
 
     Layer ``l > 0`` reads layer ``l - 1``'s full output, exactly what the
     layers do one by one; a mask becomes per-sequence lengths (or a
     compaction of the input) once, for the whole stack.  Stateful layers
-    pass their kept states in and get the final states back.
+    pass their kept states in and get the final states back. Built (by the
+    model, under the weights lock) from the layers' current weights.
     """
 
     __slots__ = ("handle", "layers", "subs", "last", "rs", "zero_masked", "stateful",
                  "all_stateful", "lock", "units_last", "dim", "merge")
 
     def __init__(self, layers: List[Layer]) -> None:
-        weights, acts, dirs, subs = [], [], [], []
+        weights, subs = [], []
+        kw: Dict[str, list] = {}
         for layer in layers:
             if type(layer) is Bidirectional:
-                fwd, bwd = layer.forward_layer, layer.backward_layer
-                weights.append([list(fwd._weights), list(bwd._weights)])
-                acts.append(fwd.activation or "linear")
-                dirs.append("bidirectional")
-                subs += [fwd, bwd]
+                weights.append(layer._core_entries())
+                dirs = "bidirectional"
+                subs += [layer.forward_layer, layer.backward_layer]
             else:
-                weights.append([list(layer._weights)])
-                acts.append(layer.activation or "linear")
-                dirs.append("forward")
+                weights.append([layer.cell.core_entry(layer._weights)])
+                dirs = "forward"
                 subs.append(layer)
-        self.handle = _core.RNN(weights, activation=acts, direction=dirs, dtype=layers[0].dtype)
+            for k, v in dict(layer._core_kwargs(), direction=dirs).items():
+                kw.setdefault(k, []).append(v)
+        self.handle = _core.RNN(weights, dtype=layers[0].dtype, **kw)
         self.layers = list(layers)
         self.subs = subs
         last = layers[-1]
         self.last = last
         self.rs = last.return_sequences
         bidir = type(last) is Bidirectional
-        self.zero_masked = True if bidir else last.zero_output_for_mask
+        # Keras: inside Bidirectional, masked steps of returned sequences are zero
+        self.zero_masked = self.rs if bidir else last.zero_output_for_mask
         self.merge = last.merge_mode if bidir and last.merge_mode != "concat" else None
         self.units_last = last.units
         self.stateful = any(s.stateful for s in subs)
@@ -115,26 +115,15 @@ class _FusedRun:
             if not self.stateful:
                 out = self.handle.forward(x, None, None, self.rs, False)  # validates x itself
             elif self.all_stateful and type(x) is np.ndarray and x.ndim == 3:
-                # Streaming fast path: every layer keeps a state of this batch size.
+                # Streaming fast path: every layer keeps states of this batch size.
                 batch = x.shape[0]
-                subs = self.subs
-                if len(subs) == 1:
-                    s0 = subs[0]
-                    with self.lock:
-                        st = s0._states
-                        if st is not None and st.shape[0] == batch:
-                            out, states = self.handle.forward(x, (st,), None, self.rs, True)
-                            s0._states = states[0]
-                else:
-                    with self.lock:
-                        init = list(map(_get_states, subs))
-                        for st in init:
-                            if st is None or st.shape[0] != batch:
-                                break
-                        else:
-                            out, states = self.handle.forward(x, init, None, self.rs, True)
-                            for s, st in zip(subs, states):
-                                s._states = st
+                with self.lock:
+                    init = [s._states for s in self.subs]
+                    if all(st is not None and st[0].shape[0] == batch for st in init):
+                        out, states = self.handle.forward(x, [_core_state(st) for st in init],
+                                                          None, self.rs, True)
+                        for s, st in zip(self.subs, states):
+                            s._states = _layer_states(st)
         if out is None:
             out = self._call_general(x, mask)
         if self.merge is not None:
@@ -152,12 +141,12 @@ class _FusedRun:
             return _layers._run_recurrent(self.handle, xa, None, m, self.rs, False,
                                           self.zero_masked)[0]
         with self.lock:
-            init = [s._kept_state(batch) if s.stateful else None for s in self.subs]
+            init = [_core_state(s._kept_state(batch)) if s.stateful else None for s in self.subs]
             out, states = _layers._run_recurrent(self.handle, xa, init, m, self.rs, True,
                                                  self.zero_masked)
             for s, st in zip(self.subs, states):
                 if s.stateful:
-                    s._states = st
+                    s._states = _layer_states(st)
         return out
 
 
@@ -547,9 +536,10 @@ class Sequential:
             prepared.append(p)
             width = layer._output_width(p, width)
             pos += n
-        for layer, p in zip(self._layers, prepared):
-            layer._store_prepared(p)
-        self._changed()
+        with WEIGHTS_LOCK:  # every layer at once: no call sees some old and some new weights
+            for layer, p in zip(self._layers, prepared):
+                layer._store_prepared(p)
+            self._changed()
 
     @property
     def stateful(self) -> bool:
@@ -567,32 +557,36 @@ class Sequential:
         """Steps of a call: ``step(x, mask) -> (output, mask)``.
 
         A step is one layer, or a run of consecutive recurrent layers fused
-        into one compiled stack (:class:`_FusedRun`): SimpleRNN layers
-        (forward, single output) and Bidirectional SimpleRNN layers, of one
+        into one compiled stack (:class:`_FusedRun`): recurrent layers of any
+        cell kind (forward, single output) and Bidirectional ones, of one
         dtype, each but the last returning sequences (and, but the last,
-        merging by concatenation).  Cached per layer weight version.
+        merging by concatenation).  Every step is bound to the weights its
+        layers held when the plan was made, under the weights lock, so a call
+        runs wholly on weights from before or after any ``set_weights``.
+        Cached per weights epoch.
         """
-        key = _layers._EPOCH[0]
         plan = self._plan
-        if plan is not None and plan[0] == key:
+        if plan is not None and plan[0] == _layers._EPOCH[0]:
             return plan[1]
-        steps: list = []
-        run: List[Layer] = []
+        with WEIGHTS_LOCK:
+            key = _layers._EPOCH[0]
+            steps: list = []
+            run: List[Layer] = []
 
-        def flush() -> None:
-            if run:
-                steps.append(_FusedRun(list(run)))
-            run.clear()
+            def flush() -> None:
+                if run:
+                    steps.append(_FusedRun(list(run)))
+                run.clear()
 
-        for layer in self._layers:
-            fusable = _fusable(layer)
-            if run and not (fusable and _can_follow(run[-1], layer)):
-                flush()
-            if fusable:
-                run.append(layer)
-            else:
-                steps.append(layer._call_masked)
-        flush()
+            for layer in self._layers:
+                fusable = _fusable(layer)
+                if run and not (fusable and _can_follow(run[-1], layer)):
+                    flush()
+                if fusable:
+                    run.append(layer)
+                else:
+                    steps.append(layer._bound_call())
+            flush()
         self._plan = (key, steps)
         return steps
 

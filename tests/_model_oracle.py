@@ -6,7 +6,8 @@ follows Keras semantics written out the plain way, one sequence at a time:
 - masks: a recurrent layer runs ``crnn.reference.simple_rnn`` over each sequence's *valid* steps
   only (in processing order), so a masked step leaves the state unchanged; the output at a masked
   step repeats the previous output (zeros before the first valid step), or is zero with
-  ``zero_output`` (what Keras forces inside ``Bidirectional`` when returning sequences);
+  ``zero_output`` (Keras ``zero_output_for_mask``, which it forces inside ``Bidirectional`` when
+  returning sequences): the last output is then zero when the last processed step is masked;
 - ``go_backwards`` returns the sequence in processing (reversed) order;
 - ``Bidirectional`` re-reverses the backward sequence, then merges;
 - Dense / Activation / Embedding / Masking are one line of NumPy each.
@@ -96,7 +97,9 @@ def ref_rnn(x, weights, mask=None, *, activation="tanh", go_backwards=False,
                 outs[i, p] = prev
             else:
                 outs[i, p] = 0.0 if zero_output else prev
-        last[i] = prev
+        # Keras returns the last processed step's output: with zero_output, zero when that step
+        # is masked (checked against Keras 3 in test_interop_keras.py)
+        last[i] = 0.0 if zero_output and mask is not None and not mask[i, order[-1]] else prev
     return (outs if return_sequences else last), h_n
 
 

@@ -33,16 +33,8 @@ def _rnn_weights(rng, d, h, dtype, act, bias=True):
 # ---------------------------------------------------------------------------------------------
 # Dense
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(params=["core", "numpy"])
-def dense_path(request, monkeypatch):
-    """Dense runs in the C core up to Dense.C_MAX_UNITS units, in NumPy above: test both."""
-    if request.param == "numpy":
-        monkeypatch.setattr(crnn.Dense, "C_MAX_UNITS", 0)
-    return request.param
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"], ids=DT_IDS.get)
-def test_dense_matches_numpy(dtype, dense_path, rng):
+def test_dense_matches_numpy(dtype, rng):
     D, U = 7, 5
     for act, use_bias, shape in itertools.product(DENSE_ACTS, (True, False),
                                                   [(4, D), (3, 6, D), (2, 3, 2, D), (0, D)]):
@@ -66,7 +58,7 @@ def test_dense_matches_numpy(dtype, dense_path, rng):
                  derived_tol(np.float32, D, 1, 3), "int input", np.float32)
 
 
-def test_dense_softmax_sigmoid_extremes(dense_path):
+def test_dense_softmax_sigmoid_extremes():
     layer = crnn.Dense(3, activation="softmax", input_dim=1)
     layer.set_weights([np.array([[1.0, -1.0, 0.0]]), np.zeros(3)])
     with warnings.catch_warnings():
@@ -84,7 +76,7 @@ def test_dense_softmax_sigmoid_extremes(dense_path):
     assert np.isnan(crnn.Activation("tanh")(np.array([np.nan]))[0])
 
 
-def test_dense_build_init_and_params(dense_path, rng):
+def test_dense_build_init_and_params(rng):
     d = crnn.Dense(4, input_shape=(10,), seed=3)
     assert d.built and d.count_params() == 10 * 4 + 4
     k, b = d.get_weights()
@@ -357,7 +349,7 @@ def test_bidirectional_fused_equals_pair(rng):
         bi = crnn.Bidirectional(crnn.SimpleRNN(H, return_sequences=rs, return_state=True),
                                 input_shape=(T, D))
         fused = bi(x, mask=m)
-        pair = bi._call_pair(x, None, None, m)
+        pair = bi._call_pair(None, x, None, None, m)
         for f, p in zip(fused, pair):
             assert_close(f, p, derived_tol(np.float32, D + H, T), f"rs={rs} {mk}")
 
@@ -387,5 +379,5 @@ def test_layers_pickle_and_config_round_trip(rng):
     assert not again.built
     again = pickle.loads(pickle.dumps(emb))
     assert again(ids).tobytes() == first.tobytes()
-    with pytest.raises(ValueError, match=r"class_name.*'LSTM'"):
-        L.deserialize({"class_name": "LSTM", "config": {}})
+    with pytest.raises(ValueError, match=r"class_name.*'ConvLSTM1D'"):
+        L.deserialize({"class_name": "ConvLSTM1D", "config": {}})

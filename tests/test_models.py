@@ -268,8 +268,9 @@ def test_whole_model_weights_and_config(rng):
     assert c.get_config()["layers"] == cfg["layers"]
     c.set_weights(a.get_weights())
     assert c(ids).tobytes() == a(ids).tobytes()
-    with pytest.raises(ValueError, match=r"'GRU'"):
-        crnn.Sequential.from_config({"name": "m", "layers": [{"class_name": "GRU", "config": {}}]})
+    with pytest.raises(ValueError, match=r"'ConvLSTM1D'"):
+        crnn.Sequential.from_config({"name": "m", "layers": [{"class_name": "ConvLSTM1D",
+                                                              "config": {}}]})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -217,8 +217,8 @@ def test_rejects_bad_config(good):
     _load_fails(with_cfg(dict(cfg, format_version="1")), r"format_version")
     _load_fails(with_cfg(dict(cfg, class_name="Functional")), r"class_name.*'Functional'")
     bad = copy.deepcopy(cfg)
-    bad["config"]["layers"][1]["class_name"] = "LSTM"
-    _load_fails(with_cfg(bad), r"class_name.*'LSTM'")
+    bad["config"]["layers"][1]["class_name"] = "ConvLSTM1D"
+    _load_fails(with_cfg(bad), r"class_name.*'ConvLSTM1D'")
     bad = copy.deepcopy(cfg)
     bad["config"]["layers"][1]["class_name"] = "__import__"
     _load_fails(with_cfg(bad), r"'__import__'")

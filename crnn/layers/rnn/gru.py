@@ -1,0 +1,144 @@
+"""Keras ``GRU``: the gated recurrent unit (gates z, r, h), reset after or before."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+
+from ..arguments import ArrayLike, _reject_unknown_kwargs
+from .cells import CellSpec
+from .rnn import RNN
+
+__all__ = ["GRU"]
+
+
+class GRU(RNN):
+    """Gated recurrent unit (Keras ``GRU``, Cho et al. 2014).
+
+    Each step, gates z, r, h (Keras order), ``ract`` the recurrent activation::
+
+        z = ract(x_t @ W_z + b_z + h_{t-1} @ R_z + rb_z),  r likewise
+        reset_after=True:   n = activation(x_t @ W_h + b_h + r * (h_{t-1} @ R_h + rb_h))
+        reset_after=False:  n = activation(x_t @ W_h + b_h + (r * h_{t-1}) @ R_h)
+        h_t = z * h_{t-1} + (1 - z) * n
+
+    ``reset_after=True`` is Keras 3's default, PyTorch's ``nn.GRU`` and ONNX's
+    ``linear_before_reset=1``; its bias is ``(2, 3*units)``: the input bias ``b`` and the
+    recurrent bias ``rb``. ``reset_after=False`` has one bias ``(3*units,)``.
+
+    Parameters
+    ----------
+    units : int
+        Size of the hidden state (the output width).
+    activation : {"tanh", "relu", "sigmoid", "hard_sigmoid", "linear"} or None, default "tanh"
+        Of the candidate n; ``None`` means linear.
+    recurrent_activation : same choices, default "sigmoid"
+        Of the gates z and r.
+    use_bias : bool, default True
+    reset_after : bool, default True
+        Apply the reset gate after the recurrent product (see above).
+    return_sequences : bool, default False
+        Return every step ``(batch, timesteps, units)`` instead of the last
+        ``(batch, units)``.
+    return_state : bool, default False
+        Return ``[output, final_state]``.
+    go_backwards : bool, default False
+        Process the sequence from its last step to its first; as in Keras,
+        a returned sequence is in processing (reversed) order.
+    stateful : bool, default False
+        Keep the final state of each sequence in the batch as the initial
+        state of the same position in the next call.  Needs a fixed batch
+        size (``batch_input_shape`` or ``batch_size``; otherwise the first
+        call's).
+    input_shape : tuple, optional
+        ``(timesteps, input_dim)``; ``timesteps`` may be None.
+    batch_input_shape : tuple, optional
+        Keras 2 spelling ``(batch, timesteps, input_dim)``.
+    input_length, input_dim : int, optional
+        Keras 2 spelling of ``input_shape=(input_length, input_dim)``.
+    batch_size : int, optional
+        Fixed batch size, used with ``input_shape`` (as in Keras).
+    dropout, recurrent_dropout : float in [0, 1], default 0
+        Accepted for Keras compatibility.  Dropout only acts in training,
+        which crnn does not do, so inference ignores them, as Keras does.
+    zero_output_for_mask : bool, default False
+        Keras RNN option: with a mask, output zeros (instead of repeating the
+        previous output) at masked steps (and, without ``return_sequences``,
+        when the last step is masked).  :class:`Bidirectional` sets it on its
+        two layers when they return sequences, as Keras does.
+    weights : list of arrays, optional
+        Initial weights ``[kernel (input_dim, 3*units), recurrent_kernel (units, 3*units), bias]`` (Keras ``weights=``).
+    trainable : bool, default True
+        Only affects :meth:`~crnn.models.Sequential.summary`'s counts.
+    dtype : {"float32", "float64"}, default "float32"
+        Dtype of the weights, the computation and the outputs.
+    seed : int or numpy.random.Generator, optional
+        Seed of the initial weights (Keras defaults: ``glorot_uniform``
+        kernel, ``orthogonal`` recurrent kernel, zero bias).
+    name : str, optional
+        Default: ``"gru"``, ``"gru_1"``, ... in creation order.
+
+    Notes
+    -----
+    The weights are created as soon as ``input_dim`` is known: at
+    construction if the input shape gives it, otherwise when a
+    :class:`~crnn.models.Sequential` propagates shapes, on :meth:`build`, on
+    :meth:`set_weights` or on the first call.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crnn.layers import GRU
+    >>> layer = GRU(3, input_shape=(2, 10), seed=0)
+    >>> layer.count_params()          # 3 * (10*3 + 3*3 + 2*3)
+    135
+    >>> layer(np.ones((8, 2, 10))).shape
+    (8, 3)
+    """
+
+    _name_prefix = "gru"
+    _cell_defaults = {"recurrent_activation": "sigmoid", "reset_after": True}
+    _overridable = RNN._common_keys + tuple(_cell_defaults)
+
+    def __init__(
+        self,
+        units: int,
+        activation: Optional[str] = "tanh",
+        recurrent_activation: Optional[str] = "sigmoid",
+        use_bias: bool = True,
+        reset_after: bool = True,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        stateful: bool = False,
+        input_shape: Optional[Sequence[Optional[int]]] = None,
+        batch_input_shape: Optional[Sequence[Optional[int]]] = None,
+        input_length: Optional[int] = None,
+        input_dim: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        dtype: Union[str, np.dtype, type] = "float32",
+        seed: Optional[int] = None,
+        name: Optional[str] = None,
+        zero_output_for_mask: bool = False,
+        weights: Optional[Sequence[ArrayLike]] = None,
+        trainable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        _reject_unknown_kwargs(self, kwargs)
+        super().__init__(
+            units, activation=activation, use_bias=use_bias, return_sequences=return_sequences,
+            return_state=return_state, go_backwards=go_backwards, stateful=stateful,
+            input_shape=input_shape, batch_input_shape=batch_input_shape,
+            input_length=input_length, input_dim=input_dim, batch_size=batch_size,
+            dropout=dropout, recurrent_dropout=recurrent_dropout, dtype=dtype, seed=seed,
+            name=name, zero_output_for_mask=zero_output_for_mask, weights=weights,
+            trainable=trainable,
+            recurrent_activation=recurrent_activation, reset_after=reset_after)
+
+    @classmethod
+    def _cell_for(cls, options: Dict[str, Any]) -> CellSpec:
+        return CellSpec("gru", options.get("activation", "tanh"),
+                        options.get("recurrent_activation", "sigmoid"),
+                        reset_after=bool(options.get("reset_after", True)))
