@@ -19,6 +19,7 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -560,6 +561,211 @@ def _onnx_bytes():
                 return f.read()
         except Exception as err:  # noqa: BLE001 - the exporter is still being finished (issue 5)
             pytest.skip(f"crnn.to_onnx does not produce a file here yet: {type(err).__name__}: {err}")
+
+
+def _onnx_model(nodes, outputs, inits=(), inputs=(), opset=17) -> bytes:
+    from onnx import helper as oh, numpy_helper
+    g = oh.make_graph(nodes, "g", [oh.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+                      [oh.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+                      [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def _nested_graph_attributes(depth: int) -> bytes:
+    """A model whose node holds a graph attribute holding a node holding a graph ... (raw
+    protobuf, built without recursion: no protobuf library serialises this deep)."""
+    from crnn.interop import _protobuf as pb
+    graph = b""
+    for _ in range(depth):
+        attr = pb.encode({"name": "body", "type": 5}, pb.ATTRIBUTE) + \
+            pb._key(6, 2) + pb._enc_varint(len(graph)) + graph
+        node = pb.encode({"op_type": "If", "input": ["c"], "output": ["y"]}, pb.NODE) + \
+            pb._key(5, 2) + pb._enc_varint(len(attr)) + attr
+        graph = pb._key(1, 2) + pb._enc_varint(len(node)) + node
+    return pb.encode({"ir_version": 8, "opset_import": [{"domain": "", "version": 17}]}, pb.MODEL) \
+        + pb._key(7, 2) + pb._enc_varint(len(graph)) + graph
+
+
+def onnx_hostile_files():
+    """Small ONNX files that ask the loader for huge tensors, huge work or deep recursion.
+
+    Name -> (bytes, a regular expression the OnnxError message must match)."""
+    from onnx import TensorProto as TP
+    from onnx import helper as oh
+    one = np.ones(1, np.float32)
+    f, i64 = TP.FLOAT, TP.INT64
+    many = []
+    for k in range(64):   # each tensor within MAX_FOLD_ELEMENTS, all of them not
+        many += [oh.make_node("Expand", ["one", "shape"], [f"e{k}"]),
+                 oh.make_node("ReduceSum", [f"e{k}"], [f"s{k}"], keepdims=0)]
+    many.append(oh.make_node("Sum", [f"s{k}" for k in range(64)], ["y"]))
+    big_dims = _empty_tensor("w", [2**32, 2**32])
+    return {
+        "expand_2_33_then_reduce": (_onnx_model(
+            [oh.make_node("Expand", ["one", "shape"], ["e"]),
+             oh.make_node("ReduceSum", ["e"], ["y"], keepdims=0)],
+            [("y", f, [])], {"one": one, "shape": np.array([2**33])}), "MAX_FOLD_ELEMENTS"),
+        "constant_of_shape_2_40": (_onnx_model(
+            [oh.make_node("ConstantOfShape", ["shape"], ["y"])], [("y", f, None)],
+            {"shape": np.array([2**40])}), "MAX_FOLD_ELEMENTS"),
+        "range_2_40": (_onnx_model(
+            [oh.make_node("Range", ["a", "b", "c"], ["y"])], [("y", i64, None)],
+            {"a": np.array(0), "b": np.array(2**40), "c": np.array(1)}), "MAX_FOLD_ELEMENTS"),
+        "broadcast_add_2_27": (_onnx_model(
+            [oh.make_node("Add", ["a", "b"], ["y"])], [("y", f, None)],
+            {"a": np.zeros((8192, 1), np.float32), "b": np.zeros((1, 16384), np.float32)}),
+            "MAX_FOLD_ELEMENTS"),
+        "gather_2_27": (_onnx_model(
+            [oh.make_node("Gather", ["a", "i"], ["y"])], [("y", f, None)],
+            {"a": np.zeros((1, 16384), np.float32), "i": np.zeros(8192, np.int64)}),
+            "MAX_FOLD_ELEMENTS"),
+        "matmul_of_expands_2_39_flops": (_onnx_model(
+            [oh.make_node("Expand", ["one", "shape"], ["e"]),
+             oh.make_node("MatMul", ["e", "e"], ["y"])],
+            [("y", f, None)], {"one": one, "shape": np.array([8192, 8192])}), "MAX_FOLD_WORK"),
+        "64_folds_of_2_25": (_onnx_model(many, [("y", f, None)],
+                                         {"one": one, "shape": np.array([2**25])}), "MAX_FOLD_WORK"),
+        "graph_attributes_400_deep": (_nested_graph_attributes(400), "nested more than 100"),
+        "dims_2_32_by_2_32_no_data": (_onnx_model_with_initializer(big_dims), "holds 0 values"),
+        "rank_40": (_onnx_model([oh.make_node("Identity", ["w"], ["y"])], [("y", f, None)],
+                                {"w": np.zeros((1,) * 40, np.float32)}), "rank 40"),
+    }
+
+
+def _empty_tensor(name, dims):
+    """A float TensorProto with dims and no data (onnx.helper.make_tensor refuses to make one)."""
+    from onnx import TensorProto as TP
+    t = TP()
+    t.name, t.data_type = name, TP.FLOAT
+    t.dims.extend(dims)
+    return t
+
+
+def _onnx_model_with_initializer(tensor) -> bytes:
+    from onnx import TensorProto as TP
+    from onnx import helper as oh
+    g = oh.make_graph([oh.make_node("Identity", [tensor.name], ["y"])], "g", [],
+                      [oh.make_tensor_value_info("y", TP.FLOAT, None)], [tensor])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+_CHILD_ONNX = """
+import sys, time
+sys.path.insert(0, "tests")
+import crnn
+from crnn.interop.onnx import OnnxError
+from test_hostile_files import onnx_hostile_files
+for name, (data, _) in onnx_hostile_files().items():
+    t0 = time.time()
+    try:
+        crnn.load_onnx(data)
+        res = "LOADED"
+    except OnnxError as err:
+        res = "OK " + str(err).replace("\\n", " ")[:400]
+    except BaseException as err:
+        res = "BAD " + type(err).__name__ + ": " + str(err).replace("\\n", " ")[:300]
+    print(name, "::", res, ":: %.2fs" % (time.time() - t0), flush=True)
+print("DONE", flush=True)
+"""
+
+
+def test_onnx_files_asking_for_huge_tensors_or_work_are_refused_quickly():
+    """Each file is at most 130 KiB; each must be an OnnxError naming the limit within 2 s,
+    under a 4 GiB address-space limit (a MemoryError or a slow load is a failure)."""
+    pytest.importorskip("onnx")
+    files = onnx_hostile_files()
+    proc = _child(_CHILD_ONNX, timeout=300)
+    assert "DONE" in proc.stdout, f"the loader child died\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    bad = []
+    for line in proc.stdout.splitlines():
+        if " :: " not in line:
+            continue
+        name, res, secs = line.split(" :: ")
+        if not res.startswith("OK ") or not re.search(files[name][1], res):
+            bad.append(f"{name}: {res}")
+        elif float(secs.rstrip("s")) > 2:
+            bad.append(f"{name}: took {secs}")
+    assert not bad, "\n".join(bad)
+    assert max(len(d) for d, _ in files.values()) < 140 * 1024
+
+
+@pytest.mark.parametrize("info,match", [
+    ({"location": "w\0.bin"}, "location"),
+    ({"location": "w.bin", "offset": "abc"}, "offset 'abc'"),
+    ({"location": "w.bin", "length": "-4"}, "length '-4'"),
+    ({"location": "w.bin", "length": "1e3"}, "length '1e3'"),
+    ({"location": "../w.bin"}, "inside the model's directory"),
+    ({"location": "/etc/passwd"}, "inside the model's directory"),
+    ({"location": "missing.bin"}, "cannot read external data"),
+    ({"location": "w.bin", "offset": "10"}, "holds 16 bytes, expected 16 at offset 10"),
+])
+def test_onnx_external_data_fields_are_checked(tmp_path, info, match):
+    from crnn.interop.onnx import OnnxError
+    pytest.importorskip("onnx")
+    (tmp_path / "w.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    (tmp_path / "m.onnx").write_bytes(_external_model([4], info))
+    with pytest.raises(OnnxError, match=match):
+        crnn.load_onnx(str(tmp_path / "m.onnx"))
+
+
+def _external_model(dims, info) -> bytes:
+    from onnx import TensorProto as TP
+    t = _empty_tensor("w", dims)
+    t.data_location = TP.EXTERNAL
+    for k, v in info.items():
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return _onnx_model_with_initializer(t)
+
+
+def test_onnx_external_data_stays_in_the_model_directory(tmp_path):
+    """Symbolic links are resolved before the containment check (as ONNX Runtime does);
+    a FIFO or a device is refused without blocking; a huge declared size is checked against
+    the file's size before anything is read."""
+    import threading
+    from crnn.interop.onnx import OnnxError
+    pytest.importorskip("onnx")
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "m.onnx").write_bytes(_external_model([4], {"location": "link.bin"}))
+    os.symlink(outside, d / "link.bin")
+    with pytest.raises(OnnxError, match="escapes the model's directory"):
+        crnn.load_onnx(str(d / "m.onnx"))
+    os.unlink(d / "link.bin")
+    (d / "real.bin").write_bytes(outside.read_bytes())
+    os.symlink(d / "real.bin", d / "link.bin")          # a link that stays inside is fine
+    np.testing.assert_array_equal(crnn.load_onnx(str(d / "m.onnx"))(), [0, 1, 2, 3])
+    (d / "huge.onnx").write_bytes(_external_model([2**40], {"location": "real.bin"}))
+    with pytest.raises(OnnxError, match="holds 16 bytes, expected 4398046511104"):
+        crnn.load_onnx(str(d / "huge.onnx"))
+    (d / "dev.onnx").write_bytes(_external_model([4], {"location": "zero"}))
+    os.symlink("/dev/zero", d / "zero")
+    with pytest.raises(OnnxError, match="escapes the model's directory"):
+        crnn.load_onnx(str(d / "dev.onnx"))
+    os.mkfifo(d / "fifo")
+    (d / "fifo.onnx").write_bytes(_external_model([4], {"location": "fifo"}))
+    outcome = []
+
+    def load():
+        try:
+            crnn.load_onnx(str(d / "fifo.onnx"))
+            outcome.append("loaded")
+        except Exception as err:  # noqa: BLE001
+            outcome.append(err)
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():   # release the blocked reader before failing
+        os.close(os.open(d / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail("load_onnx blocked opening a FIFO named as external data")
+    assert isinstance(outcome[0], OnnxError) and "not a regular file" in str(outcome[0])
 
 
 def test_onnx_hostile_inputs(tmp_path):
