@@ -226,13 +226,19 @@ def _members(zf: zipfile.ZipFile, expected: List[str], what: str) -> Dict[str, z
     return out
 
 
-def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, what: str) -> bytes:
+def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, what: str,
+                 limit: str = "") -> bytes:
+    """Member ``info``, read streaming: at most ``cap`` bytes, whatever its header says.
+
+    ``limit`` names the documented limit ``cap`` comes from (else: what the model can need).
+    """
+    most = f"the limit {limit} = {cap}" if limit else f"the {cap} this model can need"
     if info.file_size > cap:
-        raise _Bad(f"{what}: is {info.file_size} bytes, more than the {cap} this model can need")
+        raise _Bad(f"{what}: is {info.file_size} bytes, more than {most}")
     with zf.open(info) as f:
         data = f.read(cap + 1)
     if len(data) > cap:
-        raise _Bad(f"{what}: holds more than the {cap} bytes this model can need")
+        raise _Bad(f"{what}: holds more than {most} bytes")
     if len(data) != info.file_size:
         raise _Bad(f"{what}: got {len(data)} bytes, the archive says {info.file_size}")
     return data
@@ -344,7 +350,8 @@ def load_model(filepath: Any) -> Sequential:
             raise _Bad(f"not a crnn model file: not a ZIP archive ({err})") from None
         with zf:
             infos = _members(zf, [CONFIG_MEMBER, WEIGHTS_MEMBER], "archive")
-            raw = _read_capped(zf, infos[CONFIG_MEMBER], MAX_CONFIG_BYTES, CONFIG_MEMBER)
+            raw = _read_capped(zf, infos[CONFIG_MEMBER], MAX_CONFIG_BYTES, CONFIG_MEMBER,
+                               "MAX_CONFIG_BYTES")
             try:
                 config = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as err:

@@ -811,3 +811,196 @@ def test_keras_hostile_inputs(tmp_path):
         with pytest.raises((ValueError, OSError)):
             crnn.load_keras(p)
     assert not os.path.exists(tmp_path / "PWNED")
+
+
+# ---------------------------------------------------------------------------------------------
+# load_keras: HDF5 files that point outside themselves, claim huge sizes, or are malformed
+# ---------------------------------------------------------------------------------------------
+_KERAS_CONFIG = {"class_name": "Sequential", "config": {"name": "m", "layers": [
+    {"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 5, 3]}},
+    {"class_name": "SimpleRNN", "config": {"name": "rnn", "units": 4, "activation": "tanh",
+                                           "use_bias": True, "dtype": "float32"}}]}}
+_KERAS_VARS = "layers/simple_rnn/cell/vars"
+
+
+def _keras_file(path, write_h5, config=_KERAS_CONFIG, compression=zipfile.ZIP_STORED):
+    """A .keras archive whose model.weights.h5 is written by ``write_h5(h5py.File)``."""
+    import h5py
+    h5_path = str(path) + ".h5"
+    with h5py.File(h5_path, "w") as f:
+        write_h5(f)
+    with open(h5_path, "rb") as f:
+        h5 = f.read()
+    os.unlink(h5_path)
+    with zipfile.ZipFile(path, "w", compression) as z:
+        z.writestr("config.json", config if isinstance(config, str) else json.dumps(config))
+        z.writestr("model.weights.h5", h5)
+    return path
+
+
+def _good_vars(f, prefix=_KERAS_VARS):
+    rng = np.random.default_rng(0)
+    f[f"{prefix}/0"] = rng.uniform(-0.5, 0.5, (3, 4)).astype(np.float32)
+    f[f"{prefix}/1"] = rng.uniform(-0.2, 0.2, (4, 4)).astype(np.float32)
+    f[f"{prefix}/2"] = rng.uniform(-0.5, 0.5, 4).astype(np.float32)
+    f[prefix].attrs["name"] = "rnn"
+
+
+def _keras_fails(path, match):
+    from crnn.interop.keras import KerasConversionError
+    with pytest.raises(KerasConversionError, match=match):
+        crnn.load_keras(str(path))
+
+
+def test_keras_hdf5_pointing_outside_the_file_is_refused(tmp_path):
+    """External storage, external links and virtual datasets would read other files (a file's
+    bytes came back through predict); only data inside model.weights.h5 is read."""
+    h5py = pytest.importorskip("h5py")
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(12, dtype=np.float32).tobytes())
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        _good_vars(f)
+        f["data"] = np.zeros((3, 4), np.float32)
+    good = _keras_file(tmp_path / "good.keras", _good_vars)
+    assert crnn.load_keras(str(good)).layers[0].units == 4
+
+    def external_storage(f):
+        _good_vars(f)
+        del f[f"{_KERAS_VARS}/0"]
+        f.create_dataset(f"{_KERAS_VARS}/0", (3, 4), "f4", external=[(str(secret), 0, 48)])
+
+    def external_link(f):
+        f["layers/simple_rnn"] = h5py.ExternalLink(str(other), "/layers/simple_rnn")
+
+    def virtual(f):
+        _good_vars(f)
+        del f[f"{_KERAS_VARS}/0"]
+        layout = h5py.VirtualLayout((3, 4), "f4")
+        layout[:] = h5py.VirtualSource(str(other), "data", (3, 4))
+        f.create_virtual_dataset(f"{_KERAS_VARS}/0", layout)
+
+    def soft_link(f):
+        _good_vars(f, "elsewhere/vars")
+        f["layers/simple_rnn/cell"] = h5py.SoftLink("/elsewhere")
+
+    for name, writer, match in [("external_storage", external_storage, "external storage"),
+                                ("external_link", external_link, "external link"),
+                                ("virtual", virtual, "virtual dataset"),
+                                ("soft_link", soft_link, "soft link")]:
+        _keras_fails(_keras_file(tmp_path / f"{name}.keras", writer), match)
+
+
+def test_keras_declared_sizes_are_checked_before_reading(tmp_path):
+    """Shapes come from the config and are checked before a dataset is read; a dataset must
+    hold its data (an unwritten one reads as fill values of any declared size)."""
+    pytest.importorskip("h5py")
+    big_cfg = json.loads(json.dumps(_KERAS_CONFIG))
+    big_cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, 5, 262144]
+    big_cfg["config"]["layers"][1]["config"]["units"] = 1024
+
+    def unwritten(f):   # matches the config: 1 GiB of fill values from an 800-byte file
+        f.create_dataset(f"{_KERAS_VARS}/0", (262144, 1024), "f4")
+        f[f"{_KERAS_VARS}/1"] = np.zeros((1024, 1024), np.float32)
+        f[f"{_KERAS_VARS}/2"] = np.zeros(1024, np.float32)
+    path = _keras_file(tmp_path / "unwritten.keras", unwritten, big_cfg, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 20000
+    _keras_fails(path, r"vars/0: holds 0 bytes of its 1073741824")
+
+    def wrong_shape(f):   # does not match the config: refused without reading it
+        _good_vars(f)
+        del f[f"{_KERAS_VARS}/0"]
+        f.create_dataset(f"{_KERAS_VARS}/0", (262144, 1024), "f4")
+    _keras_fails(_keras_file(tmp_path / "wrong_shape.keras", wrong_shape),
+                 r"vars/0: got shape \(262144, 1024\), expected \(3, 4\)")
+
+    def not_float(f):
+        _good_vars(f)
+        del f[f"{_KERAS_VARS}/2"]
+        f[f"{_KERAS_VARS}/2"] = np.array([b"abcd"] * 4)
+    _keras_fails(_keras_file(tmp_path / "not_float.keras", not_float), r"vars/2: got dtype")
+
+    def gzip(f):   # compressed datasets are fine
+        for i, a in enumerate([np.ones((3, 4)), np.ones((4, 4)), np.ones(4)]):
+            f.create_dataset(f"{_KERAS_VARS}/{i}", data=a.astype(np.float32), compression="gzip")
+    assert crnn.load_keras(str(_keras_file(tmp_path / "gzip.keras", gzip))).count_params() == 32
+
+    huge = json.loads(json.dumps(_KERAS_CONFIG))
+    huge["config"]["layers"][1]["config"]["units"] = 46340   # 8 GiB recurrent kernel
+    from crnn.interop.keras import MAX_WEIGHTS_BYTES
+    _keras_fails(_keras_file(tmp_path / "huge.keras", _good_vars, huge),
+                 rf"more than the limit MAX_WEIGHTS_BYTES = {MAX_WEIGHTS_BYTES}")
+
+
+def test_keras_archive_members_are_streamed_and_capped(tmp_path):
+    """A deflated model.weights.h5 that inflates to 256 MiB is refused after reading at most
+    what the config's weights can need (it was read whole: 1 MB files peaked at 2 GB RSS)."""
+    pytest.importorskip("h5py")
+    good = _keras_file(tmp_path / "good.keras", _good_vars)
+    with zipfile.ZipFile(good) as z:
+        h5 = z.read("model.weights.h5")
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", json.dumps(_KERAS_CONFIG))
+        with z.open("model.weights.h5", "w", force_zip64=True) as f:
+            f.write(h5)
+            chunk = bytes(2**20)
+            for _ in range(256):
+                f.write(chunk)
+    assert bomb.stat().st_size < 2 * 2**20
+    _keras_fails(bomb, r"model.weights.h5: is \d+ bytes, more than the \d+ this model can need")
+    big_config = tmp_path / "big_config.keras"
+    with zipfile.ZipFile(big_config, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", json.dumps(_KERAS_CONFIG) + " " * (20 * 2**20))
+        z.writestr("model.weights.h5", h5)
+    _keras_fails(big_config, r"config.json: is \d+ bytes, more than the limit")
+    dup = tmp_path / "dup.keras"
+    dup.write_bytes(_zip([("config.json", json.dumps(_KERAS_CONFIG))] * 2
+                         + [("model.weights.h5", h5)]))
+    _keras_fails(dup, r"duplicated member\(s\) \['config.json'\]")
+
+
+@pytest.mark.parametrize("config,match", [
+    ({"class_name": "Sequential", "config": {"layers": [5]}}, r"layers\[0\]: got int"),
+    ({"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", "config": 7}]}},
+     r"layers\[0\]: config: got int"),
+    ({"class_name": "Functional", "config": {
+        "layers": [{"class_name": "InputLayer", "name": "in", "config": {"name": "in"}},
+                   {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 2},
+                    "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
+                                                 "config": {}}], "kwargs": {}}]}],
+        "input_layers": [["in", 0, 0]], "output_layers": [["d", 0, 0]]}}, "keras_history"),
+    ({"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "SimpleRNN", "config": {"name": "r", "units": "many"}}]}}, "units"),
+    ({"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Activation", "config": {"name": f"a{i}", "activation": "relu"}}
+        for i in range(1001)]}}, "MAX_CONFIG_LAYERS"),
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+])
+def test_keras_malformed_configs_are_conversion_errors(tmp_path, config, match):
+    pytest.importorskip("h5py")
+    _keras_fails(_keras_file(tmp_path / "m.keras", _good_vars, config), match)
+
+
+def test_keras_weights_tree_that_is_not_groups_is_a_conversion_error(tmp_path):
+    pytest.importorskip("h5py")
+
+    def dataset_as_layer(f):
+        _good_vars(f)
+        f["layers/junk"] = np.zeros(3)
+    path = _keras_file(tmp_path / "junk.keras", dataset_as_layer)
+    assert crnn.load_keras(str(path)).layers[0].units == 4    # an unused extra is ignored
+
+    def layer_is_dataset(f):
+        f["layers/simple_rnn"] = np.zeros(3)
+    _keras_fails(_keras_file(tmp_path / "ds.keras", layer_is_dataset), "not a group")
+
+    def vars_is_dataset(f):
+        f["layers/simple_rnn/cell/vars"] = np.zeros(3)
+    _keras_fails(_keras_file(tmp_path / "vars.keras", vars_is_dataset), "not a group")
+
+    def bad_name_attr(f):
+        _good_vars(f)
+        f[_KERAS_VARS].attrs["name"] = np.zeros(3)
+    path = _keras_file(tmp_path / "attr.keras", bad_name_attr)
+    assert crnn.load_keras(str(path)).layers[0].units == 4    # found by its path instead
