@@ -610,6 +610,9 @@ def onnx_hostile_files():
         "constant_of_shape_2_40": (_onnx_model(
             [oh.make_node("ConstantOfShape", ["shape"], ["y"])], [("y", f, None)],
             {"shape": np.array([2**40])}), "MAX_FOLD_ELEMENTS"),
+        "constant_of_shape_rank_40": (_onnx_model(
+            [oh.make_node("ConstantOfShape", ["shape"], ["y"])], [("y", f, None)],
+            {"shape": np.ones(40, np.int64)}), "rank 40, more than the limit MAX_TENSOR_RANK"),
         "range_2_40": (_onnx_model(
             [oh.make_node("Range", ["a", "b", "c"], ["y"])], [("y", i64, None)],
             {"a": np.array(0), "b": np.array(2**40), "c": np.array(1)}), "MAX_FOLD_ELEMENTS"),

@@ -978,12 +978,26 @@ _BROADCASTING = {"Add", "Sub", "Mul", "Div", "Mod", "Pow", "Equal", "Less", "Gre
 
 
 def _broadcast_bound(shapes: Sequence[Tuple[int, ...]]) -> int:
-    """Elements of the broadcast of ``shapes`` (an upper bound when they do not broadcast)."""
+    """Elements of the broadcast of ``shapes`` (an upper bound when they do not broadcast;
+    anything above 2**63 is reported as soon as it is reached)."""
     rank = max((len(sh) for sh in shapes), default=0)
+    dims = [max(sh[-i] if len(sh) >= i else 1 for sh in shapes) for i in range(1, rank + 1)]
+    if 0 in dims:
+        return 0
     total = 1
-    for i in range(1, rank + 1):
-        total *= max(sh[-i] if len(sh) >= i else 1 for sh in shapes)
+    for d in dims:
+        total *= d
+        if total > 2**63:
+            break
     return total
+
+
+def _shape_arg(a: np.ndarray, what: str) -> Tuple[int, ...]:
+    """A shape given as data (ConstantOfShape, Expand), checked against MAX_TENSOR_RANK."""
+    if a.size > MAX_TENSOR_RANK:
+        raise OnnxError(f"{what}: got a shape of rank {a.size}, more than the limit "
+                        f"MAX_TENSOR_RANK = {MAX_TENSOR_RANK}")
+    return tuple(max(d, 0) for d in _ints(a))
 
 
 def _fold_cost(node: "_Node", args: list) -> Tuple[int, int]:
@@ -998,9 +1012,9 @@ def _fold_cost(node: "_Node", args: list) -> Tuple[int, int]:
     elif op == "Concat":
         out = sum(sizes)
     elif op == "ConstantOfShape" and arrs:
-        out = _broadcast_bound([tuple(max(d, 0) for d in _ints(arrs[0]))])
+        out = _broadcast_bound([_shape_arg(arrs[0], what)])
     elif op == "Expand" and len(arrs) == 2:
-        out = _broadcast_bound([arrs[0].shape, tuple(max(d, 0) for d in _ints(arrs[1]))])
+        out = _broadcast_bound([arrs[0].shape, _shape_arg(arrs[1], what)])
     elif op == "Range" and len(arrs) == 3:
         if any(a.size != 1 for a in arrs):
             raise OnnxError(f"{what}: got start, limit and delta of shapes "
