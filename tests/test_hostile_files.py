@@ -631,7 +631,9 @@ def onnx_hostile_files():
         "64_folds_of_2_25": (_onnx_model(many, [("y", f, None)],
                                          {"one": one, "shape": np.array([2**25])}), "MAX_FOLD_WORK"),
         "graph_attributes_400_deep": (_nested_graph_attributes(400), "nested more than 100"),
-        "dims_2_32_by_2_32_no_data": (_onnx_model_with_initializer(big_dims), "holds 0 values"),
+        "dims_2_32_by_2_32_no_data": (_onnx_model_with_initializer(big_dims), "multiply past"),
+        "dims_0_by_2_62_by_2_62": (_onnx_model_with_initializer(_empty_tensor(
+            "w", [0, 2**62, 2**62])), "multiply past"),
         "rank_40": (_onnx_model([oh.make_node("Identity", ["w"], ["y"])], [("y", f, None)],
                                 {"w": np.zeros((1,) * 40, np.float32)}), "rank 40"),
     }

@@ -109,8 +109,11 @@ def _dims(dims: Sequence[int], what: str) -> Tuple[Tuple[int, ...], int]:
     count = 1
     for d in dims:
         count *= d
-    if count == 0 and any(d > 2**62 for d in dims):
-        raise OnnxError(f"{what}: got dims {dims}, expected each at most 2**62")
+    nonzero = 1
+    for d in dims:
+        nonzero *= max(d, 1)
+    if nonzero > 2**60:   # NumPy refuses such a shape even with no elements
+        raise OnnxError(f"{what}: got dims {dims}, whose non-zero dims multiply past 2**60")
     return dims, count
 
 
