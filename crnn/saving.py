@@ -244,6 +244,17 @@ def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, what: str
     return data
 
 
+def _read_json(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> Any:
+    """A JSON member of at most MAX_CONFIG_BYTES, parsed (errors are _Bad)."""
+    raw = _read_capped(zf, info, MAX_CONFIG_BYTES, what, "MAX_CONFIG_BYTES")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise _Bad(f"{what}: not valid UTF-8 JSON ({err})") from None
+    except RecursionError:
+        raise _Bad(f"{what}: JSON nested too deeply") from None
+
+
 def _model_from_config(config: Any) -> Sequential:
     if not isinstance(config, dict):
         raise _Bad(f"{CONFIG_MEMBER}: got a JSON {type(config).__name__}, expected an object")
@@ -350,14 +361,7 @@ def load_model(filepath: Any) -> Sequential:
             raise _Bad(f"not a crnn model file: not a ZIP archive ({err})") from None
         with zf:
             infos = _members(zf, [CONFIG_MEMBER, WEIGHTS_MEMBER], "archive")
-            raw = _read_capped(zf, infos[CONFIG_MEMBER], MAX_CONFIG_BYTES, CONFIG_MEMBER,
-                               "MAX_CONFIG_BYTES")
-            try:
-                config = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as err:
-                raise _Bad(f"{CONFIG_MEMBER}: not valid UTF-8 JSON ({err})") from None
-            except RecursionError:
-                raise _Bad(f"{CONFIG_MEMBER}: JSON nested too deeply") from None
+            config = _read_json(zf, infos[CONFIG_MEMBER], CONFIG_MEMBER)
             model = _model_from_config(config)
             specs = _weight_specs(model)
             _check_manifest(config.get("weights"), specs)

@@ -31,6 +31,7 @@ import pytest
 import crnn
 
 from _helpers import REPO_ROOT
+from _onnx_helpers import onnx_model
 
 MEM_LIMIT = 4 * 2**30
 
@@ -563,14 +564,9 @@ def _onnx_bytes():
             pytest.skip(f"crnn.to_onnx does not produce a file here yet: {type(err).__name__}: {err}")
 
 
-def _onnx_model(nodes, outputs, inits=(), inputs=(), opset=17) -> bytes:
-    from onnx import helper as oh, numpy_helper
-    g = oh.make_graph(nodes, "g", [oh.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-                      [oh.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-                      [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
-    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m.SerializeToString()
+def _onnx_model(nodes, outputs, inits=()) -> bytes:
+    """A model without graph inputs: everything in it is folded at load time."""
+    return onnx_model(nodes, [], outputs, inits)
 
 
 def _nested_graph_attributes(depth: int) -> bytes:

@@ -227,7 +227,7 @@ def test_hand_written_file_and_malformed_files(tmp_path):
         crnn.load_keras(str(no_weights))
     bad_json = tmp_path / "bad_json.keras"
     _write_keras(bad_json, "{not json", weights)
-    with pytest.raises(KerasConversionError, match="not valid JSON"):
+    with pytest.raises(KerasConversionError, match="not valid UTF-8 JSON"):
         crnn.load_keras(str(bad_json))
     missing_var = tmp_path / "missing_var.keras"
     _write_keras(missing_var, config, {"layers/dense/vars/0": k})

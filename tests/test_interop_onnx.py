@@ -19,6 +19,8 @@ import crnn
 from crnn import reference
 from crnn.interop.onnx import OnnxError, OnnxModel
 
+from _onnx_helpers import onnx_model
+
 onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install '.[onnx]'")
 from onnx import TensorProto as TP  # noqa: E402
@@ -548,16 +550,6 @@ def test_to_onnx_rejects_masks():
 
 
 # ============================================================================ semantics of ops
-def _op_model(nodes, inputs, outputs, inits=(), opset=17):
-    """A model from (name, elem_type, shape) inputs/outputs, nodes and initializer arrays."""
-    g = oh.make_graph(nodes, "g", [oh.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-                      [oh.make_tensor_value_info(n, t, s) for n, t, s in outputs],
-                      [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
-    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m.SerializeToString()
-
-
 def _same_as_ort(data, feed):
     """crnn's outputs equal ONNX Runtime's exactly: same shapes, dtypes and values."""
     got = crnn.load_onnx(data).run(None, feed)
@@ -570,7 +562,7 @@ def _same_as_ort(data, feed):
 
 def test_scalar_outputs_keep_their_shape():
     """0-d results (Size, 1-D x 1-D MatMul, ReduceSum keepdims=0) come back 0-d, as in ORT."""
-    data = _op_model(
+    data = onnx_model(
         [oh.make_node("Size", ["x"], ["n"]), oh.make_node("MatMul", ["v", "v"], ["dot"]),
          oh.make_node("ReduceSum", ["x"], ["s"], keepdims=0)],
         [("x", TP.FLOAT, [2, 3]), ("v", TP.FLOAT, [4])],
@@ -582,7 +574,7 @@ def test_scalar_outputs_keep_their_shape():
 
 def test_outputs_are_not_shared_with_constants_or_inputs():
     """Writing into a returned array changes neither later runs nor the caller's input."""
-    data = _op_model(
+    data = onnx_model(
         [oh.make_node("Constant", [], ["c"], value=numpy_helper.from_array(
             np.array([1.0, 2.0], np.float32))),
          oh.make_node("Add", ["c", "c"], ["folded"]), oh.make_node("Identity", ["x"], ["same"]),
@@ -605,7 +597,7 @@ def test_mod_follows_fmod(dtype, fmod):
     """fmod=1: the sign of the dividend (C fmod); fmod=0: the sign of the divisor (floats: as
     opset 28 defines it)."""
     et = {np.float32: TP.FLOAT, np.float64: TP.DOUBLE, np.int32: TP.INT32, np.int64: TP.INT64}[dtype]
-    data = _op_model([oh.make_node("Mod", ["a", "b"], ["y"], fmod=fmod)],
+    data = onnx_model([oh.make_node("Mod", ["a", "b"], ["y"], fmod=fmod)],
                      [("a", et, [6]), ("b", et, [6])], [("y", et, [6])])
     a = np.array([-5, 5, -5, 5, 7, -7], dtype)
     b = np.array([3, -3, -3, 3, 2, 2], dtype)
@@ -626,7 +618,7 @@ def test_integer_div_is_exact_and_truncates(dtype, et):
     if info.min < 0:
         a = np.concatenate([a, np.array([-7, 7, -7, -9, info.min + 1], dtype)])
         b = np.concatenate([b, np.array([2, -2, -2, 4, -1], dtype)])
-    data = _op_model([oh.make_node("Div", ["a", "b"], ["y"])],
+    data = onnx_model([oh.make_node("Div", ["a", "b"], ["y"])],
                      [("a", et, [len(a)]), ("b", et, [len(a)])], [("y", et, [len(a)])])
     (y,) = crnn.load_onnx(data).run(None, {"a": a, "b": b})
     want = [int(p / q) if abs(int(p)) < 2**52 else (abs(int(p)) // abs(int(q))) *
@@ -641,7 +633,7 @@ def _dropout_model(training):
     ins = [("x", TP.FLOAT, [4])] + ([("t", TP.BOOL, [])] if training == "input" else [])
     node_in = ["x", "r", "t"] if training is not None else ["x"]
     inits["r"] = np.array(0.5, np.float32)
-    return _op_model([oh.make_node("Dropout", node_in, ["y"])], ins, [("y", TP.FLOAT, [4])], inits)
+    return onnx_model([oh.make_node("Dropout", node_in, ["y"])], ins, [("y", TP.FLOAT, [4])], inits)
 
 
 @pytest.mark.parametrize("training", [True, "input"])
@@ -762,7 +754,7 @@ def test_split_arguments_checked(attrs, split, match):
     inits = {} if split is None else {"s": np.array(split, np.int64)}
     ins = ["x"] if split is None else ["x", "s"]
     outs = ["a", "b", "c"][:max(2, len(split or []))]
-    data = _op_model([oh.make_node("Split", ins, outs, axis=0, **attrs)],
+    data = onnx_model([oh.make_node("Split", ins, outs, axis=0, **attrs)],
                      [("x", TP.FLOAT, [4])], [(o, TP.FLOAT, None) for o in outs], inits, opset=18)
     with pytest.raises(OnnxError, match=match):
         crnn.load_onnx(data).run(None, {"x": np.arange(4, dtype=np.float32)})

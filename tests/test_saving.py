@@ -208,7 +208,7 @@ def test_rejects_bad_members(good):
 def test_member_list_is_checked_in_linear_time(good):
     """A 2 MB archive listing config.json 40 000 times is refused at once (it took 18 s when
     duplicates were counted with list.count)."""
-    d, cfg, npz = good["dir"], good["config"], good["npz"]
+    d, npz = good["dir"], good["npz"]
     path = _write(d, [("config.json", b"{}")] * 40000 + [("weights.npz", npz)])
     t0 = time.perf_counter()
     _load_fails(path, r"duplicated member.*config\.json")
@@ -219,7 +219,7 @@ def test_config_layer_count_is_limited(good):
     """A 43 KiB config of 16 000 Activation layers is refused before any layer is built, with
     an error naming the limit (building it took 18 s)."""
     from crnn.saving import MAX_CONFIG_LAYERS
-    d, cfg, npz = good["dir"], good["config"], good["npz"]
+    d, cfg = good["dir"], good["config"]
     many = dict(cfg, weights=[])
     many["config"] = {"name": "m", "layers": [
         {"class_name": "Activation", "config": {"name": f"a{i}", "activation": "relu"}}

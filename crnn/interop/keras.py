@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 import os
 import re
 import warnings
@@ -41,7 +40,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..saving import MAX_CONFIG_BYTES, MAX_CONFIG_LAYERS
+from ..saving import MAX_CONFIG_LAYERS
 
 __all__ = ["from_keras", "load_keras", "KerasConversionError", "MAX_WEIGHTS_BYTES"]
 
@@ -638,7 +637,7 @@ def load_keras(path: Any):
     except ImportError:
         raise ImportError("load_keras needs h5py to read the weights: pip install h5py "
                           "(or pip install 'crnn[keras]')") from None
-    from ..saving import _Bad, _read_capped
+    from ..saving import _Bad, _read_capped, _read_json
 
     src = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
     label = repr(src) if isinstance(src, str) else "file object"
@@ -653,14 +652,7 @@ def load_keras(path: Any):
     try:
         with zf:
             infos = _archive_members(zf)
-            raw = _read_capped(zf, infos["config.json"], MAX_CONFIG_BYTES, "config.json",
-                               "MAX_CONFIG_BYTES")
-            try:
-                config = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as err:
-                raise KerasConversionError(f"config.json is not valid JSON ({err})") from None
-            except RecursionError:
-                raise KerasConversionError("config.json: JSON nested too deeply") from None
+            config = _read_json(zf, infos["config.json"], "config.json")
             if not isinstance(config, dict):
                 raise KerasConversionError("config.json is not a model config")
             specs, shape = _chain(config)
