@@ -624,8 +624,8 @@ def onnx_hostile_files():
             [oh.make_node("Expand", ["one", "shape"], ["e"]),
              oh.make_node("MatMul", ["e", "e"], ["y"])],
             [("y", f, None)], {"one": one, "shape": np.array([8192, 8192])}), "MAX_FOLD_WORK"),
-        "64_folds_of_2_25": (_onnx_model(many, [("y", f, None)],
-                                         {"one": one, "shape": np.array([2**25])}), "MAX_FOLD_WORK"),
+        "64_folds_of_2_25": (_onnx_model(many, [("y", f, None)], {
+            "one": one, "shape": np.array([2**25])}), "MAX_FOLD_WORK"),
         "graph_attributes_400_deep": (_nested_graph_attributes(400), "nested more than 100"),
         "dims_2_32_by_2_32_no_data": (_onnx_model_with_initializer(big_dims), "multiply past"),
         "dims_0_by_2_62_by_2_62": (_onnx_model_with_initializer(_empty_tensor(
@@ -680,7 +680,8 @@ def test_onnx_files_asking_for_huge_tensors_or_work_are_refused_quickly():
     pytest.importorskip("onnx")
     files = onnx_hostile_files()
     proc = _child(_CHILD_ONNX, timeout=300)
-    assert "DONE" in proc.stdout, f"the loader child died\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "DONE" in proc.stdout, \
+        f"the loader child died\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     bad = []
     for line in proc.stdout.splitlines():
         if " :: " not in line:

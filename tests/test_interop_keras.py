@@ -235,7 +235,8 @@ def test_hand_written_file_and_malformed_files(tmp_path):
         crnn.load_keras(str(missing_var))
     wrong_shape = tmp_path / "wrong_shape.keras"
     _write_keras(wrong_shape, config, dict(weights, **{"layers/simple_rnn/cell/vars/1": k}))
-    with pytest.raises(KerasConversionError, match=r"vars/1: got shape \(3, 4\), expected \(4, 4\)"):
+    with pytest.raises(KerasConversionError,
+                       match=r"vars/1: got shape \(3, 4\), expected \(4, 4\)"):
         crnn.load_keras(str(wrong_shape))
     subclassed = tmp_path / "subclassed.keras"
     _write_keras(subclassed, {"class_name": "MyModel", "config": {}}, weights)

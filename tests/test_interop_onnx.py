@@ -596,7 +596,8 @@ def test_outputs_are_not_shared_with_constants_or_inputs():
 def test_mod_follows_fmod(dtype, fmod):
     """fmod=1: the sign of the dividend (C fmod); fmod=0: the sign of the divisor (floats: as
     opset 28 defines it)."""
-    et = {np.float32: TP.FLOAT, np.float64: TP.DOUBLE, np.int32: TP.INT32, np.int64: TP.INT64}[dtype]
+    et = {np.float32: TP.FLOAT, np.float64: TP.DOUBLE, np.int32: TP.INT32,
+          np.int64: TP.INT64}[dtype]
     data = onnx_model([oh.make_node("Mod", ["a", "b"], ["y"], fmod=fmod)],
                      [("a", et, [6]), ("b", et, [6])], [("y", et, [6])])
     a = np.array([-5, 5, -5, 5, 7, -7], dtype)

@@ -229,7 +229,8 @@ def test_config_layer_count_is_limited(good):
                 rf"16000 layers, more than the limit MAX_CONFIG_LAYERS = {MAX_CONFIG_LAYERS}")
     assert time.perf_counter() - t0 < 3
     many["config"]["layers"] = many["config"]["layers"][:MAX_CONFIG_LAYERS]
-    model = crnn.load_model(_write(d, [("config.json", many), ("weights.npz", _npz({}))], "ok.crnn"))
+    ok = _write(d, [("config.json", many), ("weights.npz", _npz({}))], "ok.crnn")
+    model = crnn.load_model(ok)
     assert len(model.layers) == MAX_CONFIG_LAYERS
 
 

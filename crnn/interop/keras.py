@@ -20,8 +20,9 @@ input to one output.  Anything else raises an error naming the layer.
 A ``.keras`` file is untrusted input.  :func:`load_keras` reads ``config.json`` first (at most
 :data:`crnn.saving.MAX_CONFIG_BYTES`, at most :data:`crnn.saving.MAX_CONFIG_LAYERS` layers),
 builds the model's skeleton without weights, and so knows the name, shape and dtype of every
-weight before ``model.weights.h5`` is opened.  That member is read streaming and capped at what
-those weights can need (:data:`MAX_WEIGHTS_BYTES` at most); in it, only hard links, groups and
+weight before ``model.weights.h5`` is opened; they may total :data:`MAX_WEIGHTS_BYTES`.  That
+member is read streaming and capped at what those weights can need (five times their bytes, for
+an optimizer's saved slots, plus HDF5 metadata per layer); in it, only hard links, groups and
 float datasets of exactly the expected shapes, stored inside the file (no external storage,
 external or soft links, virtual datasets, or filters beyond deflate, shuffle, fletcher32,
 szip, scale-offset and LZF, so no filter plugin is ever loaded) and holding their data, are
@@ -59,7 +60,6 @@ _H5_WEIGHT_COPIES = 5
 _H5_BYTES_PER_LAYER = 64 * 2**10
 #: ... plus this much for the file's own structures.
 _H5_BASE_BYTES = 2**20
-_ZIP_CHUNK = 2**20
 #: HDF5 filters that are built into HDF5 or h5py; any other would make HDF5 look for a plugin.
 _H5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 4: "szip", 6: "scaleoffset",
                32000: "lzf"}
@@ -341,7 +341,8 @@ def _h5_groups(h5py: Any, h5: Any, entries: List[Dict[str, Any]]) -> Dict[str, A
         n = counts.get(snake)
         counts[snake] = 0 if n is None else n + 1
         path = snake if n is None else f"{snake}_{n + 1}"
-        paths[name] = found.get(name, path)
+        if e["class_name"] in _WEIGHT_PATHS:
+            paths[name] = found.get(name, path)
     return {name: _h5_group(h5py, root, path) for name, path in paths.items()}
 
 

@@ -1069,7 +1069,8 @@ class OnnxModel:
         graph = model["graph"]
         if graph is None:
             raise OnnxError("model: has no graph (is this an ONNX model file?)")
-        # Nodes: check every op before anything else (types, opsets...), and name all unsupported ones at once.
+        # Nodes: check every op before anything else (types, opsets...), and name all
+        # unsupported ones at once.
         bad: Dict[str, str] = {}
         for p in graph["node"]:
             dom = p["domain"] or "ai.onnx"
@@ -1245,7 +1246,8 @@ class OnnxModel:
         env: Dict[str, Any] = dict(self._consts)
         for arg in self._inputs:
             env[arg.name] = self._feed(arg, input_feed[arg.name])
-        shared = set(self._const_ids) | {id(env[a.name]) for a in self._inputs}
+        fed = [env[a.name] for a in self._inputs]     # alive until the end: ids stay unique
+        shared = set(self._const_ids) | {id(v) for v in fed}
         keep = set(wanted)
         for node, free in zip(self._nodes, self._free_after):
             args = [env[i] if i else None for i in node.inputs]
