@@ -58,10 +58,12 @@ model starts from zero states.  Pickling a model keeps them.
 Loading validates everything before trusting it: the archive must be a ZIP
 with exactly those two members (an extra, missing, duplicated or
 path-like member name, an encrypted member or an unknown compression is
-rejected); ``format`` and ``format_version`` must be known; every class name
-must be one of the layer classes above; the model rebuilt from the config
-fixes the name, shape and dtype of every weight, and the manifest and the
-``.npy`` headers must match them exactly; member sizes are capped by what the
+rejected; duplicates are counted in linear time); ``format`` and
+``format_version`` must be known; the config may list at most
+:data:`MAX_CONFIG_LAYERS` layers and be at most :data:`MAX_CONFIG_BYTES`
+long; every class name must be one of the layer classes above; the model
+rebuilt from the config fixes the name, shape and dtype of every weight, and
+the manifest and the ``.npy`` headers must match them exactly; member sizes are capped by what the
 config needs (so a zip bomb or an oversized member is refused before it is
 read), and a truncated archive or array is an error.  Every such problem
 raises ``ValueError`` naming the file and what is wrong.
@@ -69,6 +71,7 @@ raises ``ValueError`` naming the file and what is wrong.
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import os
@@ -90,10 +93,12 @@ FORMAT_VERSION = 1
 CONFIG_MEMBER = "config.json"
 WEIGHTS_MEMBER = "weights.npz"
 
-#: Largest config.json accepted (bytes).
 MAX_CONFIG_BYTES = 16 * 2**20
-#: Largest .npy header accepted (bytes; numpy's own default limit is 10000).
+"""Largest ``config.json`` accepted, in bytes (read at most this much, however it is compressed)."""
 MAX_NPY_HEADER = 10000
+"""Largest ``.npy`` header accepted, in bytes (NumPy's own default limit)."""
+MAX_CONFIG_LAYERS = 1000
+"""Most layers a model config may list; a longer list is refused before any layer is built."""
 #: Allowance per ZIP member for headers and extra fields, plus the name twice.
 _ZIP_MEMBER_OVERHEAD = 512
 _ZIP_END_OVERHEAD = 4096
@@ -204,7 +209,7 @@ def _members(zf: zipfile.ZipFile, expected: List[str], what: str) -> Dict[str, z
     extra = sorted({n for n in names if n not in expected})
     if extra:
         raise _Bad(f"{what}: got unexpected member(s) {extra}, expected only {sorted(expected)}")
-    dups = sorted({n for n in names if names.count(n) > 1})
+    dups = sorted(n for n, k in collections.Counter(names).items() if k > 1)
     if dups:
         raise _Bad(f"{what}: got duplicated member(s) {dups}")
     missing = sorted(set(expected) - set(names))
@@ -221,16 +226,33 @@ def _members(zf: zipfile.ZipFile, expected: List[str], what: str) -> Dict[str, z
     return out
 
 
-def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, what: str) -> bytes:
+def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, what: str,
+                 limit: str = "") -> bytes:
+    """Member ``info``, read streaming: at most ``cap`` bytes, whatever its header says.
+
+    ``limit`` names the documented limit ``cap`` comes from (else: what the model can need).
+    """
+    most = f"the limit {limit} = {cap}" if limit else f"the {cap} this model can need"
     if info.file_size > cap:
-        raise _Bad(f"{what}: is {info.file_size} bytes, more than the {cap} this model can need")
+        raise _Bad(f"{what}: is {info.file_size} bytes, more than {most}")
     with zf.open(info) as f:
         data = f.read(cap + 1)
     if len(data) > cap:
-        raise _Bad(f"{what}: holds more than the {cap} bytes this model can need")
+        raise _Bad(f"{what}: holds more than {most} bytes")
     if len(data) != info.file_size:
         raise _Bad(f"{what}: got {len(data)} bytes, the archive says {info.file_size}")
     return data
+
+
+def _read_json(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> Any:
+    """A JSON member of at most MAX_CONFIG_BYTES, parsed (errors are _Bad)."""
+    raw = _read_capped(zf, info, MAX_CONFIG_BYTES, what, "MAX_CONFIG_BYTES")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise _Bad(f"{what}: not valid UTF-8 JSON ({err})") from None
+    except RecursionError:
+        raise _Bad(f"{what}: JSON nested too deeply") from None
 
 
 def _model_from_config(config: Any) -> Sequential:
@@ -249,6 +271,11 @@ def _model_from_config(config: Any) -> Sequential:
     cls = config.get("class_name")
     if cls != "Sequential":
         raise _Bad(f"{CONFIG_MEMBER}: class_name: got {cls!r}, expected 'Sequential'")
+    layers = config.get("config", {}).get("layers") if isinstance(config.get("config"), dict) \
+        else None
+    if isinstance(layers, list) and len(layers) > MAX_CONFIG_LAYERS:
+        raise _Bad(f"{CONFIG_MEMBER}: lists {len(layers)} layers, more than the limit "
+                   f"MAX_CONFIG_LAYERS = {MAX_CONFIG_LAYERS}")
     try:
         with _layers._deferred_weights():
             return Sequential.from_config(config.get("config"))
@@ -334,13 +361,7 @@ def load_model(filepath: Any) -> Sequential:
             raise _Bad(f"not a crnn model file: not a ZIP archive ({err})") from None
         with zf:
             infos = _members(zf, [CONFIG_MEMBER, WEIGHTS_MEMBER], "archive")
-            raw = _read_capped(zf, infos[CONFIG_MEMBER], MAX_CONFIG_BYTES, CONFIG_MEMBER)
-            try:
-                config = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as err:
-                raise _Bad(f"{CONFIG_MEMBER}: not valid UTF-8 JSON ({err})") from None
-            except RecursionError:
-                raise _Bad(f"{CONFIG_MEMBER}: JSON nested too deeply") from None
+            config = _read_json(zf, infos[CONFIG_MEMBER], CONFIG_MEMBER)
             model = _model_from_config(config)
             specs = _weight_specs(model)
             _check_manifest(config.get("weights"), specs)

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,7 @@ import pytest
 import crnn
 
 from _helpers import REPO_ROOT
+from _onnx_helpers import onnx_model
 
 MEM_LIMIT = 4 * 2**30
 
@@ -562,6 +564,212 @@ def _onnx_bytes():
             pytest.skip(f"crnn.to_onnx does not produce a file here yet: {type(err).__name__}: {err}")
 
 
+def _onnx_model(nodes, outputs, inits=()) -> bytes:
+    """A model without graph inputs: everything in it is folded at load time."""
+    return onnx_model(nodes, [], outputs, inits)
+
+
+def _nested_graph_attributes(depth: int) -> bytes:
+    """A model whose node holds a graph attribute holding a node holding a graph ... (raw
+    protobuf, built without recursion: no protobuf library serialises this deep)."""
+    from crnn.interop import _protobuf as pb
+    graph = b""
+    for _ in range(depth):
+        attr = pb.encode({"name": "body", "type": 5}, pb.ATTRIBUTE) + \
+            pb._key(6, 2) + pb._enc_varint(len(graph)) + graph
+        node = pb.encode({"op_type": "If", "input": ["c"], "output": ["y"]}, pb.NODE) + \
+            pb._key(5, 2) + pb._enc_varint(len(attr)) + attr
+        graph = pb._key(1, 2) + pb._enc_varint(len(node)) + node
+    return pb.encode({"ir_version": 8, "opset_import": [{"domain": "", "version": 17}]}, pb.MODEL) \
+        + pb._key(7, 2) + pb._enc_varint(len(graph)) + graph
+
+
+def onnx_hostile_files():
+    """Small ONNX files that ask the loader for huge tensors, huge work or deep recursion.
+
+    Name -> (bytes, a regular expression the OnnxError message must match)."""
+    from onnx import TensorProto as TP
+    from onnx import helper as oh
+    one = np.ones(1, np.float32)
+    f, i64 = TP.FLOAT, TP.INT64
+    many = []
+    for k in range(64):   # each tensor within MAX_FOLD_ELEMENTS, all of them not
+        many += [oh.make_node("Expand", ["one", "shape"], [f"e{k}"]),
+                 oh.make_node("ReduceSum", [f"e{k}"], [f"s{k}"], keepdims=0)]
+    many.append(oh.make_node("Sum", [f"s{k}" for k in range(64)], ["y"]))
+    big_dims = _empty_tensor("w", [2**32, 2**32])
+    return {
+        "expand_2_33_then_reduce": (_onnx_model(
+            [oh.make_node("Expand", ["one", "shape"], ["e"]),
+             oh.make_node("ReduceSum", ["e"], ["y"], keepdims=0)],
+            [("y", f, [])], {"one": one, "shape": np.array([2**33])}), "MAX_FOLD_ELEMENTS"),
+        "constant_of_shape_2_40": (_onnx_model(
+            [oh.make_node("ConstantOfShape", ["shape"], ["y"])], [("y", f, None)],
+            {"shape": np.array([2**40])}), "MAX_FOLD_ELEMENTS"),
+        "constant_of_shape_rank_40": (_onnx_model(
+            [oh.make_node("ConstantOfShape", ["shape"], ["y"])], [("y", f, None)],
+            {"shape": np.ones(40, np.int64)}), "rank 40, more than the limit MAX_TENSOR_RANK"),
+        "range_2_40": (_onnx_model(
+            [oh.make_node("Range", ["a", "b", "c"], ["y"])], [("y", i64, None)],
+            {"a": np.array(0), "b": np.array(2**40), "c": np.array(1)}), "MAX_FOLD_ELEMENTS"),
+        "broadcast_add_2_27": (_onnx_model(
+            [oh.make_node("Add", ["a", "b"], ["y"])], [("y", f, None)],
+            {"a": np.zeros((8192, 1), np.float32), "b": np.zeros((1, 16384), np.float32)}),
+            "MAX_FOLD_ELEMENTS"),
+        "gather_2_27": (_onnx_model(
+            [oh.make_node("Gather", ["a", "i"], ["y"])], [("y", f, None)],
+            {"a": np.zeros((1, 16384), np.float32), "i": np.zeros(8192, np.int64)}),
+            "MAX_FOLD_ELEMENTS"),
+        "matmul_of_expands_2_39_flops": (_onnx_model(
+            [oh.make_node("Expand", ["one", "shape"], ["e"]),
+             oh.make_node("MatMul", ["e", "e"], ["y"])],
+            [("y", f, None)], {"one": one, "shape": np.array([8192, 8192])}), "MAX_FOLD_WORK"),
+        "64_folds_of_2_25": (_onnx_model(many, [("y", f, None)], {
+            "one": one, "shape": np.array([2**25])}), "MAX_FOLD_WORK"),
+        "graph_attributes_400_deep": (_nested_graph_attributes(400), "nested more than 100"),
+        "dims_2_32_by_2_32_no_data": (_onnx_model_with_initializer(big_dims), "multiply past"),
+        "dims_0_by_2_62_by_2_62": (_onnx_model_with_initializer(_empty_tensor(
+            "w", [0, 2**62, 2**62])), "multiply past"),
+        "rank_40": (_onnx_model([oh.make_node("Identity", ["w"], ["y"])], [("y", f, None)],
+                                {"w": np.zeros((1,) * 40, np.float32)}), "rank 40"),
+    }
+
+
+def _empty_tensor(name, dims):
+    """A float TensorProto with dims and no data (onnx.helper.make_tensor refuses to make one)."""
+    from onnx import TensorProto as TP
+    t = TP()
+    t.name, t.data_type = name, TP.FLOAT
+    t.dims.extend(dims)
+    return t
+
+
+def _onnx_model_with_initializer(tensor) -> bytes:
+    from onnx import TensorProto as TP
+    from onnx import helper as oh
+    g = oh.make_graph([oh.make_node("Identity", [tensor.name], ["y"])], "g", [],
+                      [oh.make_tensor_value_info("y", TP.FLOAT, None)], [tensor])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+_CHILD_ONNX = """
+import sys, time
+sys.path.insert(0, "tests")
+import crnn
+from crnn.interop.onnx import OnnxError
+from test_hostile_files import onnx_hostile_files
+for name, (data, _) in onnx_hostile_files().items():
+    t0 = time.time()
+    try:
+        crnn.load_onnx(data)
+        res = "LOADED"
+    except OnnxError as err:
+        res = "OK " + str(err).replace("\\n", " ")[:400]
+    except BaseException as err:
+        res = "BAD " + type(err).__name__ + ": " + str(err).replace("\\n", " ")[:300]
+    print(name, "::", res, ":: %.2fs" % (time.time() - t0), flush=True)
+print("DONE", flush=True)
+"""
+
+
+def test_onnx_files_asking_for_huge_tensors_or_work_are_refused_quickly():
+    """Each file is at most 130 KiB; each must be an OnnxError naming the limit within 2 s,
+    under a 4 GiB address-space limit (a MemoryError or a slow load is a failure)."""
+    pytest.importorskip("onnx")
+    files = onnx_hostile_files()
+    proc = _child(_CHILD_ONNX, timeout=300)
+    assert "DONE" in proc.stdout, \
+        f"the loader child died\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    bad = []
+    for line in proc.stdout.splitlines():
+        if " :: " not in line:
+            continue
+        name, res, secs = line.split(" :: ")
+        if not res.startswith("OK ") or not re.search(files[name][1], res):
+            bad.append(f"{name}: {res}")
+        elif float(secs.rstrip("s")) > 2:
+            bad.append(f"{name}: took {secs}")
+    assert not bad, "\n".join(bad)
+    assert max(len(d) for d, _ in files.values()) < 140 * 1024
+
+
+@pytest.mark.parametrize("info,match", [
+    ({"location": "w\0.bin"}, "location"),
+    ({"location": "w.bin", "offset": "abc"}, "offset 'abc'"),
+    ({"location": "w.bin", "length": "-4"}, "length '-4'"),
+    ({"location": "w.bin", "length": "1e3"}, "length '1e3'"),
+    ({"location": "../w.bin"}, "inside the model's directory"),
+    ({"location": "/etc/passwd"}, "inside the model's directory"),
+    ({"location": "missing.bin"}, "cannot read external data"),
+    ({"location": "w.bin", "offset": "10"}, "holds 16 bytes, expected 16 at offset 10"),
+])
+def test_onnx_external_data_fields_are_checked(tmp_path, info, match):
+    from crnn.interop.onnx import OnnxError
+    pytest.importorskip("onnx")
+    (tmp_path / "w.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    (tmp_path / "m.onnx").write_bytes(_external_model([4], info))
+    with pytest.raises(OnnxError, match=match):
+        crnn.load_onnx(str(tmp_path / "m.onnx"))
+
+
+def _external_model(dims, info) -> bytes:
+    from onnx import TensorProto as TP
+    t = _empty_tensor("w", dims)
+    t.data_location = TP.EXTERNAL
+    for k, v in info.items():
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return _onnx_model_with_initializer(t)
+
+
+def test_onnx_external_data_stays_in_the_model_directory(tmp_path):
+    """Symbolic links are resolved before the containment check (as ONNX Runtime does);
+    a FIFO or a device is refused without blocking; a huge declared size is checked against
+    the file's size before anything is read."""
+    import threading
+    from crnn.interop.onnx import OnnxError
+    pytest.importorskip("onnx")
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "m.onnx").write_bytes(_external_model([4], {"location": "link.bin"}))
+    os.symlink(outside, d / "link.bin")
+    with pytest.raises(OnnxError, match="escapes the model's directory"):
+        crnn.load_onnx(str(d / "m.onnx"))
+    os.unlink(d / "link.bin")
+    (d / "real.bin").write_bytes(outside.read_bytes())
+    os.symlink(d / "real.bin", d / "link.bin")          # a link that stays inside is fine
+    np.testing.assert_array_equal(crnn.load_onnx(str(d / "m.onnx"))(), [0, 1, 2, 3])
+    (d / "huge.onnx").write_bytes(_external_model([2**40], {"location": "real.bin"}))
+    with pytest.raises(OnnxError, match="holds 16 bytes, expected 4398046511104"):
+        crnn.load_onnx(str(d / "huge.onnx"))
+    (d / "dev.onnx").write_bytes(_external_model([4], {"location": "zero"}))
+    os.symlink("/dev/zero", d / "zero")
+    with pytest.raises(OnnxError, match="escapes the model's directory"):
+        crnn.load_onnx(str(d / "dev.onnx"))
+    os.mkfifo(d / "fifo")
+    (d / "fifo.onnx").write_bytes(_external_model([4], {"location": "fifo"}))
+    outcome = []
+
+    def load():
+        try:
+            crnn.load_onnx(str(d / "fifo.onnx"))
+            outcome.append("loaded")
+        except Exception as err:  # noqa: BLE001
+            outcome.append(err)
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():   # release the blocked reader before failing
+        os.close(os.open(d / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail("load_onnx blocked opening a FIFO named as external data")
+    assert isinstance(outcome[0], OnnxError) and "not a regular file" in str(outcome[0])
+
+
 def test_onnx_hostile_inputs(tmp_path):
     from crnn.interop.onnx import OnnxError
     good = _onnx_bytes()
@@ -605,3 +813,196 @@ def test_keras_hostile_inputs(tmp_path):
         with pytest.raises((ValueError, OSError)):
             crnn.load_keras(p)
     assert not os.path.exists(tmp_path / "PWNED")
+
+
+# ---------------------------------------------------------------------------------------------
+# load_keras: HDF5 files that point outside themselves, claim huge sizes, or are malformed
+# ---------------------------------------------------------------------------------------------
+_KERAS_CONFIG = {"class_name": "Sequential", "config": {"name": "m", "layers": [
+    {"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 5, 3]}},
+    {"class_name": "SimpleRNN", "config": {"name": "rnn", "units": 4, "activation": "tanh",
+                                           "use_bias": True, "dtype": "float32"}}]}}
+_KERAS_VARS = "layers/simple_rnn/cell/vars"
+
+
+def _keras_file(path, write_h5, config=_KERAS_CONFIG, compression=zipfile.ZIP_STORED):
+    """A .keras archive whose model.weights.h5 is written by ``write_h5(h5py.File)``."""
+    import h5py
+    h5_path = str(path) + ".h5"
+    with h5py.File(h5_path, "w") as f:
+        write_h5(f)
+    with open(h5_path, "rb") as f:
+        h5 = f.read()
+    os.unlink(h5_path)
+    with zipfile.ZipFile(path, "w", compression) as z:
+        z.writestr("config.json", config if isinstance(config, str) else json.dumps(config))
+        z.writestr("model.weights.h5", h5)
+    return path
+
+
+def _good_vars(f, prefix=_KERAS_VARS):
+    rng = np.random.default_rng(0)
+    f[f"{prefix}/0"] = rng.uniform(-0.5, 0.5, (3, 4)).astype(np.float32)
+    f[f"{prefix}/1"] = rng.uniform(-0.2, 0.2, (4, 4)).astype(np.float32)
+    f[f"{prefix}/2"] = rng.uniform(-0.5, 0.5, 4).astype(np.float32)
+    f[prefix].attrs["name"] = "rnn"
+
+
+def _keras_fails(path, match):
+    from crnn.interop.keras import KerasConversionError
+    with pytest.raises(KerasConversionError, match=match):
+        crnn.load_keras(str(path))
+
+
+def test_keras_hdf5_pointing_outside_the_file_is_refused(tmp_path):
+    """External storage, external links and virtual datasets would read other files (a file's
+    bytes came back through predict); only data inside model.weights.h5 is read."""
+    h5py = pytest.importorskip("h5py")
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(12, dtype=np.float32).tobytes())
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        _good_vars(f)
+        f["data"] = np.zeros((3, 4), np.float32)
+    good = _keras_file(tmp_path / "good.keras", _good_vars)
+    assert crnn.load_keras(str(good)).layers[0].units == 4
+
+    def external_storage(f):
+        _good_vars(f)
+        del f[f"{_KERAS_VARS}/0"]
+        f.create_dataset(f"{_KERAS_VARS}/0", (3, 4), "f4", external=[(str(secret), 0, 48)])
+
+    def external_link(f):
+        f["layers/simple_rnn"] = h5py.ExternalLink(str(other), "/layers/simple_rnn")
+
+    def virtual(f):
+        _good_vars(f)
+        del f[f"{_KERAS_VARS}/0"]
+        layout = h5py.VirtualLayout((3, 4), "f4")
+        layout[:] = h5py.VirtualSource(str(other), "data", (3, 4))
+        f.create_virtual_dataset(f"{_KERAS_VARS}/0", layout)
+
+    def soft_link(f):
+        _good_vars(f, "elsewhere/vars")
+        f["layers/simple_rnn/cell"] = h5py.SoftLink("/elsewhere")
+
+    for name, writer, match in [("external_storage", external_storage, "external storage"),
+                                ("external_link", external_link, "external link"),
+                                ("virtual", virtual, "virtual dataset"),
+                                ("soft_link", soft_link, "soft link")]:
+        _keras_fails(_keras_file(tmp_path / f"{name}.keras", writer), match)
+
+
+def test_keras_declared_sizes_are_checked_before_reading(tmp_path):
+    """Shapes come from the config and are checked before a dataset is read; a dataset must
+    hold its data (an unwritten one reads as fill values of any declared size)."""
+    pytest.importorskip("h5py")
+    big_cfg = json.loads(json.dumps(_KERAS_CONFIG))
+    big_cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, 5, 262144]
+    big_cfg["config"]["layers"][1]["config"]["units"] = 1024
+
+    def unwritten(f):   # matches the config: 1 GiB of fill values from an 800-byte file
+        f.create_dataset(f"{_KERAS_VARS}/0", (262144, 1024), "f4")
+        f[f"{_KERAS_VARS}/1"] = np.zeros((1024, 1024), np.float32)
+        f[f"{_KERAS_VARS}/2"] = np.zeros(1024, np.float32)
+    path = _keras_file(tmp_path / "unwritten.keras", unwritten, big_cfg, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 20000
+    _keras_fails(path, r"vars/0: holds 0 bytes of its 1073741824")
+
+    def wrong_shape(f):   # does not match the config: refused without reading it
+        _good_vars(f)
+        del f[f"{_KERAS_VARS}/0"]
+        f.create_dataset(f"{_KERAS_VARS}/0", (262144, 1024), "f4")
+    _keras_fails(_keras_file(tmp_path / "wrong_shape.keras", wrong_shape),
+                 r"vars/0: got shape \(262144, 1024\), expected \(3, 4\)")
+
+    def not_float(f):
+        _good_vars(f)
+        del f[f"{_KERAS_VARS}/2"]
+        f[f"{_KERAS_VARS}/2"] = np.array([b"abcd"] * 4)
+    _keras_fails(_keras_file(tmp_path / "not_float.keras", not_float), r"vars/2: got dtype")
+
+    def gzip(f):   # compressed datasets are fine
+        for i, a in enumerate([np.ones((3, 4)), np.ones((4, 4)), np.ones(4)]):
+            f.create_dataset(f"{_KERAS_VARS}/{i}", data=a.astype(np.float32), compression="gzip")
+    assert crnn.load_keras(str(_keras_file(tmp_path / "gzip.keras", gzip))).count_params() == 32
+
+    huge = json.loads(json.dumps(_KERAS_CONFIG))
+    huge["config"]["layers"][1]["config"]["units"] = 46340   # 8 GiB recurrent kernel
+    from crnn.interop.keras import MAX_WEIGHTS_BYTES
+    _keras_fails(_keras_file(tmp_path / "huge.keras", _good_vars, huge),
+                 rf"more than the limit MAX_WEIGHTS_BYTES = {MAX_WEIGHTS_BYTES}")
+
+
+def test_keras_archive_members_are_streamed_and_capped(tmp_path):
+    """A deflated model.weights.h5 that inflates to 256 MiB is refused after reading at most
+    what the config's weights can need (it was read whole: 1 MB files peaked at 2 GB RSS)."""
+    pytest.importorskip("h5py")
+    good = _keras_file(tmp_path / "good.keras", _good_vars)
+    with zipfile.ZipFile(good) as z:
+        h5 = z.read("model.weights.h5")
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", json.dumps(_KERAS_CONFIG))
+        with z.open("model.weights.h5", "w", force_zip64=True) as f:
+            f.write(h5)
+            chunk = bytes(2**20)
+            for _ in range(256):
+                f.write(chunk)
+    assert bomb.stat().st_size < 2 * 2**20
+    _keras_fails(bomb, r"model.weights.h5: is \d+ bytes, more than the \d+ this model can need")
+    big_config = tmp_path / "big_config.keras"
+    with zipfile.ZipFile(big_config, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", json.dumps(_KERAS_CONFIG) + " " * (20 * 2**20))
+        z.writestr("model.weights.h5", h5)
+    _keras_fails(big_config, r"config.json: is \d+ bytes, more than the limit")
+    dup = tmp_path / "dup.keras"
+    dup.write_bytes(_zip([("config.json", json.dumps(_KERAS_CONFIG))] * 2
+                         + [("model.weights.h5", h5)]))
+    _keras_fails(dup, r"duplicated member\(s\) \['config.json'\]")
+
+
+@pytest.mark.parametrize("config,match", [
+    ({"class_name": "Sequential", "config": {"layers": [5]}}, r"layers\[0\]: got int"),
+    ({"class_name": "Sequential", "config": {"layers": [{"class_name": "Dense", "config": 7}]}},
+     r"layers\[0\]: config: got int"),
+    ({"class_name": "Functional", "config": {
+        "layers": [{"class_name": "InputLayer", "name": "in", "config": {"name": "in"}},
+                   {"class_name": "Dense", "name": "d", "config": {"name": "d", "units": 2},
+                    "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__",
+                                                 "config": {}}], "kwargs": {}}]}],
+        "input_layers": [["in", 0, 0]], "output_layers": [["d", 0, 0]]}}, "keras_history"),
+    ({"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "SimpleRNN", "config": {"name": "r", "units": "many"}}]}}, "units"),
+    ({"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Activation", "config": {"name": f"a{i}", "activation": "relu"}}
+        for i in range(1001)]}}, "MAX_CONFIG_LAYERS"),
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+])
+def test_keras_malformed_configs_are_conversion_errors(tmp_path, config, match):
+    pytest.importorskip("h5py")
+    _keras_fails(_keras_file(tmp_path / "m.keras", _good_vars, config), match)
+
+
+def test_keras_weights_tree_that_is_not_groups_is_a_conversion_error(tmp_path):
+    pytest.importorskip("h5py")
+
+    def dataset_as_layer(f):
+        _good_vars(f)
+        f["layers/junk"] = np.zeros(3)
+    path = _keras_file(tmp_path / "junk.keras", dataset_as_layer)
+    assert crnn.load_keras(str(path)).layers[0].units == 4    # an unused extra is ignored
+
+    def layer_is_dataset(f):
+        f["layers/simple_rnn"] = np.zeros(3)
+    _keras_fails(_keras_file(tmp_path / "ds.keras", layer_is_dataset), "not a group")
+
+    def vars_is_dataset(f):
+        f["layers/simple_rnn/cell/vars"] = np.zeros(3)
+    _keras_fails(_keras_file(tmp_path / "vars.keras", vars_is_dataset), "not a group")
+
+    def bad_name_attr(f):
+        _good_vars(f)
+        f[_KERAS_VARS].attrs["name"] = np.zeros(3)
+    path = _keras_file(tmp_path / "attr.keras", bad_name_attr)
+    assert crnn.load_keras(str(path)).layers[0].units == 4    # found by its path instead

@@ -19,6 +19,8 @@ import crnn
 from crnn import reference
 from crnn.interop.onnx import OnnxError, OnnxModel
 
+from _onnx_helpers import onnx_model
+
 onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install '.[onnx]'")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install '.[onnx]'")
 from onnx import TensorProto as TP  # noqa: E402
@@ -545,3 +547,215 @@ def test_to_onnx_rejects_masks():
     emb(np.ones((1, 5), np.int64))
     with pytest.raises(ValueError, match="mask_zero"):
         crnn.to_onnx(emb)
+
+
+# ============================================================================ semantics of ops
+def _same_as_ort(data, feed):
+    """crnn's outputs equal ONNX Runtime's exactly: same shapes, dtypes and values."""
+    got = crnn.load_onnx(data).run(None, feed)
+    want = _ort(data).run(None, feed)
+    for g, w in zip(got, want):
+        assert (g.shape, g.dtype) == (w.shape, w.dtype)
+        np.testing.assert_array_equal(g, w)
+    return got
+
+
+def test_scalar_outputs_keep_their_shape():
+    """0-d results (Size, 1-D x 1-D MatMul, ReduceSum keepdims=0) come back 0-d, as in ORT."""
+    data = onnx_model(
+        [oh.make_node("Size", ["x"], ["n"]), oh.make_node("MatMul", ["v", "v"], ["dot"]),
+         oh.make_node("ReduceSum", ["x"], ["s"], keepdims=0)],
+        [("x", TP.FLOAT, [2, 3]), ("v", TP.FLOAT, [4])],
+        [("n", TP.INT64, []), ("dot", TP.FLOAT, []), ("s", TP.FLOAT, [])])
+    n, dot, s = _same_as_ort(data, {"x": np.ones((2, 3), np.float32),
+                                    "v": np.arange(4, dtype=np.float32)})
+    assert n.shape == dot.shape == s.shape == ()
+
+
+def test_outputs_are_not_shared_with_constants_or_inputs():
+    """Writing into a returned array changes neither later runs nor the caller's input."""
+    data = onnx_model(
+        [oh.make_node("Constant", [], ["c"], value=numpy_helper.from_array(
+            np.array([1.0, 2.0], np.float32))),
+         oh.make_node("Add", ["c", "c"], ["folded"]), oh.make_node("Identity", ["x"], ["same"]),
+         oh.make_node("Reshape", ["x", "shape"], ["view"])],
+        [("x", TP.FLOAT, [2])], [("folded", TP.FLOAT, [2]), ("same", TP.FLOAT, [2]),
+                                 ("view", TP.FLOAT, [1, 2])],
+        {"shape": np.array([1, 2], np.int64)})
+    m = crnn.load_onnx(data)
+    x = np.array([5.0, 6.0], np.float32)
+    for out in m.run(None, {"x": x}):
+        out[...] = -1
+    folded, same, view = m.run(None, {"x": x})
+    assert folded.tolist() == [2.0, 4.0]
+    assert x.tolist() == [5.0, 6.0] and same.tolist() == [5.0, 6.0] and view.tolist() == [[5, 6]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64])
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_mod_follows_fmod(dtype, fmod):
+    """fmod=1: the sign of the dividend (C fmod); fmod=0: the sign of the divisor (floats: as
+    opset 28 defines it)."""
+    et = {np.float32: TP.FLOAT, np.float64: TP.DOUBLE, np.int32: TP.INT32,
+          np.int64: TP.INT64}[dtype]
+    data = onnx_model([oh.make_node("Mod", ["a", "b"], ["y"], fmod=fmod)],
+                     [("a", et, [6]), ("b", et, [6])], [("y", et, [6])])
+    a = np.array([-5, 5, -5, 5, 7, -7], dtype)
+    b = np.array([3, -3, -3, 3, 2, 2], dtype)
+    (y,) = crnn.load_onnx(data).run(None, {"a": a, "b": b})
+    want = np.fmod(a, b) if fmod else np.mod(a, b)
+    np.testing.assert_array_equal(y, want.astype(dtype))
+    assert y[0] == (-2 if fmod else 1)
+    if fmod or np.dtype(dtype).kind != "f":   # ONNX Runtime refuses fmod=0 on floats
+        _same_as_ort(data, {"a": a, "b": b})
+
+
+@pytest.mark.parametrize("dtype,et", [(np.int64, TP.INT64), (np.int32, TP.INT32),
+                                      (np.uint64, TP.UINT64), (np.int8, TP.INT8)])
+def test_integer_div_is_exact_and_truncates(dtype, et):
+    info = np.iinfo(dtype)
+    a = np.array([info.max, info.max - 1, 7, 9, info.min, 1], dtype)
+    b = np.array([1, 3, 2, 4, 1, 3], dtype)
+    if info.min < 0:
+        a = np.concatenate([a, np.array([-7, 7, -7, -9, info.min + 1], dtype)])
+        b = np.concatenate([b, np.array([2, -2, -2, 4, -1], dtype)])
+    data = onnx_model([oh.make_node("Div", ["a", "b"], ["y"])],
+                     [("a", et, [len(a)]), ("b", et, [len(a)])], [("y", et, [len(a)])])
+    (y,) = crnn.load_onnx(data).run(None, {"a": a, "b": b})
+    want = [int(p / q) if abs(int(p)) < 2**52 else (abs(int(p)) // abs(int(q))) *
+            (1 if (p < 0) == (q < 0) else -1) for p, q in zip(a.tolist(), b.tolist())]
+    assert y.dtype == dtype and y.tolist() == want
+    if dtype in (np.int64, np.int32):
+        _same_as_ort(data, {"a": a, "b": b})
+
+
+def _dropout_model(training):
+    inits = {} if training is None or training == "input" else {"t": np.array(training)}
+    ins = [("x", TP.FLOAT, [4])] + ([("t", TP.BOOL, [])] if training == "input" else [])
+    node_in = ["x", "r", "t"] if training is not None else ["x"]
+    inits["r"] = np.array(0.5, np.float32)
+    return onnx_model([oh.make_node("Dropout", node_in, ["y"])], ins, [("y", TP.FLOAT, [4])], inits)
+
+
+@pytest.mark.parametrize("training", [True, "input"])
+def test_dropout_in_training_mode_is_refused(training):
+    with pytest.raises(OnnxError, match="Dropout.*training_mode"):
+        crnn.load_onnx(_dropout_model(training))
+
+
+@pytest.mark.parametrize("training", [None, False])
+def test_dropout_in_inference_mode_is_the_identity(training):
+    x = np.arange(4, dtype=np.float32)
+    (y,) = crnn.load_onnx(_dropout_model(training)).run(None, {"x": x})
+    np.testing.assert_array_equal(y, x)
+
+
+# ============================================================================ RNN attributes
+def test_rnn_activation_alpha_beta_are_consumed_in_activation_order():
+    """Only activations that take alpha/beta consume them (Affine takes both, Tanh none)."""
+    D, H, B, T = 3, 4, 2, 5
+    x = np.random.default_rng(10).standard_normal((T, B, D)).astype(np.float32)
+    # Tanh takes nothing, so Affine gets alpha 1 and beta 0: the identity, which crnn runs.
+    model, (W, R, Bv) = _rnn_graph(D, H, 2, direction="bidirectional", acts=["Tanh", "Affine"],
+                                   extra_attrs={"activation_alpha": [1.0],
+                                                "activation_beta": [0.0]})
+    data = model.SerializeToString()
+    got = crnn.load_onnx(data).run(None, {"X": x})
+    want = _ort(data).run(None, {"X": x})
+    ref = _reference(x, W, R, Bv, 2, "bidirectional", ["tanh", "linear"])
+    for g, w, r in zip(got, want, ref):
+        _close(g, w, TOL32, "vs onnxruntime")
+        _close(g, r, TOL32, "vs reference")
+    # Alpha [5, 1]: Affine consumes 5 (ONNX Runtime scales by 5), which crnn cannot run.
+    model, _ = _rnn_graph(D, H, 2, direction="bidirectional", acts=["Tanh", "Affine"],
+                          extra_attrs={"activation_alpha": [5.0, 1.0],
+                                       "activation_beta": [0.0, 0.0]})
+    with pytest.raises(OnnxError, match=r"Affine.*activation_alpha=5\.0"):
+        crnn.load_onnx(model.SerializeToString())
+
+
+@pytest.mark.parametrize("attrs,match", [
+    ({"activations": ["Affine"]}, "Affine.*no activation_alpha"),     # spec 1.0, ORT 0.0
+    ({"activations": ["Affine"], "activation_alpha": [1.0], "activation_beta": [0.5]},
+     "activation_beta=0.5"),
+    ({"activations": ["ScaledTanh"], "activation_alpha": [1.0], "activation_beta": [1.0]},
+     "ScaledTanh"),
+    ({"activations": ["HardSigmoid"]}, "HardSigmoid"),
+    ({"activations": ["Softsign"]}, "Softsign"),
+    ({"activations": 5}, "activations"),
+    ({"activations": ["Tanh"], "activation_alpha": 1.0}, "activation_alpha"),
+    ({"activations": [b"\xff"]}, "activations"),
+    ({"direction": 5}, "direction"),
+    ({"hidden_size": 2.5}, "hidden_size"),
+    ({"layout": "x"}, "layout"),
+])
+def test_rnn_attributes_checked_at_load(attrs, match):
+    model, _ = _rnn_graph(3, 4, 1)
+    node = model.graph.node[0]
+    for k, v in attrs.items():
+        for a in list(node.attribute):
+            if a.name == k:
+                node.attribute.remove(a)
+        node.attribute.append(oh.make_attribute(k, v))
+    with pytest.raises(OnnxError, match=match):
+        crnn.load_onnx(model.SerializeToString())
+
+
+@pytest.mark.parametrize("inputs", [["X"], ["X", "W"], ["X", "", "R"], ["X", "W", ""]])
+def test_rnn_without_its_weights_is_refused(inputs):
+    model, _ = _rnn_graph(3, 4, 1, bias=False)
+    node = model.graph.node[0]
+    del node.input[:]
+    node.input.extend(inputs)
+    with pytest.raises(OnnxError, match="RNN node.*X, W and R"):
+        crnn.load_onnx(model.SerializeToString())
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_rnn_zero_length_sequence_returns_initial_h(direction, layout):
+    """A sequence of length 0 runs no step: Y_h is its initial_h, Y is 0 at every step.
+
+    ONNX Runtime returns zeros for Y_h here instead; crnn follows the spec (see the module
+    docstring of crnn.interop.onnx).
+    """
+    D, H, B, T = 3, 4, 3, 5
+    ndir = 2 if direction == "bidirectional" else 1
+    model, (W, R, Bv) = _rnn_graph(D, H, ndir, direction=direction, h0=True, seq=True,
+                                   layout=layout)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((T, B, D)).astype(np.float32)
+    h0 = rng.standard_normal((ndir, B, H)).astype(np.float32)
+    lens = np.array([0, 5, 2], np.int32)
+    feed = {"X": x if layout == 0 else x.transpose(1, 0, 2),
+            "h0": h0 if layout == 0 else h0.transpose(1, 0, 2), "seq": lens}
+    y, yh = crnn.load_onnx(model.SerializeToString()).run(None, feed)
+    if layout == 1:
+        y, yh = y.transpose(1, 2, 0, 3), yh.transpose(1, 0, 2)
+    np.testing.assert_array_equal(yh[:, 0], h0[:, 0])
+    np.testing.assert_array_equal(y[:, :, 0], 0)
+    np.testing.assert_array_equal(y[2:, :, 2], 0)
+    ry, ryh = _reference(x, W, R, Bv, ndir, direction, None, h0, lens)
+    _close(yh, ryh, TOL32, "Y_h vs reference")
+    _close(y, ry, TOL32, "Y vs reference")
+    if layout == 0:   # ONNX Runtime agrees on every sequence but the empty one
+        oy, oyh = _ort(model.SerializeToString()).run(None, feed)
+        _close(yh[:, 1:], oyh[:, 1:], TOL32, "Y_h vs onnxruntime")
+        _close(y, oy, TOL32, "Y vs onnxruntime")
+        assert not np.any(oyh[:, 0])
+
+
+@pytest.mark.parametrize("attrs,split,match", [
+    ({"num_outputs": 0}, None, "num_outputs"),
+    ({"num_outputs": 3}, None, "num_outputs=3"),
+    ({}, [1, 1], "split"),
+    ({}, [2, -1, 3], "split"),
+])
+def test_split_arguments_checked(attrs, split, match):
+    inits = {} if split is None else {"s": np.array(split, np.int64)}
+    ins = ["x"] if split is None else ["x", "s"]
+    outs = ["a", "b", "c"][:max(2, len(split or []))]
+    data = onnx_model([oh.make_node("Split", ins, outs, axis=0, **attrs)],
+                     [("x", TP.FLOAT, [4])], [(o, TP.FLOAT, None) for o in outs], inits, opset=18)
+    with pytest.raises(OnnxError, match=match):
+        crnn.load_onnx(data).run(None, {"x": np.arange(4, dtype=np.float32)})

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import time
 import warnings
 import zipfile
 
@@ -202,6 +203,35 @@ def test_rejects_bad_members(good):
     _load_fails(_write(d, [("config.json", cfg), ("config.json", cfg), ("weights.npz", npz)]),
                 r"duplicated member")
     _load_fails(_write(d, [("/abs/config.json", cfg), ("weights.npz", npz)]), r"unexpected member")
+
+
+def test_member_list_is_checked_in_linear_time(good):
+    """A 2 MB archive listing config.json 40 000 times is refused at once (it took 18 s when
+    duplicates were counted with list.count)."""
+    d, npz = good["dir"], good["npz"]
+    path = _write(d, [("config.json", b"{}")] * 40000 + [("weights.npz", npz)])
+    t0 = time.perf_counter()
+    _load_fails(path, r"duplicated member.*config\.json")
+    assert time.perf_counter() - t0 < 3
+
+
+def test_config_layer_count_is_limited(good):
+    """A 43 KiB config of 16 000 Activation layers is refused before any layer is built, with
+    an error naming the limit (building it took 18 s)."""
+    from crnn.saving import MAX_CONFIG_LAYERS
+    d, cfg = good["dir"], good["config"]
+    many = dict(cfg, weights=[])
+    many["config"] = {"name": "m", "layers": [
+        {"class_name": "Activation", "config": {"name": f"a{i}", "activation": "relu"}}
+        for i in range(16000)]}
+    t0 = time.perf_counter()
+    _load_fails(_write(d, [("config.json", many), ("weights.npz", _npz({}))]),
+                rf"16000 layers, more than the limit MAX_CONFIG_LAYERS = {MAX_CONFIG_LAYERS}")
+    assert time.perf_counter() - t0 < 3
+    many["config"]["layers"] = many["config"]["layers"][:MAX_CONFIG_LAYERS]
+    ok = _write(d, [("config.json", many), ("weights.npz", _npz({}))], "ok.crnn")
+    model = crnn.load_model(ok)
+    assert len(model.layers) == MAX_CONFIG_LAYERS
 
 
 def test_rejects_bad_config(good):

@@ -25,6 +25,14 @@ class DecodeError(ValueError):
     """The bytes are not a valid protobuf message (truncated, bad wire type...)."""
 
 
+MAX_DEPTH = 100
+"""Deepest nesting of messages :func:`decode` follows (protobuf's own default recursion limit).
+
+An ONNX model nests a few levels (model, graph, node, attribute, tensor); only sub-graphs inside
+attributes nest further.  A deeper message is a :class:`DecodeError`, not a ``RecursionError``.
+"""
+
+
 # Field kinds: scalar kinds, or a schema dict for a sub-message.
 # "int64"/"int32"/"enum": varint (negative numbers are 10-byte two's complement);
 # "uint64": varint; "float": fixed32; "double": fixed64; "string": UTF-8; "bytes": raw.
@@ -114,12 +122,15 @@ def _packed(kind: str, data: memoryview) -> List[Any]:
     return out
 
 
-def decode(data: Any, schema: Dict[int, Tuple[str, Any, bool]]) -> Dict[str, Any]:
+def decode(data: Any, schema: Dict[int, Tuple[str, Any, bool]], _depth: int = 0) -> Dict[str, Any]:
     """Decode one message into a dict with every schema field (defaults for absent ones).
 
     Packed numeric fields of TensorProto are also returned as lists; ``raw_data`` and ``bytes``
-    fields are zero-copy ``memoryview`` slices of ``data``.
+    fields are zero-copy ``memoryview`` slices of ``data``.  Messages nested deeper than
+    :data:`MAX_DEPTH` raise :class:`DecodeError`.
     """
+    if _depth > MAX_DEPTH:
+        raise DecodeError(f"messages nested more than {MAX_DEPTH} deep (the limit)")
     buf = data if isinstance(data, memoryview) else memoryview(data)
     if buf.ndim != 1 or buf.itemsize != 1:
         buf = buf.cast("B")
@@ -159,7 +170,7 @@ def decode(data: Any, schema: Dict[int, Tuple[str, Any, bool]]) -> Dict[str, Any
         if isinstance(kind, dict):
             if wire != 2:
                 raise DecodeError(f"field {name}: got wire type {wire}, expected a message")
-            v: Any = decode(val, kind)
+            v: Any = decode(val, kind, _depth + 1)
         elif wire == 2 and kind not in ("string", "bytes"):
             if not rep:
                 raise DecodeError(f"field {name}: got a length-delimited value for a scalar")

@@ -16,24 +16,53 @@ Both build the same crnn model: a Sequential of SimpleRNN, Dense, Embedding, Bid
 Masking and Activation layers (``InputLayer`` gives the input shape; Dropout-like layers are
 identities at inference and are left out).  A functional model must be a single chain from one
 input to one output.  Anything else raises an error naming the layer.
+
+A ``.keras`` file is untrusted input.  :func:`load_keras` reads ``config.json`` first (at most
+:data:`crnn.saving.MAX_CONFIG_BYTES`, at most :data:`crnn.saving.MAX_CONFIG_LAYERS` layers),
+builds the model's skeleton without weights, and so knows the name, shape and dtype of every
+weight before ``model.weights.h5`` is opened; they may total :data:`MAX_WEIGHTS_BYTES`.  That
+member is read streaming and capped at what those weights can need (five times their bytes, for
+an optimizer's saved slots, plus HDF5 metadata per layer); in it, only hard links, groups and
+float datasets of exactly the expected shapes, stored inside the file (no external storage,
+external or soft links, virtual datasets, or filters beyond deflate, shuffle, fletcher32,
+szip, scale-offset and LZF, so no filter plugin is ever loaded) and holding their data, are
+read.  Every problem is a :class:`KerasConversionError` naming it.
 """
 from __future__ import annotations
 
+import collections
 import io
-import json
 import os
 import re
 import warnings
 import zipfile
+import zlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["from_keras", "load_keras", "KerasConversionError"]
+from ..saving import MAX_CONFIG_LAYERS
+
+__all__ = ["from_keras", "load_keras", "KerasConversionError", "MAX_WEIGHTS_BYTES"]
 
 
 class KerasConversionError(ValueError):
     """A Keras model or file crnn cannot rebuild (the message says what and why)."""
+
+
+MAX_WEIGHTS_BYTES = 2**32
+"""Most bytes of weights the config of a ``.keras`` file may declare (checked before reading)."""
+
+#: ``model.weights.h5`` may hold up to this many times the weights' bytes (an optimizer's slot
+#: variables are saved beside the weights: Adam with amsgrad keeps three per weight) ...
+_H5_WEIGHT_COPIES = 5
+#: ... plus this much HDF5 metadata per layer of the config (Keras writes ~1 KiB per group),
+_H5_BYTES_PER_LAYER = 64 * 2**10
+#: ... plus this much for the file's own structures.
+_H5_BASE_BYTES = 2**20
+#: HDF5 filters that are built into HDF5 or h5py; any other would make HDF5 look for a plugin.
+_H5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 4: "szip", 6: "scaleoffset",
+               32000: "lzf"}
 
 
 SUPPORTED = ("SimpleRNN", "Dense", "Embedding", "Bidirectional", "Masking", "Activation")
@@ -90,10 +119,12 @@ def _dtype_name(cfg: Mapping[str, Any], where: str) -> str:
 class _LayerSpec:
     """One layer of the chain: class name, config, weights (NumPy, Keras order)."""
 
-    def __init__(self, class_name: str, config: Dict[str, Any], name: str) -> None:
+    def __init__(self, class_name: str, config: Dict[str, Any], name: str,
+                 build_shape: Optional[List[Any]] = None) -> None:
         self.class_name = class_name
         self.config = config
         self.name = name
+        self.build_shape = build_shape
         self.weights: List[np.ndarray] = []
 
     def where(self) -> str:
@@ -101,7 +132,9 @@ class _LayerSpec:
 
 
 def _model_layers(config: Mapping[str, Any]) -> Tuple[str, List[Dict[str, Any]], Dict[str, Any]]:
-    """(class_name, layer entries, inner config) of a serialized model."""
+    """(class_name, layer entries, inner config) of a serialized model, its structure checked:
+    every entry a dict with a ``class_name`` string and a ``config`` dict (a Bidirectional's
+    wrapped layers too), at most MAX_CONFIG_LAYERS entries."""
     cls = config.get("class_name")
     inner = config.get("config")
     if cls not in ("Sequential", "Functional", "Model") or not isinstance(inner, dict) \
@@ -110,26 +143,67 @@ def _model_layers(config: Mapping[str, Any]) -> Tuple[str, List[Dict[str, Any]],
             f"model: got a {cls or type(config).__name__} whose config lists no layers; crnn "
             "rebuilds Sequential and functional models (subclassed models have no portable "
             "architecture)")
-    return cls, inner["layers"], inner
+    entries = inner["layers"]
+    if len(entries) > MAX_CONFIG_LAYERS:
+        raise KerasConversionError(f"model: lists {len(entries)} layers, more than the limit "
+                                   f"MAX_CONFIG_LAYERS = {MAX_CONFIG_LAYERS}")
+    for i, e in enumerate(entries):
+        where = f"model: layers[{i}]"
+        _check_entry(e, where)
+        if e["class_name"] == "Bidirectional":
+            for key in ("layer", "backward_layer"):
+                sub = e["config"].get(key)
+                if sub is not None or key == "layer":
+                    _check_entry(sub, f"{where}: {key}")
+    return cls, entries, inner
+
+
+def _check_entry(e: Any, where: str) -> None:
+    if not isinstance(e, dict):
+        raise KerasConversionError(f"{where}: got {type(e).__name__}, expected a layer config "
+                                   "(a dict with class_name and config)")
+    if not isinstance(e.get("class_name"), str):
+        raise KerasConversionError(f"{where}: class_name: got {e.get('class_name')!r}, "
+                                   "expected a string")
+    if not isinstance(e.get("config", {}), dict):
+        raise KerasConversionError(f"{where}: config: got {type(e['config']).__name__}, "
+                                   "expected a dict")
 
 
 def _chain(config: Mapping[str, Any]) -> Tuple[List[_LayerSpec], Optional[List[Any]]]:
     """The model as a linear list of layers, and the input's batch shape if known."""
     cls, entries, inner = _model_layers(config)
     if cls == "Sequential":
-        specs = []
-        for e in entries:
-            c = e.get("config", {})
-            specs.append(_LayerSpec(e.get("class_name", "?"), c, c.get("name", "?")))
+        specs = [_spec(e) for e in entries]
         input_shape = inner.get("build_input_shape")
-        return specs, input_shape
+        return specs, input_shape if input_shape is not None else _input_layer_shape(specs)
     return _functional_chain(entries, inner)
+
+
+def _input_layer_shape(specs: List[_LayerSpec]) -> Optional[List[Any]]:
+    if specs and specs[0].class_name == "InputLayer":
+        c = specs[0].config
+        return c.get("batch_shape") or c.get("batch_input_shape")
+    return None
+
+
+def _spec(e: Dict[str, Any]) -> _LayerSpec:
+    c = e.get("config", {})
+    build = e.get("build_config")
+    shape = build.get("input_shape") if isinstance(build, dict) else None
+    return _LayerSpec(e["class_name"], c, e.get("name") or c.get("name", "?"),
+                      shape if isinstance(shape, list) else None)
 
 
 def _history(t: Any) -> Optional[str]:
     """Name of the layer that produced a serialized Keras tensor, else None."""
     if isinstance(t, dict) and t.get("class_name") == "__keras_tensor__":
-        return t["config"]["keras_history"][0]
+        cfg = t.get("config")
+        hist = cfg.get("keras_history") if isinstance(cfg, dict) else None
+        if not isinstance(hist, list) or not hist or not isinstance(hist[0], str):
+            raise KerasConversionError(f"model: a serialized tensor has keras_history {hist!r}, "
+                                       "expected [layer name, node index, tensor index]")
+        return hist[0]
     if isinstance(t, list) and len(t) == 3 and isinstance(t[0], str):  # older [name, n, i]
         return t[0]
     return None
@@ -139,7 +213,11 @@ def _io_names(v: Any) -> List[str]:
     """input_layers / output_layers: [name, 0, 0] or [[name, 0, 0], ...]."""
     if isinstance(v, list) and v and isinstance(v[0], str):
         return [v[0]]
-    return [x[0] for x in (v or [])]
+    if not isinstance(v, list) or not all(isinstance(x, list) and x and isinstance(x[0], str)
+                                          for x in v):
+        raise KerasConversionError(f"model: input_layers / output_layers: got {v!r}, expected "
+                                   "[[layer name, 0, 0], ...]")
+    return [x[0] for x in v]
 
 
 def _functional_chain(entries: List[Dict[str, Any]],
@@ -163,18 +241,25 @@ def _functional_chain(entries: List[Dict[str, Any]],
             break
         nodes = e.get("inbound_nodes") or []
         where = f"layer {name!r} ({e.get('class_name')})"
-        if len(nodes) != 1:
+        if not isinstance(nodes, list) or len(nodes) != 1:
             raise KerasConversionError(f"{where}: is called {len(nodes)} times; crnn rebuilds a "
                                        "chain in which each layer is used once")
         node = nodes[0]
         if isinstance(node, list):  # Keras 2.13+ format: [[name, node_index, tensor_index, kw]]
             srcs = [a[0] for a in node if isinstance(a, list) and a and isinstance(a[0], str)]
-            args, kwargs = [], (node[0][3] if node and len(node[0]) > 3 else {}) or {}
-        else:
+            kw0 = node[0][3] if node and isinstance(node[0], list) and len(node[0]) > 3 else {}
+            args, kwargs = [], kw0 or {}
+        elif isinstance(node, dict):
             args, kwargs = node.get("args", []), node.get("kwargs", {}) or {}
+            if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+                raise KerasConversionError(f"{where}: malformed inbound node {node!r}")
             first = args[0] if args else None
-            many = isinstance(first, list) and first and not isinstance(first[0], str)
+            many = isinstance(first, (list, tuple)) and first and not isinstance(first[0], str)
             srcs = [h for h in (_history(a) for a in (first if many else [first])) if h]
+        else:
+            raise KerasConversionError(f"{where}: malformed inbound node {node!r}")
+        if not isinstance(kwargs, dict):
+            raise KerasConversionError(f"{where}: malformed inbound node {node!r}")
         extra = [h for h in (_history(a) for a in args[1:]) if h]
         if len(srcs) != 1 or extra:
             raise KerasConversionError(
@@ -186,13 +271,8 @@ def _functional_chain(entries: List[Dict[str, Any]],
                                            "not support initial states or other side inputs")
         name = srcs[0]
     chain.reverse()
-    specs = [_LayerSpec(e.get("class_name", "?"), e.get("config", {}),
-                        e.get("name") or e.get("config", {}).get("name")) for e in chain]
-    shape = None
-    if specs and specs[0].class_name == "InputLayer":
-        c = specs[0].config
-        shape = c.get("batch_shape") or c.get("batch_input_shape")
-    return specs, shape
+    specs = [_spec(e) for e in chain]
+    return specs, _input_layer_shape(specs)
 
 
 # ============================================================================ weights
@@ -200,58 +280,126 @@ _WEIGHT_PATHS = {"SimpleRNN": ("cell/vars",), "Dense": ("vars",), "Embedding": (
                  "Bidirectional": ("forward_layer/cell/vars", "backward_layer/cell/vars")}
 
 
-def _read_vars(group: Any) -> List[np.ndarray]:
-    keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else 10 ** 9)
-    return [np.array(group[k]) for k in keys]
+def _h5_child(h5py: Any, group: Any, key: str) -> Any:
+    """``group[key]`` if that is a hard link, None if absent; other links are refused before
+    they are followed (an external link opens another file, a soft link points anywhere)."""
+    where = f"model.weights.h5: {group.name.rstrip('/')}/{key}"
+    link = group.get(key, getlink=True)
+    if link is None:
+        return None
+    if isinstance(link, h5py.ExternalLink):
+        raise KerasConversionError(f"{where}: is an external link to {link.filename!r}; crnn "
+                                   "reads only data inside model.weights.h5")
+    if isinstance(link, h5py.SoftLink):
+        raise KerasConversionError(f"{where}: is a soft link to {link.path!r}; crnn follows "
+                                   "only hard links (Keras writes no others)")
+    if not isinstance(link, h5py.HardLink):
+        raise KerasConversionError(f"{where}: is a {type(link).__name__}; crnn follows only "
+                                   "hard links")
+    return group[key]
 
 
-def _h5_groups(h5: Any, entries: List[Dict[str, Any]]) -> Dict[str, Any]:
+def _h5_group(h5py: Any, group: Any, path: str) -> Any:
+    """The group at ``path`` below ``group`` through hard links only, or None if absent."""
+    node = group
+    for part in path.split("/"):
+        node = _h5_child(h5py, node, part)
+        if node is None:
+            return None
+        if not isinstance(node, h5py.Group):
+            raise KerasConversionError(f"model.weights.h5: {node.name}: is not a group (got "
+                                       f"a {type(node).__name__})")
+    return node
+
+
+def _h5_groups(h5py: Any, h5: Any, entries: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Layer name -> its HDF5 group, by the ``name`` attribute Keras writes on ``vars`` groups,
     else by Keras's path rule (snake_case class name, numbered per class in layer order)."""
-    root = h5.get("layers")
+    root = _h5_group(h5py, h5, "layers")
     if root is None:
         raise KerasConversionError("model.weights.h5: has no 'layers' group; expected the "
                                    "weights of a Keras 3 Sequential or functional model")
     found: Dict[str, Any] = {}
     for key in root:
-        vars_group = root[key].get("vars")
-        name = vars_group.attrs.get("name") if vars_group is not None else None
+        if not isinstance(root.get(key, getlink=True), h5py.HardLink):
+            continue          # refused below if a layer's path leads there
+        group = root[key]
+        if not isinstance(group, h5py.Group) or \
+                not isinstance(group.get("vars", getlink=True), h5py.HardLink):
+            continue
+        vars_group = group["vars"]
+        name = vars_group.attrs.get("name") if isinstance(vars_group, h5py.Group) else None
         if isinstance(name, bytes):
-            name = name.decode()
-        if name:
-            found[str(name)] = root[key]
+            name = name.decode("utf-8", "replace")
+        if isinstance(name, str) and name:
+            found[name] = key
     counts: Dict[str, int] = {}
+    paths: Dict[str, str] = {}
     for e in entries:
-        cls = e.get("class_name", "")
         name = e.get("name") or e.get("config", {}).get("name")
-        snake = _snake(cls)
+        snake = _snake(e["class_name"])
         n = counts.get(snake)
         counts[snake] = 0 if n is None else n + 1
         path = snake if n is None else f"{snake}_{n + 1}"
-        if name not in found and path in root:
-            found[name] = root[path]
-    return found
+        if e["class_name"] in _WEIGHT_PATHS:
+            paths[name] = found.get(name, path)
+    return {name: _h5_group(h5py, root, path) for name, path in paths.items()}
 
 
-def _attach_h5_weights(specs: List[_LayerSpec], h5: Any, entries: List[Dict[str, Any]]) -> None:
-    groups = _h5_groups(h5, entries)
-    for s in specs:
-        paths = _WEIGHT_PATHS.get(s.class_name)
-        if not paths:
-            continue
-        g = groups.get(s.name)
-        if g is None:
-            raise KerasConversionError(f"{s.where()}: has no weights in model.weights.h5")
-        s.weights = []
-        for p in paths:
-            sub = g.get(p)
-            if sub is None:
-                raise KerasConversionError(f"{s.where()}: model.weights.h5 has no group "
-                                           f"{g.name}/{p}")
-            s.weights.extend(_read_vars(sub))
+def _read_vars(h5py: Any, group: Any, shapes: List[Tuple[int, ...]]) -> List[np.ndarray]:
+    """Datasets ``0``, ``1``, ... of ``group``, each checked against its expected shape and
+    storage before it is read."""
+    keys = list(group.keys())
+    want = [str(i) for i in range(len(shapes))]
+    if sorted(keys) != sorted(want):
+        raise KerasConversionError(f"model.weights.h5: {group.name}: holds {sorted(keys)}, "
+                                   f"expected the {len(want)} weights {want} of shapes {shapes}")
+    datasets = []
+    for key, shape in zip(want, shapes):
+        d = _h5_child(h5py, group, key)
+        where = f"model.weights.h5: {d.name}"
+        if not isinstance(d, h5py.Dataset):
+            raise KerasConversionError(f"{where}: is not a dataset")
+        _check_dataset(d, tuple(shape), where)
+        datasets.append(d)
+    return [np.asarray(d[()]) for d in datasets]
+
+
+def _check_dataset(d: Any, shape: Tuple[int, ...], where: str) -> None:
+    """Refuse a dataset that is not what the config needs, or whose data lives elsewhere."""
+    if tuple(d.shape) != shape:
+        raise KerasConversionError(f"{where}: got shape {tuple(d.shape)}, expected {shape} "
+                                   "(what the config's layer needs)")
+    if d.dtype.kind != "f":
+        raise KerasConversionError(f"{where}: got dtype {d.dtype}, expected float")
+    if d.external:
+        raise KerasConversionError(f"{where}: uses external storage "
+                                   f"({[e[0] for e in d.external]}); crnn reads only data "
+                                   "inside model.weights.h5")
+    if d.is_virtual:
+        raise KerasConversionError(f"{where}: is a virtual dataset (its data lives in other "
+                                   "datasets or files); crnn reads only plain datasets")
+    plist = d.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    unknown = [f for f in filters if f not in _H5_FILTERS]
+    if unknown:
+        raise KerasConversionError(f"{where}: uses HDF5 filter(s) {unknown}; crnn reads only "
+                                   f"{sorted(_H5_FILTERS.values())} (others load plugins)")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * d.dtype.itemsize
+    stored = d.id.get_storage_size()
+    if nbytes and (stored == 0 or (not filters and stored < nbytes)):
+        raise KerasConversionError(f"{where}: holds {stored} bytes of its {nbytes} (an "
+                                   "unwritten or truncated dataset)")
 
 
 # ============================================================================ building crnn
+def _int_arg(cfg: Mapping[str, Any], key: str, where: str) -> int:
+    v = cfg.get(key)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise KerasConversionError(f"{where}: {key}: got {v!r}, expected an integer")
+    return v
+
+
 def _rnn_kwargs(cfg: Mapping[str, Any], where: str) -> Dict[str, Any]:
     act = _activation_name(cfg.get("activation", "tanh"))
     if act not in _RNN_ACTIVATIONS:
@@ -259,16 +407,21 @@ def _rnn_kwargs(cfg: Mapping[str, Any], where: str) -> Dict[str, Any]:
                                    f"{list(_RNN_ACTIVATIONS)}")
     if cfg.get("unit_forget_bias") is not None or cfg.get("reset_after") is not None:
         raise KerasConversionError(f"{where}: is not a SimpleRNN config")
-    kw = {"units": int(cfg["units"]), "activation": act, "use_bias": bool(cfg.get("use_bias", True)),
+    kw = {"units": _int_arg(cfg, "units", where), "activation": act,
+          "use_bias": bool(cfg.get("use_bias", True)),
           "return_sequences": bool(cfg.get("return_sequences", False)),
           "return_state": bool(cfg.get("return_state", False)),
           "go_backwards": bool(cfg.get("go_backwards", False)),
-          "stateful": bool(cfg.get("stateful", False)), "dtype": _dtype_name(cfg, where)}
+          "stateful": bool(cfg.get("stateful", False)),
+          "zero_output_for_mask": bool(cfg.get("zero_output_for_mask", False)),
+          "dtype": _dtype_name(cfg, where)}
     return kw
 
 
 def _build(specs: List[_LayerSpec], input_shape: Optional[Sequence[Any]], name: Optional[str]):
-    """crnn.Sequential from the chain; weights installed; errors name unsupported layers."""
+    """crnn.Sequential from the chain, with placeholder weights (no memory, no random draws),
+    built if the input shape is known.  Returns ``(model, [(spec, layer)])``; errors name
+    unsupported layers."""
     import crnn
     from crnn import layers as L
 
@@ -279,36 +432,46 @@ def _build(specs: List[_LayerSpec], input_shape: Optional[Sequence[Any]], name: 
             f"model: has layer(s) crnn does not support: {names}. Supported: "
             f"{', '.join(SUPPORTED)} (and {', '.join(SKIPPED)}, which are identities at "
             "inference)")
-    out = []
-    for s in specs:
-        if s.class_name in SKIPPED + _MASK_OPS:
-            continue
+    kept = [s for s in specs if s.class_name not in SKIPPED + _MASK_OPS]
+    if not kept:
+        raise KerasConversionError("model: has no layers crnn can run")
+    if input_shape is None:
+        input_shape = kept[0].build_shape
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else None
+    with L._deferred_weights():
+        pairs = []
+        for s in kept:
+            try:
+                pairs.append((s, _make_layer(L, s)))
+            except KerasConversionError:
+                raise
+            except (ValueError, TypeError, KeyError, AttributeError) as err:
+                raise KerasConversionError(f"{s.where()}: {err}") from None
+        model = crnn.Sequential(name=name) if isinstance(name, str) and name else crnn.Sequential()
+        for s, layer in pairs:
+            try:
+                model.add(layer)
+            except (ValueError, TypeError) as err:
+                raise KerasConversionError(f"{s.where()}: cannot follow the previous layer: "
+                                           f"{err}") from None
+        if shape is not None and (shape[-1] is not None or kept[0].class_name == "Embedding"):
+            try:
+                model.build(shape)
+            except (ValueError, TypeError) as err:
+                raise KerasConversionError(f"model: input shape {shape} does not fit the "
+                                           f"layers: {err}") from None
+    return model, pairs
+
+
+def _install(pairs: List[Tuple[_LayerSpec, Any]]) -> None:
+    for s, layer in pairs:
         if s.class_name in _WEIGHT_PATHS and not s.weights:
             raise KerasConversionError(f"{s.where()}: has no weights (is the Keras model built?)")
-        out.append((s, _make_layer(L, s)))
-    if not out:
-        raise KerasConversionError("model: has no layers crnn can run")
-    for s, layer in out:
         if s.weights:
             try:
                 layer.set_weights(s.weights)
             except (ValueError, TypeError) as err:
                 raise KerasConversionError(f"{s.where()}: weights do not fit: {err}") from None
-    model = crnn.Sequential(name=name) if name else crnn.Sequential()
-    for s, layer in out:
-        try:
-            model.add(layer)
-        except (ValueError, TypeError) as err:
-            raise KerasConversionError(f"{s.where()}: cannot follow the previous layer: "
-                                       f"{err}") from None
-    shape = None if input_shape is None else tuple(input_shape)
-    if shape is not None and shape[-1] is not None:
-        try:
-            model.build(shape)
-        except (ValueError, TypeError) as err:
-            raise KerasConversionError(f"model: input shape {shape} does not fit the layers: "
-                                       f"{err}") from None
-    return model
 
 
 def _make_layer(L: Any, s: _LayerSpec):
@@ -321,10 +484,11 @@ def _make_layer(L: Any, s: _LayerSpec):
         if act not in _DENSE_ACTIVATIONS:
             raise KerasConversionError(f"{where}: got activation {act!r}, expected one of "
                                        f"{list(_DENSE_ACTIVATIONS)}")
-        return L.Dense(int(cfg["units"]), activation=act, use_bias=bool(cfg.get("use_bias", True)),
+        return L.Dense(_int_arg(cfg, "units", where), activation=act,
+                       use_bias=bool(cfg.get("use_bias", True)),
                        dtype=_dtype_name(cfg, where), name=name)
     if s.class_name == "Embedding":
-        return L.Embedding(int(cfg["input_dim"]), int(cfg["output_dim"]),
+        return L.Embedding(_int_arg(cfg, "input_dim", where), _int_arg(cfg, "output_dim", where),
                            mask_zero=bool(cfg.get("mask_zero", False)),
                            dtype=_dtype_name(cfg, where), name=name)
     if s.class_name == "Masking":
@@ -390,55 +554,135 @@ def from_keras(model: Any):
             shape = list(model.input_shape)
         except (AttributeError, ValueError, TypeError):
             shape = None
-    return _build(specs, shape, cfg.get("name"))
+    crnn_model, pairs = _build(specs, shape, cfg.get("name"))
+    _install(pairs)
+    return crnn_model
+
+
+def _archive_members(zf: zipfile.ZipFile) -> Dict[str, zipfile.ZipInfo]:
+    """Name -> entry of a .keras archive: no duplicated names (counted in linear time),
+    config.json and model.weights.h5 present."""
+    infos = zf.infolist()
+    counts = collections.Counter(i.filename for i in infos)
+    dups = sorted(n for n, k in counts.items() if k > 1)
+    if dups:
+        raise KerasConversionError(f"archive: got duplicated member(s) {dups}")
+    missing = [n for n in ("config.json", "model.weights.h5") if n not in counts]
+    if missing:
+        raise KerasConversionError(f".keras archive lacks {missing} (has {sorted(counts)[:20]})")
+    return {i.filename: i for i in infos}
+
+
+def _expected_weights(pairs: List[Tuple[_LayerSpec, Any]]) -> Tuple[Dict[str, List[Any]], int]:
+    """Layer name -> shapes of its weights in Keras order, from the model built with
+    placeholders, and their total bytes (at most MAX_WEIGHTS_BYTES)."""
+    shapes: Dict[str, List[Any]] = {}
+    total = 0
+    for s, layer in pairs:
+        if s.class_name not in _WEIGHT_PATHS:
+            continue
+        arrays = layer._weight_arrays()
+        if not arrays:
+            raise KerasConversionError(
+                "config.json: does not give the model's input shape (an InputLayer's "
+                "batch_shape, build_input_shape or the first layer's build_config); crnn "
+                "needs it to check the weights before reading them")
+        shapes[s.name] = [tuple(int(d) for d in a.shape) for a in arrays]
+        total += sum(int(a.size) * a.dtype.itemsize for a in arrays)
+    if total > MAX_WEIGHTS_BYTES:
+        raise KerasConversionError(f"config.json: declares {total} bytes of weights, more than "
+                                   f"the limit MAX_WEIGHTS_BYTES = {MAX_WEIGHTS_BYTES}")
+    return shapes, total
+
+
+def _read_h5_weights(h5py: Any, h5: Any, pairs: List[Tuple[_LayerSpec, Any]],
+                     entries: List[Dict[str, Any]], shapes: Dict[str, List[Any]]) -> None:
+    groups = _h5_groups(h5py, h5, entries)
+    for s, _ in pairs:
+        paths = _WEIGHT_PATHS.get(s.class_name)
+        if not paths:
+            continue
+        g = groups.get(s.name)
+        if g is None:
+            raise KerasConversionError(f"{s.where()}: has no weights in model.weights.h5")
+        want = shapes[s.name]
+        per_path = len(want) // len(paths)
+        s.weights = []
+        for k, p in enumerate(paths):
+            sub = _h5_group(h5py, g, p)
+            if sub is None:
+                raise KerasConversionError(f"{s.where()}: model.weights.h5 has no group "
+                                           f"{g.name}/{p}")
+            s.weights.extend(_read_vars(h5py, sub, want[k * per_path:(k + 1) * per_path]))
 
 
 def load_keras(path: Any):
     """Load a Keras 3 ``.keras`` file as a :class:`crnn.Sequential`, without Keras.
 
     Needs only ``h5py`` (``pip install "crnn[keras]"``).  Accepts a path or a binary file
-    object.
+    object.  The file is not trusted: see the module docstring for what is checked, and the
+    limits (:data:`crnn.saving.MAX_CONFIG_BYTES`, :data:`crnn.saving.MAX_CONFIG_LAYERS`,
+    :data:`MAX_WEIGHTS_BYTES`).
 
     Raises
     ------
     KerasConversionError (a ValueError)
-        Not a ``.keras`` archive, missing members, unsupported layers (named), or weights that
-        do not match the architecture.
+        Not a ``.keras`` archive, missing or duplicated members, a malformed or oversized
+        config, unsupported layers (named), weights that do not match the architecture,
+        HDF5 links, storage or filters that crnn does not read, or a limit exceeded (named).
+    OSError
+        The file cannot be read.
     """
     try:
         import h5py
     except ImportError:
         raise ImportError("load_keras needs h5py to read the weights: pip install h5py "
                           "(or pip install 'crnn[keras]')") from None
+    from ..saving import _Bad, _read_capped, _read_json
+
     src = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
+    label = repr(src) if isinstance(src, str) else "file object"
     try:
         zf = zipfile.ZipFile(src)
     except zipfile.BadZipFile:
         hint = ""
         if isinstance(src, str) and src.endswith((".h5", ".hdf5")):
             hint = " (legacy Keras 2 HDF5 models are not supported; re-save as .keras)"
-        raise KerasConversionError(f"{src!r}: is not a .keras file (not a zip archive){hint}") \
+        raise KerasConversionError(f"{label}: is not a .keras file (not a zip archive){hint}") \
             from None
-    with zf:
-        names = set(zf.namelist())
-        missing = [n for n in ("config.json", "model.weights.h5") if n not in names]
-        if missing:
-            raise KerasConversionError(f"{src!r}: .keras archive lacks {missing} (has "
-                                       f"{sorted(names)})")
-        try:
-            config = json.loads(zf.read("config.json"))
-        except ValueError as err:
-            raise KerasConversionError(f"{src!r}: config.json is not valid JSON ({err})") from None
-        weights_bytes = zf.read("model.weights.h5")
-    if not isinstance(config, dict):
-        raise KerasConversionError(f"{src!r}: config.json is not a model config")
-    specs, shape = _chain(config)
-    _, entries, inner = _model_layers(config)
+    try:
+        with zf:
+            infos = _archive_members(zf)
+            config = _read_json(zf, infos["config.json"], "config.json")
+            if not isinstance(config, dict):
+                raise KerasConversionError("config.json is not a model config")
+            specs, shape = _chain(config)
+            _, entries, inner = _model_layers(config)
+            model, pairs = _build(specs, shape, inner.get("name"))
+            shapes, need = _expected_weights(pairs)
+            cap = _H5_WEIGHT_COPIES * need + _H5_BYTES_PER_LAYER * len(entries) + _H5_BASE_BYTES
+            weights_bytes = _read_capped(zf, infos["model.weights.h5"], cap, "model.weights.h5")
+    except KerasConversionError as err:
+        raise KerasConversionError(f"{label}: {err}") from None
+    except _Bad as err:
+        raise KerasConversionError(f"{label}: {err}") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError,
+            RuntimeError) as err:
+        # NotImplementedError: an unknown compression; RuntimeError: an encrypted member.
+        raise KerasConversionError(f"{label}: damaged .keras archive ({type(err).__name__}: "
+                                   f"{err})") from None
     try:
         h5 = h5py.File(io.BytesIO(weights_bytes), "r")
     except OSError as err:
-        raise KerasConversionError(f"{src!r}: model.weights.h5 is not a valid HDF5 file "
+        raise KerasConversionError(f"{label}: model.weights.h5 is not a valid HDF5 file "
                                    f"({err})") from None
-    with h5:
-        _attach_h5_weights(specs, h5, entries)
-    return _build(specs, shape, inner.get("name"))
+    try:
+        with h5:
+            _read_h5_weights(h5py, h5, pairs, entries, shapes)
+    except KerasConversionError as err:
+        raise KerasConversionError(f"{label}: {err}") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise KerasConversionError(f"{label}: model.weights.h5 cannot be read "
+                                   f"({type(err).__name__}: {err})") from None
+    _install(pairs)
+    return model

@@ -17,10 +17,34 @@ emits around an ``nn.RNN`` (shape arithmetic, transposes, slicing, ``Gemm``/``Ma
 heads, activations, reductions, packed-sequence sorting).  ``LSTM``, ``GRU``, ``clip``,
 ``activation_alpha``/``activation_beta`` other than linear, control flow (If/Loop/Scan) and
 ops outside the default domain are rejected at load time with an error naming them.
+
+Semantics where implementations differ, decided by the ONNX specification:
+
+- ``activation_alpha`` / ``activation_beta`` are consumed in the order of the activations, each
+  activation taking only the values it uses (Affine, ScaledTanh and HardSigmoid take an alpha and
+  a beta; LeakyRelu, ThresholdedRelu and Elu an alpha; the others nothing), as ONNX Runtime does.
+  ``Affine`` without an explicit alpha is refused: the spec's default (that of the ONNX Affine
+  operator, alpha 1) and ONNX Runtime's (alpha 0) disagree.
+- A ``sequence_lens`` entry of 0 runs no step for that sequence: its ``Y_h`` is its
+  ``initial_h`` (the spec defines the hidden state recursively from ``initial_h``, and zero
+  steps leave it unchanged; Keras returns the initial state for a fully masked sequence too)
+  and its ``Y`` is 0 at every step.  ONNX Runtime 1.32 returns zeros as ``Y_h`` instead.
+- ``Dropout`` runs as the identity; one whose ``training_mode`` input is not a constant False
+  is refused (crnn runs inference only).
+- ``Mod`` follows ``fmod`` (``fmod=0`` on floating point inputs as opset 28 defines it: the
+  sign of the divisor); integer ``Div`` truncates towards zero in exact integer arithmetic.
+
+Limits (a model that exceeds one is refused with :class:`OnnxError` naming the limit):
+:data:`MAX_FOLD_ELEMENTS` and :data:`MAX_FOLD_WORK` bound the constant folding done at load
+time, :data:`MAX_TENSOR_RANK` the rank of any tensor, and
+:data:`crnn.interop._protobuf.MAX_DEPTH` the nesting of protobuf messages.  Tensors read from
+the file, inline or as external data, must be backed by that many bytes, and external data must
+be a regular file inside the model's directory (symbolic links are resolved first).
 """
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,13 +59,36 @@ class OnnxError(ValueError):
     """A malformed ONNX model, or one crnn cannot run."""
 
 
+MAX_FOLD_ELEMENTS = 2**26
+"""Largest tensor, in elements, that constant folding may create while loading a model.
+
+Nodes fed only by constants run once, at load time; a node whose result would be larger
+(``ConstantOfShape``, ``Expand``, ``Range``, broadcasting, ``MatMul``, ``Gather``, ``Concat``
+...) is refused before anything is allocated.  Folding in models that exporters write
+handles shapes and small index tensors; weights are stored already folded.
+"""
+
+MAX_FOLD_WORK = 2**28
+"""Element operations constant folding may spend on one model, in total.
+
+Each folded node is charged the elements of its inputs and its output (``MatMul`` and ``Gemm``:
+``M * N * K``); about a second of NumPy at most, however many nodes the file holds.
+"""
+
+MAX_TENSOR_RANK = 32
+"""Highest rank of a tensor in the file (NumPy's own limit is 64)."""
+
+
 # TensorProto.DataType -> NumPy dtype (names as ONNX Runtime prints them in NodeArg.type).
 _DTYPES: Dict[int, Tuple[Any, str]] = {
     1: (np.float32, "float"), 2: (np.uint8, "uint8"), 3: (np.int8, "int8"),
     4: (np.uint16, "uint16"), 5: (np.int16, "int16"), 6: (np.int32, "int32"),
     7: (np.int64, "int64"), 9: (np.bool_, "bool"), 10: (np.float16, "float16"),
     11: (np.float64, "double"), 12: (np.uint32, "uint32"), 13: (np.uint64, "uint64")}
-_DTYPE_NAMES = {0: "UNDEFINED", 8: "STRING", 14: "COMPLEX64", 15: "COMPLEX128", 16: "BFLOAT16"}
+_DTYPE_NAMES = {0: "UNDEFINED", 8: "STRING", 14: "COMPLEX64", 15: "COMPLEX128", 16: "BFLOAT16",
+                17: "FLOAT8E4M3FN", 18: "FLOAT8E4M3FNUZ", 19: "FLOAT8E5M2", 20: "FLOAT8E5M2FNUZ",
+                21: "UINT4", 22: "INT4", 23: "FLOAT4E2M1", 24: "FLOAT8E8M0", 25: "UINT2",
+                26: "INT2"}
 _ONNX_TYPE = {np.dtype(v[0]): k for k, v in _DTYPES.items()}
 
 
@@ -52,37 +99,80 @@ def _np_dtype(code: int, what: str) -> np.dtype:
     return np.dtype(_DTYPES[code][0])
 
 
+def _dims(dims: Sequence[int], what: str) -> Tuple[Tuple[int, ...], int]:
+    """Validated dims and their element count (Python ints: no overflow)."""
+    dims = tuple(int(d) for d in dims)
+    if len(dims) > MAX_TENSOR_RANK:
+        raise OnnxError(f"{what}: got rank {len(dims)}, more than the limit {MAX_TENSOR_RANK}")
+    if any(d < 0 for d in dims):
+        raise OnnxError(f"{what}: got negative dims {dims}")
+    count = 1
+    for d in dims:
+        count *= d
+    nonzero = 1
+    for d in dims:
+        nonzero *= max(d, 1)
+    if nonzero > 2**60:   # NumPy refuses such a shape even with no elements
+        raise OnnxError(f"{what}: got dims {dims}, whose non-zero dims multiply past 2**60")
+    return dims, count
+
+
+def _external_bytes(info: Dict[str, str], base_dir: Optional[str], nbytes: int,
+                    what: str) -> bytes:
+    """Read an external tensor: a regular file inside ``base_dir``, ``nbytes`` at ``offset``."""
+    loc = info.get("location", "")
+    if base_dir is None:
+        raise OnnxError(f"{what}: stored in external file {loc!r}, but the model was not loaded "
+                        "from a path; pass a path, or base_dir=")
+    if not loc or "\0" in loc or os.path.isabs(loc) or ".." in loc.replace("\\", "/").split("/"):
+        raise OnnxError(f"{what}: external data location {loc!r} must be a relative path "
+                        "inside the model's directory")
+    nums = {}
+    for key in ("offset", "length"):
+        v = info.get(key)
+        if v is not None and not (v.isascii() and v.isdigit()):
+            raise OnnxError(f"{what}: external data {key} {v!r}, expected a non-negative integer")
+        nums[key] = None if v is None else int(v)
+    offset = nums["offset"] or 0
+    if nums["length"] is not None and nums["length"] != nbytes:
+        raise OnnxError(f"{what}: external data length {nums['length']}, expected {nbytes}")
+    root = os.path.realpath(base_dir)
+    path = os.path.realpath(os.path.join(root, loc))
+    if os.path.commonpath([root, path]) != root:
+        raise OnnxError(f"{what}: external data path {loc!r} escapes the model's directory "
+                        f"{root!r} (through a symbolic link)")
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError) as err:
+        raise OnnxError(f"{what}: cannot read external data {loc!r}: {err}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OnnxError(f"{what}: external data {loc!r} is not a regular file")
+        if offset + nbytes > st.st_size:
+            raise OnnxError(f"{what}: external file {loc!r} holds {st.st_size} bytes, expected "
+                            f"{nbytes} at offset {offset}")
+        f.seek(offset)
+        raw = f.read(nbytes)
+    if len(raw) != nbytes:
+        raise OnnxError(f"{what}: external file {loc!r} holds {len(raw)} bytes at offset "
+                        f"{offset}, expected {nbytes}")
+    return raw
+
+
 def _tensor(t: Dict[str, Any], base_dir: Optional[str], what: str) -> np.ndarray:
-    """TensorProto dict -> ndarray (zero-copy and read-only for raw_data)."""
+    """TensorProto dict -> ndarray (zero-copy and read-only for raw_data).
+
+    Every tensor must be backed by as many bytes (or values) in the file as its dims need, so
+    reading one costs at most what the file holds.
+    """
     name = t["name"] or what
     dt = _np_dtype(t["data_type"], f"tensor {name!r}")
-    dims = tuple(int(d) for d in t["dims"])
-    if any(d < 0 for d in dims):
-        raise OnnxError(f"tensor {name!r}: got negative dims {dims}")
-    count = int(np.prod(dims, dtype=np.int64))
+    dims, count = _dims(t["dims"], f"tensor {name!r}")
     if t["data_location"] == 1:
         info = {e["key"]: e["value"] for e in t["external_data"]}
-        loc = info.get("location", "")
-        if base_dir is None:
-            raise OnnxError(f"tensor {name!r}: stored in external file {loc!r}, but the model "
-                            "was not loaded from a path; pass a path, or base_dir=")
-        if not loc or os.path.isabs(loc) or ".." in loc.replace("\\", "/").split("/"):
-            raise OnnxError(f"tensor {name!r}: external data location {loc!r} must be a relative "
-                            "path inside the model's directory")
-        offset, length = int(info.get("offset", 0)), info.get("length")
-        nbytes = count * dt.itemsize
-        if length is not None and int(length) != nbytes:
-            raise OnnxError(f"tensor {name!r}: external data length {length}, expected {nbytes}")
-        path = os.path.join(base_dir, loc)
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                raw = f.read(nbytes)
-        except OSError as err:
-            raise OnnxError(f"tensor {name!r}: cannot read external data {path!r}: {err}") from None
-        if len(raw) != nbytes:
-            raise OnnxError(f"tensor {name!r}: external file {path!r} holds {len(raw)} bytes at "
-                            f"offset {offset}, expected {nbytes}")
+        raw = _external_bytes(info, base_dir, count * dt.itemsize, f"tensor {name!r}")
         return np.frombuffer(raw, dt.newbyteorder("<")).astype(dt, copy=False).reshape(dims)
     raw = t["raw_data"]
     if len(raw):
@@ -289,7 +379,11 @@ def _op_expand(at, x, n):
 
 def _op_constant_of_shape(at, x, n):
     shape = _ints(x[0])
+    if any(d < 0 for d in shape):
+        raise OnnxError(f"{n.describe()}: got shape {shape}, expected non-negative dims")
     v = at.get("value")
+    if v is not None and np.size(v) != 1:
+        raise OnnxError(f"{n.describe()}: got a value of shape {np.shape(v)}, expected one element")
     fill = np.zeros((), np.float32) if v is None else np.asarray(v).reshape(())
     return [np.full(shape, fill, dtype=fill.dtype)]
 
@@ -323,13 +417,23 @@ def _binary(fn: Callable) -> Callable:
 
 
 def _div(a, b):
-    if a.dtype.kind in "iu":
-        return np.trunc(np.true_divide(a, b)).astype(a.dtype)
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+        # Truncating division in exact integer arithmetic (no detour through float64, which
+        # rounds above 2**53): a - fmod(a, b) is a multiple of b, so floor division is exact.
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            return np.floor_divide(np.subtract(a, np.fmod(a, b)), b)
     return np.divide(a, b)
 
 
-def _mod(a, b):
-    return np.mod(a, b)
+def _op_mod(at, x, n):
+    a, b = x[0], x[1]
+    if at.get("fmod", 0):   # C fmod: the result has the sign of the dividend
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return [np.fmod(a, b).astype(a.dtype, copy=False)]
+    # fmod=0: A - floor(A / B) * B, the sign of the divisor (Python's %).  Opsets before 28
+    # required fmod=1 for floating point inputs; opset 28 defines fmod=0 for them this way.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return [np.mod(a, b).astype(a.dtype, copy=False)]
 
 
 _COMPARE = (np.equal, np.less, np.greater, np.less_equal, np.greater_equal,
@@ -441,8 +545,19 @@ def _reduce(fn: Callable, axes_input_from: int) -> Callable:
                 return [data]
             axes = list(range(data.ndim))
         axes_t = tuple(_axis(a, data.ndim, n.describe()) for a in axes)
-        out = fn(data, axis=axes_t, keepdims=keep)
-        return [np.asarray(out, dtype=data.dtype) if data.dtype.kind == "f" else np.asarray(out)]
+        kw = {}
+        if fn in (np.max, np.min) and data.size == 0:
+            # The spec: an empty set reduces to the identity (-inf / the type's minimum for max).
+            big = fn is np.min
+            if data.dtype.kind == "f":
+                kw["initial"] = np.inf if big else -np.inf
+            elif data.dtype.kind == "b":
+                kw["initial"] = big
+            else:
+                info = np.iinfo(data.dtype)
+                kw["initial"] = info.max if big else info.min
+        out = fn(data, axis=axes_t, keepdims=keep, **kw)
+        return [np.asarray(out).astype(data.dtype, copy=False)]
     return op
 
 
@@ -472,14 +587,28 @@ def _op_topk(at, x, n):
     return [np.take_along_axis(data, idx, axis=axis), idx.astype(np.int64)]
 
 
+_SCATTER_REDUCTIONS = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
 def _op_scatter_elements(at, x, n):
-    if at.get("reduction", "none") != "none":
-        raise OnnxError(f"{n.describe()}: got reduction {at['reduction']!r}, expected 'none'")
     data, idx, upd = x[0], np.asarray(x[1]).astype(np.int64), x[2]
     axis = _axis(at.get("axis", 0), data.ndim, n.describe())
-    idx = np.where(idx < 0, idx + data.shape[axis], idx)
+    if idx.shape != np.shape(upd) or idx.ndim != data.ndim:
+        raise OnnxError(f"{n.describe()}: got indices {idx.shape} and updates {np.shape(upd)}, "
+                        f"expected equal shapes of rank {data.ndim}")
+    dim = data.shape[axis]
+    if idx.size and (idx.min() < -dim or idx.max() >= dim):
+        raise OnnxError(f"{n.describe()}: got indices in [{idx.min()}, {idx.max()}], expected "
+                        f"[{-dim}, {dim - 1}] for axis {axis} of shape {data.shape}")
+    idx = np.where(idx < 0, idx + dim, idx)
     out = np.array(data, copy=True)
-    np.put_along_axis(out, idx, upd, axis=axis)
+    red = at.get("reduction", "none")
+    if red == "none":
+        np.put_along_axis(out, idx, upd, axis=axis)
+    else:   # duplicates combine, in index order
+        where = list(np.indices(idx.shape, sparse=True))
+        where[axis] = idx
+        _SCATTER_REDUCTIONS[red].at(out, tuple(where), np.asarray(upd, out.dtype))
     return [out]
 
 
@@ -493,22 +622,27 @@ def _op_not(at, x, n):
 
 def _op_split(at, x, n):
     data = x[0]
-    axis = _axis(at.get("axis", 0), data.ndim, n.describe())
+    what = n.describe()
+    axis = _axis(at.get("axis", 0), data.ndim, what)
     if n.opset >= 13:
         split = _ints(x[1]) if len(x) > 1 and x[1] is not None else None
     else:
         split = at.get("split")
-    parts = len(n.outputs)
+    parts, dim = len(n.outputs), data.shape[axis]
     if not split:
-        num = at.get("num_outputs", parts)
-        size = -(-data.shape[axis] // num)
-        split = [min(size, data.shape[axis] - i * size) for i in range(num)]
+        # num_outputs is checked at load time; the last chunk is smaller if dim does not divide.
+        size = -(-dim // parts)
+        split = [max(0, min(size, dim - i * size)) for i in range(parts)]
+    elif len(split) != parts or any(v < 0 for v in split) or sum(split) != dim:
+        raise OnnxError(f"{what}: got split {list(split)}, expected {parts} non-negative sizes "
+                        f"summing to {dim} (axis {axis} of shape {data.shape})")
     bounds = np.cumsum(split)[:-1]
     return list(np.split(data, bounds, axis=axis))
 
 
 def _op_dropout(at, x, n):
-    # Inference: identity; the optional mask output is all True.
+    # Inference: identity; the optional mask output is all True.  A training_mode input that
+    # is not a constant False was refused at load time.
     return [x[0], np.ones(x[0].shape, np.bool_)]
 
 
@@ -521,26 +655,54 @@ def _op_pow(at, x, n):
 _RNN_ACTS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid"}
 _RNN_ATTRS = {"activations", "direction", "hidden_size", "layout", "clip", "activation_alpha",
               "activation_beta"}
+#: How many values of activation_alpha / activation_beta each activation of the spec consumes
+#: (ONNX Runtime's table; lower-case names).
+_ACT_ARGS = {"relu": (0, 0), "tanh": (0, 0), "sigmoid": (0, 0), "affine": (1, 1),
+             "leakyrelu": (1, 0), "thresholdedrelu": (1, 0), "scaledtanh": (1, 1),
+             "hardsigmoid": (1, 1), "elu": (1, 0), "softsign": (0, 0), "softplus": (0, 0)}
+
+
+def _attr_of(at: Dict[str, Any], key: str, kinds: Tuple[type, ...], what: str,
+             expected: str) -> Any:
+    """``at[key]`` (None if absent) after checking its type, e.g. a list of floats."""
+    v = at.get(key)
+    if v is None:
+        return None
+    ok = isinstance(v, kinds) and not isinstance(v, bool)
+    if ok and isinstance(v, list):
+        item = {"strings": str, "floats": float, "ints": int}[expected.split()[-1]]
+        ok = all(isinstance(e, item) for e in v)
+    if not ok:
+        raise OnnxError(f"{what}: got attribute {key}={v!r}, expected {expected}")
+    return v
 
 
 def _rnn_config(node: "_Node") -> Dict[str, Any]:
-    """Validate an RNN node's attributes once, at load time."""
+    """Validate an RNN node's inputs and attributes once, at load time."""
     at = node.attrs
     what = node.describe()
+    ins = node.inputs + [""] * (3 - len(node.inputs))
+    if not all(ins[:3]):
+        raise OnnxError(f"{what}: got inputs {node.inputs}, expected inputs X, W and R (the "
+                        "first three are required)")
     extra = sorted(set(at) - _RNN_ATTRS)
     if extra:
         raise OnnxError(f"{what}: got unknown attribute(s) {extra}")
     if "clip" in at:
         raise OnnxError(f"{what}: got attribute clip={at['clip']}, which crnn does not support "
                         "(the C core has no cell clipping); re-export without clip")
-    direction = at.get("direction", "forward")
-    if isinstance(direction, bytes):
-        direction = direction.decode()
+    direction = _attr_of(at, "direction", (str,), what, "a string")
+    direction = "forward" if direction is None else direction
     if direction not in ("forward", "reverse", "bidirectional"):
         raise OnnxError(f"{what}: got direction {direction!r}, expected 'forward', 'reverse' "
                         "or 'bidirectional'")
+    hidden = _attr_of(at, "hidden_size", (int,), what, "an integer")
+    layout = _attr_of(at, "layout", (int,), what, "an integer")
+    layout = 0 if layout is None else layout
+    if layout not in (0, 1):
+        raise OnnxError(f"{what}: got layout={layout}, expected 0 or 1")
     ndir = 2 if direction == "bidirectional" else 1
-    acts = [a.decode() if isinstance(a, bytes) else a for a in at.get("activations", [])]
+    acts = _attr_of(at, "activations", (list,), what, "a list of strings") or []
     if not acts:
         acts = ["Tanh"] * ndir
     if len(acts) == 1 and ndir == 2:
@@ -548,16 +710,24 @@ def _rnn_config(node: "_Node") -> Dict[str, Any]:
     if len(acts) != ndir:
         raise OnnxError(f"{what}: got {len(acts)} activations {acts}, expected {ndir} "
                         f"(one per direction) for direction {direction!r}")
-    alphas = list(at.get("activation_alpha", []))
-    betas = list(at.get("activation_beta", []))
+    alphas = list(_attr_of(at, "activation_alpha", (list,), what, "a list of floats") or [])
+    betas = list(_attr_of(at, "activation_beta", (list,), what, "a list of floats") or [])
+    # The spec: the values are consumed in the order of the activations, by the activations
+    # that take them (ONNX Runtime does the same); values left over are not used.
     names = []
-    for i, a in enumerate(acts):
+    for a in acts:
         key = a.lower()
+        n_alpha, n_beta = _ACT_ARGS.get(key, (0, 0))
+        al = alphas.pop(0) if n_alpha and alphas else None
+        be = betas.pop(0) if n_beta and betas else None
         if key == "affine":
             # Affine(x) = alpha * x + beta; crnn runs only the identity (alpha 1, beta 0).
-            al = alphas[i] if i < len(alphas) else None
-            be = betas[i] if i < len(betas) else 0.0
-            if al != 1.0 or be != 0.0:
+            if al is None:
+                raise OnnxError(f"{what}: got activation Affine with no activation_alpha; the "
+                                "spec's default (1.0) and ONNX Runtime's (0.0) differ, so give "
+                                "it explicitly (crnn runs Affine as the identity: alpha 1.0, "
+                                "beta 0.0)")
+            if al != 1.0 or (be or 0.0) != 0.0:
                 raise OnnxError(f"{what}: got activation Affine with activation_alpha={al}, "
                                 f"activation_beta={be}; crnn supports Affine only as the "
                                 "identity (alpha 1.0, beta 0.0)")
@@ -565,16 +735,10 @@ def _rnn_config(node: "_Node") -> Dict[str, Any]:
         elif key in _RNN_ACTS:
             names.append(_RNN_ACTS[key])
         else:
-            raise OnnxError(f"{what}: got activation {a!r}, expected Tanh, Relu or Sigmoid "
-                            "(or Affine with alpha 1, beta 0)")
-    if (alphas or betas) and "linear" not in names:
-        raise OnnxError(f"{what}: got activation_alpha/activation_beta, which crnn does not "
-                        f"support with activations {acts}")
-    layout = at.get("layout", 0)
-    if layout not in (0, 1):
-        raise OnnxError(f"{what}: got layout={layout}, expected 0 or 1")
+            raise OnnxError(f"{what}: got activation {a!r} in attribute activations, expected "
+                            "Tanh, Relu or Sigmoid (or Affine with alpha 1, beta 0)")
     return {"direction": direction, "ndir": ndir, "acts": names, "layout": layout,
-            "hidden_size": at.get("hidden_size")}
+            "hidden_size": hidden}
 
 
 def _rnn_handles(cfg: Dict[str, Any], W: np.ndarray, R: np.ndarray, B: Optional[np.ndarray],
@@ -687,7 +851,7 @@ SUPPORTED_OPS: Dict[str, Callable] = {
     "Flatten": _op_flatten, "Expand": _op_expand, "ConstantOfShape": _op_constant_of_shape,
     "Cast": _op_cast, "CastLike": _op_cast_like, "Range": _op_range, "Split": _op_split,
     "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply),
-    "Div": _binary(_div), "Mod": _binary(_mod), "Pow": _op_pow,
+    "Div": _binary(_div), "Mod": _op_mod, "Pow": _op_pow,
     "Equal": _binary(np.equal), "Less": _binary(np.less), "Greater": _binary(np.greater),
     "LessOrEqual": _binary(np.less_equal), "GreaterOrEqual": _binary(np.greater_equal),
     "And": _binary(np.logical_and), "Or": _binary(np.logical_or), "Xor": _binary(np.logical_xor),
@@ -728,6 +892,7 @@ class _Node:
         self.attrs = {a["name"]: _attr_value(a, base_dir, self) for a in proto["attribute"]}
         self.fn = SUPPORTED_OPS[self.op]
         self.rnn = _rnn_config(self) if self.op == "RNN" else None
+        _check_attrs(self)
         self.cache: Dict[str, Any] = {}
         self.const_weights = False
 
@@ -774,6 +939,27 @@ def _attr_value(a: Dict[str, Any], base_dir: Optional[str], node: "_Node") -> An
     return a["f"] if a["f"] else a["i"]
 
 
+def _check_attrs(node: "_Node") -> None:
+    """Load-time checks of attributes that would otherwise only fail when the node runs."""
+    at, what = node.attrs, node.describe()
+    if node.op == "Split" and node.opset >= 18 and "num_outputs" in at:
+        num = at["num_outputs"]
+        if not isinstance(num, int) or num != len(node.outputs) or num < 1:
+            raise OnnxError(f"{what}: got attribute num_outputs={num!r}, expected the number of "
+                            f"the node's outputs ({len(node.outputs)})")
+    elif node.op == "ScatterElements":
+        red = at.get("reduction", "none")
+        if red != "none" and red not in _SCATTER_REDUCTIONS:
+            raise OnnxError(f"{what}: got attribute reduction={red!r}, expected one of "
+                            f"{['none'] + sorted(_SCATTER_REDUCTIONS)}")
+    elif node.op == "Cast":
+        if not isinstance(at.get("to"), int) or isinstance(at.get("to"), bool):
+            raise OnnxError(f"{what}: got attribute to={at.get('to')!r}, expected a data type")
+        _np_dtype(at["to"], f"{what}: attribute to")
+    elif node.op == "Mod" and at.get("fmod", 0) not in (0, 1):
+        raise OnnxError(f"{what}: got attribute fmod={at['fmod']!r}, expected 0 or 1")
+
+
 # ============================================================================= model
 def _apply(node: "_Node", args: list) -> Any:
     """Run one node; a failure inside an op becomes an OnnxError naming the node."""
@@ -781,10 +967,85 @@ def _apply(node: "_Node", args: list) -> Any:
         return node.fn(node.attrs, args, node)
     except OnnxError:
         raise
-    except (ValueError, IndexError, TypeError, KeyError) as err:
+    except (ValueError, IndexError, TypeError, KeyError, ArithmeticError) as err:
         shapes = [None if a is None else getattr(a, "shape", None) for a in args]
         raise OnnxError(f"{node.describe()} failed on inputs of shapes {shapes}: "
                         f"{type(err).__name__}: {err}") from err
+    except MemoryError as err:
+        raise MemoryError(f"{node.describe()}: out of memory ({err})") from err
+
+
+_BROADCASTING = {"Add", "Sub", "Mul", "Div", "Mod", "Pow", "Equal", "Less", "Greater",
+                 "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Where", "Max", "Min",
+                 "Sum", "Clip"}
+
+
+def _broadcast_bound(shapes: Sequence[Tuple[int, ...]]) -> int:
+    """Elements of the broadcast of ``shapes`` (an upper bound when they do not broadcast;
+    anything above 2**63 is reported as soon as it is reached)."""
+    rank = max((len(sh) for sh in shapes), default=0)
+    dims = [max(sh[-i] if len(sh) >= i else 1 for sh in shapes) for i in range(1, rank + 1)]
+    if 0 in dims:
+        return 0
+    total = 1
+    for d in dims:
+        total *= d
+        if total > 2**63:
+            break
+    return total
+
+
+def _shape_arg(a: np.ndarray, what: str) -> Tuple[int, ...]:
+    """A shape given as data (ConstantOfShape, Expand), checked against MAX_TENSOR_RANK."""
+    if a.size > MAX_TENSOR_RANK:
+        raise OnnxError(f"{what}: got a shape of rank {a.size}, more than the limit "
+                        f"MAX_TENSOR_RANK = {MAX_TENSOR_RANK}")
+    return tuple(max(d, 0) for d in _ints(a))
+
+
+def _fold_cost(node: "_Node", args: list) -> Tuple[int, int]:
+    """(elements of the node's largest output, element operations to compute it): an upper
+    bound from the inputs' shapes and the small shape / index inputs, known before it runs."""
+    arrs = [np.asarray(a) for a in args if a is not None]
+    sizes = [int(a.size) for a in arrs]
+    op, what = node.op, node.describe()
+    out, work = max(sizes, default=0), 0
+    if op in _BROADCASTING:
+        out = _broadcast_bound([a.shape for a in arrs])
+    elif op == "Concat":
+        out = sum(sizes)
+    elif op == "ConstantOfShape" and arrs:
+        out = _broadcast_bound([_shape_arg(arrs[0], what)])
+    elif op == "Expand" and len(arrs) == 2:
+        out = _broadcast_bound([arrs[0].shape, _shape_arg(arrs[1], what)])
+    elif op == "Range" and len(arrs) == 3:
+        if any(a.size != 1 for a in arrs):
+            raise OnnxError(f"{what}: got start, limit and delta of shapes "
+                            f"{[a.shape for a in arrs]}, expected scalars")
+        start, limit, delta = (float(a.reshape(())) for a in arrs)
+        if not delta or not np.isfinite([start, limit, delta]).all():
+            raise OnnxError(f"{what}: got start {start}, limit {limit}, delta {delta}, expected "
+                            "finite values and a non-zero delta")
+        out = max(int(np.ceil((limit - start) / delta)), 0)
+    elif op in ("MatMul", "Gemm") and len(arrs) >= 2:
+        a, b = arrs[0].shape, arrs[1].shape
+        if op == "Gemm" and len(a) == 2 and len(b) == 2:
+            m, k = a[::-1] if node.attrs.get("transA", 0) else a
+            n = b[0] if node.attrs.get("transB", 0) else b[1]
+            out = max(m * n, _broadcast_bound([(m, n)] + [c.shape for c in arrs[2:]]))
+            work = m * n * k
+        elif op == "MatMul" and a and b:
+            a2, b2 = (a if len(a) > 1 else (1,) + a), (b if len(b) > 1 else b + (1,))
+            out = _broadcast_bound([a2[:-2], b2[:-2]]) * a2[-2] * b2[-1]
+            work = out * a2[-1]
+    elif op == "Gather" and len(arrs) == 2:
+        data, idx = arrs
+        axis = node.attrs.get("axis", 0)
+        if isinstance(axis, int) and -data.ndim <= axis < data.ndim:
+            out = idx.size * (data.size // max(data.shape[axis], 1))
+    elif op == "GatherElements" and len(arrs) == 2:
+        out = arrs[1].size
+    return out, sum(sizes) + out + work
 
 
 class OnnxModel:
@@ -808,6 +1069,19 @@ class OnnxModel:
         graph = model["graph"]
         if graph is None:
             raise OnnxError("model: has no graph (is this an ONNX model file?)")
+        # Nodes: check every op before anything else (types, opsets...), and name all
+        # unsupported ones at once.
+        bad: Dict[str, str] = {}
+        for p in graph["node"]:
+            dom = p["domain"] or "ai.onnx"
+            if dom != "ai.onnx":
+                bad[f"{dom}::{p['op_type']}"] = f"domain {dom!r} is not supported"
+            elif p["op_type"] not in SUPPORTED_OPS:
+                bad[p["op_type"]] = _NOT_YET.get(p["op_type"], "not supported")
+        if bad:
+            detail = "; ".join(f"{op} ({why})" for op, why in sorted(bad.items()))
+            raise OnnxError(f"model: uses operator(s) crnn cannot run: {detail}. "
+                            f"Supported: {', '.join(sorted(SUPPORTED_OPS))}")
         opsets = {o["domain"] or "ai.onnx": o["version"] for o in model["opset_import"]}
         if "ai.onnx" not in opsets:
             raise OnnxError(f"model: imports no default-domain opset (got {opsets}), expected "
@@ -833,31 +1107,43 @@ class OnnxModel:
         if not self._outputs:
             raise OnnxError("model: the graph has no outputs")
 
-        # Nodes: check every op before anything else, and name all unsupported ones at once.
-        bad: Dict[str, str] = {}
-        for p in graph["node"]:
-            dom = p["domain"] or "ai.onnx"
-            if dom != "ai.onnx":
-                bad[f"{dom}::{p['op_type']}"] = f"domain {dom!r} is not supported"
-            elif p["op_type"] not in SUPPORTED_OPS:
-                bad[p["op_type"]] = _NOT_YET.get(p["op_type"], "not supported")
-        if bad:
-            detail = "; ".join(f"{op} ({why})" for op, why in sorted(bad.items()))
-            raise OnnxError(f"model: uses operator(s) crnn cannot run: {detail}. "
-                            f"Supported: {', '.join(sorted(SUPPORTED_OPS))}")
         nodes = [_Node(i, p, self.opset, base_dir) for i, p in enumerate(graph["node"])]
 
-        # Topological check and constant folding (nodes fed only by constants run once, now).
+        # Declared element types, for the dtype an RNN node with constant weights compiles for.
+        elem_types = {vi["name"]: vi["type"]["tensor_type"]["elem_type"]
+                      for vi in list(graph["input"]) + list(graph["value_info"])
+                      if vi["type"] and vi["type"]["tensor_type"]}
+
+        # Topological check and constant folding (nodes fed only by constants run once, now,
+        # within MAX_FOLD_ELEMENTS per tensor and MAX_FOLD_WORK in total).
         known = set(consts) | {a.name for a in self._inputs}
         run_nodes: List[_Node] = []
+        budget = MAX_FOLD_WORK
         for node in nodes:
             missing = [i for i in node.inputs if i and i not in known]
             if missing:
                 raise OnnxError(f"model: {node.describe()} reads {missing}, which no graph input, "
                                 "initializer or earlier node produces (the graph is malformed "
                                 "or not topologically sorted)")
+            if node.op == "Dropout" and len(node.inputs) > 2 and node.inputs[2]:
+                mode = consts.get(node.inputs[2])
+                if mode is None or np.size(mode) != 1 or bool(np.asarray(mode).reshape(())):
+                    raise OnnxError(f"model: {node.describe()}: got input training_mode "
+                                    f"{node.inputs[2]!r}, which is not a constant False; crnn "
+                                    "runs inference only (Dropout as the identity)")
             if node.op != "RNN" and all(i == "" or i in consts for i in node.inputs):
-                outs = _apply(node, [consts[i] if i else None for i in node.inputs])
+                args = [consts[i] if i else None for i in node.inputs]
+                size, work = _fold_cost(node, args)
+                budget -= work
+                if size > MAX_FOLD_ELEMENTS:
+                    raise OnnxError(f"model: {node.describe()}: constant folding would create a "
+                                    f"tensor of {size} elements, more than the limit "
+                                    f"MAX_FOLD_ELEMENTS = {MAX_FOLD_ELEMENTS}")
+                if budget < 0:
+                    raise OnnxError(f"model: constant folding needs more than the limit "
+                                    f"MAX_FOLD_WORK = {MAX_FOLD_WORK} element operations (reached "
+                                    f"at {node.describe()})")
+                outs = _apply(node, args)
                 for name, val in zip(node.outputs, outs):
                     if name:
                         consts[name] = val
@@ -866,13 +1152,9 @@ class OnnxModel:
                     w = node.inputs[1:4] + [""] * (4 - len(node.inputs[1:4]))
                     node.const_weights = all(i == "" or i in consts for i in w[:3])
                     if node.const_weights:  # compile now; reuse on every run
-                        xin = node.inputs[0]
                         W = consts[w[0]]
-                        dt = np.dtype(np.float64) if W.dtype == np.float64 else np.dtype(np.float32)
-                        for vi in list(graph["input"]) + list(graph["value_info"]):
-                            if vi["name"] == xin and vi["type"] and vi["type"]["tensor_type"] \
-                                    and vi["type"]["tensor_type"]["elem_type"] == 11:
-                                dt = np.dtype(np.float64)
+                        dt = np.dtype(np.float64) if W.dtype == np.float64 or \
+                            elem_types.get(node.inputs[0]) == 11 else np.dtype(np.float32)
                         Bw = consts[w[2]] if w[2] else None
                         handles = _rnn_handles(node.rnn, W, consts[w[1]], Bw, dt, node.describe())
                         node.cache["handles"] = ((id(W), id(consts[w[1]]), id(Bw), dt.name),
@@ -883,6 +1165,7 @@ class OnnxModel:
         if missing:
             raise OnnxError(f"model: graph outputs {missing} are produced by no node")
         self._consts = consts
+        self._const_ids = frozenset(id(v) for v in consts.values())
         self._nodes = run_nodes
         # Last use of each value, to free intermediates early.
         last: Dict[str, int] = {}
@@ -949,11 +1232,12 @@ class OnnxModel:
         if not isinstance(input_feed, Mapping):
             raise TypeError(f"input_feed: got {type(input_feed).__name__}, expected a dict "
                             "{input name: array}")
+        outputs, inputs = set(self.output_names), set(self.input_names)
         wanted = self.output_names if output_names is None else list(output_names)
-        unknown = [n for n in wanted if n not in self.output_names]
+        unknown = [n for n in wanted if n not in outputs]
         if unknown:
             raise ValueError(f"output_names: got {unknown}, expected names from {self.output_names}")
-        extra = [k for k in input_feed if k not in self.input_names]
+        extra = [k for k in input_feed if k not in inputs]
         if extra:
             raise ValueError(f"input_feed: got unknown input(s) {extra}, expected {self.input_names}")
         missing = [a.name for a in self._inputs if a.name not in input_feed]
@@ -962,6 +1246,8 @@ class OnnxModel:
         env: Dict[str, Any] = dict(self._consts)
         for arg in self._inputs:
             env[arg.name] = self._feed(arg, input_feed[arg.name])
+        fed = [env[a.name] for a in self._inputs]     # alive until the end: ids stay unique
+        shared = set(self._const_ids) | {id(v) for v in fed}
         keep = set(wanted)
         for node, free in zip(self._nodes, self._free_after):
             args = [env[i] if i else None for i in node.inputs]
@@ -972,7 +1258,19 @@ class OnnxModel:
             for name in free:
                 if name not in keep:
                     env.pop(name, None)
-        return [np.ascontiguousarray(env[n]) for n in wanted]
+        # Every output is a C-contiguous array of its own, with its own shape (0-d stays 0-d):
+        # a constant, a graph input, a view of either or an array returned twice is copied, so
+        # writing into a result changes neither later runs nor the caller's inputs.
+        results = []
+        for name in wanted:
+            value = env[name]
+            arr = np.asarray(value)
+            if id(value) in shared or id(arr) in shared or not arr.flags.owndata \
+                    or not arr.flags.c_contiguous or not arr.flags.writeable:
+                arr = np.array(arr, order="C", copy=True)
+            shared.add(id(arr))
+            results.append(arr)
+        return results
 
     def __call__(self, *inputs: Any, **named: Any):
         """Run with the graph inputs positionally (in graph order) and/or by name.
