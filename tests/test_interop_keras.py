@@ -323,13 +323,7 @@ def test_functional_masking_chain(keras, tmp_path):
     _both_ways(m, x, tmp_path)
 
 
-@pytest.mark.parametrize("return_sequences", [
-    True,
-    pytest.param(False, marks=pytest.mark.xfail(
-        strict=True, reason="crnn.SimpleRNN(zero_output_for_mask=True, return_sequences=False) "
-        "returns the last valid output where Keras returns 0 when the last step is masked; "
-        "the layer is being fixed in crnn/layers.py")),
-])
+@pytest.mark.parametrize("return_sequences", [True, False])
 def test_zero_output_for_mask_is_carried_over(keras, tmp_path, return_sequences):
     """Keras zero_output_for_mask=True: masked steps output 0 instead of the previous output."""
     L = keras.layers
