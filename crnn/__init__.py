@@ -1,4 +1,4 @@
-"""crnn: fast CPU inference for recurrent neural networks.
+"""crnn: fast CPU inference for recurrent neural networks (SimpleRNN, LSTM, GRU).
 
 A BLAS-backed C core (``csrc/``, public header ``crnn.h``) wrapped thinly in Cython, with a
 Keras-like Python API::
@@ -73,10 +73,10 @@ _preload_blas()
 from crnn import reference  # noqa: E402
 from crnn._version import __version__  # noqa: E402
 from crnn import _core  # noqa: E402
-from crnn.functional import simple_rnn, simple_rnn_stack  # noqa: E402
+from crnn.functional import gru, lstm, rnn_stack, simple_rnn, simple_rnn_stack  # noqa: E402
 from crnn.threads import get_num_threads, set_num_threads  # noqa: E402
-from crnn.layers import (Activation, Bidirectional, Dense, Dropout, Embedding, Input,  # noqa: E402
-                         InputLayer, Masking, SimpleRNN)
+from crnn.layers import (GRU, LSTM, Activation, Bidirectional, Dense, Dropout,  # noqa: E402
+                         Embedding, Input, InputLayer, Masking, SimpleRNN)
 from crnn.models import Sequential  # noqa: E402
 from crnn.saving import load_model, save_model  # noqa: E402
 from crnn._include import get_include  # noqa: E402
@@ -86,6 +86,8 @@ from crnn.interop import from_keras, from_torch, load_keras, load_onnx, to_onnx 
 __all__ = [
     "__version__",
     "SimpleRNN",
+    "LSTM",
+    "GRU",
     "Bidirectional",
     "Dense",
     "Embedding",
@@ -99,6 +101,9 @@ __all__ = [
     "save_model",
     "simple_rnn",
     "simple_rnn_stack",
+    "lstm",
+    "gru",
+    "rnn_stack",
     "reference",
     "set_num_threads",
     "get_num_threads",
