@@ -413,3 +413,16 @@ outcome(lambda: crnn.simple_rnn(x, k, r), check)
     proc = run_isolated(code, timeout=300, mem_limit_gib=4)
     assert proc.returncode == 0, describe(proc)
     assert ("CLEAN" in proc.stdout) or ("CORRECT" in proc.stdout), describe(proc)
+
+
+@pytest.mark.parametrize("cls", ["SimpleRNN", "LSTM", "GRU"])
+def test_stateful_batch_too_large_for_its_states_is_refused(cls):
+    """A stateful layer allocates its states from batch_input_shape: a batch whose states cannot
+    exist is refused with a ValueError naming the argument, never attempted (it once tried to
+    allocate 12 TiB and raised MemoryError)."""
+    layer_cls = getattr(crnn, cls)
+    for batch in (2**40, 2**31):
+        with pytest.raises(ValueError, match=rf"batch_input_shape: got batch size {batch}"):
+            layer_cls(4, stateful=True, batch_input_shape=(batch, None, 3))
+    big = layer_cls(4, batch_input_shape=(2**40, None, 3))  # not stateful: nothing to allocate
+    assert not big.stateful and big.built
