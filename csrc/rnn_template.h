@@ -403,6 +403,9 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         if (hn) FN(copy_rows)(B, c1 - c0, a.prev + c0, a.ldp, hn + c0, H);
         if (cn && ci->has_c) FN(copy_rows)(B, c1 - c0, buf->c + c0, H, cn + c0, H);
     }
+    /* The next layer reuses the state buffers with its own layout: nobody starts it (and
+     * writes its initial states there) while another thread still copies this one's out. */
+    if (barrier) crnn__barrier_wait(barrier);
 }
 
 /* This thread's block of a buffer of `per_row` elements per batch row, at byte offset `off`. */
