@@ -112,6 +112,35 @@ def make_layer_weights(rng, input_dim: int, units: int, dtype, bias: bool = True
     return [k, r, b]
 
 
+#: Gates of each cell kind (kernel (D, G*H), recurrent kernel (H, G*H)).
+GATES = {"simple": 1, "lstm": 4, "gru": 3}
+
+
+def make_cell_weights(rng, cell: str, input_dim: int, units: int, dtype, bias: bool = True,
+                      recurrent_bias: bool = False, rho: float = RHO, gain: float = GAIN):
+    """A core stack entry ``[kernel, recurrent_kernel, bias, recurrent_bias]`` for ``cell``.
+
+    As :func:`make_layer_weights`, per gate: kernel and biases ~ U(-s, s) with
+    s = gain / sqrt(D + H), each gate's block of the recurrent kernel of spectral norm ``rho``.
+    The gates of LSTM and GRU are then moderate (sigmoid of small arguments) and the states stay
+    O(1) with bounded activations: |h| <= 1; an LSTM's c grows by at most |i * g| per step.
+    """
+    g = GATES[cell]
+    s = gain / math.sqrt(input_dim + units)
+    k = rng.uniform(-s, s, (input_dim, g * units)).astype(dtype)
+    r = np.hstack([recurrent_matrix(rng, units, rho) for _ in range(g)]).astype(dtype)
+    b = rng.uniform(-s, s, (g * units,)).astype(dtype) if bias else None
+    rb = rng.uniform(-s, s, (g * units,)).astype(dtype) if recurrent_bias else None
+    return [k, r, b, rb]
+
+
+def state_tol(dtype, k: int, steps: int, scale: float = 1.0) -> float:
+    """Tolerance of an unbounded state (an LSTM's c, or h through a relu / linear activation):
+    the derived tolerance of a value of order one (:func:`derived_tol`, under the ceiling),
+    relative to the state's magnitude ``scale``."""
+    return derived_tol(dtype, k, steps) * max(1.0, float(scale))
+
+
 def make_stack_weights(rng, input_dim: int, units: Sequence[int], ndir: int, dtype,
                        bias: bool = True, gain: float = GAIN) -> List[List[list]]:
     """Weights for crnn.simple_rnn_stack: layers x directions x [k, r, b]."""

@@ -68,26 +68,48 @@ def ref_masking(x, mask_value=0.0):
 
 
 def ref_rnn(x, weights, mask=None, *, activation="tanh", go_backwards=False,
-            return_sequences=False, zero_output=False, initial_state=None):
-    """Keras SimpleRNN with an optional mask; returns ``(output, final_state)`` in float64."""
+            return_sequences=False, zero_output=False, initial_state=None, cell="simple",
+            recurrent_activation="sigmoid", reset_after=True):
+    """A Keras recurrent layer (SimpleRNN, LSTM or GRU) with an optional mask, in float64.
+
+    ``weights`` are the layer's ``get_weights()`` (a reset-after GRU's bias is (2, 3H));
+    ``initial_state`` is h, or ``[h, c]`` for an LSTM. Returns ``(output, final_state)``,
+    the state being h, or ``[h, c]`` for an LSTM.
+    """
     x = to64(x)
     w = to64(weights)
     k, r = w[0], w[1]
     b = w[2] if len(w) > 2 else None
+    rb = None
+    if b is not None and b.ndim == 2:
+        b, rb = b[0], b[1]
     batch, steps, _ = x.shape
     units = r.shape[0]
-    h0 = np.zeros((batch, units)) if initial_state is None else to64(initial_state)
+    lstm = cell == "lstm"
+    if initial_state is None:
+        h0, c0 = np.zeros((batch, units)), np.zeros((batch, units))
+    elif lstm:
+        h0, c0 = to64(initial_state[0]), to64(initial_state[1])
+    else:
+        h0, c0 = to64(initial_state), None
     outs = np.zeros((batch, steps, units))
     last = np.zeros((batch, units))
-    h_n = h0.copy()
+    h_n, c_n = h0.copy(), (c0.copy() if lstm else None)
     for i in range(batch):
         order = list(range(steps))[::-1] if go_backwards else list(range(steps))
         valid = [t for t in order if mask is None or mask[i, t]]
         hs = []
         if valid:
-            hs = reference.simple_rnn(x[i, valid][None], k, r, b, h0[i][None], activation=activation,
-                                      return_sequences=True)[0]
-            h_n[i] = hs[-1]
+            init = [h0[i][None], c0[i][None]] if lstm else h0[i][None]
+            hs, st = reference.rnn_stack(
+                x[i, valid][None], [[[k, r, b, rb]]], cell=cell, activation=activation,
+                recurrent_activation=recurrent_activation, reset_after=reset_after,
+                initial_state=[init], return_sequences=True, return_state=True)
+            hs = hs[0]
+            if lstm:
+                h_n[i], c_n[i] = st[0][0][0], st[0][1][0]
+            else:
+                h_n[i] = st[0][0]
         prev = np.zeros(units)
         j = 0
         for p, t in enumerate(order):
@@ -100,7 +122,7 @@ def ref_rnn(x, weights, mask=None, *, activation="tanh", go_backwards=False,
         # Keras returns the last processed step's output: with zero_output, zero when that step
         # is masked (checked against Keras 3 in test_interop_keras.py)
         last[i] = 0.0 if zero_output and mask is not None and not mask[i, order[-1]] else prev
-    return (outs if return_sequences else last), h_n
+    return (outs if return_sequences else last), ([h_n, c_n] if lstm else h_n)
 
 
 def merge(mode, y, y_rev):
@@ -117,16 +139,17 @@ def merge(mode, y, y_rev):
 
 def ref_bidirectional(x, fwd_weights, bwd_weights, mask=None, *, activation="tanh",
                       merge_mode="concat", return_sequences=False, initial_state=None,
-                      fwd_backwards=False, bwd_activation=None):
-    """Keras Bidirectional(SimpleRNN); returns ``(output, [h_forward, h_backward])``."""
+                      fwd_backwards=False, bwd_activation=None, **cell):
+    """Keras Bidirectional around a recurrent layer (``cell``: ref_rnn's cell keywords);
+    returns ``(output, [state_forward, state_backward])``."""
     h0f, h0b = (None, None) if initial_state is None else initial_state
     y, hf = ref_rnn(x, fwd_weights, mask, activation=activation, go_backwards=fwd_backwards,
                     return_sequences=return_sequences, zero_output=return_sequences,
-                    initial_state=h0f)
+                    initial_state=h0f, **cell)
     y_rev, hb = ref_rnn(x, bwd_weights, mask,
                         activation=activation if bwd_activation is None else bwd_activation,
                         go_backwards=not fwd_backwards, return_sequences=return_sequences,
-                        zero_output=return_sequences, initial_state=h0b)
+                        zero_output=return_sequences, initial_state=h0b, **cell)
     if return_sequences:
         y_rev = y_rev[:, ::-1]
     return merge(merge_mode, y, y_rev), [hf, hb]

@@ -5,11 +5,12 @@ widths, a batch split across threads, lengths, a reverse layer in the middle). T
 whole random cases, runs them on the C core at several thread counts, several times each, and
 compares every result with the NumPy reference:
 
-- **stack cases**: a compiled stack (``crnn._core.RNN``) of 1-5 layers of mixed widths, each with
-  its own activation and direction, random ``lengths`` (0 and T included), initial states (some
-  given, some zeros), ``return_sequences`` / ``return_state``; the oracle chains
-  ``crnn.reference.simple_rnn_stack`` one layer at a time;
-- **model cases**: a ``crnn.Sequential`` of SimpleRNN and Bidirectional layers (random
+- **stack cases**: a compiled stack (``crnn._core.RNN``) of 1-5 layers of mixed widths and mixed
+  cells (SimpleRNN, LSTM, GRU reset after / before), each with its own activations and
+  direction, random ``lengths`` (0 and T included), initial states (some given, some zeros; h
+  and c), ``return_sequences`` / ``return_state``; the oracle chains ``crnn.reference.rnn_stack``
+  one layer at a time;
+- **model cases**: a ``crnn.Sequential`` of SimpleRNN, LSTM, GRU and Bidirectional layers (random
   go_backwards, merge modes, ``return_sequences`` on the last), an optional ``Masking`` layer in
   front (prefix and arbitrary masks) and ``Dense`` head; the oracle is ``tests/_model_oracle.py``.
 
@@ -44,8 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crnn  # noqa: E402
 from crnn import reference  # noqa: E402
 
-from _helpers import (ACTIVATIONS, assert_close, derived_tol, make_layer_weights,  # noqa: E402
-                      to64, value_scale)
+from _helpers import (ACTIVATIONS, assert_close, derived_tol, make_cell_weights,  # noqa: E402
+                      state_tol, to64, value_scale)
 from _model_oracle import merge, ref_dense, ref_rnn  # noqa: E402
 
 MODES = ("serial", "batch", "units", "pipeline")
@@ -58,6 +59,21 @@ MODES = ("serial", "batch", "units", "pipeline")
 GAIN = 0.25
 DIRECTIONS = ("forward", "reverse", "bidirectional")
 THREADS = (1, 2, 3, 4)
+CELLS = ("simple", "lstm", "gru")
+#: Activations of the gated cells: mostly bounded ones (a relu / linear LSTM's states grow with
+#: T; such cases are rarer, and compared relative to their magnitude, see stack_tolerance).
+GATED_ACTIVATIONS = ("tanh", "tanh", "sigmoid", "hard_sigmoid", "relu", "linear")
+RECURRENT_ACTIVATIONS = ("sigmoid", "sigmoid", "hard_sigmoid", "tanh")
+
+
+def _draw_cell(rng: np.random.Generator) -> dict:
+    """A layer's cell: kind, activations, reset placement (GRU), for the core's per-layer lists."""
+    cell = CELLS[int(rng.integers(len(CELLS)))]
+    pick = lambda seq: seq[int(rng.integers(len(seq)))]  # noqa: E731
+    return {"cell": cell,
+            "activation": pick(ACTIVATIONS if cell == "simple" else GATED_ACTIVATIONS),
+            "recurrent_activation": pick(RECURRENT_ACTIVATIONS),
+            "reset_after": bool(rng.random() < 0.6)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,7 +121,7 @@ class StackCase:
     dtype: type
     x: np.ndarray
     weights: list
-    activations: List[str]
+    cells: List[dict]
     directions: List[str]
     lengths: Optional[np.ndarray]
     h0: Optional[list]
@@ -115,8 +131,10 @@ class StackCase:
 
     def describe(self) -> str:
         units = [len(w[0][1]) for w in self.weights]
+        cells = ["{cell}/{activation}/{recurrent_activation}/{reset_after}".format(**c)
+                 for c in self.cells]
         return (f"stack seed={self.seed} mode={self.mode} dtype={np.dtype(self.dtype).name} "
-                f"x={self.x.shape} units={units} act={self.activations} dir={self.directions} "
+                f"x={self.x.shape} units={units} cells={cells} dir={self.directions} "
                 f"lengths={'yes' if self.lengths is not None else 'no'} "
                 f"h0={'yes' if self.h0 is not None else 'no'} rs={self.return_sequences} "
                 f"rstate={self.return_state}")
@@ -134,15 +152,16 @@ def draw_stack_case(seed: int, mode: str, max_tries: int = 200) -> StackCase:
             units = _widths(rng, L, 16, 200)
         else:
             directions = [DIRECTIONS[int(i)] for i in rng.integers(0, 3, L)]
-        activations = [ACTIVATIONS[int(i)] for i in rng.integers(0, len(ACTIVATIONS), L)]
+        cells = [_draw_cell(rng) for _ in range(L)]
         weights, d = [], D
-        for h, dn in zip(units, directions):
+        for h, dn, c in zip(units, directions, cells):
             ndir = 2 if dn == "bidirectional" else 1
-            bias = bool(rng.random() < 0.8)
-            weights.append([make_layer_weights(rng, d, h, dtype, bias, gain=GAIN)
+            bias, rbias = bool(rng.random() < 0.8), bool(rng.random() < 0.5)
+            weights.append([make_cell_weights(rng, c["cell"], d, h, dtype, bias, rbias, gain=GAIN)
                             for _ in range(ndir)])
             d = h * ndir
-        handle = crnn._core.RNN(weights, activation=activations, direction=directions, dtype=dtype)
+        handle = crnn._core.RNN(weights, direction=directions, dtype=dtype,
+                                **{k: [c[k] for c in cells] for k in cells[0]})
         if _plan_at(handle, B, T, 2)[0] == mode:
             break
     else:
@@ -156,35 +175,48 @@ def draw_stack_case(seed: int, mode: str, max_tries: int = 200) -> StackCase:
             lengths[int(rng.integers(B))] = 0
     h0 = None
     if rng.random() < 0.5:
-        h0 = [None if rng.random() < 0.3 else rng.uniform(-1, 1, (B, len(w[1]))).astype(dtype)
-              for layer in weights for w in layer]
-    return StackCase(seed, mode, dtype, x, weights, activations, directions, lengths, h0,
+        def state(h: int):
+            return None if rng.random() < 0.3 else rng.uniform(-1, 1, (B, h)).astype(dtype)
+        h0 = [[state(len(w[1])), state(len(w[1]))] if c["cell"] == "lstm" else state(len(w[1]))
+              for layer, c in zip(weights, cells) for w in layer]
+    return StackCase(seed, mode, dtype, x, weights, cells, directions, lengths, h0,
                      bool(rng.random() < 0.5), bool(rng.random() < 0.5), handle)
 
 
 def reference_stack(case: StackCase):
-    """The oracle: ``reference.simple_rnn_stack`` layer by layer, in float64."""
+    """The oracle: ``reference.rnn_stack`` layer by layer, in float64."""
     inp, states, e = to64(case.x), [], 0
     h0 = case.h0
-    for w, act, dn in zip(case.weights, case.activations, case.directions):
+    for w, c, dn in zip(case.weights, case.cells, case.directions):
         n = len(w)
-        out, st = reference.simple_rnn_stack(
-            inp, [to64(w)], activation=act, direction=dn,
+        out, st = reference.rnn_stack(
+            inp, [to64(w)], direction=dn, **c,
             initial_state=None if h0 is None else to64(h0[e:e + n]), lengths=case.lengths,
             return_sequences=True, return_state=True)
         states += st
         inp, e = out, e + n
-    last = states[-len(case.weights[-1]):]
+    last = [s[0] if isinstance(s, list) else s for s in states[-len(case.weights[-1]):]]
     out = inp if case.return_sequences else np.concatenate(last, axis=1)
     return out, states
 
 
 def stack_tolerance(case: StackCase, expected) -> float:
+    """:func:`_helpers.derived_tol` with K the longest dot product and T * L dependent steps;
+    with gated cells the states are not bounded by 1 (an LSTM's c; h through relu / linear):
+    relative to their magnitude (:func:`_helpers.state_tol`)."""
     k, d = 0, case.x.shape[2]
     for w in case.weights:
         h = len(w[0][1])
         k, d = max(k, d + h), h * len(w)
-    return derived_tol(case.dtype, k, case.x.shape[1] * len(case.weights), value_scale(expected))
+    steps = case.x.shape[1] * len(case.weights)
+    if all(c["cell"] == "simple" for c in case.cells):
+        return derived_tol(case.dtype, k, steps, value_scale(expected))
+    return state_tol(case.dtype, k, steps, value_scale(expected))
+
+
+def _flat(states: Optional[list]) -> list:
+    """States h, [h, c], ... as one flat list of arrays (None: empty)."""
+    return [a for e in (states or []) for a in (e if isinstance(e, list) else [e])]
 
 
 def check_stack_case(case: StackCase, threads: Sequence[int] = THREADS,
@@ -205,13 +237,13 @@ def check_stack_case(case: StackCase, threads: Sequence[int] = THREADS,
             out, states = got if case.return_state else (got, None)
             what = f"{case.describe()} threads={n} ({planned[n]}) repeat={r}"
             if first is None:
-                first = (out, states)
+                first = (out, _flat(states))
                 assert_close(out, exp_out, tol, what + ": output", dtype=case.dtype)
-                for i, s in enumerate(states or []):
-                    assert_close(s, exp_states[i], tol, what + f": state {i}", dtype=case.dtype)
+                for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+                    assert_close(s, e, tol, what + f": state {i}", dtype=case.dtype)
             else:
                 assert out.tobytes() == first[0].tobytes(), what + ": output not bitwise repeatable"
-                for i, s in enumerate(states or []):
+                for i, s in enumerate(_flat(states)):
                     assert s.tobytes() == first[1][i].tobytes(), \
                         what + f": state {i} not bitwise repeatable"
     return planned
@@ -231,10 +263,22 @@ class ModelCase:
     masking: bool = False
 
     def describe(self) -> str:
-        kinds = [(k, o.get("units"), o.get("merge_mode"), o.get("go_backwards"),
-                  o.get("return_sequences")) for k, o, _ in self.spec]
+        kinds = [(k, o.get("cell"), o.get("units"), o.get("activation"),
+                  o.get("recurrent_activation"), o.get("reset_after"), o.get("merge_mode"),
+                  o.get("go_backwards"), o.get("return_sequences")) for k, o, _ in self.spec]
         return (f"model seed={self.seed} mode={self.mode} dtype={np.dtype(self.dtype).name} "
                 f"x={self.x.shape} masking={self.masking} layers={kinds}")
+
+
+def _layer_weights(rng: np.random.Generator, cell: dict, d: int, h: int, dtype,
+                   bias: bool) -> list:
+    """A layer's get_weights() list (Keras layout: a reset-after GRU's bias is (2, 3H))."""
+    gru_after = cell["cell"] == "gru" and cell["reset_after"]
+    k, r, b, rb = make_cell_weights(rng, cell["cell"], d, h, dtype, bias, bias and gru_after,
+                                    gain=GAIN)
+    if not bias:
+        return [k, r]
+    return [k, r, np.stack([b, rb]) if gru_after else b]
 
 
 def _model_handles(model) -> list:
@@ -255,29 +299,33 @@ def draw_model_case(seed: int, mode: str, max_tries: int = 200) -> ModelCase:
             layers.append(crnn.Masking(0.0, input_shape=(None, D), dtype=dtype))
         for i, h in enumerate(units):
             last = i == L - 1
-            act = ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))]
+            cell = _draw_cell(rng)
+            kw = {"activation": cell["activation"]}
+            if cell["cell"] != "simple":
+                kw["recurrent_activation"] = cell["recurrent_activation"]
+            if cell["cell"] == "gru":
+                kw["reset_after"] = cell["reset_after"]
+            cls = {"simple": crnn.SimpleRNN, "lstm": crnn.LSTM, "gru": crnn.GRU}[cell["cell"]]
             rs = bool(rng.random() < 0.5) if last else True
             bias = bool(rng.random() < 0.8)
+            opts = dict(units=h, return_sequences=rs, **cell)
             if rng.random() < 0.35:
                 merge_mode = ("concat", "concat", "sum", "mul", "ave")[int(rng.integers(5))]
-                ws = [make_layer_weights(rng, d, h, dtype, bias, gain=GAIN) for _ in range(2)]
-                inner = crnn.SimpleRNN(h, activation=act, use_bias=bias, return_sequences=rs,
-                                       dtype=dtype)
-                layer = crnn.Bidirectional(inner, merge_mode=merge_mode)
+                ws = [_layer_weights(rng, cell, d, h, dtype, bias) for _ in range(2)]
+                layer = crnn.Bidirectional(cls(h, use_bias=bias, return_sequences=rs, dtype=dtype,
+                                               **kw), merge_mode=merge_mode)
                 layer.build((None, None, d))
-                layer.set_weights([a for w in ws for a in w if a is not None])
-                spec.append(("bidirectional", dict(units=h, activation=act, merge_mode=merge_mode,
-                                                   return_sequences=rs), ws))
+                layer.set_weights([a for w in ws for a in w])
+                spec.append(("bidirectional", dict(opts, merge_mode=merge_mode), ws))
                 d = 2 * h if merge_mode == "concat" else h
             else:
                 gb = bool(rng.random() < 0.2)
-                w = make_layer_weights(rng, d, h, dtype, bias, gain=GAIN)
-                layer = crnn.SimpleRNN(h, activation=act, use_bias=bias, return_sequences=rs,
-                                       go_backwards=gb, dtype=dtype)
+                w = _layer_weights(rng, cell, d, h, dtype, bias)
+                layer = cls(h, use_bias=bias, return_sequences=rs, go_backwards=gb, dtype=dtype,
+                            **kw)
                 layer.build((None, None, d))
-                layer.set_weights([a for a in w if a is not None])
-                spec.append(("simple", dict(units=h, activation=act, go_backwards=gb,
-                                            return_sequences=rs), w))
+                layer.set_weights(w)
+                spec.append(("rnn", dict(opts, go_backwards=gb), w))
                 d = h
             layers.append(layer)
         if rng.random() < 0.4:
@@ -317,15 +365,14 @@ def reference_model(case: ModelCase):
             out = ref_dense(out, w, o["activation"])
             continue
         rs = o["return_sequences"]
-        if kind == "simple":
-            out, _ = ref_rnn(out, [a for a in w if a is not None], mask, activation=o["activation"],
-                             go_backwards=o["go_backwards"], return_sequences=rs)
+        cell = {k: o[k] for k in ("cell", "activation", "recurrent_activation", "reset_after")}
+        if kind == "rnn":
+            out, _ = ref_rnn(out, w, mask, go_backwards=o["go_backwards"], return_sequences=rs,
+                             **cell)
         else:
-            fw, bw = ([a for a in ws if a is not None] for ws in w)
-            y, _ = ref_rnn(out, fw, mask, activation=o["activation"], return_sequences=rs,
-                           zero_output=rs)
-            y_rev, _ = ref_rnn(out, bw, mask, activation=o["activation"], go_backwards=True,
-                               return_sequences=rs, zero_output=rs)
+            y, _ = ref_rnn(out, w[0], mask, return_sequences=rs, zero_output=rs, **cell)
+            y_rev, _ = ref_rnn(out, w[1], mask, go_backwards=True, return_sequences=rs,
+                               zero_output=rs, **cell)
             if rs:
                 y_rev = y_rev[:, ::-1]
             out = merge(o["merge_mode"], y, y_rev)
@@ -344,7 +391,9 @@ def check_model_case(case: ModelCase, threads: Sequence[int] = THREADS,
     k, d = 0, case.x.shape[2]
     for kind, o, _ in case.spec:
         k, d = max(k, d + o["units"]), 2 * o["units"]
-    tol = derived_tol(case.dtype, k, case.x.shape[1] * len(case.spec), value_scale(exp))
+    steps = case.x.shape[1] * len(case.spec)
+    simple = all(o.get("cell", "simple") == "simple" for _, o, _ in case.spec)
+    tol = (derived_tol if simple else state_tol)(case.dtype, k, steps, value_scale(exp))
     B, T = case.x.shape[:2]
     planned = {}
     for n in threads:
