@@ -3,8 +3,10 @@
 The examples are those of the seed tutorial (wikidocs "순환 신경망(RNN)"), written
 for Keras and run here as written with ``crnn`` in place of ``tensorflow.keras``:
 the three Sequential/summary examples, the NumPy walk-through of the
-recurrence, and the two-layer (deep) RNN.  Each printed summary is compared
-with the one the tutorial shows.  The exit status is 1 if any check fails.
+recurrence, and the two-layer (deep) RNN, then the same deep model with the
+LSTM and GRU layers the tutorial names as SimpleRNN's family.  Each printed
+summary is compared with the one the tutorial shows, every result with
+``crnn.reference``.  The exit status is 1 if any check fails.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 import crnn
 from crnn import reference
-from crnn.layers import SimpleRNN, clear_session
+from crnn.layers import GRU, LSTM, Bidirectional, SimpleRNN, clear_session
 from crnn.models import Sequential
 
 # The summaries exactly as the tutorial prints them (trailing spaces included).
@@ -178,6 +180,40 @@ def deep_rnn(seed: int) -> None:
     _check(diff <= 1e-5, "deep model equals the reference (float32)")
 
 
+def gated_rnn(seed: int) -> None:
+    """The deep model again with LSTM and GRU layers (one C call for the whole stack)."""
+    _heading("4. Deep RNN with LSTM and GRU layers (SimpleRNN's family)")
+    hidden_units = 8
+    print(">>> model = Sequential()")
+    print(">>> model.add(LSTM(hidden_units, input_length=10, input_dim=5, return_sequences=True))")
+    print(">>> model.add(Bidirectional(GRU(hidden_units, return_sequences=True)))")
+    print(">>> model.add(SimpleRNN(hidden_units))")
+    print(">>> model.summary()")
+    model = Sequential()
+    model.add(LSTM(hidden_units, input_length=10, input_dim=5, return_sequences=True, seed=seed))
+    model.add(Bidirectional(GRU(hidden_units, return_sequences=True, seed=seed + 1)))
+    model.add(SimpleRNN(hidden_units, seed=seed + 2))
+    text = _summary_text(model)
+    counts = [4 * (5 * 8 + 8 * 8 + 8), 2 * 3 * (8 * 8 + 8 * 8 + 2 * 8), 8 * (16 + 8 + 1)]
+    _check(all(f"{n}" in text for n in counts) and f"Total params: {sum(counts):,}" in text,
+           f"parameter counts are Keras's: LSTM {counts[0]}, Bidirectional(GRU) {counts[1]}, "
+           f"SimpleRNN {counts[2]}")
+    x = np.random.default_rng(seed).random((4, 10, 5)).astype(np.float32)
+    y = model.predict(x)
+    print(f">>> model.predict(x).shape   # x: {x.shape}")
+    print(y.shape)
+    _check(y.shape == (4, hidden_units), f"output shape {y.shape} == (4, {hidden_units})")
+    w = model.get_weights()
+    gru_entry = lambda k, r, b: [k, r, b[0], b[1]]  # noqa: E731 - Keras's GRU bias is (2, 3H)
+    want = reference.rnn_stack(x, [[w[0:3]], [gru_entry(*w[3:6]), gru_entry(*w[6:9])], [w[9:12]]],
+                               cell=["lstm", "gru", "simple"],
+                               direction=["forward", "bidirectional", "forward"],
+                               return_sequences=False)
+    diff = float(np.max(np.abs(y - want)))
+    print(f"  max |model - crnn.reference.rnn_stack| = {diff:.3g}")
+    _check(diff <= 1e-5, "LSTM -> Bidirectional(GRU) -> SimpleRNN equals the reference (float32)")
+
+
 def _median_time(fn: Callable[[], object], repeat: int, budget: float = 0.6) -> float:
     """Median seconds per call over ``repeat`` samples (fewer if over ``budget`` seconds)."""
     fn()  # warm up (builds caches, touches memory)
@@ -202,28 +238,32 @@ def _median_time(fn: Callable[[], object], repeat: int, budget: float = 0.6) -> 
 
 
 def benchmark(seed: int, repeat: int) -> None:
-    """C core (a prebuilt handle, and the layer) vs the NumPy reference, float32."""
+    """C core (a prebuilt handle, and the layer) vs the NumPy reference, float32, each cell."""
     threads = crnn.get_num_threads() if hasattr(crnn, "get_num_threads") else "?"
-    _heading(f"4. Timing, float32, median of up to {repeat} runs, crnn threads = {threads}")
+    _heading(f"5. Timing, float32, median of up to {repeat} runs, crnn threads = {threads}")
     rng = np.random.default_rng(seed)
-    head = (f"{'(B, T, D, H)':<22}{'handle.forward':>16}{'layer(x)':>12}{'reference':>13}"
-            f"{'speed-up':>10}{'max diff':>11}")
+    head = (f"{'layer':<10}{'(B, T, D, H)':<20}{'handle.forward':>16}{'layer(x)':>12}"
+            f"{'reference':>13}{'speed-up':>10}{'max diff':>11}")
     print(head)
     print("-" * len(head))
-    for (B, T, D, H) in BENCH_SHAPES:
-        layer = SimpleRNN(H, input_dim=D, seed=seed)
-        k, r, b = layer.get_weights()
-        handle = crnn._core.RNN([[[k, r, b]]], activation="tanh", direction="forward",
-                                dtype="float32")
-        x = rng.standard_normal((B, T, D)).astype(np.float32)
-        t_core = _median_time(lambda: handle.forward(x, return_sequences=False), repeat)
-        t_layer = _median_time(lambda: layer(x), repeat)
-        t_ref = _median_time(lambda: reference.simple_rnn(x, k, r, b), max(3, repeat // 4))
-        diff = float(np.max(np.abs(layer(x) - reference.simple_rnn(x, k, r, b))))
-        if diff > 1e-4:  # float32 over up to 100 steps; a real bug is far larger
-            _failures.append(f"layer differs from the reference by {diff:.3g} at {(B, T, D, H)}")
-        print(f"{str((B, T, D, H)):<22}{t_core * 1e6:>13.1f} µs{t_layer * 1e6:>9.1f} µs"
-              f"{t_ref * 1e6:>10.1f} µs{t_ref / t_core:>9.1f}x{diff:>11.1e}")
+    cells = [("SimpleRNN", SimpleRNN, "simple", reference.simple_rnn),
+             ("LSTM", LSTM, "lstm", reference.lstm), ("GRU", GRU, "gru", reference.gru)]
+    for name, cls, cell, ref_fn in cells:
+        for (B, T, D, H) in BENCH_SHAPES if cell == "simple" else BENCH_SHAPES[::2]:
+            layer = cls(H, input_dim=D, seed=seed)
+            w = layer.get_weights()
+            handle = layer._get_handle()
+            x = rng.standard_normal((B, T, D)).astype(np.float32)
+            t_core = _median_time(lambda: handle.forward(x, return_sequences=False), repeat)
+            t_layer = _median_time(lambda: layer(x), repeat)
+            t_ref = _median_time(lambda: ref_fn(x, *w), max(3, repeat // 4))
+            diff = float(np.max(np.abs(layer(x) - ref_fn(x, *w))))
+            if diff > 1e-4:  # float32 over up to 100 steps; a real bug is far larger
+                _failures.append(f"{name} differs from the reference by {diff:.3g} at "
+                                 f"{(B, T, D, H)}")
+            print(f"{name:<10}{str((B, T, D, H)):<20}{t_core * 1e6:>13.1f} µs"
+                  f"{t_layer * 1e6:>9.1f} µs{t_ref * 1e6:>10.1f} µs{t_ref / t_core:>9.1f}x"
+                  f"{diff:>11.1e}")
     print("speed-up = reference / handle.forward; times are µs per call; "
           "max diff = max |layer(x) - reference|.")
 
@@ -233,7 +273,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m crnn",
         description="Run the RNN tutorial's Keras and NumPy examples on crnn (SimpleRNN, "
-                    "Sequential, summary, the NumPy recurrence, a deep RNN), checking each "
+                    "Sequential, summary, the NumPy recurrence, a deep RNN, and the deep model "
+                    "with LSTM and GRU layers), checking each "
                     "result against the tutorial and crnn.reference, then print a short timing "
                     "table of the C core against the NumPy reference. Takes well under 20 s.")
     parser.add_argument("--no-bench", action="store_true", help="skip the timing table")
@@ -252,6 +293,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     keras_examples(args.seed)
     numpy_walkthrough(args.seed)
     deep_rnn(args.seed)
+    gated_rnn(args.seed)
     if not args.no_bench:
         benchmark(args.seed, args.repeat)
     print()

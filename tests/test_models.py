@@ -1,6 +1,7 @@
 """Sequential models of every layer type against the oracles of ``_model_oracle.py``.
 
-Covers the README's two examples (a many-to-one classifier and a many-to-many tagger), deep
+Covers the README's examples (many-to-one classifiers with SimpleRNN and LSTM, many-to-many
+taggers with Bidirectional SimpleRNN and GRU), deep
 stacks fused into one C call (with Bidirectional layers and masks), mask propagation,
 summary / parameter counts, predict (batches, progress bar) and whole-model weights.
 """
@@ -12,7 +13,8 @@ import pytest
 import crnn
 from crnn.models import _FusedRun
 
-from _helpers import assert_close, make_layer_weights, to64, value_scale
+from _helpers import (assert_close, make_cell_weights, make_layer_weights, state_tol, to64,
+                      value_scale)
 from _model_oracle import (dense_weights, model_tol, ref_bidirectional, ref_dense, ref_embedding,
                            ref_masking, ref_rnn)
 
@@ -93,6 +95,54 @@ def test_tagger_many_to_many(dtype, padding, rng):
     assert_close(out, exp, model_tol(dtype, E + H, T), f"tagger {padding}-padded", dtype)
     np.testing.assert_allclose(out.sum(axis=-1), 1.0, atol=1e-5)
     assert model(np.zeros((0, T), np.int64)).shape == (0, T, C)
+
+
+def _gated_weights(rng, cell, d, h, dtype):
+    k, r, b, rb = make_cell_weights(rng, cell, d, h, dtype, True, cell == "gru")
+    return [k, r, np.stack([b, rb]) if cell == "gru" else b]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"], ids=DT_IDS.get)
+@pytest.mark.parametrize("padding", ["post", "pre"])
+def test_lstm_classifier(dtype, padding, rng):
+    """The README's LSTM sentiment classifier: Embedding(mask_zero) -> LSTM -> Dense(sigmoid)."""
+    V, E, H, B, T = 40, 8, 6, 7, 9
+    model = crnn.Sequential([crnn.Embedding(V, E, mask_zero=True, dtype=dtype),
+                             crnn.LSTM(H, dtype=dtype),
+                             crnn.Dense(1, activation="sigmoid", dtype=dtype)])
+    emb = rng.uniform(-1, 1, (V, E)).astype(dtype)
+    lstm = _gated_weights(rng, "lstm", E, H, dtype)
+    dense = dense_weights(rng, H, 1, dtype)
+    model.set_weights([emb] + lstm + dense)
+    ids = _padded_ids(rng, B, T, V, padding)
+    h, _ = ref_rnn(ref_embedding(ids, emb), lstm, ids != 0, cell="lstm")
+    exp = ref_dense(h, dense, "sigmoid")
+    out = model.predict(ids, verbose=0)
+    assert out.shape == (B, 1)
+    assert_close(out, exp, state_tol(dtype, E + H, T + 2), f"LSTM classifier {padding}", dtype)
+    assert model.count_params() == V * E + 4 * (E * H + H * H + H) + H + 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"], ids=DT_IDS.get)
+@pytest.mark.parametrize("padding", ["post", "pre"])
+def test_gru_tagger(dtype, padding, rng):
+    """The README's tagger: Embedding(mask_zero) -> Bidirectional(GRU) -> Dense(softmax)."""
+    V, E, H, C, B, T = 25, 6, 5, 4, 6, 8
+    model = crnn.Sequential([crnn.Embedding(V, E, mask_zero=True, dtype=dtype),
+                             crnn.Bidirectional(crnn.GRU(H, return_sequences=True, dtype=dtype)),
+                             crnn.Dense(C, activation="softmax", dtype=dtype)])
+    emb = rng.uniform(-1, 1, (V, E)).astype(dtype)
+    fw, bw = (_gated_weights(rng, "gru", E, H, dtype) for _ in range(2))
+    dense = dense_weights(rng, 2 * H, C, dtype)
+    model.set_weights([emb] + fw + bw + dense)
+    ids = _padded_ids(rng, B, T, V, padding)
+    seq, _ = ref_bidirectional(ref_embedding(ids, emb), fw, bw, ids != 0, return_sequences=True,
+                               cell="gru")
+    exp = ref_dense(seq, dense, "softmax")
+    out = model(ids)
+    assert out.shape == (B, T, C) and out.dtype == np.dtype(dtype)
+    assert_close(out, exp, state_tol(dtype, E + H, T + 2), f"GRU tagger {padding}", dtype)
+    assert len(model._get_plan()) == 3  # Embedding, the fused Bidirectional GRU, Dense
 
 
 # ---------------------------------------------------------------------------------------------
