@@ -270,6 +270,8 @@ class Sequential:
         self._build_shape: Optional[Shape] = None  # set by build() or the first call
         self._plan: Optional[Tuple[tuple, list]] = None  # (key, steps) of the fused call plan
         self._seen: Optional[tuple] = None  # input shape[1:] of the last call (skips re-checks)
+        self._tail: Optional[tuple] = None  # see _changed()
+        self._names: Optional[Dict[str, Layer]] = None
         # Serialises whole calls of a model with stateful layers, so that concurrent calls see
         # every layer's state in one order (see __call__).
         self._call_lock = threading.RLock()
@@ -323,9 +325,11 @@ class Sequential:
             self._input_layer = layer
             self._changed()
             return
-        if any(layer is other for other in self._layers):
+        names = {other.name: other for other in self._layers} if self._names is None \
+            else self._names
+        if names.get(layer.name) is layer:
             raise ValueError(f"layer: got {layer.name!r}, which is already in model {self.name!r}")
-        if any(layer.name == other.name for other in self._layers):
+        if layer.name in names:
             raise ValueError(f"layer: got name {layer.name!r}, expected a name unique in model "
                              f"{self.name!r} (all layers of a Sequential model need unique names)")
         bad = [k for k in overrides if k not in layer._overridable]
@@ -346,7 +350,13 @@ class Sequential:
         self._layers.append(layer)
         try:
             shape = self._input_shape()
-            self._propagate(shape, build=shape is not None)
+            tail = self._tail
+            if tail is not None and tail[0] == len(self._layers) - 1 and tail[1] == shape:
+                # the earlier layers were checked (and built) when added: only the new one
+                out = self._propagate(shape, build=shape is not None, start=tail[0],
+                                      start_shape=tail[2])
+            else:
+                out = self._propagate(shape, build=shape is not None)
         except Exception:
             self._layers.pop()
             if before:
@@ -356,6 +366,9 @@ class Sequential:
                     pass
             raise
         self._changed()
+        names[layer.name] = layer
+        self._names = names
+        self._tail = (len(self._layers), shape, out[-1] if out else None)
 
     def pop(self) -> Layer:
         """Remove and return the last layer (Keras ``Sequential.pop``)."""
@@ -370,6 +383,8 @@ class Sequential:
     def _changed(self) -> None:
         self._plan = None
         self._seen = None
+        self._tail = None   # (layers, input shape, last output shape) as of the last add()
+        self._names = None  # name -> layer, as of the last add()
 
     def get_layer(self, name: Optional[str] = None, index: Optional[int] = None) -> Layer:
         """Return a layer by ``name`` or by ``index`` (as in Keras)."""
@@ -402,15 +417,20 @@ class Sequential:
             return tuple(bis)
         return None
 
-    def _propagate(self, input_shape: Optional[Shape], *, build: bool) -> List[Any]:
+    def _propagate(self, input_shape: Optional[Shape], *, build: bool, start: int = 0,
+                   start_shape: Any = None) -> List[Any]:
         """Output shape of every layer for ``input_shape``, building layers if ``build``.
 
         An unknown shape (None) becomes each layer's placeholder (e.g.
         ``(None, None, None)`` for a recurrent layer) so ranks are still checked.
+        With ``start``, only layers ``start:`` are visited, fed ``start_shape`` (the
+        output shape of layer ``start - 1``), and only their shapes returned.
         """
         shapes: List[Any] = []
         shape: Any = None if input_shape is None else tuple(input_shape)
-        for i, layer in enumerate(self._layers):
+        if start:
+            shape = start_shape
+        for i, layer in enumerate(self._layers[start:], start):
             if shape is None:
                 shape = layer._placeholder_input_shape()
                 if shape is None:

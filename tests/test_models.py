@@ -465,3 +465,26 @@ def test_random_architectures(seed):
     msg = f"seed {seed}: {[type(l).__name__ for l in model.layers]}"
     assert_close(model(x), out, tol, msg, dtype)
     assert_close(model(x, training=True), out, tol, msg + " (layer by layer)", dtype)
+
+
+def test_adding_many_layers_is_linear():
+    """Sequential.add checks and builds only the new layer (the earlier ones were checked when
+    added) and finds names in a dict: 16,000 layers once took 18 s (quadratic)."""
+    import time
+    for n in (2000, 8000):
+        t0 = time.perf_counter()
+        m = crnn.Sequential([crnn.Dense(4, input_shape=(3,))] +
+                            [crnn.Activation("relu") for _ in range(n)])
+        elapsed = time.perf_counter() - t0
+        assert m.output_shape == (None, 4) and len(m.layers) == n + 1
+        if n == 2000:
+            small = elapsed
+    # 4x the layers in well under 16x the time (a generous bound for a shared machine)
+    assert elapsed < 8 * small + 0.5, (small, elapsed)
+    with pytest.raises(ValueError, match=r"already in model"):
+        m.add(m.layers[-1])
+    with pytest.raises(ValueError, match=r"unique"):
+        m.add(crnn.Activation("relu", name=m.layers[-1].name))
+    m.pop()
+    m.add(crnn.Activation("tanh", name="after_pop"))
+    assert m.layers[-1].name == "after_pop"
