@@ -387,12 +387,6 @@ def _single_node_model(op, attrs=None, domain=""):
     return model.SerializeToString()
 
 
-@pytest.mark.parametrize("op", ["LSTM", "GRU"])
-def test_lstm_gru_rejected_by_name(op):
-    with pytest.raises(OnnxError, match=f"{op} .*not supported"):
-        crnn.load_onnx(_single_node_model(op))
-
-
 @pytest.mark.parametrize("attrs,match", [
     ({"clip": 3.0}, "clip"),
     ({"activations": ["LeakyRelu"], "activation_alpha": [0.1]}, "LeakyRelu"),
