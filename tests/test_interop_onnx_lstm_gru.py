@@ -362,3 +362,111 @@ def test_weights_of_the_wrong_shape_are_refused(op):
         np.zeros((1, 8), np.float32), "B"))
     with pytest.raises(OnnxError, match=r"got B of shape \(1, 8\)"):
         crnn.load_onnx(model.SerializeToString())
+
+
+# ============================================================================ torch.onnx.export
+torch_cases = [
+    # (module, num_layers, batch_first, bidirectional, bias, initial states as graph inputs)
+    ("LSTM", 1, False, False, True, False),
+    ("LSTM", 2, True, True, True, True),
+    ("LSTM", 3, False, True, False, True),
+    ("GRU", 1, True, False, True, True),
+    ("GRU", 2, False, True, True, False),
+    ("GRU", 2, True, True, False, True),
+]
+
+
+def _torch_net(kind, L, bf, bi, bias, packed=False):
+    import torch
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(nn, kind)(4, 6, num_layers=L, batch_first=bf, bidirectional=bi,
+                                         bias=bias)
+            self.fc = nn.Linear(6 * (2 if bi else 1), 3)
+
+        def forward(self, x, *state):
+            if packed:
+                lens = state[-1]
+                state = state[:-1]
+                x = torch.nn.utils.rnn.pack_padded_sequence(x, lens, batch_first=bf,
+                                                            enforce_sorted=False)
+            hx = None if not state else (tuple(state) if kind == "LSTM" else state[0])
+            y, h = self.rnn(x, hx)
+            if packed:
+                y = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=bf,
+                                                           total_length=lens.max())[0]
+            h = h if kind == "GRU" else torch.cat(h, -1)
+            return torch.softmax(self.fc(y), -1), torch.tanh(h)
+
+    torch.manual_seed(L + 3 * bf + 5 * bi)
+    net = Net().eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.uniform_(-0.4, 0.4)
+            if "weight_hh" in name:
+                for blk in p.split(6):
+                    blk.mul_(0.5 / torch.linalg.matrix_norm(blk, ord=2))
+    return net
+
+
+def _export(net, args, names, dyn, path):
+    import torch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, args, path, dynamo=False, input_names=names,
+                          output_names=["probs", "state"], dynamic_axes=dyn)
+
+
+@pytest.mark.parametrize("kind,L,bf,bi,bias,states", torch_cases,
+                         ids=[f"{c[0]}-L{c[1]}-{'bf' if c[2] else 'tf'}-{'bi' if c[3] else 'uni'}"
+                              f"-{'b' if c[4] else 'nob'}-{'h0' if c[5] else 'noh0'}"
+                              for c in torch_cases])
+def test_torch_export_runs_like_onnxruntime_and_torch(tmp_path, kind, L, bf, bi, bias, states):
+    torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install '.[torch]'")
+    net = _torch_net(kind, L, bf, bi, bias)
+    ndir = 2 if bi else 1
+    n_states = (2 if kind == "LSTM" else 1) if states else 0
+    xdims = {0: "batch", 1: "time"} if bf else {0: "time", 1: "batch"}
+
+    def inputs(B, T, seed):
+        torch.manual_seed(seed)
+        x = torch.randn(B, T, 4) if bf else torch.randn(T, B, 4)
+        return (x,) + tuple(torch.randn(L * ndir, B, 6) * 0.5 for _ in range(n_states))
+
+    names = ["x", "h0", "c0"][:1 + n_states]
+    path = str(tmp_path / "net.onnx")
+    _export(net, inputs(2, 5, 0), names, {"x": xdims, **{k: {1: "batch"} for k in names[1:]}},
+            path)
+    model = crnn.load_onnx(path)
+    assert model.op_types.count(kind) == L
+    args = inputs(3, 9, 1)                  # another batch and time than the export's
+    feed = {k: v.numpy() for k, v in zip(names, args)}
+    got = model.run(None, feed)
+    want_ort = _ort(path).run(None, feed)
+    with torch.no_grad():
+        want_torch = net(*args)
+    for g, w_o, w_t, name in zip(got, want_ort, want_torch, ["probs", "state"]):
+        _close(g, w_o, TOL32, f"{name} vs onnxruntime")
+        _close(g, w_t.numpy(), TOL32, f"{name} vs torch")
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_torch_export_packed_sequence(tmp_path, kind):
+    torch = pytest.importorskip("torch", reason="PyTorch not installed: pip install '.[torch]'")
+    net = _torch_net(kind, 2, False, True, True, packed=True)
+    torch.manual_seed(2)
+    x, lens = torch.randn(7, 4, 4), torch.tensor([7, 2, 5, 3])
+    path = str(tmp_path / "packed.onnx")
+    _export(net, (x, lens), ["x", "lens"], None, path)
+    model = crnn.load_onnx(path)
+    feed = {"x": x.numpy(), "lens": lens.numpy()}
+    got = model.run(None, feed)
+    want = _ort(path).run(None, feed)
+    with torch.no_grad():
+        want_t = net(x, lens)
+    for g, w, wt in zip(got, want, want_t):
+        _close(g, w, TOL32, "packed vs onnxruntime")
+        _close(g, wt.numpy(), TOL32, "packed vs torch")
