@@ -149,12 +149,12 @@ def test_unsupported_layers_named(keras, tmp_path):
     m = keras.Sequential([keras.Input((5, 3)), L.LSTM(4, return_sequences=True),
                           L.Conv1D(2, 3), L.GlobalAveragePooling1D()])
     with pytest.raises(KerasConversionError,
-                       match=r"'lstm' \(LSTM\), 'conv1d' \(Conv1D\), "
-                             r"'global_average_pooling1d' \(GlobalAveragePooling1D\)"):
+                       match=r"support: 'conv1d' \(Conv1D\), "
+                             r"'global_average_pooling1d' \(GlobalAveragePooling1D\)\."):
         crnn.from_keras(m)
-    path = str(tmp_path / "lstm.keras")
+    path = str(tmp_path / "conv.keras")
     m.save(path)
-    with pytest.raises(KerasConversionError, match="LSTM"):
+    with pytest.raises(KerasConversionError, match="Conv1D"):
         crnn.load_keras(path)
 
 
@@ -215,12 +215,12 @@ def test_hand_written_file_and_malformed_files(tmp_path):
 
     not_zip = tmp_path / "bad.keras"
     not_zip.write_bytes(b"definitely not a zip")
-    with pytest.raises(KerasConversionError, match="not a .keras file"):
+    with pytest.raises(KerasConversionError, match="not a Keras model file"):
         crnn.load_keras(str(not_zip))
-    legacy = tmp_path / "legacy.h5"
-    legacy.write_bytes(b"\x89HDF\r\n\x1a\n")
-    with pytest.raises(KerasConversionError, match="legacy Keras 2 HDF5"):
-        crnn.load_keras(str(legacy))
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(KerasConversionError, match="is not a valid HDF5 file"):
+        crnn.load_keras(str(truncated))
     no_weights = tmp_path / "no_weights.keras"
     _write_keras(no_weights, config, members=("config.json",))
     with pytest.raises(KerasConversionError, match=r"lacks \['model.weights.h5'\]"):
