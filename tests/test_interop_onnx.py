@@ -531,18 +531,6 @@ def test_to_onnx_embedding_classifier(tmp_path):
     _close(crnn.load_onnx(data)(ids), want, TOL32, "crnn.load_onnx")
 
 
-def test_to_onnx_rejects_masks():
-    L = _crnn_layers()
-    masked = crnn.Sequential([L.Masking(0.0, input_shape=(5, 3)), L.SimpleRNN(3, seed=1)])
-    masked(np.ones((1, 5, 3)))
-    with pytest.raises(ValueError, match="Masking"):
-        crnn.to_onnx(masked)
-    emb = crnn.Sequential([L.Embedding(10, 3, mask_zero=True, seed=1), L.SimpleRNN(3, seed=2)])
-    emb(np.ones((1, 5), np.int64))
-    with pytest.raises(ValueError, match="mask_zero"):
-        crnn.to_onnx(emb)
-
-
 # ============================================================================ semantics of ops
 def _same_as_ort(data, feed):
     """crnn's outputs equal ONNX Runtime's exactly: same shapes, dtypes and values."""

@@ -470,3 +470,122 @@ def test_torch_export_packed_sequence(tmp_path, kind):
     for g, w, wt in zip(got, want, want_t):
         _close(g, w, TOL32, "packed vs onnxruntime")
         _close(g, wt.numpy(), TOL32, "packed vs torch")
+
+
+# ============================================================================ to_onnx
+def _check_export(model, x, tmp_path, tol=TOL32):
+    """The export passes onnx's checker, and ONNX Runtime and crnn.load_onnx run it as the
+    crnn model does."""
+    path = tmp_path / "exported.onnx"
+    data = crnn.to_onnx(model, path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    want = model(x)
+    feed = x.astype(np.int64) if x.dtype.kind in "iu" else x
+    _close(_ort(data).run(None, {"input": feed})[0], want, tol, "onnxruntime on the export")
+    _close(crnn.load_onnx(data)(feed), want, tol, "crnn.load_onnx on the export")
+    return data
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_to_onnx_lstm_gru_stack(tmp_path, return_sequences):
+    m = crnn.Sequential([
+        crnn.LSTM(5, return_sequences=True, input_shape=(None, 3), seed=1),
+        crnn.GRU(4, return_sequences=True, reset_after=False, go_backwards=True, seed=2),
+        crnn.GRU(6, activation="relu", recurrent_activation="hard_sigmoid",
+                 return_sequences=True, seed=3),
+        crnn.LSTM(3, recurrent_activation="hard_sigmoid", activation=None, use_bias=False,
+                  go_backwards=True, return_sequences=True, seed=4),
+        crnn.SimpleRNN(4, activation="relu", return_sequences=True, seed=5),
+        crnn.GRU(3, use_bias=False, go_backwards=True, return_sequences=return_sequences,
+                 seed=6)])
+    x = np.random.default_rng(7).standard_normal((4, 9, 3)).astype(np.float32)
+    data = _check_export(m, x, tmp_path)
+    ops = [n.op_type for n in onnx.load_from_string(data).graph.node]
+    assert [o for o in ops if o in ("RNN", "LSTM", "GRU")] == \
+        ["LSTM", "GRU", "GRU", "LSTM", "RNN", "GRU"]
+
+
+@pytest.mark.parametrize("kind,kw", [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False})])
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_to_onnx_bidirectional(tmp_path, kind, kw, merge_mode, return_sequences):
+    L = crnn.layers
+    m = crnn.Sequential([
+        L.Bidirectional(getattr(L, kind)(4, return_sequences=True, input_shape=(None, 3),
+                                         seed=1, **kw)),
+        L.Bidirectional(getattr(L, kind)(5, activation="relu",
+                                         return_sequences=return_sequences, seed=2, **kw),
+                        merge_mode=merge_mode),
+        L.Dense(3, activation="tanh", seed=3)])
+    x = np.random.default_rng(8).standard_normal((3, 6, 3)).astype(np.float32)
+    _check_export(m, x, tmp_path)
+
+
+def _masked_input(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 5:] = 0.0        # right-padded
+    x[1, 2] = 0.0         # a masked step inside
+    x[1, 6] = 0.0
+    x[2, :3] = 0.0        # left-padded
+    x[3, :] = 0.0         # nothing valid
+    return x
+
+
+@pytest.mark.parametrize("zero_output", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_to_onnx_masking_keeps_keras_semantics(tmp_path, zero_output, return_sequences):
+    """Masked steps are skipped (states carry over); the output at a masked step repeats the
+    previous one (zeros with zero_output_for_mask), forwards and backwards."""
+    L = crnn.layers
+    m = crnn.Sequential([
+        L.Masking(0.0, input_shape=(None, 3)),
+        L.LSTM(4, return_sequences=True, zero_output_for_mask=zero_output, seed=1),
+        L.GRU(5, return_sequences=True, go_backwards=True, zero_output_for_mask=zero_output,
+              seed=2),
+        L.Dense(4, seed=3),
+        L.SimpleRNN(3, return_sequences=True, seed=4),
+        L.GRU(3, go_backwards=True, reset_after=False, return_sequences=return_sequences,
+              zero_output_for_mask=zero_output, seed=5)])
+    x = _masked_input(np.random.default_rng(9), (5, 8, 3))
+    _check_export(m, x, tmp_path)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_to_onnx_embedding_mask_and_bidirectional(tmp_path, return_sequences):
+    L = crnn.layers
+    m = crnn.Sequential([L.Embedding(30, 6, mask_zero=True, seed=1),
+                         L.Bidirectional(L.LSTM(5, return_sequences=True, seed=2)),
+                         L.Bidirectional(L.GRU(4, return_sequences=return_sequences, seed=3),
+                                         merge_mode="ave"),
+                         L.Dense(2, activation="sigmoid", seed=4)])
+    ids = np.random.default_rng(10).integers(1, 30, (5, 8))
+    ids[0, 5:] = 0
+    ids[1, 2] = 0
+    ids[2, :4] = 0
+    ids[3, :] = 0
+    m(ids)
+    _check_export(m, ids, tmp_path)
+
+
+def test_to_onnx_float64_lstm_gru_run_in_crnn(tmp_path):
+    L = crnn.layers
+    m = crnn.Sequential([L.Masking(0.0, input_shape=(None, 3), dtype="float64"),
+                         L.LSTM(5, return_sequences=True, dtype="float64", seed=1),
+                         L.Bidirectional(L.GRU(3, dtype="float64", seed=2))])
+    x = _masked_input(np.random.default_rng(11), (4, 7, 3)).astype(np.float64)
+    data = crnn.to_onnx(m)
+    _close(crnn.load_onnx(data)(x), m(x), TOL64, "float64 export in crnn")
+    data32 = crnn.to_onnx(m, dtype="float32")
+    _close(_ort(data32).run(None, {"input": x.astype(np.float32)})[0], m(x), TOL32,
+           "float32 export in onnxruntime")
+
+
+def test_to_onnx_refuses_what_one_node_cannot_express():
+    L = crnn.layers
+    mixed = crnn.Sequential([L.Bidirectional(
+        L.LSTM(3, return_sequences=True, input_shape=(None, 2), seed=1),
+        backward_layer=L.GRU(3, return_sequences=True, go_backwards=True, seed=2))])
+    with pytest.raises(ValueError, match=r"different cells \(LSTM, GRU\)"):
+        crnn.to_onnx(mixed)
+    with pytest.raises(ValueError, match="return_state=True cannot be exported"):
+        crnn.to_onnx(L.LSTM(3, return_state=True, input_shape=(None, 2), seed=1))
