@@ -310,6 +310,30 @@ def test_malformed_h5_files(tmp_path):
     with h5py.File(p, "a") as f:
         f.attrs["model_config"] = [json.dumps(config)] * 1000
     cases[p] = r"attribute model_config has shape \(1000,\), expected one string"
+    # Data outside the file, or declared but never written, is refused before it is read.
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(48, dtype=np.float32).tobytes())
+    kernel = "model_weights/lstm/lstm/lstm_cell/kernel:0"
+    p = tmp_path / "external_storage.h5"
+    _write_h5(p, config, weights)
+    with h5py.File(p, "a") as f:
+        del f[kernel]
+        f.create_dataset(kernel, (3, 16), "f4", external=[(str(secret), 0, 192)])
+    cases[p] = r"kernel:0: uses external storage"
+    p = tmp_path / "virtual.h5"
+    _write_h5(p, config, weights)
+    with h5py.File(p, "a") as f:
+        del f[kernel]
+        layout = h5py.VirtualLayout((3, 16), "f4")
+        layout[:] = h5py.VirtualSource(str(tmp_path / "no_config.h5"), "x", (3, 16))
+        f.create_virtual_dataset(kernel, layout)
+    cases[p] = r"kernel:0: is a virtual dataset"
+    p = tmp_path / "unwritten.h5"
+    _write_h5(p, config, weights)
+    with h5py.File(p, "a") as f:
+        del f[kernel]
+        f.create_dataset(kernel, (3, 16), "f4")
+    cases[p] = r"kernel:0: holds 0 bytes of its 192"
     failures = []
     for path, match in cases.items():
         try:
