@@ -43,13 +43,14 @@ ever loaded) and holding their data, are read.  Every problem is a
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import re
 import warnings
 import zipfile
 import zlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -761,26 +762,38 @@ def _read_legacy_weights(h5py: Any, h5: Any, pairs: List[Tuple[_LayerSpec, Any]]
         s.weights = [np.asarray(d[()]) for d in datasets]
 
 
+def _skeleton(config: Dict[str, Any], version: Any):
+    """The crnn model a file's config describes, with placeholder weights: ``(model,
+    [(spec, layer)], config entries)``; ``version`` is the Keras version that wrote the file."""
+    specs, shape = _chain(config)
+    _, entries, inner = _model_layers(config)
+    model, pairs = _build(specs, shape, inner.get("name"),
+                          keras2=str(version or "").startswith(("1.", "2.")))
+    return model, pairs, entries
+
+
+@contextlib.contextmanager
+def _reading_h5(label: str, what: str) -> Iterator[None]:
+    """Errors while reading HDF5 weights as KerasConversionError prefixed by the file's label."""
+    try:
+        yield
+    except KerasConversionError as err:
+        raise KerasConversionError(f"{label}: {err}") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise KerasConversionError(f"{label}: {what} ({type(err).__name__}: {err})") from None
+
+
 def _load_legacy_h5(h5py: Any, src: Any, label: str):
     """A model file in Keras's legacy HDF5 format (``model.save("model.h5")``)."""
     try:
         h5 = h5py.File(src, "r")
     except OSError as err:
         raise KerasConversionError(f"{label}: is not a valid HDF5 file ({err})") from None
-    try:
-        with h5:
-            config, version = _legacy_config(h5)
-            specs, shape = _chain(config)
-            _, entries, inner = _model_layers(config)
-            model, pairs = _build(specs, shape, inner.get("name"),
-                                  keras2=version.startswith(("1.", "2.")))
-            shapes, _ = _expected_weights(pairs)
-            _read_legacy_weights(h5py, h5, pairs, shapes)
-    except KerasConversionError as err:
-        raise KerasConversionError(f"{label}: {err}") from None
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
-        raise KerasConversionError(f"{label}: cannot be read as a Keras HDF5 model "
-                                   f"({type(err).__name__}: {err})") from None
+    with _reading_h5(label, "cannot be read as a Keras HDF5 model"), h5:
+        config, version = _legacy_config(h5)
+        model, pairs, _ = _skeleton(config, version)
+        shapes, _ = _expected_weights(pairs)
+        _read_legacy_weights(h5py, h5, pairs, shapes)
     _install(pairs)
     return model
 
@@ -840,10 +853,7 @@ def load_keras(path: Any):
             meta = (_read_json(zf, infos["metadata.json"], "metadata.json")
                     if "metadata.json" in infos else {})
             version = meta.get("keras_version") if isinstance(meta, dict) else None
-            specs, shape = _chain(config)
-            _, entries, inner = _model_layers(config)
-            model, pairs = _build(specs, shape, inner.get("name"),
-                                  keras2=str(version or "").startswith(("1.", "2.")))
+            model, pairs, entries = _skeleton(config, version)
             shapes, need = _expected_weights(pairs)
             cap = _H5_WEIGHT_COPIES * need + _H5_BYTES_PER_LAYER * len(entries) + _H5_BASE_BYTES
             weights_bytes = _read_capped(zf, infos["model.weights.h5"], cap, "model.weights.h5")
@@ -861,13 +871,7 @@ def load_keras(path: Any):
     except OSError as err:
         raise KerasConversionError(f"{label}: model.weights.h5 is not a valid HDF5 file "
                                    f"({err})") from None
-    try:
-        with h5:
-            _read_h5_weights(h5py, h5, pairs, entries, shapes)
-    except KerasConversionError as err:
-        raise KerasConversionError(f"{label}: {err}") from None
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
-        raise KerasConversionError(f"{label}: model.weights.h5 cannot be read "
-                                   f"({type(err).__name__}: {err})") from None
+    with _reading_h5(label, "model.weights.h5 cannot be read"), h5:
+        _read_h5_weights(h5py, h5, pairs, entries, shapes)
     _install(pairs)
     return model
