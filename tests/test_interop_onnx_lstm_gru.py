@@ -237,6 +237,17 @@ def test_zero_length_sequence_keeps_the_initial_states(op, direction):
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU"])
+@pytest.mark.parametrize("opset", [7, 22])
+def test_other_opsets(op, opset):
+    attrs = {"linear_before_reset": 1} if op == "GRU" else None
+    data, _ = _graph(op, 3, 4, direction="bidirectional", seq=True, h0=True, c0=op == "LSTM",
+                     attrs=attrs, opset=opset)
+    feed = _feed(op, 3, 4, 2, 8, seq=True, h0=True, c0=op == "LSTM")
+    for g, w in zip(crnn.load_onnx(data).run(None, feed), _ort(data).run(None, feed)):
+        _close(g, w, TOL32, f"opset {opset} vs onnxruntime")
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
 def test_float64_against_the_maths(op):
     D, H = 4, 3
     data, (W, R, B) = _graph(op, D, H, direction="bidirectional", seq=True, h0=True,
@@ -248,6 +259,15 @@ def test_float64_against_the_maths(op):
     for g, r in zip(got, ref):
         assert g.dtype == np.float64
         _close(g, r, TOL64, "float64 vs reference")
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_empty_batch(op):
+    """No sequences in, empty outputs out (ONNX Runtime 1.32 aborts the process here)."""
+    data, _ = _graph(op, 3, 4, direction="bidirectional", h0=True, c0=op == "LSTM")
+    feed = {k: v[:, :0] for k, v in _feed(op, 3, 4, 2, 9, h0=True, c0=op == "LSTM").items()}
+    outs = crnn.load_onnx(data).run(None, feed)
+    assert [o.shape for o in outs] == [(7, 2, 0, 4)] + [(2, 0, 4)] * (len(outs) - 1)
 
 
 def test_only_the_outputs_the_node_names_are_computed():

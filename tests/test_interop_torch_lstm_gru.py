@@ -52,7 +52,7 @@ def _check(got, want, tol, what):
     want = _np(want) if hasattr(want, "detach") else np.asarray(want)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != torch {want.shape}"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != torch {want.dtype}"
-    err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if got.size else 0.0
+    err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)), initial=0.0))
     assert err <= tol, f"{what}: max abs diff {err:.3g} > {tol:g}"
 
 
@@ -241,12 +241,13 @@ def test_cells_from_state_dicts_and_pickle():
         with torch.no_grad():
             want = m(x)
         res = got(x)
-        for g, w in zip(res if kind == "LSTMCell" else [res], want if kind == "LSTMCell" else [want]):
+        lstm = kind == "LSTMCell"
+        for g, w in zip(res if lstm else [res], want if lstm else [want]):
             _check(g, w, TOL32, f"{kind} from state_dict")
         clone = pickle.loads(pickle.dumps(got))
         r2 = clone(x)
-        assert all(np.array_equal(a, b) for a, b in zip(r2 if kind == "LSTMCell" else [r2],
-                                                      res if kind == "LSTMCell" else [res]))
+        assert all(np.array_equal(a, b) for a, b in zip(r2 if lstm else [r2],
+                                                      res if lstm else [res]))
         assert repr(got) == f"Torch{kind}(3, 4, dtype=float32)"
 
 
@@ -306,5 +307,6 @@ def test_bad_arguments():
         cell(np.zeros((2, 3, 1)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(ValueError, match="hidden_size: got 5, but the module has hidden_size=4"):
+        with pytest.raises(ValueError, match="hidden_size: got 5, but the module has "
+                                             "hidden_size=4"):
             crnn.from_torch(nn.GRUCell(3, 4), hidden_size=5)

@@ -11,13 +11,13 @@ Runtime's call::
     outputs = sess.run(None, {"x": x})          # like onnxruntime.InferenceSession.run
     y, h = sess(x)                              # graph inputs positionally, outputs in order
 
-Supported: the ``RNN``, ``LSTM`` and ``GRU`` operators (every opset) with ``direction`` forward /
-reverse / bidirectional, ``initial_h`` (and ``initial_c``), ``sequence_lens``, ``layout`` 0 and
-1 (ONNX Runtime refuses ``layout=1``; crnn does not), GRU's ``linear_before_reset`` 0 and 1, and
-the activations crnn's cells compute exactly: Tanh, Relu, Sigmoid, ``HardSigmoid`` with alpha 1/6
-and beta 0.5 (Keras 3's ``hard_sigmoid``) and ``Affine`` with alpha 1 and beta 0 (linear), in any
-combination per direction, except that an LSTM's cell input and cell output activations (g and h)
-must be the same.  Gate orders: ONNX's LSTM weights are in the order i, o, f, c and are regrouped
+Supported: the ``RNN``, ``LSTM`` and ``GRU`` operators (opsets 7, 14, 22) with ``direction``
+forward / reverse / bidirectional, ``initial_h`` (and ``initial_c``), ``sequence_lens``, ``layout``
+0 and 1 (ONNX Runtime refuses ``layout=1``; crnn does not), GRU's ``linear_before_reset`` 0 and 1,
+and the activations crnn's cells compute exactly: Tanh, Relu, Sigmoid, ``HardSigmoid`` with alpha
+1/6 and beta 0.5 (Keras 3's ``hard_sigmoid``) and ``Affine`` with alpha 1 and beta 0 (linear), in
+any combination per direction, except that an LSTM's cell input and cell output activations (g
+and h) must be the same.  Gate orders: ONNX's LSTM weights are in the order i, o, f, c and are regrouped
 into crnn's (Keras's) i, f, c, o; GRU is z, r, h in both; ``linear_before_reset=1`` is crnn's
 (Keras's) ``reset_after=True``.  Around them, the ops :data:`SUPPORTED_OPS` that
 ``torch.onnx.export`` emits (shape arithmetic, transposes, slicing, ``Gemm``/``MatMul``/``Add``
@@ -941,11 +941,6 @@ def _op_recurrent(at, x, n):
                             f"expected [0, {steps}]")
     outs: List[Optional[np.ndarray]] = [None] * _RECURRENT[n.op]["outputs"]
     want_y = len(n.outputs) > 0 and n.outputs[0] != ""
-    if batch == 0:   # the core needs at least one sequence
-        outs[0] = np.zeros((steps, ndir, 0, H) if cfg["layout"] == 0 else (0, steps, ndir, H), dt)
-        for i in range(1, len(outs)):
-            outs[i] = np.zeros((ndir, 0, H) if cfg["layout"] == 0 else (0, ndir, H), dt)
-        return [None if o is None else o.astype(X.dtype, copy=False) for o in outs]
     ys, hs, cs = [], [], []
     d0 = 0
     for handle, nd in handles:

@@ -81,7 +81,6 @@ _CTOR_KEYS = {
     "GRUCell": ("input_size", "hidden_size", "bias", "device"),
 }
 _KEY_RE = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
-_CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
@@ -177,7 +176,8 @@ class _TorchRecurrent:
                 if self.proj_size:   # see the module docstring
                     w_hh = w_hh @ g("weight_hr")
                     if k:
-                        prev = [sd[f"weight_hr_l{k - 1}{s}"].astype(np.float64) for s in self._sfx()]
+                        prev = [sd[f"weight_hr_l{k - 1}{s}"].astype(np.float64)
+                                for s in self._sfx()]
                         P = self.proj_size
                         w_ih = np.concatenate([w_ih[:, i * P:(i + 1) * P] @ hr
                                                for i, hr in enumerate(prev)], axis=1)
@@ -275,10 +275,10 @@ class _TorchRecurrent:
             a = _to_numpy(value, name)
             want = (n, width) if unbatched else (n, batch, width)
             if a.shape != want:
+                size = "proj_size" if width != self.hidden_size else "hidden_size"
                 raise ValueError(f"{name}: got shape {a.shape}, expected {want} "
                                  + ("for an unbatched input" if unbatched else
-                                    f"(num_layers * num_directions, batch, "
-                                    f"{'proj_size' if width != self.hidden_size else 'hidden_size'})"))
+                                    f"(num_layers * num_directions, batch, {size})"))
             arrays.append(a[:, None] if unbatched else a)
         if self.proj_size:
             arrays[0] = self._lift_h0(arrays[0])
