@@ -155,23 +155,23 @@ def _recurrent_node(g: _Graph, x: str, layers: List[Any], direction: str, hint: 
     ``x`` is time-major.  Returns [Y, Y_h]."""
     cell = layers[0].cell
     op, order = _RECURRENT_OP[cell.kind]
-    entries = []
+    entries = []      # per direction: [kernel, recurrent_kernel, bias, recurrent_bias]
     for layer in layers:
         w = layer.get_weights()
-        entries.append(cell.core_entry((w[0], w[1], w[2] if len(w) > 2 else None)))
+        e = list(cell.core_entry((w[0], w[1], w[2] if len(w) > 2 else None)))
+        entries.append(e + [None] * (4 - len(e)))
     H = entries[0][1].shape[0]
     rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
 
     def stack(i: int) -> np.ndarray:
+        """Weight ``i`` of every direction, gate blocks in ONNX's order (zeros if absent)."""
         return np.stack([np.zeros(len(rows)) if e[i] is None else np.asarray(e[i])[..., rows]
                          for e in entries])
     inputs = [x, g.weight(np.swapaxes(stack(0), 1, 2), f"{hint}_W"),
               g.weight(np.swapaxes(stack(1), 1, 2), f"{hint}_R")]              # (ndir, G*H, .)
-    has_bias = any(len(e) > 2 and e[2] is not None for e in entries)
-    has_rbias = any(len(e) > 3 and e[3] is not None for e in entries)
-    entries = [list(e) + [None] * (4 - len(e)) for e in entries]
+    biased = any(e[2] is not None or e[3] is not None for e in entries)
     inputs.append(g.weight(np.concatenate([stack(2), stack(3)], axis=1), f"{hint}_B")
-                  if has_bias or has_rbias else "")                              # [Wb, Rb]
+                  if biased else "")                                            # [Wb, Rb]
     inputs.append(lens or "")
     while inputs[-1] == "":
         inputs.pop()
