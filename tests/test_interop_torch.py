@@ -201,23 +201,6 @@ def test_pickle_and_repr():
 
 
 # ----------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("module,name", [(lambda: nn.LSTM(3, 4), "LSTM"),
-                                         (lambda: nn.GRU(3, 4), "GRU"),
-                                         (lambda: nn.RNNCell(3, 4), "RNNCell"),
-                                         (lambda: nn.LSTMCell(3, 4), "LSTMCell")])
-def test_lstm_gru_rejected(module, name):
-    with pytest.raises(NotImplementedError, match=name):
-        crnn.from_torch(module())
-
-
-@pytest.mark.parametrize("module,name", [(lambda: nn.LSTM(3, 4), "LSTM"),
-                                         (lambda: nn.GRU(3, 4, num_layers=2), "GRU"),
-                                         (lambda: nn.LSTM(3, 4, proj_size=2), "LSTM")])
-def test_lstm_gru_state_dicts_rejected(module, name):
-    with pytest.raises(NotImplementedError, match=name):
-        crnn.from_torch(module().state_dict())
-
-
 def test_bad_state_dicts():
     sd = {k: v for k, v in nn.RNN(3, 4, num_layers=2).state_dict().items()}
     missing = {k: v for k, v in sd.items() if k != "bias_hh_l1"}
@@ -238,13 +221,13 @@ def test_bad_state_dicts():
         crnn.from_torch({"foo": torch.zeros(2)})
     with pytest.raises(ValueError, match="prefix 'enc.'"):
         crnn.from_torch(sd, prefix="enc.")
-    with pytest.raises(NotImplementedError, match="proj_size"):
+    with pytest.raises(ValueError, match="proj_size: got 2, but only nn.LSTM has a projection"):
         crnn.from_torch(sd, proj_size=2)
     with pytest.raises(ValueError, match="nonlinearity: got 'gelu'"):
         crnn.from_torch(sd, nonlinearity="gelu")
     with pytest.raises(TypeError, match="unexpected keyword"):
         crnn.from_torch(sd, hiden_size=4)
-    with pytest.raises(TypeError, match="expected a torch.nn.RNN module or its state_dict"):
+    with pytest.raises(TypeError, match="expected a torch.nn.RNN, LSTM, GRU, .* or its state_dict"):
         crnn.from_torch(nn.Linear(3, 4))
     with pytest.raises(ValueError, match="hidden_size: got 5, but the module has hidden_size=4"):
         crnn.from_torch(nn.RNN(3, 4), hidden_size=5)

@@ -1,12 +1,14 @@
 """Run recurrent models trained elsewhere: PyTorch, Keras 3 and ONNX.
 
 =================================  ==============================================================
-``crnn.from_torch(module)``        a ``torch.nn.RNN`` (or its ``state_dict``) as a
-                                   :class:`~crnn.interop.torch.TorchRNN`: ``(output, h_n)``
+``crnn.from_torch(module)``        a ``torch.nn.RNN``, ``LSTM``, ``GRU`` or one of their cells (or
+                                   its ``state_dict``), called as torch calls it:
+                                   ``output, (h_n, c_n) = lstm(x, (h0, c0))``
 ``crnn.from_keras(model)``         a live Keras 3 model as a :class:`crnn.Sequential`
-``crnn.load_keras(path)``          a ``.keras`` file as a :class:`crnn.Sequential`, read with
-                                   ``h5py`` alone (no Keras, no TensorFlow)
-``crnn.load_onnx(path)``           an ONNX model with ``RNN`` nodes as an
+``crnn.load_keras(path)``          a ``.keras`` or legacy ``.h5`` Keras file as a
+                                   :class:`crnn.Sequential`, read with ``h5py`` alone (no Keras,
+                                   no TensorFlow)
+``crnn.load_onnx(path)``           an ONNX model with ``RNN``, ``LSTM`` or ``GRU`` nodes as an
                                    :class:`~crnn.interop.onnx.OnnxModel` (ONNX Runtime's
                                    ``run(output_names, input_feed)``), with no ``onnx`` or
                                    ``onnxruntime`` installed
@@ -24,7 +26,8 @@ __all__ = ["from_torch", "from_keras", "load_keras", "load_onnx", "to_onnx"]
 
 
 def from_torch(module_or_state_dict: Any, **kwargs: Any):
-    """Convert a ``torch.nn.RNN`` or its ``state_dict``; see :func:`crnn.interop.torch.from_torch`."""
+    """Convert a torch recurrent module or its ``state_dict``; see
+    :func:`crnn.interop.torch.from_torch`."""
     from .torch import from_torch as impl
     return impl(module_or_state_dict, **kwargs)
 
@@ -36,7 +39,8 @@ def from_keras(model: Any, **kwargs: Any):
 
 
 def load_keras(path: Any, **kwargs: Any):
-    """Load a ``.keras`` file without Keras; see :func:`crnn.interop.keras.load_keras`."""
+    """Load a ``.keras`` or ``.h5`` Keras file without Keras; see
+    :func:`crnn.interop.keras.load_keras`."""
     from .keras import load_keras as impl
     return impl(path, **kwargs)
 

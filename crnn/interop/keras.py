@@ -4,40 +4,53 @@ Two entry points, one path:
 
 - :func:`from_keras` takes a live Keras 3 model (``keras.Sequential`` or a functional
   ``keras.Model``): its ``get_config()`` and each layer's ``get_weights()``.
-- :func:`load_keras` reads a ``.keras`` file **without Keras or TensorFlow**: the file is a zip
-  holding ``config.json`` (the same architecture JSON), ``metadata.json`` and
-  ``model.weights.h5``, read here with ``h5py``.  In the HDF5 file each layer's variables sit in
-  ``layers/<snake_case class name>[_<n>]/vars/<i>`` (a recurrent layer's in ``.../cell/vars``,
-  a Bidirectional's in ``.../forward_layer/cell/vars`` and ``.../backward_layer/cell/vars``),
-  numbered per class in layer order; each ``vars`` group records the layer's name in its
-  ``name`` attribute, which is how layers are matched to the config.
+- :func:`load_keras` reads a model file **without Keras or TensorFlow**, with ``h5py``:
 
-Both build the same crnn model: a Sequential of SimpleRNN, Dense, Embedding, Bidirectional,
-Masking and Activation layers (``InputLayer`` gives the input shape; Dropout-like layers are
-identities at inference and are left out).  A functional model must be a single chain from one
-input to one output.  Anything else raises an error naming the layer.
+  - a ``.keras`` file, a zip holding ``config.json`` (the same architecture JSON),
+    ``metadata.json`` and ``model.weights.h5``.  In that HDF5 file each layer's variables sit in
+    ``layers/<snake_case class name>[_<n>]/vars/<i>`` (a recurrent layer's in
+    ``.../cell/vars``, a Bidirectional's in ``.../forward_layer/cell/vars`` and
+    ``.../backward_layer/cell/vars``), numbered per class in layer order; each ``vars`` group
+    records the layer's name in its ``name`` attribute, which is how layers are matched to the
+    config;
+  - a legacy HDF5 model file (``model.save("model.h5")``, Keras 3's ``legacy_h5_format``, the
+    layout Keras 2 wrote too): the config is the root attribute ``model_config``, and each
+    layer's weights sit in ``model_weights/<layer name>``, in the order its attribute
+    ``weight_names`` lists them.
 
-A ``.keras`` file is untrusted input.  :func:`load_keras` reads ``config.json`` first (at most
+Both build the same crnn model: a Sequential of SimpleRNN, LSTM, GRU, Dense, Embedding,
+Bidirectional (around SimpleRNN, LSTM or GRU), Masking and Activation layers (``InputLayer``
+gives the input shape; Dropout-like layers are identities at inference and are left out).  The
+weights keep Keras's layout and gate order (LSTM i, f, c, o; GRU z, r, h, with ``reset_after``
+either way), which is crnn's.  A functional model must be a single chain from one input to one
+output.  Anything else raises an error naming the layer.  ``hard_sigmoid`` is Keras 3's,
+relu6(x + 3) / 6; a file written by Keras 2 (whose hard_sigmoid was clip(0.2 x + 0.5, 0, 1))
+that uses it is refused.
+
+A model file is untrusted input.  :func:`load_keras` reads the config first (at most
 :data:`crnn.saving.MAX_CONFIG_BYTES`, at most :data:`crnn.saving.MAX_CONFIG_LAYERS` layers),
 builds the model's skeleton without weights, and so knows the name, shape and dtype of every
-weight before ``model.weights.h5`` is opened; they may total :data:`MAX_WEIGHTS_BYTES`.  That
-member is read streaming and capped at what those weights can need (five times their bytes, for
-an optimizer's saved slots, plus HDF5 metadata per layer); in it, only hard links, groups and
-float datasets of exactly the expected shapes, stored inside the file (no external storage,
-external or soft links, virtual datasets, or filters beyond deflate, shuffle, fletcher32,
-szip, scale-offset and LZF, so no filter plugin is ever loaded) and holding their data, are
-read.  Every problem is a :class:`KerasConversionError` naming it.
+weight before any is read; they may total :data:`MAX_WEIGHTS_BYTES`.  A ``.keras`` file's
+``model.weights.h5`` member is read streaming and capped at what those weights can need (five
+times their bytes, for an optimizer's saved slots, plus HDF5 metadata per layer); a legacy
+``.h5`` file is read in place, its string attributes checked for shape before they are read.
+In either HDF5 file, only hard links, groups and float datasets of exactly the expected shapes,
+stored inside the file (no external storage, external or soft links, virtual datasets, or
+filters beyond deflate, shuffle, fletcher32, szip, scale-offset and LZF, so no filter plugin is
+ever loaded) and holding their data, are read.  Every problem is a
+:class:`KerasConversionError` naming it.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import re
 import warnings
 import zipfile
 import zlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -65,14 +78,17 @@ _H5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 4: "szip", 6: "scale
                32000: "lzf"}
 
 
-SUPPORTED = ("SimpleRNN", "Dense", "Embedding", "Bidirectional", "Masking", "Activation")
+SUPPORTED = ("SimpleRNN", "LSTM", "GRU", "Dense", "Embedding", "Bidirectional", "Masking",
+             "Activation")
+#: The recurrent layers (also what Bidirectional may wrap).
+RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 #: Identities at inference (no weights, masks pass through unchanged).
 SKIPPED = ("InputLayer", "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
            "AlphaDropout", "ActivityRegularization")
 #: Ops Keras records in a functional graph to compute a Masking layer's mask; crnn derives the
 #: same mask itself.
 _MASK_OPS = ("NotEqual", "Any")
-_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "hard_sigmoid", "linear")
 _DENSE_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "softmax")
 
 
@@ -276,20 +292,22 @@ def _functional_chain(entries: List[Dict[str, Any]],
 
 
 # ============================================================================ weights
-_WEIGHT_PATHS = {"SimpleRNN": ("cell/vars",), "Dense": ("vars",), "Embedding": ("vars",),
+_WEIGHT_PATHS = {"SimpleRNN": ("cell/vars",), "LSTM": ("cell/vars",), "GRU": ("cell/vars",),
+                 "Dense": ("vars",), "Embedding": ("vars",),
                  "Bidirectional": ("forward_layer/cell/vars", "backward_layer/cell/vars")}
 
 
-def _h5_child(h5py: Any, group: Any, key: str) -> Any:
+def _h5_child(h5py: Any, group: Any, key: str, member: str = "model.weights.h5") -> Any:
     """``group[key]`` if that is a hard link, None if absent; other links are refused before
-    they are followed (an external link opens another file, a soft link points anywhere)."""
-    where = f"model.weights.h5: {group.name.rstrip('/')}/{key}"
+    they are followed (an external link opens another file, a soft link points anywhere).
+    ``member`` names the HDF5 file in messages (empty: a legacy ``.h5`` file itself)."""
+    where = _h5_where(member, f"{group.name.rstrip('/')}/{key}")
     link = group.get(key, getlink=True)
     if link is None:
         return None
     if isinstance(link, h5py.ExternalLink):
         raise KerasConversionError(f"{where}: is an external link to {link.filename!r}; crnn "
-                                   "reads only data inside model.weights.h5")
+                                   f"reads only data inside {member or 'the file'}")
     if isinstance(link, h5py.SoftLink):
         raise KerasConversionError(f"{where}: is a soft link to {link.path!r}; crnn follows "
                                    "only hard links (Keras writes no others)")
@@ -299,15 +317,19 @@ def _h5_child(h5py: Any, group: Any, key: str) -> Any:
     return group[key]
 
 
-def _h5_group(h5py: Any, group: Any, path: str) -> Any:
+def _h5_where(member: str, path: str) -> str:
+    return f"{member}: {path}" if member else path
+
+
+def _h5_group(h5py: Any, group: Any, path: str, member: str = "model.weights.h5") -> Any:
     """The group at ``path`` below ``group`` through hard links only, or None if absent."""
     node = group
     for part in path.split("/"):
-        node = _h5_child(h5py, node, part)
+        node = _h5_child(h5py, node, part, member)
         if node is None:
             return None
         if not isinstance(node, h5py.Group):
-            raise KerasConversionError(f"model.weights.h5: {node.name}: is not a group (got "
+            raise KerasConversionError(f"{_h5_where(member, node.name)}: is not a group (got "
                                        f"a {type(node).__name__})")
     return node
 
@@ -365,7 +387,8 @@ def _read_vars(h5py: Any, group: Any, shapes: List[Tuple[int, ...]]) -> List[np.
     return [np.asarray(d[()]) for d in datasets]
 
 
-def _check_dataset(d: Any, shape: Tuple[int, ...], where: str) -> None:
+def _check_dataset(d: Any, shape: Tuple[int, ...], where: str,
+                   member: str = "model.weights.h5") -> None:
     """Refuse a dataset that is not what the config needs, or whose data lives elsewhere."""
     if tuple(d.shape) != shape:
         raise KerasConversionError(f"{where}: got shape {tuple(d.shape)}, expected {shape} "
@@ -375,7 +398,7 @@ def _check_dataset(d: Any, shape: Tuple[int, ...], where: str) -> None:
     if d.external:
         raise KerasConversionError(f"{where}: uses external storage "
                                    f"({[e[0] for e in d.external]}); crnn reads only data "
-                                   "inside model.weights.h5")
+                                   f"inside {member or 'the file'}")
     if d.is_virtual:
         raise KerasConversionError(f"{where}: is a virtual dataset (its data lives in other "
                                    "datasets or files); crnn reads only plain datasets")
@@ -400,13 +423,32 @@ def _int_arg(cfg: Mapping[str, Any], key: str, where: str) -> int:
     return v
 
 
-def _rnn_kwargs(cfg: Mapping[str, Any], where: str) -> Dict[str, Any]:
-    act = _activation_name(cfg.get("activation", "tanh"))
+def _rnn_activation(cfg: Mapping[str, Any], key: str, default: str, where: str,
+                    keras2: bool) -> str:
+    act = _activation_name(cfg.get(key, default))
     if act not in _RNN_ACTIVATIONS:
-        raise KerasConversionError(f"{where}: got activation {act!r}, expected one of "
+        raise KerasConversionError(f"{where}: got {key} {act!r}, expected one of "
                                    f"{list(_RNN_ACTIVATIONS)}")
-    if cfg.get("unit_forget_bias") is not None or cfg.get("reset_after") is not None:
-        raise KerasConversionError(f"{where}: is not a SimpleRNN config")
+    if act == "hard_sigmoid" and keras2:
+        raise KerasConversionError(
+            f"{where}: got {key} 'hard_sigmoid' in a file written by Keras 2, whose "
+            "hard_sigmoid is clip(0.2 * x + 0.5, 0, 1); crnn runs Keras 3's, "
+            "relu6(x + 3) / 6")
+    return act
+
+
+def _rnn_kwargs(class_name: str, cfg: Mapping[str, Any], where: str,
+                keras2: bool = False) -> Dict[str, Any]:
+    """Keyword arguments of crnn's SimpleRNN / LSTM / GRU from the Keras config."""
+    act = _rnn_activation(cfg, "activation", "tanh", where, keras2)
+    other = {"SimpleRNN": ("unit_forget_bias", "reset_after", "recurrent_activation"),
+             "LSTM": ("reset_after",), "GRU": ("unit_forget_bias",)}[class_name]
+    if any(cfg.get(k) is not None for k in other):
+        raise KerasConversionError(f"{where}: is not a {class_name} config (it has "
+                                   f"{[k for k in other if cfg.get(k) is not None]})")
+    if cfg.get("time_major"):
+        raise KerasConversionError(f"{where}: got time_major=True (Keras 2); crnn reads "
+                                   "(batch, timesteps, features) inputs")
     kw = {"units": _int_arg(cfg, "units", where), "activation": act,
           "use_bias": bool(cfg.get("use_bias", True)),
           "return_sequences": bool(cfg.get("return_sequences", False)),
@@ -415,13 +457,19 @@ def _rnn_kwargs(cfg: Mapping[str, Any], where: str) -> Dict[str, Any]:
           "stateful": bool(cfg.get("stateful", False)),
           "zero_output_for_mask": bool(cfg.get("zero_output_for_mask", False)),
           "dtype": _dtype_name(cfg, where)}
+    if class_name != "SimpleRNN":
+        kw["recurrent_activation"] = _rnn_activation(cfg, "recurrent_activation", "sigmoid",
+                                                     where, keras2)
+    if class_name == "GRU":
+        kw["reset_after"] = bool(cfg.get("reset_after", True))
     return kw
 
 
-def _build(specs: List[_LayerSpec], input_shape: Optional[Sequence[Any]], name: Optional[str]):
+def _build(specs: List[_LayerSpec], input_shape: Optional[Sequence[Any]], name: Optional[str],
+           keras2: bool = False):
     """crnn.Sequential from the chain, with placeholder weights (no memory, no random draws),
     built if the input shape is known.  Returns ``(model, [(spec, layer)])``; errors name
-    unsupported layers."""
+    unsupported layers.  ``keras2``: the file was written by Keras 2 (its hard_sigmoid differs)."""
     import crnn
     from crnn import layers as L
 
@@ -442,7 +490,7 @@ def _build(specs: List[_LayerSpec], input_shape: Optional[Sequence[Any]], name: 
         pairs = []
         for s in kept:
             try:
-                pairs.append((s, _make_layer(L, s)))
+                pairs.append((s, _make_layer(L, s, keras2)))
             except KerasConversionError:
                 raise
             except (ValueError, TypeError, KeyError, AttributeError) as err:
@@ -474,11 +522,11 @@ def _install(pairs: List[Tuple[_LayerSpec, Any]]) -> None:
                 raise KerasConversionError(f"{s.where()}: weights do not fit: {err}") from None
 
 
-def _make_layer(L: Any, s: _LayerSpec):
+def _make_layer(L: Any, s: _LayerSpec, keras2: bool = False):
     cfg, where = s.config, s.where()
     name = s.name
-    if s.class_name == "SimpleRNN":
-        return L.SimpleRNN(name=name, **_rnn_kwargs(cfg, where))
+    if s.class_name in RECURRENT:
+        return getattr(L, s.class_name)(name=name, **_rnn_kwargs(s.class_name, cfg, where, keras2))
     if s.class_name == "Dense":
         act = _activation_name(cfg.get("activation"))
         if act not in _DENSE_ACTIVATIONS:
@@ -500,18 +548,21 @@ def _make_layer(L: Any, s: _LayerSpec):
                                        f"{list(_DENSE_ACTIVATIONS)}")
         return L.Activation(act, name=name)
     if s.class_name == "Bidirectional":
-        inner = cfg.get("layer", {})
-        back = cfg.get("backward_layer")
-        for sub in (inner, back):
-            if sub is not None and sub.get("class_name") != "SimpleRNN":
-                raise KerasConversionError(f"{where}: wraps a {sub.get('class_name')}; crnn "
-                                           "supports Bidirectional(SimpleRNN) only")
-        fwd = L.SimpleRNN(**_rnn_kwargs(inner.get("config", {}), where))
+        subs = []
+        for key in ("layer", "backward_layer"):
+            sub = cfg.get(key)
+            if sub is None:
+                continue
+            kind = sub.get("class_name")
+            if kind not in RECURRENT:
+                raise KerasConversionError(f"{where}: wraps a {kind}; crnn supports "
+                                           f"Bidirectional around {', '.join(RECURRENT)}")
+            subs.append(getattr(L, kind)(**_rnn_kwargs(kind, sub.get("config", {}), where,
+                                                       keras2)))
         kw: Dict[str, Any] = {"merge_mode": cfg.get("merge_mode", "concat"), "name": name}
-        if back is not None:
-            bkw = _rnn_kwargs(back.get("config", {}), where)
-            kw["backward_layer"] = L.SimpleRNN(**bkw)
-        return L.Bidirectional(fwd, **kw)
+        if len(subs) == 2:
+            kw["backward_layer"] = subs[1]
+        return L.Bidirectional(subs[0], **kw)
     raise AssertionError(s.class_name)  # pragma: no cover - filtered by _build
 
 
@@ -522,8 +573,9 @@ def from_keras(model: Any):
     Parameters
     ----------
     model : keras.Sequential or functional keras.Model
-        Layers: SimpleRNN, Dense, Embedding, Bidirectional(SimpleRNN), Masking, Activation,
-        InputLayer (and Dropout-like layers, left out).  A functional model must be one chain.
+        Layers: SimpleRNN, LSTM, GRU, Dense, Embedding, Bidirectional (around SimpleRNN, LSTM
+        or GRU), Masking, Activation, InputLayer (and Dropout-like layers, left out).  A
+        functional model must be one chain.
 
     Raises
     ------
@@ -554,7 +606,9 @@ def from_keras(model: Any):
             shape = list(model.input_shape)
         except (AttributeError, ValueError, TypeError):
             shape = None
-    crnn_model, pairs = _build(specs, shape, cfg.get("name"))
+    keras2 = any(k.__module__.startswith(("tf_keras", "keras.engine", "tensorflow"))
+                 for k in type(model).__mro__)
+    crnn_model, pairs = _build(specs, shape, cfg.get("name"), keras2)
     _install(pairs)
     return crnn_model
 
@@ -616,20 +670,161 @@ def _read_h5_weights(h5py: Any, h5: Any, pairs: List[Tuple[_LayerSpec, Any]],
             s.weights.extend(_read_vars(h5py, sub, want[k * per_path:(k + 1) * per_path]))
 
 
-def load_keras(path: Any):
-    """Load a Keras 3 ``.keras`` file as a :class:`crnn.Sequential`, without Keras.
+# ============================================================================ legacy .h5
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
-    Needs only ``h5py`` (``pip install "crnn[keras]"``).  Accepts a path or a binary file
-    object.  The file is not trusted: see the module docstring for what is checked, and the
-    limits (:data:`crnn.saving.MAX_CONFIG_BYTES`, :data:`crnn.saving.MAX_CONFIG_LAYERS`,
-    :data:`MAX_WEIGHTS_BYTES`).
+
+def _h5_text_attr(h5: Any, key: str, where: str, cap: int,
+                  count: Optional[int] = None) -> Optional[Any]:
+    """A string attribute (``count`` None: one string; else a list of ``count`` strings) of at
+    most ``cap`` bytes, or None if absent.  Its shape is checked before it is read, so reading
+    costs at most what the file holds per string (a variable-length string's size is only
+    known once read; a fixed-length one's is checked before)."""
+    if key not in h5.attrs:
+        return None
+    aid = h5.attrs.get_id(key)
+    shape = tuple(aid.shape or ())
+    if count is None and shape not in ((), (1,)) or count is not None and shape != (count,):
+        want = "one string" if count is None else f"a list of {count} strings"
+        raise KerasConversionError(f"{where}: attribute {key} has shape {shape}, expected {want}")
+    if aid.get_storage_size() > cap:
+        raise KerasConversionError(f"{where}: attribute {key} holds {aid.get_storage_size()} "
+                                   f"bytes, more than {cap}")
+    value = h5.attrs[key]
+
+    def text(v: Any) -> str:
+        if isinstance(v, bytes):
+            return v.decode("utf-8")
+        if isinstance(v, str):
+            return v
+        raise KerasConversionError(f"{where}: attribute {key}: got {type(v).__name__}, "
+                                   "expected text")
+    try:
+        items = [text(v) for v in np.asarray(value, dtype=object).reshape(-1).tolist()]
+    except UnicodeDecodeError:
+        raise KerasConversionError(f"{where}: attribute {key} is not valid UTF-8") from None
+    size = sum(len(v) for v in items)
+    if size > cap:
+        raise KerasConversionError(f"{where}: attribute {key} holds {size} bytes, more than "
+                                   f"{cap}")
+    return items if count is not None else items[0]
+
+
+def _legacy_config(h5: Any) -> Tuple[Dict[str, Any], str]:
+    """The model config and the Keras version of a legacy ``.h5`` model file."""
+    import json
+
+    from ..saving import MAX_CONFIG_BYTES
+    raw = _h5_text_attr(h5, "model_config", "file", MAX_CONFIG_BYTES)
+    if raw is None:
+        raise KerasConversionError("has no model_config attribute: not a Keras model file (a "
+                                   "weights-only file, as save_weights writes, has no "
+                                   "architecture)")
+    try:
+        config = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError as err:
+        raise KerasConversionError(f"attribute model_config: not valid JSON ({err})") from None
+    except RecursionError:
+        raise KerasConversionError("attribute model_config: JSON nested too deeply") from None
+    if not isinstance(config, dict):
+        raise KerasConversionError("attribute model_config is not a model config")
+    version = _h5_text_attr(h5, "keras_version", "file", 256)
+    return config, version if isinstance(version, str) else ""
+
+
+def _read_legacy_weights(h5py: Any, h5: Any, pairs: List[Tuple[_LayerSpec, Any]],
+                         shapes: Dict[str, List[Any]]) -> None:
+    """Each layer's weights from ``/model_weights/<layer name>``, in the order of that group's
+    ``weight_names`` attribute (how Keras's legacy HDF5 format stores them)."""
+    root = _h5_group(h5py, h5, "model_weights", member="")
+    if root is None:
+        raise KerasConversionError("has no model_weights group")
+    for s, _ in pairs:
+        if s.class_name not in _WEIGHT_PATHS:
+            continue
+        g = _h5_child(h5py, root, s.name, member="")
+        if not isinstance(g, h5py.Group):
+            raise KerasConversionError(f"{s.where()}: has no weights in /model_weights")
+        want = shapes[s.name]
+        names = _h5_text_attr(g, "weight_names", f"{s.where()}: {g.name}", 2**16, len(want))
+        if names is None:
+            raise KerasConversionError(f"{s.where()}: {g.name} has no attribute weight_names")
+        datasets = []
+        for name, shape in zip(names, want):
+            *parents, leaf = name.split("/")
+            parent = _h5_group(h5py, g, "/".join(parents), member="") if parents else g
+            d = None if parent is None else _h5_child(h5py, parent, leaf, member="")
+            if not isinstance(d, h5py.Dataset):
+                raise KerasConversionError(f"{g.name}/{name}: is not a dataset (listed in "
+                                           "weight_names)")
+            _check_dataset(d, tuple(shape), d.name, member="")
+            datasets.append(d)
+        s.weights = [np.asarray(d[()]) for d in datasets]
+
+
+def _skeleton(config: Dict[str, Any], version: Any):
+    """The crnn model a file's config describes, with placeholder weights: ``(model,
+    [(spec, layer)], config entries)``; ``version`` is the Keras version that wrote the file."""
+    specs, shape = _chain(config)
+    _, entries, inner = _model_layers(config)
+    model, pairs = _build(specs, shape, inner.get("name"),
+                          keras2=str(version or "").startswith(("1.", "2.")))
+    return model, pairs, entries
+
+
+@contextlib.contextmanager
+def _reading_h5(label: str, what: str) -> Iterator[None]:
+    """Errors while reading HDF5 weights as KerasConversionError prefixed by the file's label."""
+    try:
+        yield
+    except KerasConversionError as err:
+        raise KerasConversionError(f"{label}: {err}") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise KerasConversionError(f"{label}: {what} ({type(err).__name__}: {err})") from None
+
+
+def _load_legacy_h5(h5py: Any, src: Any, label: str):
+    """A model file in Keras's legacy HDF5 format (``model.save("model.h5")``)."""
+    try:
+        h5 = h5py.File(src, "r")
+    except OSError as err:
+        raise KerasConversionError(f"{label}: is not a valid HDF5 file ({err})") from None
+    with _reading_h5(label, "cannot be read as a Keras HDF5 model"), h5:
+        config, version = _legacy_config(h5)
+        model, pairs, _ = _skeleton(config, version)
+        shapes, _ = _expected_weights(pairs)
+        _read_legacy_weights(h5py, h5, pairs, shapes)
+    _install(pairs)
+    return model
+
+
+def _signature(src: Any) -> bytes:
+    """The first 8 bytes of a path or a seekable binary file (its position kept)."""
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            return f.read(8)
+    pos = src.tell()
+    head = src.read(8)
+    src.seek(pos)
+    return head if isinstance(head, bytes) else b""
+
+
+def load_keras(path: Any):
+    """Load a Keras model file as a :class:`crnn.Sequential`, without Keras.
+
+    Reads ``.keras`` files and the legacy HDF5 format (``model.save("model.h5")``), told apart
+    by their first bytes.  Needs only ``h5py`` (``pip install "crnn[keras]"``).  Accepts a
+    path or a seekable binary file object.  The file is not trusted: see the module docstring
+    for what is checked, and the limits (:data:`crnn.saving.MAX_CONFIG_BYTES`,
+    :data:`crnn.saving.MAX_CONFIG_LAYERS`, :data:`MAX_WEIGHTS_BYTES`).
 
     Raises
     ------
     KerasConversionError (a ValueError)
-        Not a ``.keras`` archive, missing or duplicated members, a malformed or oversized
-        config, unsupported layers (named), weights that do not match the architecture,
-        HDF5 links, storage or filters that crnn does not read, or a limit exceeded (named).
+        Neither a ``.keras`` archive nor a Keras HDF5 model, missing or duplicated members, a
+        malformed or oversized config, unsupported layers (named), weights that do not match
+        the architecture, HDF5 links, storage or filters that crnn does not read, or a limit
+        exceeded (named).
     OSError
         The file cannot be read.
     """
@@ -642,23 +837,23 @@ def load_keras(path: Any):
 
     src = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
     label = repr(src) if isinstance(src, str) else "file object"
+    if _signature(src) == _HDF5_SIGNATURE:
+        return _load_legacy_h5(h5py, src, label)
     try:
         zf = zipfile.ZipFile(src)
     except zipfile.BadZipFile:
-        hint = ""
-        if isinstance(src, str) and src.endswith((".h5", ".hdf5")):
-            hint = " (legacy Keras 2 HDF5 models are not supported; re-save as .keras)"
-        raise KerasConversionError(f"{label}: is not a .keras file (not a zip archive){hint}") \
-            from None
+        raise KerasConversionError(f"{label}: is not a Keras model file (neither a .keras zip "
+                                   "archive nor HDF5)") from None
     try:
         with zf:
             infos = _archive_members(zf)
             config = _read_json(zf, infos["config.json"], "config.json")
             if not isinstance(config, dict):
                 raise KerasConversionError("config.json is not a model config")
-            specs, shape = _chain(config)
-            _, entries, inner = _model_layers(config)
-            model, pairs = _build(specs, shape, inner.get("name"))
+            meta = (_read_json(zf, infos["metadata.json"], "metadata.json")
+                    if "metadata.json" in infos else {})
+            version = meta.get("keras_version") if isinstance(meta, dict) else None
+            model, pairs, entries = _skeleton(config, version)
             shapes, need = _expected_weights(pairs)
             cap = _H5_WEIGHT_COPIES * need + _H5_BYTES_PER_LAYER * len(entries) + _H5_BASE_BYTES
             weights_bytes = _read_capped(zf, infos["model.weights.h5"], cap, "model.weights.h5")
@@ -676,13 +871,7 @@ def load_keras(path: Any):
     except OSError as err:
         raise KerasConversionError(f"{label}: model.weights.h5 is not a valid HDF5 file "
                                    f"({err})") from None
-    try:
-        with h5:
-            _read_h5_weights(h5py, h5, pairs, entries, shapes)
-    except KerasConversionError as err:
-        raise KerasConversionError(f"{label}: {err}") from None
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as err:
-        raise KerasConversionError(f"{label}: model.weights.h5 cannot be read "
-                                   f"({type(err).__name__}: {err})") from None
+    with _reading_h5(label, "model.weights.h5 cannot be read"), h5:
+        _read_h5_weights(h5py, h5, pairs, entries, shapes)
     _install(pairs)
     return model

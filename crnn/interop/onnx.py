@@ -1,22 +1,33 @@
-"""Run ONNX models whose recurrent part is the ONNX ``RNN`` operator, on the crnn C core.
+"""Run ONNX models whose recurrent part is the ONNX ``RNN``, ``LSTM`` or ``GRU`` operator, on the
+crnn C core.
 
 :func:`load_onnx` reads an ``.onnx`` file with crnn's own protobuf reader (neither ``onnx`` nor
 ``onnxruntime`` is needed) and returns an :class:`OnnxModel`, a small graph executor: every
-``RNN`` node runs as one call of a compiled :class:`crnn._core.RNN` (built once at load time
-when its weights are constants), every other node in NumPy.  It offers ONNX Runtime's call::
+``RNN``, ``LSTM`` and ``GRU`` node runs as one call of a compiled :class:`crnn._core.RNN` (built
+once at load time when its weights are constants), every other node in NumPy.  It offers ONNX
+Runtime's call::
 
     sess = crnn.load_onnx("model.onnx")
     outputs = sess.run(None, {"x": x})          # like onnxruntime.InferenceSession.run
     y, h = sess(x)                              # graph inputs positionally, outputs in order
 
-Supported: the ``RNN`` operator (opsets 7, 14, 22) with ``direction`` forward / reverse /
-bidirectional, ``activations`` Tanh / Relu / Sigmoid (and ``Affine`` with alpha 1, beta 0, i.e.
-linear), ``initial_h``, ``sequence_lens`` and ``layout`` 0 and 1 (ONNX Runtime refuses
-``layout=1``; crnn does not), and the ops :data:`SUPPORTED_OPS` that ``torch.onnx.export``
-emits around an ``nn.RNN`` (shape arithmetic, transposes, slicing, ``Gemm``/``MatMul``/``Add``
-heads, activations, reductions, packed-sequence sorting).  ``LSTM``, ``GRU``, ``clip``,
-``activation_alpha``/``activation_beta`` other than linear, control flow (If/Loop/Scan) and
-ops outside the default domain are rejected at load time with an error naming them.
+Supported: the ``RNN``, ``LSTM`` and ``GRU`` operators (opsets 7, 14, 22) with ``direction``
+forward / reverse / bidirectional, ``initial_h`` (and ``initial_c``), ``sequence_lens``, ``layout``
+0 and 1 (ONNX Runtime refuses ``layout=1``; crnn does not), GRU's ``linear_before_reset`` 0 and 1,
+and the activations crnn's cells compute exactly: Tanh, Relu, Sigmoid, ``HardSigmoid`` with alpha
+1/6 and beta 0.5 (Keras 3's ``hard_sigmoid``) and ``Affine`` with alpha 1 and beta 0 (linear), in
+any combination per direction, except that an LSTM's cell input and cell output activations (g
+and h) must be the same.  Gate orders: ONNX's LSTM weights are in the order i, o, f, c and are regrouped
+into crnn's (Keras's) i, f, c, o; GRU is z, r, h in both; ``linear_before_reset=1`` is crnn's
+(Keras's) ``reset_after=True``.  Around them, the ops :data:`SUPPORTED_OPS` that
+``torch.onnx.export`` emits (shape arithmetic, transposes, slicing, ``Gemm``/``MatMul``/``Add``
+heads, activations, reductions, packed-sequence sorting).
+
+Refused at load time with an error naming the node and the attribute or input: ``clip``, LSTM
+``input_forget=1`` and peepholes (an input ``P`` that is not a constant of zeros), other
+activations or alpha / beta values, and different g and h; also control flow (If/Loop/Scan)
+and ops outside the default domain, by name.  crnn's C core has no cell clipping, coupled
+input-forget gate or peephole connections, and crnn does not emulate them.
 
 Semantics where implementations differ, decided by the ONNX specification:
 
@@ -28,7 +39,8 @@ Semantics where implementations differ, decided by the ONNX specification:
 - A ``sequence_lens`` entry of 0 runs no step for that sequence: its ``Y_h`` is its
   ``initial_h`` (the spec defines the hidden state recursively from ``initial_h``, and zero
   steps leave it unchanged; Keras returns the initial state for a fully masked sequence too)
-  and its ``Y`` is 0 at every step.  ONNX Runtime 1.32 returns zeros as ``Y_h`` instead.
+  and its ``Y`` is 0 at every step; an LSTM's ``Y_c`` is likewise its ``initial_c``.  ONNX
+  Runtime 1.32 returns zeros as ``Y_h`` and ``Y_c`` instead.
 - ``Dropout`` runs as the identity; one whose ``training_mode`` input is not a constant False
   is refused (crnn runs inference only).
 - ``Mod`` follows ``fmod`` (``fmod=0`` on floating point inputs as opset 28 defines it: the
@@ -646,20 +658,52 @@ def _op_dropout(at, x, n):
     return [x[0], np.ones(x[0].shape, np.bool_)]
 
 
+def _op_cumsum(at, x, n):
+    data = x[0]
+    ax = _ints(x[1])
+    if len(ax) != 1:
+        raise OnnxError(f"{n.describe()}: got axis {ax}, expected one integer")
+    axis = _axis(ax[0], data.ndim, n.describe())
+    rev = bool(at.get("reverse", 0))
+    src = np.flip(data, axis) if rev else data
+    out = np.cumsum(src, axis=axis, dtype=data.dtype)
+    if at.get("exclusive", 0):
+        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
+                              np.take(out, np.arange(out.shape[axis] - 1), axis=axis)], axis=axis)
+    return [np.flip(out, axis) if rev else out]
+
+
 def _op_pow(at, x, n):
     out = np.power(x[0], x[1])
     return [out.astype(x[0].dtype) if out.dtype != x[0].dtype else out]
 
 
-# --------------------------------------------------------------------------- RNN
-_RNN_ACTS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid"}
-_RNN_ATTRS = {"activations", "direction", "hidden_size", "layout", "clip", "activation_alpha",
-              "activation_beta"}
+# --------------------------------------------------------------------------- RNN, LSTM, GRU
+#: The recurrent operators: the crnn cell, gates, activations per direction and their defaults,
+#: the operator's own attributes, its outputs, and the ONNX gate blocks in crnn's (Keras's)
+#: gate order (ONNX LSTM is i, o, f, c; crnn i, f, c, o; GRU is z, r, h in both).
+_RECURRENT: Dict[str, Dict[str, Any]] = {
+    "RNN": {"cell": "simple", "gates": 1, "acts": ("Tanh",), "attrs": (), "outputs": 2,
+            "order": (0,)},
+    "LSTM": {"cell": "lstm", "gates": 4, "acts": ("Sigmoid", "Tanh", "Tanh"),
+             "attrs": ("input_forget",), "outputs": 3, "order": (0, 2, 3, 1)},
+    "GRU": {"cell": "gru", "gates": 3, "acts": ("Sigmoid", "Tanh"),
+            "attrs": ("linear_before_reset",), "outputs": 2, "order": (0, 1, 2)},
+}
+#: Attributes every recurrent operator has (``output_sequence``: opset 1 only; crnn computes
+#: ``Y`` whenever the node names it).
+_RECURRENT_ATTRS = {"activations", "direction", "hidden_size", "layout", "clip",
+                    "activation_alpha", "activation_beta", "output_sequence"}
 #: How many values of activation_alpha / activation_beta each activation of the spec consumes
 #: (ONNX Runtime's table; lower-case names).
 _ACT_ARGS = {"relu": (0, 0), "tanh": (0, 0), "sigmoid": (0, 0), "affine": (1, 1),
              "leakyrelu": (1, 0), "thresholdedrelu": (1, 0), "scaledtanh": (1, 1),
              "hardsigmoid": (1, 1), "elu": (1, 0), "softsign": (0, 0), "softplus": (0, 0)}
+#: HardSigmoid(x) = max(0, min(1, alpha * x + beta)) is crnn's (Keras 3's) hard_sigmoid,
+#: relu6(x + 3) / 6, for alpha = 1/6 (as float32) and beta = 0.5.
+_HARD_SIGMOID_ALPHA = float(np.float32(1 / 6))
+_SUPPORTED_ACTS = ("Tanh, Relu, Sigmoid, HardSigmoid with activation_alpha 1/6 and "
+                   "activation_beta 0.5, or Affine with activation_alpha 1 and activation_beta 0")
 
 
 def _attr_of(at: Dict[str, Any], key: str, kinds: Tuple[type, ...], what: str,
@@ -677,20 +721,64 @@ def _attr_of(at: Dict[str, Any], key: str, kinds: Tuple[type, ...], what: str,
     return v
 
 
-def _rnn_config(node: "_Node") -> Dict[str, Any]:
-    """Validate an RNN node's inputs and attributes once, at load time."""
+def _core_activation(name: str, alpha: Optional[float], beta: Optional[float],
+                     what: str) -> str:
+    """The crnn activation that computes ONNX activation ``name`` with these alpha / beta
+    exactly; OnnxError naming the node and the attribute otherwise."""
+    key = name.lower()
+    if key in ("tanh", "relu", "sigmoid"):
+        return key
+    if key == "affine":
+        # Affine(x) = alpha * x + beta; crnn runs only the identity (alpha 1, beta 0).
+        if alpha is None:
+            raise OnnxError(f"{what}: got activation Affine with no activation_alpha; the "
+                            "spec's default (1.0) and ONNX Runtime's (0.0) differ, so give "
+                            "it explicitly (crnn runs Affine as the identity: alpha 1.0, "
+                            "beta 0.0)")
+        if alpha != 1.0 or (beta or 0.0) != 0.0:
+            raise OnnxError(f"{what}: got activation Affine with activation_alpha={alpha}, "
+                            f"activation_beta={beta}; crnn supports Affine only as the "
+                            "identity (alpha 1.0, beta 0.0)")
+        return "linear"
+    if key == "hardsigmoid":
+        a = 0.2 if alpha is None else alpha
+        b = 0.5 if beta is None else beta
+        if a == _HARD_SIGMOID_ALPHA and b == 0.5:
+            return "hard_sigmoid"
+        raise OnnxError(f"{what}: got activation HardSigmoid with activation_alpha={a}, "
+                        f"activation_beta={b}; crnn runs HardSigmoid only as Keras 3's "
+                        f"hard_sigmoid (alpha 1/6 = {_HARD_SIGMOID_ALPHA}, beta 0.5)")
+    raise OnnxError(f"{what}: got activation {name!r} in attribute activations, which crnn "
+                    f"cannot run; expected {_SUPPORTED_ACTS}")
+
+
+def _recurrent_config(node: "_Node") -> Dict[str, Any]:
+    """Validate an RNN, LSTM or GRU node's inputs and attributes once, at load time."""
+    spec = _RECURRENT[node.op]
     at = node.attrs
     what = node.describe()
     ins = node.inputs + [""] * (3 - len(node.inputs))
     if not all(ins[:3]):
         raise OnnxError(f"{what}: got inputs {node.inputs}, expected inputs X, W and R (the "
                         "first three are required)")
-    extra = sorted(set(at) - _RNN_ATTRS)
+    extra = sorted(set(at) - _RECURRENT_ATTRS - set(spec["attrs"]))
     if extra:
         raise OnnxError(f"{what}: got unknown attribute(s) {extra}")
     if "clip" in at:
         raise OnnxError(f"{what}: got attribute clip={at['clip']}, which crnn does not support "
                         "(the C core has no cell clipping); re-export without clip")
+    if node.op == "LSTM":
+        forget = _attr_of(at, "input_forget", (int,), what, "an integer")
+        if forget:
+            raise OnnxError(f"{what}: got attribute input_forget={forget}, which crnn does not "
+                            "support (the C core's LSTM has separate input and forget gates); "
+                            "expected 0")
+    reset_after = False
+    if node.op == "GRU":
+        lbr = _attr_of(at, "linear_before_reset", (int,), what, "an integer")
+        if lbr not in (None, 0, 1):
+            raise OnnxError(f"{what}: got attribute linear_before_reset={lbr}, expected 0 or 1")
+        reset_after = bool(lbr)
     direction = _attr_of(at, "direction", (str,), what, "a string")
     direction = "forward" if direction is None else direction
     if direction not in ("forward", "reverse", "bidirectional"):
@@ -702,86 +790,117 @@ def _rnn_config(node: "_Node") -> Dict[str, Any]:
     if layout not in (0, 1):
         raise OnnxError(f"{what}: got layout={layout}, expected 0 or 1")
     ndir = 2 if direction == "bidirectional" else 1
+    per = len(spec["acts"])
     acts = _attr_of(at, "activations", (list,), what, "a list of strings") or []
     if not acts:
-        acts = ["Tanh"] * ndir
-    if len(acts) == 1 and ndir == 2:
+        acts = list(spec["acts"]) * ndir
+    if len(acts) == per and ndir == 2:
         acts = acts * 2
-    if len(acts) != ndir:
-        raise OnnxError(f"{what}: got {len(acts)} activations {acts}, expected {ndir} "
-                        f"(one per direction) for direction {direction!r}")
+    if len(acts) != per * ndir:
+        raise OnnxError(f"{what}: got {len(acts)} activations {acts}, expected {per * ndir} "
+                        f"({per} per direction) for direction {direction!r}")
     alphas = list(_attr_of(at, "activation_alpha", (list,), what, "a list of floats") or [])
     betas = list(_attr_of(at, "activation_beta", (list,), what, "a list of floats") or [])
     # The spec: the values are consumed in the order of the activations, by the activations
     # that take them (ONNX Runtime does the same); values left over are not used.
     names = []
     for a in acts:
-        key = a.lower()
-        n_alpha, n_beta = _ACT_ARGS.get(key, (0, 0))
+        n_alpha, n_beta = _ACT_ARGS.get(a.lower(), (0, 0))
         al = alphas.pop(0) if n_alpha and alphas else None
         be = betas.pop(0) if n_beta and betas else None
-        if key == "affine":
-            # Affine(x) = alpha * x + beta; crnn runs only the identity (alpha 1, beta 0).
-            if al is None:
-                raise OnnxError(f"{what}: got activation Affine with no activation_alpha; the "
-                                "spec's default (1.0) and ONNX Runtime's (0.0) differ, so give "
-                                "it explicitly (crnn runs Affine as the identity: alpha 1.0, "
-                                "beta 0.0)")
-            if al != 1.0 or (be or 0.0) != 0.0:
-                raise OnnxError(f"{what}: got activation Affine with activation_alpha={al}, "
-                                f"activation_beta={be}; crnn supports Affine only as the "
-                                "identity (alpha 1.0, beta 0.0)")
-            names.append("linear")
-        elif key in _RNN_ACTS:
-            names.append(_RNN_ACTS[key])
-        else:
-            raise OnnxError(f"{what}: got activation {a!r} in attribute activations, expected "
-                            "Tanh, Relu or Sigmoid (or Affine with alpha 1, beta 0)")
-    return {"direction": direction, "ndir": ndir, "acts": names, "layout": layout,
-            "hidden_size": hidden}
+        names.append(_core_activation(a, al, be, what))
+    # Per direction: (activation, recurrent_activation) of the core.  RNN: f; LSTM: f for the
+    # gates, g for the candidate and h for the cell output (one activation in crnn); GRU: f, g.
+    pairs = []
+    for d in range(ndir):
+        f = names[d * per:(d + 1) * per]
+        if node.op == "RNN":
+            pairs.append((f[0], "sigmoid"))
+            continue
+        if node.op == "LSTM" and f[1] != f[2]:
+            got = acts[d * per:(d + 1) * per]
+            raise OnnxError(f"{what}: got activations {got} in attribute activations: the cell "
+                            f"input (g: {got[1]}) and the cell output (h: {got[2]}) differ; "
+                            "crnn's LSTM uses one activation for both")
+        pairs.append((f[1], f[0]))
+    return {"op": node.op, "cell": spec["cell"], "gates": spec["gates"], "order": spec["order"],
+            "direction": direction, "ndir": ndir, "acts": pairs, "layout": layout,
+            "hidden_size": hidden, "reset_after": reset_after}
 
 
-def _rnn_handles(cfg: Dict[str, Any], W: np.ndarray, R: np.ndarray, B: Optional[np.ndarray],
-                 dtype: np.dtype, what: str) -> List[Tuple[Any, int]]:
-    """Compiled handles for one RNN node: one for all directions, or one per direction when
-    the two directions use different activations.  Returns ``[(handle, n_directions)]``."""
-    ndir = cfg["ndir"]
+def _recurrent_handles(cfg: Dict[str, Any], W: np.ndarray, R: np.ndarray,
+                       B: Optional[np.ndarray], dtype: np.dtype,
+                       what: str) -> List[Tuple[Any, int]]:
+    """Compiled handles for one RNN / LSTM / GRU node: one for all directions, or one per
+    direction when the two use different activations.  Returns ``[(handle, n_directions)]``."""
+    ndir, G = cfg["ndir"], cfg["gates"]
     if W.ndim != 3 or R.ndim != 3 or W.shape[0] != ndir or R.shape[0] != ndir:
         raise OnnxError(f"{what}: got W {W.shape} and R {R.shape}, expected "
-                        f"({ndir}, hidden_size, input_size) and ({ndir}, hidden_size, hidden_size)")
-    H = R.shape[1]
-    if R.shape[2] != H or W.shape[1] != H:
+                        f"({ndir}, {G}*hidden_size, input_size) and ({ndir}, {G}*hidden_size, "
+                        "hidden_size)")
+    H = R.shape[2]
+    if H < 1 or R.shape[1] != G * H or W.shape[1] != G * H:
         raise OnnxError(f"{what}: got W {W.shape} and R {R.shape}, expected "
-                        f"({ndir}, {H}, input_size) and ({ndir}, {H}, {H})")
+                        f"({ndir}, {G * max(H, 1)}, input_size) and ({ndir}, {G * max(H, 1)}, "
+                        f"{max(H, 1)})")
     if cfg["hidden_size"] is not None and cfg["hidden_size"] != H:
         raise OnnxError(f"{what}: got hidden_size={cfg['hidden_size']}, but R has shape {R.shape}")
-    if B is not None and B.shape != (ndir, 2 * H):
-        raise OnnxError(f"{what}: got B of shape {B.shape}, expected ({ndir}, {2 * H}) = [Wb, Rb]")
+    if B is not None and B.shape != (ndir, 2 * G * H):
+        raise OnnxError(f"{what}: got B of shape {B.shape}, expected ({ndir}, {2 * G * H}) = "
+                        "[Wb, Rb]")
+    # Gate blocks of H rows in crnn's order; the weights transposed to (in, gates * H).
+    rows = np.concatenate([np.arange(g * H, (g + 1) * H) for g in cfg["order"]])
     entries = []
     for d in range(ndir):
-        bias = None
+        entry = [W[d][rows].T, R[d][rows].T]
         if B is not None:
-            bias = (B[d, :H].astype(np.float64) + B[d, H:].astype(np.float64)).astype(dtype)
-        entries.append([W[d].T, R[d].T, bias])
+            entry += [B[d, :G * H][rows], B[d, G * H:][rows]]
+        entries.append(entry)
+    kw = {"cell": cfg["cell"], "reset_after": cfg["reset_after"], "dtype": dtype}
     acts = cfg["acts"]
-    if ndir == 1:
-        return [(_core.RNN([entries], activation=acts[0], direction=cfg["direction"],
-                           dtype=dtype), 1)]
-    if acts[0] == acts[1]:
-        return [(_core.RNN([entries], activation=acts[0], direction="bidirectional",
-                           dtype=dtype), 2)]
-    return [(_core.RNN([[entries[0]]], activation=acts[0], direction="forward", dtype=dtype), 1),
-            (_core.RNN([[entries[1]]], activation=acts[1], direction="reverse", dtype=dtype), 1)]
+    if ndir == 1 or acts[0] == acts[1]:
+        act, ract = acts[0]
+        return [(_core.RNN([entries], activation=act, recurrent_activation=ract,
+                           direction=cfg["direction"], **kw), ndir)]
+    return [(_core.RNN([[entries[d]]], activation=acts[d][0], recurrent_activation=acts[d][1],
+                       direction=("forward", "reverse")[d], **kw), 1) for d in range(2)]
 
 
-def _op_rnn(at, x, n):
+def _check_peepholes(node: "_Node", consts: Dict[str, np.ndarray]) -> None:
+    """An LSTM node's input P (peepholes) must be absent or a constant of zeros: crnn's LSTM
+    cell has no peephole connections.  Checked at load time."""
+    name = node.inputs[7] if len(node.inputs) > 7 else ""
+    if not name:
+        return
+    P = consts.get(name)
+    if P is None or np.any(P):
+        why = "a graph input" if P is None else "a constant with non-zero values"
+        raise OnnxError(f"{node.describe()}: got input P (peepholes) {name!r}, {why}; crnn's "
+                        "LSTM cell has no peephole connections (only an all-zero P, which "
+                        "changes nothing, is accepted)")
+    ndir = node.rnn["ndir"]
+    if P.ndim != 2 or P.shape[0] != ndir or P.shape[1] % 3:
+        raise OnnxError(f"{node.describe()}: got P of shape {P.shape}, expected ({ndir}, "
+                        "3*hidden_size)")
+
+
+def _state_input(s: Optional[np.ndarray], name: str, cfg: Dict[str, Any], batch: int, H: int,
+                 what: str) -> List[Optional[np.ndarray]]:
+    """initial_h / initial_c as one ``(batch, H)`` array per direction (None entries if absent)."""
+    ndir = cfg["ndir"]
+    if s is None:
+        return [None] * ndir
+    want = (ndir, batch, H) if cfg["layout"] == 0 else (batch, ndir, H)
+    if s.shape != want:
+        raise OnnxError(f"{what}: got {name} of shape {s.shape}, expected {want}")
+    return [s[d] if cfg["layout"] == 0 else s[:, d] for d in range(ndir)]
+
+
+def _op_recurrent(at, x, n):
     cfg = n.rnn
-    X = x[0]
+    x = list(x) + [None] * (8 - len(x))
+    X, W, R, B, seq, h0, c0 = x[:7]
     what = n.describe()
-    W, R = x[1], x[2]
-    B = x[3] if len(x) > 3 else None
-    seq = x[4] if len(x) > 4 else None
-    h0 = x[5] if len(x) > 5 else None
     if X is None or W is None or R is None:
         raise OnnxError(f"{what}: inputs X, W and R are required")
     if X.dtype.kind != "f":
@@ -797,20 +916,20 @@ def _op_rnn(at, x, n):
     if cached is not None and cached[0] == key:
         handles = cached[1]
     else:
-        handles = _rnn_handles(cfg, W, R, B, dt, what)
+        handles = _recurrent_handles(cfg, W, R, B, dt, what)
         if n.const_weights:
             n.cache["handles"] = (key, handles, (W, R, B))
-    H = R.shape[1]
+    H = R.shape[2]
     ndir = cfg["ndir"]
     if W.shape[2] != xb.shape[2]:
         raise OnnxError(f"{what}: got X with input size {xb.shape[2]}, expected {W.shape[2]} "
                         f"(from W of shape {W.shape})")
-    states0 = [None] * ndir
-    if h0 is not None:
-        want = (ndir, batch, H) if cfg["layout"] == 0 else (batch, ndir, H)
-        if h0.shape != want:
-            raise OnnxError(f"{what}: got initial_h of shape {h0.shape}, expected {want}")
-        states0 = [h0[d] if cfg["layout"] == 0 else h0[:, d] for d in range(ndir)]
+    hs0 = _state_input(h0, "initial_h", cfg, batch, H, what)
+    lstm = cfg["cell"] == "lstm"
+    cs0 = _state_input(c0, "initial_c", cfg, batch, H, what) if lstm else [None] * ndir
+    states0 = None
+    if h0 is not None or c0 is not None:
+        states0 = [[h, c] if lstm else h for h, c in zip(hs0, cs0)]
     lens = None
     if seq is not None:
         lens = np.asarray(seq)
@@ -820,23 +939,28 @@ def _op_rnn(at, x, n):
         if batch and (lens.min() < 0 or lens.max() > steps):
             raise OnnxError(f"{what}: got sequence_lens in [{lens.min()}, {lens.max()}], "
                             f"expected [0, {steps}]")
+    outs: List[Optional[np.ndarray]] = [None] * _RECURRENT[n.op]["outputs"]
     want_y = len(n.outputs) > 0 and n.outputs[0] != ""
-    ys, hs = [], []
+    ys, hs, cs = [], [], []
     d0 = 0
     for handle, nd in handles:
-        res = handle.forward(xb, initial_state=None if h0 is None else states0[d0:d0 + nd],
-                             lengths=lens, return_sequences=want_y, return_state=True)
-        out, states = res
+        out, states = handle.forward(xb, initial_state=None if states0 is None
+                                     else states0[d0:d0 + nd], lengths=lens,
+                                     return_sequences=want_y, return_state=True)
         if want_y:
             ys.append(out)
-        hs.extend(states)
+        for s in states:
+            hs.append(s[0] if lstm else s)
+            cs.append(s[1] if lstm else None)
         d0 += nd
-    outs: List[Optional[np.ndarray]] = [None, None]
+    axis = 0 if cfg["layout"] == 0 else 1
     if want_y:
         y = ys[0] if len(ys) == 1 else np.concatenate(ys, axis=2)    # (B, T, ndir*H)
         y = y.reshape(batch, steps, ndir, H)
         outs[0] = y.transpose(1, 2, 0, 3) if cfg["layout"] == 0 else y
-    outs[1] = np.stack(hs, axis=0 if cfg["layout"] == 0 else 1)
+    outs[1] = np.stack(hs, axis=axis)
+    if lstm:
+        outs[2] = np.stack(cs, axis=axis)
     if X.dtype != dt:  # float16 in, float16 out
         outs = [None if o is None else o.astype(X.dtype) for o in outs]
     return outs
@@ -870,11 +994,10 @@ SUPPORTED_OPS: Dict[str, Callable] = {
     "ReduceProd": _reduce(np.prod, 18),
     "ArgMax": _op_argmax, "ArgMin": lambda at, x, n: _op_argmax(at, x, n, np.argmin),
     "TopK": _op_topk, "ScatterElements": _op_scatter_elements,
-    "Dropout": _op_dropout, "RNN": _op_rnn,
+    "Dropout": _op_dropout, "CumSum": _op_cumsum,
+    "RNN": _op_recurrent, "LSTM": _op_recurrent, "GRU": _op_recurrent,
 }
-_NOT_YET = {"LSTM": "crnn runs SimpleRNN (the ONNX RNN operator) only, LSTM is not supported yet",
-            "GRU": "crnn runs SimpleRNN (the ONNX RNN operator) only, GRU is not supported yet",
-            "If": "control flow is not supported", "Loop": "control flow is not supported",
+_NOT_YET = {"If": "control flow is not supported", "Loop": "control flow is not supported",
             "Scan": "control flow is not supported"}
 
 
@@ -891,7 +1014,7 @@ class _Node:
         self.opset = opset
         self.attrs = {a["name"]: _attr_value(a, base_dir, self) for a in proto["attribute"]}
         self.fn = SUPPORTED_OPS[self.op]
-        self.rnn = _rnn_config(self) if self.op == "RNN" else None
+        self.rnn = _recurrent_config(self) if self.op in _RECURRENT else None
         _check_attrs(self)
         self.cache: Dict[str, Any] = {}
         self.const_weights = False
@@ -1049,7 +1172,8 @@ def _fold_cost(node: "_Node", args: list) -> Tuple[int, int]:
 
 
 class OnnxModel:
-    """An ONNX model loaded by :func:`load_onnx`: a graph executor running RNN nodes in crnn.
+    """An ONNX model loaded by :func:`load_onnx`: a graph executor running RNN, LSTM and GRU
+    nodes in crnn.
 
     Mirrors ``onnxruntime.InferenceSession`` where it matters:
 
@@ -1131,7 +1255,7 @@ class OnnxModel:
                     raise OnnxError(f"model: {node.describe()}: got input training_mode "
                                     f"{node.inputs[2]!r}, which is not a constant False; crnn "
                                     "runs inference only (Dropout as the identity)")
-            if node.op != "RNN" and all(i == "" or i in consts for i in node.inputs):
+            if node.op not in _RECURRENT and all(i == "" or i in consts for i in node.inputs):
                 args = [consts[i] if i else None for i in node.inputs]
                 size, work = _fold_cost(node, args)
                 budget -= work
@@ -1148,7 +1272,9 @@ class OnnxModel:
                     if name:
                         consts[name] = val
             else:
-                if node.op == "RNN":
+                if node.op in _RECURRENT:
+                    if node.op == "LSTM":
+                        _check_peepholes(node, consts)
                     w = node.inputs[1:4] + [""] * (4 - len(node.inputs[1:4]))
                     node.const_weights = all(i == "" or i in consts for i in w[:3])
                     if node.const_weights:  # compile now; reuse on every run
@@ -1156,7 +1282,8 @@ class OnnxModel:
                         dt = np.dtype(np.float64) if W.dtype == np.float64 or \
                             elem_types.get(node.inputs[0]) == 11 else np.dtype(np.float32)
                         Bw = consts[w[2]] if w[2] else None
-                        handles = _rnn_handles(node.rnn, W, consts[w[1]], Bw, dt, node.describe())
+                        handles = _recurrent_handles(node.rnn, W, consts[w[1]], Bw, dt,
+                                                     node.describe())
                         node.cache["handles"] = ((id(W), id(consts[w[1]]), id(Bw), dt.name),
                                                  handles, (W, consts[w[1]], Bw))
                 run_nodes.append(node)
@@ -1198,7 +1325,7 @@ class OnnxModel:
         return [n.op for n in self._nodes]
 
     def __repr__(self) -> str:
-        rnn = sum(n.op == "RNN" for n in self._nodes)
+        rnn = sum(n.op in _RECURRENT for n in self._nodes)
         return (f"<OnnxModel opset={self.opset} inputs={self.input_names} "
                 f"outputs={self.output_names} nodes={len(self._nodes)} rnn_nodes={rnn}>")
 
