@@ -15,7 +15,8 @@ from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CSRC = ["csrc/rnn.c", "csrc/rnn_f32.c", "csrc/rnn_f64.c", "csrc/parallel.c", "csrc/blas_shim.c"]
+CSRC = ["csrc/rnn.c", "csrc/rnn_f32.c", "csrc/rnn_f64.c", "csrc/parallel.c", "csrc/blas_shim.c",
+        "csrc/cpu.c"]
 
 
 class BuildExt(build_ext):

@@ -23,8 +23,21 @@ cdef extern from "internal.h" nogil:
         CRNN__PIPELINE
     crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
 
+cdef extern from "cpu.h" nogil:
+    const char *crnn__isa_name()
+    size_t crnn__l1_bytes()
+    size_t crnn__l2_bytes()
+
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
                CRNN__PIPELINE: "pipeline"}
+
+
+def machine():
+    """What the core found on this machine: ``{"isa": "avx512" | "avx2" | "base",
+    "l1_bytes": ..., "l2_bytes": ...}`` (the kernels' instruction set: the CPU's best, or less
+    when the environment variable ``CRNN_ISA`` asks for it)."""
+    return {"isa": crnn__isa_name().decode(), "l1_bytes": crnn__l1_bytes(),
+            "l2_bytes": crnn__l2_bytes()}
 
 ACTIVATIONS = {"tanh": CRNN_ACTIVATION_TANH, "relu": CRNN_ACTIVATION_RELU,
                "sigmoid": CRNN_ACTIVATION_SIGMOID, "linear": CRNN_ACTIVATION_LINEAR,

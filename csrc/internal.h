@@ -24,15 +24,6 @@
 
 #define CRNN__ALIGN 64
 
-/* Elementwise kernels are compiled for several x86-64 levels and picked at load time (GCC
- * function multiversioning); elsewhere they are compiled once for the build's target. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(CRNN_NO_CLONES)
-#  define CRNN__CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#  define CRNN__CLONES
-#endif
-
 #if defined(__GNUC__)
 #  define CRNN__ALWAYS_INLINE inline __attribute__((always_inline))
 #else
@@ -105,13 +96,12 @@ typedef struct {
     size_t off_panels[2][2]; /* the same again as panels (CRNN__PANEL_BYTES); 0: none */
 } crnn__layer;
 
-/* Batch-1 steps run the recurrent product on a copy of the recurrent kernel packed at create
- * time into panels of 256 bytes of columns (64 float32 or 32 float64): panel p holds columns
+/* The recurrent product runs on a copy of the recurrent kernel packed at create time into
+ * panels of 256 bytes of columns (64 float32 or 32 float64): panel p holds columns
  * [p * P, (p + 1) * P) of all K rows, row after row, contiguous and zero-padded past the last
- * column. A product over a range of whole panels then streams one contiguous block with the
- * sums of a panel's columns in registers (rnn_template.h: gemv_panels); 10-20 % faster than
- * the BLAS's GEMV on a whole matrix and about 2x on half of one, as in the units split. Layers
- * of <= 8 units use the plain loop and get no panels. */
+ * column. crnn's own kernel (kernels.h: panels_gemm, compiled per instruction set) then streams
+ * them with a tile of sums in registers, and never repacks the kernel per step as the BLAS
+ * does. Layers of <= 8 units use the plain loop and get no panels. */
 #define CRNN__PANEL_BYTES 256
 /* ... up to this size of recurrent kernel (4096 float32 units): past it the second copy would
  * cost more memory than the 10-15 % it saves there is worth, and the BLAS's GEMV takes over. */

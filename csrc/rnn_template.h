@@ -10,6 +10,7 @@
  * buffers instead, so rows that are past their length (or, in reverse, not yet started) keep
  * their state while the others advance. Nothing is allocated here. */
 
+#include "cpu.h"
 #include "parallel.h"
 
 /* out[r, :N] = (accumulate ? out[r, :N] : 0) + in[r, :K] @ W[:K, :N] for r < rows, N <= 8, with
@@ -55,64 +56,85 @@ static void FN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, in
     }
 }
 
-#if defined(__GNUC__)
-#define CRNN__HAVE_PANELS 1
-/* y[0 : c1 - c0] += x[0 : K] @ R[:, c0 : c1], R as panels (see CRNN__PANEL_BYTES in internal.h),
- * c0 a multiple of the panel width. Each panel's columns are summed in registers, even and odd
- * rows in two sets of accumulators (the loads of one row overlap the adds of the other); GCC's
- * vector extension compiles to AVX-512, AVX2 or SSE by the clone picked at load time. */
-typedef REAL FN(vec) __attribute__((vector_size(64)));
-static CRNN__CLONES void FN(gemv_panels)(int64_t K, int64_t c0, int64_t c1, const REAL *panels,
-                                         const REAL *x, REAL *y)
-{
-#define PW ((int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)))
-#define VW ((int64_t)(64 / sizeof(REAL)))
-#define LD(v, p) memcpy(&(v), (p), sizeof(v))
-    int64_t p0, i, j;
-    for (p0 = c0; p0 < c1; p0 += PW) {
-        const REAL *w = panels + p0 * K;
-        const int64_t n = c1 - p0 < PW ? c1 - p0 : PW;
-        REAL acc[PW];
-        const FN(vec) zero = {0}; /* not a - a: an infinite y must not turn into NaN */
-        FN(vec) a[4], b[4], r;
-        for (j = 0; j < PW; ++j) acc[j] = j < n ? y[p0 - c0 + j] : (REAL)0;
-        for (j = 0; j < 4; ++j) {
-            LD(a[j], acc + j * VW);
-            b[j] = zero;
-        }
-        for (i = 0; i + 1 < K; i += 2, w += 2 * PW) {
-            const REAL xi = x[i], xj = x[i + 1];
-            for (j = 0; j < 4; ++j) {
-                LD(r, w + j * VW);
-                a[j] += xi * r;
-                LD(r, w + PW + j * VW);
-                b[j] += xj * r;
-            }
-        }
-        if (i < K) {
-            const REAL xi = x[i];
-            for (j = 0; j < 4; ++j) {
-                LD(r, w + j * VW);
-                a[j] += xi * r;
-            }
-        }
-        for (j = 0; j < 4; ++j) {
-            a[j] += b[j];
-            memcpy(acc + j * VW, &a[j], sizeof(a[j]));
-        }
-        for (j = 0; j < n; ++j) y[p0 - c0 + j] = acc[j];
-    }
-#undef PW
-#undef VW
-#undef LD
-}
+/* The kernels of each instruction set (kernels.h), and the one this process uses. With FMA
+ * (AVX2, AVX-512) a multiply-add is fused (one rounding), as in the BLAS. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CRNN_NO_CLONES)
+#define CRNN__ISA_KERNELS 1
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+#pragma GCC optimize("fp-contract=fast")
+#define KFN(name) FN(name##_avx512)
+#define KVBYTES 64
+#define KMR 4
+#include "kernels.h"
+#undef KFN
+#undef KVBYTES
+#undef KMR
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#pragma GCC optimize("fp-contract=fast")
+#define KFN(name) FN(name##_avx2)
+#define KVBYTES 32
+#define KMR 3
+#include "kernels.h"
+#undef KFN
+#undef KVBYTES
+#undef KMR
+#pragma GCC pop_options
 #endif
+#define KFN(name) FN(name##_base)
+#define KVBYTES 16
+#define KMR 3
+#include "kernels.h"
+#undef KFN
+#undef KVBYTES
+#undef KMR
+
+typedef struct {
+    void (*activate)(crnn_activation act, REAL *restrict v, const REAL *restrict bias, int64_t n);
+    void (*panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
+                        const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
+                        int64_t kc_max);
+} FN(kernel_table);
+
+static const FN(kernel_table) FN(kernels_base) = {FN(activate_base), FN(panels_gemm_base)};
+#ifdef CRNN__ISA_KERNELS
+static const FN(kernel_table) FN(kernels_avx2) = {FN(activate_avx2), FN(panels_gemm_avx2)};
+static const FN(kernel_table) FN(kernels_avx512) = {FN(activate_avx512), FN(panels_gemm_avx512)};
+#endif
+
+static const FN(kernel_table) *FN(kernels)(void)
+{
+#ifdef CRNN__ISA_KERNELS
+    switch (crnn__isa()) {
+    case CRNN__ISA_AVX512: return &FN(kernels_avx512);
+    case CRNN__ISA_AVX2: return &FN(kernels_avx2);
+    default: break;
+    }
+#endif
+    return &FN(kernels_base);
+}
+
+static inline void FN(activate)(crnn_activation act, REAL *v, const REAL *bias, int64_t n)
+{
+    FN(kernels)()->activate(act, v, bias, n);
+}
+
+/* Rows of k per block of the panels' product: the block of weights a row tile reads (k rows of
+ * 256 bytes) fills half of L1, so it is read from L2 once and from L1 for the other tiles. */
+static int64_t FN(panel_kc)(void)
+{
+    const int64_t kc = (int64_t)(crnn__l1_bytes() / 2 / CRNN__PANEL_BYTES);
+    return kc < 16 ? 16 : kc;
+}
 
 
 /* Per-step recurrent product C(B, N) (+)= A(B, K) @ R(K, N), R's columns starting at column
  * `col0` of its matrix (N of them; a thread may own a slice), rows `ldr` apart; `panels` is the
  * whole matrix as panels, or NULL. Tiny shapes use a plain loop (a BLAS call costs more than
- * the arithmetic there), batch 1 the panels, anything else one GEMM. */
+ * the arithmetic there); with panels (col0 on a panel boundary), crnn's own kernel over them
+ * (kernels.h: no per-step repacking of the recurrent kernel); else the BLAS. */
 static void FN(product)(int64_t B, int64_t K, int64_t N, const REAL *A, int64_t lda,
                         const REAL *R, int64_t ldr, REAL *C, int64_t ldc, const REAL *panels,
                         int64_t col0, int accumulate)
@@ -120,16 +142,11 @@ static void FN(product)(int64_t B, int64_t K, int64_t N, const REAL *A, int64_t 
     if (N <= 0) return;
     if (K <= 8) {
         FN(tiny_gemm)(B, K, N, A, lda, R, ldr, C, ldc, accumulate);
+    } else if (panels && col0 % (int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)) == 0 &&
+               crnn__use_panels()) {
+        FN(kernels)()->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate,
+                                   FN(panel_kc)());
     } else if (B == 1) {
-#ifdef CRNN__HAVE_PANELS
-        if (panels && col0 % (int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)) == 0) {
-            if (!accumulate) memset(C, 0, (size_t)N * sizeof(REAL));
-            FN(gemv_panels)(K, col0, col0 + N, panels, A, C);
-            return;
-        }
-#endif
-        (void)panels;
-        (void)col0;
         GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, A, accumulate ? (REAL)1 : (REAL)0, C);
     } else {
         GEMM((int)B, (int)N, (int)K, (REAL)1, A, (int)lda, R, (int)ldr,
@@ -222,7 +239,6 @@ typedef struct {
  * len-1..0, so the test is the same for both directions. */
 #define CRNN__ACTIVE(a, b) (!(a)->lengths || (a)->t < (a)->lengths[b])
 
-#include "activations.h"
 #include "cell_simple.h"
 #include "cell_lstm.h"
 #include "cell_gru.h"

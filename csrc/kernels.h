@@ -1,0 +1,170 @@
+/* kernels.h - the kernels compiled once per instruction set, templated on REAL / FN() and on the
+ * instruction set by rnn_template.h: KFN(name) names this variant's functions, KVBYTES is its
+ * vector width in bytes (64 AVX-512, 32 AVX2, 16 SSE2) and KMR the rows of a register tile. The
+ * including file wraps this in `#pragma GCC target(...)`, and picks a variant at run time
+ * (crnn__isa(): the CPU's best, or CRNN_ISA to ask for less).
+ *
+ * activate: element-wise activations over a contiguous run (ORT deepcpu style row kernel: the
+ *   switch is outside the loops, never a function pointer per element).
+ * panels_gemm: the recurrent product C(B, n) (+)= A(B, K) @ R[:, c0:c1] on a recurrent kernel
+ *   packed once at create time into panels (see CRNN__PANEL_BYTES): every weight is read from
+ *   its packed copy (OpenBLAS would copy the whole kernel into its own packed form on every
+ *   call, and a recurrent step is a small M times a large kernel), the sums of a tile of KMR rows
+ *   by 4 vectors of columns stay in registers over a block of k that fits in L1, so each block
+ *   of weights comes from L2 once and from L1 for every further row tile. One row: even and odd
+ *   k in two sets of accumulators (the loads of one overlap the adds of the other). The sums
+ *   over k are added in increasing k within a block and blocks in order: a row's result does
+ *   not depend on B or on the other rows. */
+
+typedef REAL KFN(vec) __attribute__((vector_size(KVBYTES)));
+
+static void KFN(activate)(crnn_activation act, REAL *restrict v, const REAL *restrict bias,
+                          int64_t n)
+{
+    int64_t j;
+    switch ((int)act) { /* int: CRNN_ACTIVATION_HARD_SIGMOID is not an enumerator */
+    case CRNN_ACTIVATION_TANH:
+        if (bias) for (j = 0; j < n; ++j) v[j] = VTANH(v[j] + bias[j]);
+        else for (j = 0; j < n; ++j) v[j] = VTANH(v[j]);
+        break;
+    case CRNN_ACTIVATION_RELU: /* z < 0 ? 0 : z keeps NaN, like np.maximum */
+        if (bias) for (j = 0; j < n; ++j) { REAL z = v[j] + bias[j]; v[j] = z < (REAL)0 ? (REAL)0 : z; }
+        else for (j = 0; j < n; ++j) v[j] = v[j] < (REAL)0 ? (REAL)0 : v[j];
+        break;
+    case CRNN_ACTIVATION_SIGMOID:
+        if (bias) for (j = 0; j < n; ++j) v[j] = VSIGMOID(v[j] + bias[j]);
+        else for (j = 0; j < n; ++j) v[j] = VSIGMOID(v[j]);
+        break;
+    case CRNN_ACTIVATION_HARD_SIGMOID:
+        for (j = 0; j < n; ++j) {
+            REAL z = (bias ? v[j] + bias[j] : v[j]) + (REAL)3;
+            z = z < (REAL)0 ? (REAL)0 : z;
+            z = z > (REAL)6 ? (REAL)6 : z;
+            v[j] = z / (REAL)6;
+        }
+        break;
+    case CRNN_ACTIVATION_LINEAR:
+    default:
+        if (bias) for (j = 0; j < n; ++j) v[j] += bias[j];
+        break;
+    }
+}
+
+#define KVW ((int64_t)(KVBYTES / sizeof(REAL)))              /* elements per vector */
+#define KCW (4 * KVW)                                        /* columns of a tile */
+#define KPW ((int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)))    /* columns of a panel */
+#define KLD(v, p) memcpy(&(v), (p), sizeof(v))
+#define KST(p, v) memcpy((p), &(v), sizeof(v))
+
+/* One tile: rows [0, mr) (mr <= KMR <= 4) of A (rows `lda` apart) times `kc` rows of a tile of
+ * 4 vectors of columns at w (rows KPW apart), added into acc (mr x 4 vectors). The sums live in
+ * named variables (an array of vectors indexed in loops ends up on the stack). */
+static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, const REAL *A,
+                                                            int64_t lda, const REAL *w,
+                                                            KFN(vec) acc[4][4])
+{
+    KFN(vec) c00 = acc[0][0], c01 = acc[0][1], c02 = acc[0][2], c03 = acc[0][3];
+    KFN(vec) c10 = acc[1][0], c11 = acc[1][1], c12 = acc[1][2], c13 = acc[1][3];
+    KFN(vec) c20 = acc[2][0], c21 = acc[2][1], c22 = acc[2][2], c23 = acc[2][3];
+    KFN(vec) c30 = acc[3][0], c31 = acc[3][1], c32 = acc[3][2], c33 = acc[3][3];
+    const REAL *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
+    int64_t k;
+    for (k = 0; k < kc; ++k, w += KPW) {
+        KFN(vec) w0, w1, w2, w3;
+        KLD(w0, w);
+        KLD(w1, w + KVW);
+        KLD(w2, w + 2 * KVW);
+        KLD(w3, w + 3 * KVW);
+#define KROW(r)                                                                                \
+        if (KMR > r && mr > r) {                                                               \
+            const REAL x = a##r[k];                                                            \
+            c##r##0 += x * w0;                                                                 \
+            c##r##1 += x * w1;                                                                 \
+            c##r##2 += x * w2;                                                                 \
+            c##r##3 += x * w3;                                                                 \
+        }
+        KROW(0) KROW(1) KROW(2) KROW(3)
+#undef KROW
+    }
+    acc[0][0] = c00; acc[0][1] = c01; acc[0][2] = c02; acc[0][3] = c03;
+    acc[1][0] = c10; acc[1][1] = c11; acc[1][2] = c12; acc[1][3] = c13;
+    acc[2][0] = c20; acc[2][1] = c21; acc[2][2] = c22; acc[2][3] = c23;
+    acc[3][0] = c30; acc[3][1] = c31; acc[3][2] = c32; acc[3][3] = c33;
+}
+
+static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
+                             const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
+                             int64_t kc_max)
+{
+    const KFN(vec) zero = {0}; /* not x - x: an infinite C must not turn into NaN */
+    int64_t j, k0, i0;
+    int r, v;
+    for (j = c0; j < c1; j += KCW) {
+        /* the tile's columns [j, j + KCW) lie in panel j / KPW (KCW divides KPW) */
+        const REAL *pw = panels + j / KPW * KPW * K + j % KPW;
+        const int64_t n = c1 - j < KCW ? c1 - j : KCW;
+        REAL *cj = C + (j - c0);
+        if (B == 1) {
+            /* one row: two sets of accumulators, even and odd k, over all of K */
+            KFN(vec) a[4], b[4], wv;
+            REAL tmp[KCW];
+            const REAL *w = pw;
+            for (v = 0; v < 4; ++v) a[v] = b[v] = zero;
+            if (accumulate) {
+                memcpy(tmp, cj, (size_t)n * sizeof(REAL));
+                memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
+                for (v = 0; v < 4; ++v) KLD(a[v], tmp + v * KVW);
+            }
+            for (k0 = 0; k0 + 1 < K; k0 += 2, w += 2 * KPW) {
+                const REAL x0 = A[k0], x1 = A[k0 + 1];
+                for (v = 0; v < 4; ++v) {
+                    KLD(wv, w + v * KVW);
+                    a[v] += x0 * wv;
+                    KLD(wv, w + KPW + v * KVW);
+                    b[v] += x1 * wv;
+                }
+            }
+            if (k0 < K)
+                for (v = 0; v < 4; ++v) {
+                    KLD(wv, w + v * KVW);
+                    a[v] += A[k0] * wv;
+                }
+            for (v = 0; v < 4; ++v) {
+                a[v] += b[v];
+                KST(tmp + v * KVW, a[v]);
+            }
+            memcpy(cj, tmp, (size_t)n * sizeof(REAL));
+            continue;
+        }
+        for (k0 = 0; k0 < K; k0 += kc_max) {
+            const int64_t kc = K - k0 < kc_max ? K - k0 : kc_max;
+            const int load = accumulate || k0 > 0;
+            for (i0 = 0; i0 < B; i0 += KMR) {
+                const int mr = B - i0 < KMR ? (int)(B - i0) : KMR;
+                KFN(vec) acc[4][4];
+                REAL tmp[KCW];
+                for (r = 0; r < 4; ++r)
+                    for (v = 0; v < 4; ++v) acc[r][v] = zero;
+                for (r = 0; r < mr && load; ++r) {
+                    memcpy(tmp, cj + (i0 + r) * ldc, (size_t)n * sizeof(REAL));
+                    memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
+                    for (v = 0; v < 4; ++v) KLD(acc[r][v], tmp + v * KVW);
+                }
+                if (mr == KMR)
+                    KFN(tile)(KMR, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
+                else
+                    KFN(tile)(mr, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
+                for (r = 0; r < mr; ++r) {
+                    for (v = 0; v < 4; ++v) KST(tmp + v * KVW, acc[r][v]);
+                    memcpy(cj + (i0 + r) * ldc, tmp, (size_t)n * sizeof(REAL));
+                }
+            }
+        }
+    }
+}
+
+#undef KVW
+#undef KCW
+#undef KPW
+#undef KLD
+#undef KST
