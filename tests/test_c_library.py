@@ -1,5 +1,6 @@
-"""The standalone C library (csrc/Makefile): libcrnn.a, libcrnn.so and the plain-C test program
-tests/c/test_crnn.c, built and run with `make test` so that CI runs them (issue 6).
+"""The standalone C library (csrc/Makefile): libcrnn.a, libcrnn.so and the plain-C test programs
+tests/c/test_crnn.c (0.1's SimpleRNN API) and tests/c/test_cells.c (the cells of 0.2), built
+and run with `make test` so that CI runs them.
 
 The build goes to a temporary directory (BUILD=...), never into the source tree, and uses the
 scipy-openblas32 wheel of the Python running the tests (PYTHON=...), which crnn depends on.
@@ -52,15 +53,25 @@ def build_dir(tmp_path_factory):
     return path
 
 
+TEST_PROGRAMS = ("test_crnn", "test_cells")
+
+
 def test_make_test_builds_and_passes(build_dir):
     proc = _make("test", build_dir)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"make test failed (exit {proc.returncode}):\n{out[-6000:]}"
-    # Both programs (static and shared library) end with "N passed, 0 failed".
+    # Each program runs against the static and the shared library, announced by "== <path>"
+    # and ending with "N passed, 0 failed"; the output ends with the last of these lines.
+    ran = re.findall(r"^== (\S+)", proc.stdout, re.M)
+    assert [os.path.basename(p) for p in ran] == [
+        name + suffix for name in TEST_PROGRAMS for suffix in ("", "_shared")], ran
     summaries = re.findall(r"^(\d+) passed, (\d+) failed$", proc.stdout, re.M)
-    assert len(summaries) == 2, f"expected two test summaries in:\n{proc.stdout[-3000:]}"
+    assert len(summaries) == 2 * len(TEST_PROGRAMS), \
+        f"expected {2 * len(TEST_PROGRAMS)} test summaries in:\n{proc.stdout[-3000:]}"
     for passed, failed in summaries:
         assert int(failed) == 0 and int(passed) > 1000, summaries
+    ours = [line for line in proc.stdout.splitlines() if not re.match(r"make(\[\d+\])?: ", line)]
+    assert ours[-1] == f"{summaries[-1][0]} passed, 0 failed", ours[-5:]
 
 
 def test_shared_library_exports_only_the_public_api(build_dir):

@@ -1,21 +1,26 @@
-"""Embedding crnn's C core in other extensions, against the *installed* crnn (issue 6).
+"""Embedding crnn's C core in other extensions, against the *installed* crnn.
 
 During the test run this module compiles
 
 * examples/c_extension/crnn_embed_demo.c, a C extension that includes only crnn_capi.h (found
   through ``crnn.get_include()``) and calls ``import_crnn()``: it links nothing of crnn's and no
-  BLAS, and calls the core on NumPy buffers with the GIL released, including a streaming loop in
-  C that feeds one timestep per call with the state carried from call to call;
+  BLAS, and calls the core on NumPy buffers with the GIL released: SimpleRNN stacks through 0.1's
+  functions, stacks of any cells (LSTM, GRU, mixed) through crnn_rnn_create2 / forward2, and
+  streaming loops in C that feed one timestep per call with h (and an LSTM's c) carried from call
+  to call;
 * examples/cython_extension/crnn_embed_cy.pyx, a Cython extension that cimports the declarations
   shipped in the package (``from crnn.crnn cimport ...``, crnn/crnn.pxd) and reaches the core
-  through the same capsule;
+  through the same capsule: a SimpleRNN layer and a layer of any cell;
 
-and checks both against ``crnn.reference``. The compiler is called directly with the flags of
+and checks both against ``crnn.reference`` (``simple_rnn_stack``, ``rnn_stack``, ``lstm``,
+``gru``). The compiler is called directly with the flags of
 ``sysconfig`` (no setuptools needed); the examples' own setup.py files are built as well when
 setuptools is available. Everything is built in a temporary directory.
 
 Tolerances: as in test_core.py (``_helpers.derived_tol``): the extensions run crnn's own core, so
-the same derivation applies; the reference runs in float64 on the same (upcast) inputs.
+the same derivation applies; the reference runs in float64 on the same (upcast) inputs. The gated
+cells' weights keep every gate's recurrent block at spectral norm ``RHO`` and their gates in
+[0, 1] (sigmoid, hard_sigmoid), so the states stay O(1) and errors contract as for SimpleRNN.
 """
 import ctypes
 import importlib.util
@@ -33,15 +38,18 @@ import pytest
 import crnn
 from crnn import reference
 
-from _helpers import assert_close, derived_tol, make_stack_weights, scaled, stack_k, to64
+from _helpers import (GAIN, assert_close, derived_tol, make_stack_weights, recurrent_matrix,
+                      scaled, stack_k, to64, value_scale)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(REPO_ROOT, "examples")
 C_EXAMPLE = os.path.join(EXAMPLES, "c_extension")
 CY_EXAMPLE = os.path.join(EXAMPLES, "cython_extension")
 
-ACT = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3}
+ACT = {"tanh": 0, "relu": 1, "sigmoid": 2, "linear": 3, "hard_sigmoid": 4}
 DIR = {"forward": 0, "reverse": 1, "bidirectional": 2}
+CELL = {"simple": 0, "lstm": 1, "gru": 2}
+GATES = {"simple": 1, "lstm": 4, "gru": 3}
 
 
 def _ldshared():
@@ -362,6 +370,175 @@ def test_c_extension_errors_come_from_the_core(demo):
 
 
 # --------------------------------------------------------------------------------------------
+# The C extension: any cells (crnn_rnn_create2 / crnn_rnn_forward2 through the capsule)
+
+#: Layer stacks: (cell, units, activation, recurrent_activation, reset_after) per layer.
+CELL_STACKS = {
+    "lstm": [("lstm", 7, "tanh", "sigmoid", False)],
+    "gru": [("gru", 7, "tanh", "sigmoid", True)],
+    "gru_reset_before": [("gru", 7, "tanh", "hard_sigmoid", False)],
+    "lstm>gru>simple": [("lstm", 9, "tanh", "hard_sigmoid", False),
+                        ("gru", 6, "relu", "sigmoid", True),
+                        ("simple", 5, "tanh", "sigmoid", False)],
+}
+
+
+def _cell_weights(rng, input_dim, cell, units, activation, dtype, bias=True):
+    """[kernel (D, G*H), recurrent_kernel (H, G*H), bias, recurrent_bias] of one direction, Keras
+    gate order: each gate's recurrent block has spectral norm RHO; kernel and biases as
+    make_layer_weights draws them, x4 (exact) into saturation for a tanh / sigmoid layer."""
+    G = GATES[cell]
+    s = GAIN / np.sqrt(input_dim + units) * (4.0 if activation in ("tanh", "sigmoid") else 1.0)
+    k = rng.uniform(-s, s, (input_dim, G * units)).astype(dtype)
+    r = np.concatenate([recurrent_matrix(rng, units) for _ in range(G)], axis=1).astype(dtype)
+    b, rb = ((rng.uniform(-s, s, G * units).astype(dtype) for _ in range(2)) if bias
+             else (None, None))
+    return [k, r, b, rb]
+
+
+def _cells_case(rng, dtype, B, T, D, stack, direction, bias=True):
+    """x, the weights (layers x directions x [k, r, b, rb]) and forward2's `layers` argument."""
+    ndir = 2 if direction == "bidirectional" else 1
+    weights, layers, d = [], [], D
+    for cell, units, act, ract, reset_after in stack:
+        layer = [_cell_weights(rng, d, cell, units, act, dtype, bias) for _ in range(ndir)]
+        weights.append(layer)
+        layers.append((CELL[cell], ACT[act], ACT[ract], DIR[direction], int(reset_after),
+                       [tuple(w) for w in layer]))
+        d = units * ndir
+    x = rng.uniform(-1, 1, (B, T, D)).astype(dtype)
+    return x, weights, layers, ndir
+
+
+def _reference_stack(x, weights, stack, direction, initial_state=None, lengths=None):
+    cells, _, acts, racts, resets = zip(*stack)
+    return reference.rnn_stack(
+        to64(x), to64(weights), cell=list(cells), activation=list(acts),
+        recurrent_activation=list(racts), reset_after=list(resets), direction=direction,
+        initial_state=initial_state, lengths=lengths, return_sequences=True, return_state=True)
+
+
+def _state_outputs(B, stack, ndir, dtype):
+    """h_n and c_n buffers (NaN-filled) per (layer, direction); c_n only for LSTM layers."""
+    entries = [(cell, units) for cell, units, *_ in stack for _ in range(ndir)]
+    hn = [np.full((B, u), np.nan, dtype) for _, u in entries]
+    cn = [np.full((B, u), np.nan, dtype) if cell == "lstm" else None for cell, u in entries]
+    return hn, cn
+
+
+def _initial_states(rng, B, stack, ndir, dtype):
+    """h0, c0 for forward2 and the reference's initial_state ([h, c] for LSTM layers)."""
+    h0, c0, ref = [], [], []
+    for cell, units, *_ in stack:
+        for _ in range(ndir):
+            h = rng.uniform(-1, 1, (B, units)).astype(dtype)
+            c = rng.uniform(-1, 1, (B, units)).astype(dtype) if cell == "lstm" else None
+            h0.append(h)
+            c0.append(c)
+            ref.append([to64(h), to64(c)] if cell == "lstm" else to64(h))
+    return h0, c0, ref
+
+
+def _assert_states(hn, cn, ref_states, tol, dtype, what):
+    for e, exp in enumerate(ref_states):
+        exp_h, exp_c = exp if isinstance(exp, list) else (exp, None)
+        assert_close(hn[e], exp_h, tol, f"{what} h_n[{e}]", dtype=dtype)
+        if exp_c is not None:
+            assert_close(cn[e], exp_c, tol, f"{what} c_n[{e}]", dtype=dtype)
+        else:
+            assert cn[e] is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("stack", list(CELL_STACKS))
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("state", ["none", "h0+c0+lengths"])
+def test_c_extension_forward2_matches_reference(demo, rng, dtype, stack, direction, state):
+    B, T, D = 3, 6, 4
+    layers_spec = CELL_STACKS[stack]
+    x, w, layers, ndir = _cells_case(rng, dtype, B, T, D, layers_spec, direction)
+    h0 = c0 = ref_init = lengths = None
+    if state != "none":
+        h0, c0, ref_init = _initial_states(rng, B, layers_spec, ndir, dtype)
+        lengths = np.array([T, 0, 4], dtype=np.int64)
+    units = [u for _, u, *_ in layers_spec]
+    y = np.full((B, T, units[-1] * ndir), np.nan, dtype)
+    hn, cn = _state_outputs(B, layers_spec, ndir, dtype)
+    demo.forward2(x, layers, y, hn, cn, h0, c0, lengths)
+    ref_y, ref_states = _reference_stack(x, w, layers_spec, direction, ref_init, lengths)
+    tol = derived_tol(dtype, stack_k(D, units, ndir), T * len(units),
+                      value_scale(ref_y, *ref_states))
+    assert_close(y, ref_y, tol, "y", dtype=dtype)
+    _assert_states(hn, cn, ref_states, tol, dtype, "forward2")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("with_state", [False, True], ids=["zeros", "h0+c0"])
+def test_c_extension_stream2_carries_h_and_c(demo, rng, dtype, with_state):
+    """A C loop feeding one timestep per crnn_rnn_forward2() call, every layer's h_n and c_n of
+    step t passed as h0 and c0 of step t + 1, gives what one call over the whole sequence gives
+    (and the reference); so does a stream resumed from the states of a first chunk."""
+    B, T, D = 4, 9, 5
+    stack = [("lstm", 8, "tanh", "sigmoid", False), ("gru", 6, "tanh", "sigmoid", True),
+             ("lstm", 5, "tanh", "hard_sigmoid", False)]
+    x, w, layers, _ = _cells_case(rng, dtype, B, T, D, stack, "forward")
+    h0, c0, ref_init = (_initial_states(rng, B, stack, 1, dtype) if with_state
+                        else (None, None, None))
+    units = [u for _, u, *_ in stack]
+    ref_y, ref_states = _reference_stack(x, w, stack, "forward", ref_init)
+    tol = derived_tol(dtype, stack_k(D, units, 1), T * len(units), value_scale(ref_y, *ref_states))
+    y_whole = np.full((B, T, units[-1]), np.nan, dtype)
+    hn_whole, cn_whole = _state_outputs(B, stack, 1, dtype)
+    demo.forward2(x, layers, y_whole, hn_whole, cn_whole, h0, c0)
+    y_stream = np.full((B, T, units[-1]), np.nan, dtype)
+    hn_stream, cn_stream = _state_outputs(B, stack, 1, dtype)
+    demo.stream2(x, layers, y_stream, hn_stream, cn_stream, h0, c0)
+    assert_close(y_stream, y_whole, tol, "stream vs whole y", dtype=dtype)
+    assert_close(y_stream, ref_y, tol, "stream vs reference y", dtype=dtype)
+    _assert_states(hn_whole, cn_whole, ref_states, tol, dtype, "whole")
+    _assert_states(hn_stream, cn_stream, ref_states, tol, dtype, "stream")
+    # two chunks, the first one's h_n and c_n handed over as the second one's h0 and c0
+    y_a = np.full((B, 4, units[-1]), np.nan, dtype)
+    hn_a, cn_a = _state_outputs(B, stack, 1, dtype)
+    demo.stream2(np.ascontiguousarray(x[:, :4]), layers, y_a, hn_a, cn_a, h0, c0)
+    y_b = np.full((B, T - 4, units[-1]), np.nan, dtype)
+    hn_b, cn_b = _state_outputs(B, stack, 1, dtype)
+    demo.stream2(np.ascontiguousarray(x[:, 4:]), layers, y_b, hn_b, cn_b, hn_a, cn_a)
+    assert_close(np.concatenate([y_a, y_b], axis=1), ref_y, tol, "two chunks y", dtype=dtype)
+    _assert_states(hn_b, cn_b, ref_states, tol, dtype, "two chunks")
+
+
+def test_c_extension_forward2_errors(demo):
+    B, T, D, H = 2, 3, 4, 5
+    x = np.zeros((B, T, D), np.float32)
+    k, r = np.zeros((D, 3 * H), np.float32), np.zeros((H, 3 * H), np.float32)
+    y = np.empty((B, T, H), np.float32)
+
+    def gru(cell=CELL["gru"], ract=ACT["sigmoid"], reset_after=1, direction=0, kernel=k):
+        return [(cell, ACT["tanh"], ract, direction, reset_after, [(kernel, r, None, None)])]
+
+    demo.forward2(x, gru(), y)  # valid
+    # the core's statuses, through the capsule: reset_after not 0/1, an unknown recurrent
+    # activation, an unknown cell (its weights parsed as one gate: G*H = H columns)
+    with pytest.raises(ValueError, match=r"invalid argument.*status -2"):
+        demo.forward2(x, gru(reset_after=2), y)
+    with pytest.raises(ValueError, match=r"invalid argument.*status -2"):
+        demo.forward2(x, gru(ract=7), y)
+    with pytest.raises(ValueError, match=r"invalid argument.*status -2"):
+        demo.forward2(x, [(5, 0, 0, 0, 0, [(np.zeros((D, H), np.float32),
+                                            np.zeros((H, H), np.float32), None, None)])], y)
+    # shapes are the extension's to check
+    with pytest.raises(ValueError, match=r"recurrent_kernel of shape \(5, 15\).*4 \* units"):
+        demo.forward2(x, gru(cell=CELL["lstm"]), y)
+    with pytest.raises(ValueError, match=r"kernel: got size 14 in dimension 1, expected 15"):
+        demo.forward2(x, gru(kernel=np.zeros((D, 14), np.float32)), y)
+    with pytest.raises(ValueError, match="c0: expected a list of 1 arrays"):
+        demo.forward2(x, gru(), y, None, None, None, [])
+    with pytest.raises(ValueError, match="stream2: every layer must run forward"):
+        demo.stream2(x, gru(direction=1), y)
+
+
+# --------------------------------------------------------------------------------------------
 # The Cython extension
 
 
@@ -389,6 +566,57 @@ def test_cython_extension_matches_reference(cy, rng, dtype, direction, activatio
     assert_close(hn, ref_states[0], tol, "h_n", dtype=dtype)
     major, minor, patch = crnn._core.version()
     assert cy.core_version() == major * 10000 + minor * 100 + patch
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell, reset_after", [("lstm", False), ("gru", True), ("gru", False)],
+                         ids=["lstm", "gru", "gru_reset_before"])
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+@pytest.mark.parametrize("ract", ["sigmoid", "hard_sigmoid"])
+@pytest.mark.parametrize("with_state", [False, True], ids=["zeros+nobias", "h0+c0+biases"])
+def test_cython_cell_forward_matches_reference(cy, rng, dtype, cell, reset_after, direction,
+                                               ract, with_state):
+    B, T, D, H = 3, 7, 6, 17
+    k, r, b, rb = _cell_weights(rng, D, cell, H, "tanh", dtype, bias=with_state)
+    x = rng.uniform(-1, 1, (B, T, D)).astype(dtype)
+    h0 = rng.uniform(-1, 1, (B, H)).astype(dtype) if with_state else None
+    c0 = rng.uniform(-1, 1, (B, H)).astype(dtype) if with_state and cell == "lstm" else None
+    y, hn, cn = cy.cell_forward(x, k, r, b, rb, CELL[cell], ACT["tanh"], ACT[ract],
+                                DIR[direction], int(reset_after), h0, c0)
+    kw = dict(recurrent_activation=ract, go_backwards=direction == "reverse",
+              return_sequences=True, return_state=True)
+    if cell == "lstm":
+        # Keras's LSTM has one bias: the two add (crnn.h)
+        ref_y, ref_h, ref_c = reference.lstm(
+            to64(x), to64(k), to64(r), None if b is None else to64(b) + to64(rb),
+            None if h0 is None else [to64(h0), to64(c0)], **kw)
+    else:
+        ref_y, ref_h = reference.gru(to64(x), to64(k), to64(r),
+                                     None if b is None else np.stack([to64(b), to64(rb)]),
+                                     to64(h0), reset_after=reset_after, **kw)
+        ref_c = None
+    if direction == "reverse":  # go_backwards returns processing order; crnn keeps time order
+        ref_y = ref_y[:, ::-1]
+    tol = derived_tol(dtype, D + H, T, value_scale(ref_y, ref_h, ref_c))
+    assert_close(y, ref_y, tol, "y", dtype=dtype)
+    assert_close(hn, ref_h, tol, "h_n", dtype=dtype)
+    if cell == "lstm":
+        assert_close(cn, ref_c, tol, "c_n", dtype=dtype)
+    else:
+        assert cn is None
+
+
+def test_cython_cell_forward_errors(cy):
+    x = np.zeros((2, 3, 4))
+    k, r = np.zeros((4, 12)), np.zeros((3, 12))
+    with pytest.raises(ValueError, match=r"cell: got 7, expected 0 \(SimpleRNN\)"):
+        cy.cell_forward(x, k, r, cell=7)
+    with pytest.raises(ValueError, match=r"expected \(4, 9\) and \(3, 9\)"):
+        cy.cell_forward(x, k, r, cell=CELL["gru"])
+    with pytest.raises(ValueError, match=r"c0: got \(1, 3\), expected \(2, 3\)"):
+        cy.cell_forward(x, k, r, c0=np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"crnn: invalid argument.*status -2"):
+        cy.cell_forward(x, k, r, recurrent_activation=9)
 
 
 # --------------------------------------------------------------------------------------------

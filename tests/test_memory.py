@@ -1,12 +1,14 @@
 """Memory safety and leaks (issue 7, item 3).
 
-- ``make -C csrc sanitize``: the C core and its plain-C test program built with
-  AddressSanitizer + UndefinedBehaviorSanitizer (any report fails; OpenBLAS-internal leak reports
-  are suppressed by ``tests/c/lsan.supp``).
-- ``make -C csrc tsan``: the same test program under ThreadSanitizer (its threaded cases; the
+- ``make -C csrc sanitize``: the C core and its plain-C test programs (tests/c/test_crnn.c, 0.1's
+  SimpleRNN API; tests/c/test_cells.c, the cells of 0.2) built with AddressSanitizer +
+  UndefinedBehaviorSanitizer (any report fails; OpenBLAS-internal leak reports are suppressed by
+  ``tests/c/lsan.supp``).
+- ``make -C csrc tsan``: the same test programs under ThreadSanitizer (their threaded cases; the
   uninstrumented BLAS's own threads are suppressed by ``tests/c/tsan.supp``).
-- ``make -C csrc valgrind``: the same test program under valgrind memcheck (``CRNN_TEST_QUICK=1``:
-  every test function, 1/11 of the reference grid, fewer threaded repetitions; ~40 s).
+- ``make -C csrc valgrind``: the same test programs under valgrind memcheck
+  (``CRNN_TEST_QUICK=1``: every test function, a part of each reference grid, fewer threaded
+  calls; ~75 s for both).
 - A Python workload under valgrind memcheck: CPython itself reports uninitialised-value noise
   under valgrind (its small-int cache, ``int.from_bytes`` of random seeds), so the test fails only
   on errors with a crnn frame (``crnn_*`` / ``crnn__*`` functions, ``__pyx_*`` wrappers, or the
@@ -39,6 +41,18 @@ def _have_scipy_openblas():
         return False
 
 
+#: The plain-C test programs (tests/c/) every make target below runs, each ending with
+#: "N passed, M failed".
+TEST_PROGRAMS = ("test_crnn", "test_cells")
+
+
+def _assert_all_passed(out):
+    """Every test program ran to its summary line, and none failed."""
+    summaries = re.findall(r"\b(\d+) passed, (\d+) failed", out)
+    assert len(summaries) == len(TEST_PROGRAMS), out[-3000:]
+    assert all(int(failed) == 0 for _, failed in summaries), summaries
+
+
 def _make(target, timeout):
     if shutil.which("make") is None or shutil.which(os.environ.get("CC", "cc")) is None:
         pytest.skip("make or a C compiler is not installed")
@@ -58,7 +72,7 @@ def test_c_core_under_asan_ubsan():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"make sanitize failed:\n{out[-6000:]}"
     assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out[-6000:]
-    assert re.search(r"\b\d+ passed, 0 failed", out), out[-3000:]
+    _assert_all_passed(out)
 
 
 def test_c_core_under_tsan():
@@ -69,7 +83,7 @@ def test_c_core_under_tsan():
         pytest.skip("ThreadSanitizer cannot run under this kernel's address-space layout")
     assert proc.returncode == 0, f"make tsan failed:\n{out[-6000:]}"
     assert "WARNING: ThreadSanitizer" not in out, out[-6000:]
-    assert re.search(r"\b\d+ passed, 0 failed", out), out[-3000:]
+    _assert_all_passed(out)
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
@@ -77,8 +91,12 @@ def test_c_core_under_valgrind():
     proc = _make("valgrind", timeout=400)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"make valgrind failed:\n{out[-6000:]}"
-    assert "ERROR SUMMARY: 0 errors" in out, out[-6000:]
-    assert "definitely lost: 0 bytes" in out or "All heap blocks were freed" in out \
+    _assert_all_passed(out)
+    errors = re.findall(r"ERROR SUMMARY: (\d+) errors", out)
+    assert errors == ["0"] * len(TEST_PROGRAMS), out[-6000:]
+    leaks = re.findall(r"(?:definitely|indirectly) lost: ([\d,]+) bytes", out)
+    assert all(n == "0" for n in leaks), out[-3000:]
+    assert len(leaks) == 2 * len(TEST_PROGRAMS) or "All heap blocks were freed" in out \
         or "no leaks are possible" in out, out[-3000:]
 
 
