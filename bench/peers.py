@@ -44,11 +44,11 @@ Implementations ("peers"; an optional one that cannot be imported is skipped wit
   (``gru_forward`` for reset-before), forward inference, from the ``onednn-cpu-gomp`` wheel,
   driven by ``bench/onednn_rnn.c`` (built on first use, see ``bench/onednn.py``): weights
   reordered once into the layout the primitive chose (``format_tag::any``), scratchpad allocated
-  once, batch-first input and output (``ntc``), threads by ``omp_set_num_threads`` 1 and 2.
-  float32 only.
+  once, batch-first input and output (``ntc``), threads by ``omp_set_num_threads`` 1 and 2, each
+  primitive created under the thread count it runs at (it keeps that count). float32 only.
 * ``crnn``: a prebuilt ``crnn._core.RNN`` handle's ``forward(x)`` at ``crnn.set_num_threads(1)``,
   ``(2)`` and at crnn's default (when the default is 1 or 2 it is that row, not measured twice).
-  It runs in a worker process (``bench/crnn_worker.py``) that times its own calls, as does
+  It runs in a worker process (``bench/crnn_worker.py``) that times its own calls.
 * ``crnn-baseline`` (``--baseline PATH``): the crnn of another checkout, built in place there
   (``python setup.py build_ext --inplace``, run by this script if PATH has no built extension),
   runs in a worker of its own, the same way, interleaved with the current crnn. A build without
@@ -475,6 +475,11 @@ class Impl:
             self.leave()
 
 
+def gate_columns(units: int, order: List[int]) -> np.ndarray:
+    """Column indices that put Keras's gate blocks (each ``units`` wide) in ``order``."""
+    return np.concatenate([np.arange(g * units, (g + 1) * units) for g in order])
+
+
 class Unsupported(Exception):
     """This implementation has no such cell / dtype: reported as skipped, with the reason."""
 
@@ -563,8 +568,7 @@ def make_torch(p: Problem, threads: int):
     B, T, D, H = p.shape
     if p.cell == "gru" and not p.reset_after:
         raise Unsupported("PyTorch has no reset-before GRU")
-    order = [1, 0, 2] if p.cell == "gru" else list(range(GATES[p.cell]))  # GRU: r, z, n
-    cols = np.concatenate([np.arange(g * H, (g + 1) * H) for g in order])
+    cols = gate_columns(H, [1, 0, 2] if p.cell == "gru" else list(range(GATES[p.cell])))  # r,z,n
     module = {"simple": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[p.cell]
     kw = {"nonlinearity": "tanh"} if p.cell == "simple" else {}
     rnn = module(D, H, num_layers=1, bias=True, batch_first=True, **kw).to(dt).eval()
@@ -598,8 +602,7 @@ def make_onnxruntime(p: Problem, threads: int):
     B, T, D, H = p.shape
     G = GATES[p.cell]
     elem = TensorProto.FLOAT if p.x.dtype == np.float32 else TensorProto.DOUBLE
-    order = [0, 3, 1, 2] if p.cell == "lstm" else list(range(G))  # ONNX LSTM: i, o, f, c
-    cols = np.concatenate([np.arange(g * H, (g + 1) * H) for g in order])
+    cols = gate_columns(H, [0, 3, 1, 2] if p.cell == "lstm" else list(range(G)))  # LSTM i,o,f,c
     rb = np.zeros_like(p.b) if p.rb is None else p.rb
     inits = [
         numpy_helper.from_array(np.ascontiguousarray(p.K[:, cols].T)[None], "W"),  # (1, G*H, D)
