@@ -12,12 +12,14 @@ The normal test run does not collect this directory (``testpaths = ["tests"]`` i
 pyproject.toml), and nothing here is a timing assertion: the only assertions are that crnn's
 output equals the reference (before timing, at shapes where the reference is affordable).
 
-What is timed: ``handle.forward(x)`` of a prebuilt ``crnn._core.RNN`` handle (one SimpleRNN layer,
-tanh, bias, ``return_sequences=True``, zero initial state) at crnn's default thread count, and
-``crnn.reference.simple_rnn_stack`` on the same data. Shapes (B, T, D, H): the ``python -m crnn``
-shapes (core and reference), the grid of issue 4 (core; the reference only where
-B*T*H*H <= 5e7, it is far too slow beyond) and float64 variants of two large shapes.
-For the side-by-side comparison with PyTorch and ONNX Runtime, see ``bench/peers.py``.
+What is timed: ``handle.forward(x)`` of a prebuilt ``crnn._core.RNN`` handle (one layer of each
+cell: SimpleRNN (tanh), LSTM and GRU (``reset_after=True``, with a recurrent bias); bias,
+``return_sequences=True``, zero initial state) at crnn's default thread count, and
+``crnn.reference.rnn_stack`` on the same data. Shapes (B, T, D, H), for every cell: the
+``python -m crnn`` shapes (core and reference), the grid of issue 4 (core; the reference only
+where B*T*G*H*H <= 5e7, G the cell's gates: it is far too slow beyond) and float64 variants of
+two large shapes. ``-k lstm`` (or ``simple``, ``gru``) selects one cell.
+For the side-by-side comparison with PyTorch, ONNX Runtime and oneDNN, see ``bench/peers.py``.
 """
 from __future__ import annotations
 
@@ -38,83 +40,94 @@ GRID_SHAPES = [
     (16, 50, 128, 128), (32, 50, 128, 256), (64, 20, 512, 1024), (256, 100, 256, 512),
 ]
 FLOAT64_SHAPES = [(32, 50, 128, 256), (64, 20, 512, 1024)]
-REFERENCE_MAX_WORK = 5e7  # B*T*H*H above which the reference is not run
+CELLS = {"simple": 1, "lstm": 4, "gru": 3}  # cell: gates G
+REFERENCE_MAX_WORK = 5e7  # B*T*G*H*H above which the reference is not run
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}  # max abs error against the float64 reference
 
 
-def _reference_affordable(shape) -> bool:
+def _reference_affordable(cell, shape) -> bool:
     B, T, _, H = shape
-    return B * T * H * H <= REFERENCE_MAX_WORK
+    return B * T * CELLS[cell] * H * H <= REFERENCE_MAX_WORK
 
 
 def _cases():
     cases = []
     shapes = list(dict.fromkeys(CLI_SHAPES + GRID_SHAPES))  # CLI shapes first, no duplicates
-    for shape in shapes:
-        cases.append(("crnn", shape, "float32"))
-        if _reference_affordable(shape):
-            cases.append(("reference", shape, "float32"))
-    for shape in FLOAT64_SHAPES:
-        cases.append(("crnn", shape, "float64"))
-        if _reference_affordable(shape):
-            cases.append(("reference", shape, "float64"))
+    for cell in CELLS:
+        for dtype, cell_shapes in (("float32", shapes), ("float64", FLOAT64_SHAPES)):
+            for shape in cell_shapes:
+                cases.append(("crnn", cell, shape, dtype))
+                if _reference_affordable(cell, shape):
+                    cases.append(("reference", cell, shape, dtype))
     return cases
 
 
 def _id(case) -> str:
-    impl, (B, T, D, H), dtype = case
-    return f"{impl}-{dtype}-B{B}-T{T}-D{D}-H{H}"
+    impl, cell, (B, T, D, H), dtype = case
+    return f"{impl}-{cell}-{dtype}-B{B}-T{T}-D{D}-H{H}"
 
 
 _DATA: dict = {}
 
 
-def _data(shape, dtype):
-    """Same weights and input for every implementation of a shape (cached)."""
-    key = (shape, dtype)
+def _data(cell, shape, dtype):
+    """Same weights and input for every implementation of a cell and shape (cached): Keras
+    layout, kernel (D, G*H), recurrent kernel (H, G*H), bias (G*H,), and for GRU a recurrent
+    bias (G*H,)."""
+    key = (cell, shape, dtype)
     if key not in _DATA:
         B, T, D, H = shape
+        G = CELLS[cell]
         rng = np.random.default_rng(1234)
         scale = 1.0 / np.sqrt(H)
-        K = rng.uniform(-scale, scale, (D, H)).astype(dtype)
-        R = rng.uniform(-scale, scale, (H, H)).astype(dtype)
-        b = rng.uniform(-scale, scale, (H,)).astype(dtype)
+        K = rng.uniform(-scale, scale, (D, G * H)).astype(dtype)
+        R = rng.uniform(-scale, scale, (H, G * H)).astype(dtype)
+        b = rng.uniform(-scale, scale, (G * H,)).astype(dtype)
         x = rng.standard_normal((B, T, D)).astype(dtype)
-        _DATA[key] = (x, [[[K, R, b]]])
+        entry = [K, R, b]
+        if cell == "gru":
+            entry.append(rng.uniform(-scale, scale, (G * H,)).astype(dtype))
+        _DATA[key] = (x, [[entry]])
     return _DATA[key]
 
 
-def _exact(shape, dtype):
+def _exact(cell, shape, dtype):
     """The float64 reference output, when affordable (cached)."""
-    key = ("exact", shape, dtype)
+    key = ("exact", cell, shape, dtype)
     if key not in _DATA:
-        x, weights = _data(shape, dtype)
+        x, weights = _data(cell, shape, dtype)
         f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
         w64 = [[[f64(a) for a in w] for w in layer] for layer in weights]
-        _DATA[key] = crnn.reference.simple_rnn_stack(f64(x), w64, return_sequences=True)
+        _DATA[key] = crnn.reference.rnn_stack(f64(x), w64, cell=cell, reset_after=True,
+                                              return_sequences=True)
     return _DATA[key]
 
 
 @pytest.mark.parametrize("case", _cases(), ids=_id)
 def test_forward(benchmark, case):
-    impl, shape, dtype = case
+    impl, cell, shape, dtype = case
     B, T, D, H = shape
-    x, weights = _data(shape, dtype)
-    benchmark.group = f"(B,T,D,H)=({B},{T},{D},{H}) {dtype}"
+    x, weights = _data(cell, shape, dtype)
+    benchmark.group = f"{cell} (B,T,D,H)=({B},{T},{D},{H}) {dtype}"
     benchmark.extra_info.update({
-        "shape": list(shape), "dtype": dtype, "impl": impl,
-        "flops": 2 * B * T * (D * H + H * H), "crnn_threads": crnn.get_num_threads(),
+        "cell": cell, "shape": list(shape), "dtype": dtype, "impl": impl,
+        "flops": 2 * B * T * CELLS[cell] * (D * H + H * H),
+        "crnn_threads": crnn.get_num_threads(),
     })
     if impl == "crnn":
-        handle = crnn._core.RNN(weights, activation="tanh", direction="forward", dtype=dtype)
+        handle = crnn._core.RNN(weights, cell=cell, activation="tanh", reset_after=True,
+                                direction="forward", dtype=dtype)
         fn, args = handle.forward, (x,)
     else:
-        fn, args = crnn.reference.simple_rnn_stack, (x, weights)
+        def fn(x, weights):
+            return crnn.reference.rnn_stack(x, weights, cell=cell, reset_after=True,
+                                            return_sequences=True)
+        args = (x, weights)
 
-    if _reference_affordable(shape):  # correctness first: a wrong result is not timed
+    if _reference_affordable(cell, shape):  # correctness first: a wrong result is not timed
         got = fn(*args)
         assert got.shape == (B, T, H) and got.dtype == np.dtype(dtype)
-        err = float(np.max(np.abs(got.astype(np.float64) - _exact(shape, dtype))))
+        err = float(np.max(np.abs(got.astype(np.float64) - _exact(cell, shape, dtype))))
         assert err <= TOLERANCE[dtype], f"max abs error {err:.3g} > {TOLERANCE[dtype]:g}"
 
     out = benchmark(fn, *args)
