@@ -230,12 +230,18 @@ def benchmark(seed: int, repeat: int) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m crnn``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:  # python -m crnn predict MODEL INPUT OUTPUT (crnn/_dask_cli.py)
+        from crnn._dask_cli import main as predict_main
+        return predict_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m crnn",
         description="Run the RNN tutorial's Keras and NumPy examples on crnn (SimpleRNN, "
                     "Sequential, summary, the NumPy recurrence, a deep RNN), checking each "
                     "result against the tutorial and crnn.reference, then print a short timing "
-                    "table of the C core against the NumPy reference. Takes well under 20 s.")
+                    "table of the C core against the NumPy reference. Takes well under 20 s.",
+        epilog="python -m crnn predict MODEL INPUT OUTPUT scores a .npy file or a Zarr array "
+               "with Dask (see python -m crnn predict --help).")
     parser.add_argument("--no-bench", action="store_true", help="skip the timing table")
     parser.add_argument("--repeat", type=int, default=15, metavar="N",
                         help="timing samples per measurement, median reported (default: 15)")
