@@ -541,3 +541,18 @@ def test_cli_on_the_cluster(client, one_thread, rng, tmp_path):
     got = np.load(tmp_path / "y.npy")
     assert np.array_equal(got, model.predict(ids, batch_size=16, verbose=0))
     assert sorted(os.listdir(tmp_path)) == ["m.crnn", "x.npy", "y.npy"]
+
+
+# --------------------------------------------------------------------------- the README's example
+def test_readme_example_runs(tmp_path):
+    readme = open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8").read()
+    section = readme[readme.index("## Scoring a dataset that outgrows one machine"):]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start:section.index("\n```", start)]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, describe(proc)
+    assert "spam" in proc.stdout
+    scores = dd.read_parquet(str(tmp_path / "scores")).compute()
+    assert len(scores) == 20000 and scores.index.name == "doc"
+    assert da.from_zarr(str(tmp_path / "ids_scores.zarr")).shape == (20000, 1)
