@@ -5,6 +5,9 @@ for Keras and run here as written with ``crnn`` in place of ``tensorflow.keras``
 the three Sequential/summary examples, the NumPy walk-through of the
 recurrence, and the two-layer (deep) RNN.  Each printed summary is compared
 with the one the tutorial shows.  The exit status is 1 if any check fails.
+
+``python -m crnn predict MODEL INPUT OUTPUT ...`` scores a ``.npy`` file or a Zarr array with
+Dask instead (:mod:`crnn._dask_cli`, needs the dask extra).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 import uuid
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -109,8 +109,8 @@ def _parser() -> argparse.ArgumentParser:
                     "starting with an Embedding; OUTPUT is written in the same format, under a "
                     "temporary name renamed to OUTPUT once complete. No process holds more than "
                     "a few chunks. Needs the dask extra: pip install 'crnn[dask]'.")
-    p.add_argument("model", metavar="MODEL", help="a .crnn file (crnn.load_model) or a .keras file "
-                   "(crnn.load_keras)")
+    p.add_argument("model", metavar="MODEL", help="a .crnn file (crnn.load_model; a model from "
+                   "Keras, PyTorch or ONNX: crnn.load_keras(...).save('model.crnn') and so on)")
     p.add_argument("input", metavar="INPUT", help="a .npy file or a Zarr array directory")
     p.add_argument("output", metavar="OUTPUT", help="same format as INPUT")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -129,13 +129,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: str) -> Any:
-    import crnn
-    if path.endswith(".keras"):
-        return crnn.load_keras(path)
-    return crnn.load_model(path)
-
-
 def _remove(path: str) -> None:
     if os.path.isdir(path):
         shutil.rmtree(path, ignore_errors=True)
@@ -144,9 +137,8 @@ def _remove(path: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:
-    import dask
     import crnn.dask
-    model = _load(args.model)
+    model = crnn.load_model(args.model)
     src = os.path.abspath(args.input)
     dst = os.path.abspath(args.output)
     fmt = _format(src)
@@ -227,8 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if value is not None and value < 1:
             _parser().error(f"--{name.replace('_', '-')}: got {value}, expected an int >= 1")
     try:
-        import dask  # noqa: F401
-        import dask.array  # noqa: F401
+        import dask.array  # noqa: F401 - only: is the extra installed?
     except ImportError as err:
         print(f"python -m crnn predict: needs Dask: pip install 'crnn[dask]' ({err})",
               file=sys.stderr)

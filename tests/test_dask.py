@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 
 import numpy as np
 import pytest
@@ -277,18 +276,24 @@ def test_model_reaches_each_worker_once(client, one_thread, rng):
         assert p == 0 and u <= 1, (addr, p, u)  # never pickled again; built at most once
 
 
-def test_graph_holds_the_model_once(rng):
-    model = _features_model("float32", units=(512, 8))
+@pytest.mark.parametrize("kind", ["array", "partitions"])
+def test_graph_holds_the_model_once(kind):
+    model = Sequential([Embedding(20000, 16, mask_zero=True, seed=1), SimpleRNN(8, seed=2)])
     model_bytes = sum(w.nbytes for w in model.get_weights())
+    assert model_bytes > 1 << 20
 
     def sizes(n_chunks):
-        x = da.zeros((64 * n_chunks, 5, 6), chunks=(64, 5, 6), dtype=np.float32)
-        return _task_bytes(crnn.dask.predict(model, x))
+        if kind == "array":
+            x = da.zeros((64 * n_chunks, 5), chunks=(64, 5), dtype=np.int64)
+            return _task_bytes(crnn.dask.predict(model, x))
+        _, ddf = _frame([np.arange(1, 4)] * (4 * n_chunks), npartitions=n_chunks)
+        return _task_bytes(crnn.dask.predict_partitions(model, ddf, "seq"))
 
     few, many = sizes(4), sizes(64)
     assert sum(1 for b in many if b > model_bytes) == 1  # the model's own key
     assert max(b for b in many if b < model_bytes) < 4096  # every other task is small
-    assert sum(many) - sum(few) < 60 * 2 * 4096  # grows with the chunks, not with the model
+    # the graph grows with the chunks, not with chunks x model size
+    assert sum(many) - sum(few) < 60 * 2 * 4096
     assert sum(many) < model_bytes + 64 * 2 * 4096
 
 
