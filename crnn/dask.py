@@ -40,6 +40,15 @@ the machine's cores; Dask's threaded scheduler runs one thread per core).  With 
 per worker and ``k`` cores per worker (``dask worker --nthreads 1`` on a ``k``-core machine, or
 ``LocalCluster(n_workers=1, threads_per_worker=1)``), pass ``num_threads=k``.
 
+Workers' memory allocator
+-------------------------
+Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; setting any glibc malloc
+threshold turns off glibc's dynamic mmap threshold, and each buffer of 128 KiB or more that a
+crnn call allocates is then mapped and unmapped on every call (a chunk takes ~1.5x as long).
+Give the workers ``MALLOC_MMAP_THRESHOLD_=33554432`` as well, e.g.
+``dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 33554432})``
+before starting a ``LocalCluster``.
+
 Determinism
 -----------
 A row's last bits depend on the rows computed with it in the same C call: OpenBLAS's GEMM
