@@ -63,6 +63,7 @@ bitwise that of the local call.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import threading
@@ -413,7 +414,8 @@ class _Padding:
                              f"expected one length: the model's first layer {self.first!r} is an "
                              "Embedding with mask_zero=False, so padding would change the results "
                              "(create it with mask_zero=True, id 0 being padding)")
-        dtype = np.result_type(*[r.dtype for r in rows]) if rows else np.float32
+        dtype = (functools.reduce(np.promote_types, {r.dtype for r in rows}) if rows
+                 else np.dtype(np.int64 if self.ids else np.float32))
         shape = (len(rows), steps) if self.ids else (len(rows), steps, self.features)
         padded = np.full(shape, self.value, dtype)
         for i, r in enumerate(rows):

@@ -492,6 +492,20 @@ def test_partitions_of_a_series_and_from_parquet(client, one_thread, rng, tmp_pa
     assert np.array_equal(np.stack(back["prediction"].to_numpy()), np.stack(got.to_numpy()))
 
 
+def test_empty_partitions_and_rows(one_thread, rng):
+    model = _embedding_model("float64", return_sequences=True)
+    rows = [rng.integers(1, 40, k) for k in rng.integers(1, 8, 90)]
+    rows[50] = []  # no step at all: the model's output for a fully masked row, no steps kept
+    pdf, ddf = _frame(rows, npartitions=3)
+    out = crnn.dask.predict_partitions(model, ddf[ddf["n"] >= 40], "seq")  # partition 0 empty
+    got = out.compute(scheduler="sync")
+    assert list(got.index) == list(pdf.index[40:])
+    assert len(got.loc[pdf.index[50], "prediction"]) == 0
+    want, _ = _local_partition(model, rows[60:], 32, False)
+    assert all(np.array_equal(np.stack(list(got.loc[label, "prediction"])), w[:len(r)])
+               for label, w, r in zip(pdf.index[60:], want, rows[60:]))
+
+
 def test_partition_errors_name_the_partition_and_row(client, rng):
     model = _features_model("float32")
     rows = [rng.standard_normal((4, 6)) for _ in range(30)]
