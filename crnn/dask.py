@@ -25,7 +25,9 @@ scheduler, or from another worker that has it) and keeps it in memory: every tas
 gets the same object.  The wrapper holds the pickled bytes and unpickles them into a model the
 first time a task needs it, so sending the key on from worker to worker never pickles the model
 again, and a worker that receives the key twice (say after the key was lost with another worker)
-reuses the model it already built: one model per worker process.  ``sys.getsizeof`` (hence
+reuses the model it already built: one model per worker process.  Each worker also keeps the
+last model it built after the job ends (one; the next model replaces it), so that a later job
+with the same model, or a task moved there late, does not unpickle it again.  ``sys.getsizeof`` (hence
 ``dask.sizeof``) of the wrapper and of crnn models counts their weights, so Dask's memory
 accounting sees them at their real size.
 
@@ -66,10 +68,11 @@ import contextlib
 import functools
 import hashlib
 import math
+import sys
 import threading
 import warnings
 import weakref
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -95,6 +98,20 @@ DEFAULT_BATCH_SIZE = 32
 #: The shipped models alive in this process, by token: a key received again reuses its model.
 _SHIPPED: "weakref.WeakValueDictionary[str, _ShippedModel]" = weakref.WeakValueDictionary()
 _SHIPPED_LOCK = threading.Lock()
+#: In a Dask worker, the last model built there, kept after its job: the next job (or a task
+#: stolen after the worker released the key) with the same model finds it built.
+_LAST: List[Any] = [None]
+
+
+def _in_worker() -> bool:
+    dist = sys.modules.get("distributed")
+    if dist is None:
+        return False
+    try:
+        dist.get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def _shipped(token: str, payload: bytes) -> "_ShippedModel":
@@ -138,6 +155,8 @@ class _ShippedModel:
                 model = self._model
                 if model is None:
                     model = self._model = cloudpickle.loads(self.payload)
+                    if _in_worker():
+                        _LAST[0] = self
         return model
 
     def __reduce__(self) -> Tuple[Any, Tuple[str, bytes]]:
