@@ -9,11 +9,11 @@ file: locally with ``model.predict`` on the array in memory (crnn at 1 and at 2 
 with ``crnn.dask.predict`` on a ``distributed.LocalCluster`` of 1 and of 2 worker processes (one
 Dask thread and one crnn thread each), every task reading its own rows of the file, as
 ``python -m crnn predict`` does; the cluster runs twice: with Dask's defaults, and with
-``MALLOC_MMAP_THRESHOLD_`` set for the workers (see below).  Each setting runs once to warm up (the model reaches the
-workers, the handles are built), then ``repeat`` times; the table gives the best run (the
-machine is shared: the best is the least disturbed) and the median.  Every
-Dask result is checked bitwise against local predict at 1 thread.  Writes
-``dask_scaling.{md,json}`` to ``--out``.
+``MALLOC_MMAP_THRESHOLD_`` set for the workers (see below).  Each setting runs once to warm up
+(the model reaches the workers, the handles are built), then ``repeat`` times; the table gives
+the best run (the machine is shared: the best is the least disturbed) and the median.  Every Dask
+result is checked bitwise against local predict at 1 thread.  Writes ``dask_scaling.{md,json}``
+to ``--out``.
 
 Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``.  Setting any glibc malloc
 threshold turns off glibc's dynamic mmap threshold, so every buffer of 128 KiB or more that crnn

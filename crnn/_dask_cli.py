@@ -164,12 +164,13 @@ def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:
         rows = -(-rows // args.batch_size) * args.batch_size
         x = _input_array(src, fmt, shape, dtype, rows)
         y = crnn.dask.predict(model, x, batch_size=args.batch_size, num_threads=args.threads)
-        tmp = os.path.join(os.path.dirname(dst), f".{os.path.basename(dst)}.{uuid.uuid4().hex}.partial")
+        tmp = os.path.join(os.path.dirname(dst),
+                           f".{os.path.basename(dst)}.{uuid.uuid4().hex}.partial")
         try:
             if fmt == "npy":
                 np.lib.format.open_memmap(tmp, mode="w+", dtype=y.dtype, shape=y.shape).flush()
                 target: Any = _NpyRows(tmp)
-            else:
+            else:  # Zarr chunks = task rows: no two tasks write into one Zarr chunk
                 import zarr
                 zarr.open_array(tmp, mode="w", shape=y.shape, dtype=y.dtype,
                                 chunks=(rows,) + y.shape[1:])
@@ -182,8 +183,8 @@ def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:
             elapsed = time.perf_counter() - start
             if total != y.shape[0]:  # pragma: no cover - a task that returned without writing
                 raise RuntimeError(f"OUTPUT: {total} of {y.shape[0]} rows written")
-            if args.overwrite:
-                _remove(dst)
+            if args.overwrite and os.path.isdir(dst):
+                _remove(dst)  # os.replace replaces a file in one step, but not a directory
             os.replace(tmp, dst)
         except BaseException:
             _remove(tmp)

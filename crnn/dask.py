@@ -27,9 +27,9 @@ first time a task needs it, so sending the key on from worker to worker never pi
 again, and a worker that receives the key twice (say after the key was lost with another worker)
 reuses the model it already built: one model per worker process.  Each worker also keeps the
 last model it built after the job ends (one; the next model replaces it), so that a later job
-with the same model, or a task moved there late, does not unpickle it again.  ``sys.getsizeof`` (hence
-``dask.sizeof``) of the wrapper and of crnn models counts their weights, so Dask's memory
-accounting sees them at their real size.
+with the same model, or a task moved there late, does not unpickle it again.
+``sys.getsizeof`` (hence ``dask.sizeof``) of the wrapper and of crnn models counts their
+weights, so Dask's memory accounting sees them at their real size.
 
 Threads
 -------

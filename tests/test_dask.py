@@ -385,8 +385,9 @@ def test_array_errors_are_raised_before_any_task(rng):
     model = _features_model("float32")
     with pytest.raises(ValueError, match=r"x: got input_dim 5"):
         crnn.dask.predict(model, da.zeros((10, 4, 5), chunks=(5, 4, 5)))
-    with pytest.raises(ValueError, match=r"x: got shape \(10, 4\) float64, which the model cannot "
-                                         r"take: x: got shape \(1, 4\), expected \(batch, timesteps"):
+    with pytest.raises(ValueError, match=r"x: got shape \(10, 4\) float64, which the model "
+                                         r"cannot take: x: got shape \(1, 4\), expected "
+                                         r"\(batch, timesteps"):
         crnn.dask.predict(model, da.zeros((10, 4), chunks=(5, 4)))
     with pytest.raises(TypeError, match=r"x: got ndarray, expected a dask.array.Array"):
         crnn.dask.predict(model, np.zeros((10, 4, 6)))

@@ -97,7 +97,7 @@ def test_predict_npy(tmp_path, rng):
     assert sorted(os.listdir(tmp_path)) == ["m.crnn", "x.npy", "y.npy"]  # no temporary left
 
 
-def test_predict_zarr(tmp_path, rng):
+def test_predict_zarr(tmp_path, rng, monkeypatch):
     zarr = pytest.importorskip("zarr")
     pytest.importorskip("dask.array")
     model = crnn.Sequential([crnn.SimpleRNN(5, return_sequences=True, input_shape=(None, 3),
@@ -114,6 +114,14 @@ def test_predict_zarr(tmp_path, rng):
     y = zarr.open_array(str(tmp_path / "y.zarr"), mode="r")
     assert (y.shape, y.dtype, y.chunks) == ((130, 8, 2), np.float64, (64, 8, 2))
     assert np.array_equal(y[:], _oracle(model, x, 32))
+    assert sorted(os.listdir(tmp_path)) == ["m.crnn", "x.zarr", "y.zarr"]
+    # --overwrite replaces the directory (in-process this time: quicker)
+    from crnn._dask_cli import main as predict_main
+    monkeypatch.chdir(tmp_path)
+    assert predict_main(["m.crnn", "x.zarr", "y.zarr", "--quiet", "--overwrite",
+                         "--batch-size", "16", "--chunk-size", "48"]) == 0
+    y = zarr.open_array(str(tmp_path / "y.zarr"), mode="r")
+    assert y.chunks == (48, 8, 2) and np.array_equal(y[:], _oracle(model, x, 16))
     assert sorted(os.listdir(tmp_path)) == ["m.crnn", "x.zarr", "y.zarr"]
 
 
