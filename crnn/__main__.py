@@ -7,6 +7,9 @@ recurrence, and the two-layer (deep) RNN, then the same deep model with the
 LSTM and GRU layers the tutorial names as SimpleRNN's family.  Each printed
 summary is compared with the one the tutorial shows, every result with
 ``crnn.reference``.  The exit status is 1 if any check fails.
+
+``python -m crnn predict MODEL INPUT OUTPUT ...`` scores a ``.npy`` file or a Zarr array with
+Dask instead (:mod:`crnn._dask_cli`, needs the dask extra).
 """
 
 from __future__ import annotations
@@ -270,13 +273,19 @@ def benchmark(seed: int, repeat: int) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m crnn``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:  # python -m crnn predict MODEL INPUT OUTPUT (crnn/_dask_cli.py)
+        from crnn._dask_cli import main as predict_main
+        return predict_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m crnn",
         description="Run the RNN tutorial's Keras and NumPy examples on crnn (SimpleRNN, "
                     "Sequential, summary, the NumPy recurrence, a deep RNN, and the deep model "
                     "with LSTM and GRU layers), checking each "
                     "result against the tutorial and crnn.reference, then print a short timing "
-                    "table of the C core against the NumPy reference. Takes well under 20 s.")
+                    "table of the C core against the NumPy reference. Takes well under 20 s.",
+        epilog="python -m crnn predict MODEL INPUT OUTPUT scores a .npy file or a Zarr array "
+               "with Dask (see python -m crnn predict --help).")
     parser.add_argument("--no-bench", action="store_true", help="skip the timing table")
     parser.add_argument("--repeat", type=int, default=15, metavar="N",
                         help="timing samples per measurement, median reported (default: 15)")

@@ -709,9 +709,14 @@ class Sequential:
         Returns
         -------
         numpy.ndarray
+            Or, for a ``dask.array.Array`` ``x``, a lazy ``dask.array.Array`` computed chunk by
+            chunk (:func:`crnn.dask.predict`; ``verbose`` is ignored there).
         """
         if isinstance(verbose, bool) or verbose not in (0, 1, 2, "auto"):
             raise ValueError(f"verbose: got {verbose!r}, expected 0, 1, 2 or 'auto'")
+        if hasattr(type(x), "__dask_graph__"):  # a Dask collection: lazy, chunk by chunk
+            from .dask import predict as dask_predict
+            return dask_predict(self, x, batch_size=batch_size)
         delay = 0.0
         if verbose == "auto":
             verbose = 1 if getattr(sys.stdout, "isatty", lambda: False)() else 0
@@ -862,6 +867,10 @@ class Sequential:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._call_lock = threading.RLock()
+
+    def __sizeof__(self) -> int:
+        """Bytes held, weights and states included (what ``sys.getsizeof`` and Dask see)."""
+        return object.__sizeof__(self) + sum(sys.getsizeof(layer) for layer in self._layers)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name!r}, layers={[l.name for l in self._layers]}>"

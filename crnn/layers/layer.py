@@ -324,6 +324,11 @@ class Layer:
             if a is not None and a.flags.writeable:
                 a.setflags(write=False)
 
+    def __sizeof__(self) -> int:
+        """Bytes held, weights and states included (what ``sys.getsizeof`` and Dask see)."""
+        arrays = self._weight_arrays() + [s for s in self.states if s is not None]
+        return object.__sizeof__(self) + sum(a.nbytes for a in arrays)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}, built={self.built}>"
 
