@@ -181,7 +181,9 @@ cdef class RNN:
     cdef int _typenum
     cdef int64_t _output_size
     cdef int64_t _last_ndir
-    cdef list _workspaces
+    cdef object _ws_buf       # this handle's scratch memory, lent to one call at a time
+    cdef size_t _ws_cap
+    cdef bint _ws_busy
 
     def __cinit__(self):
         self._rnn = NULL
@@ -322,7 +324,9 @@ cdef class RNN:
         self._typenum = cnp.NPY_FLOAT32 if dt == np.float32 else cnp.NPY_FLOAT64
         self._last_ndir = 2 if dirs[-1] == "bidirectional" else 1
         self._output_size = layer_units[-1] * self._last_ndir
-        self._workspaces = []
+        self._ws_buf = None
+        self._ws_cap = 0
+        self._ws_busy = False
 
     @property
     def num_directions(self):
@@ -403,6 +407,7 @@ cdef class RNN:
         cdef void *wsp = NULL
         cdef const int64_t *lp = NULL
         cdef bint any_h0 = False, any_hn = False, any_c0 = False, any_cn = False, fast = False
+        cdef bint lent = False
         cdef crnn_rnn_t *handle = self._rnn
         cdef cnp.npy_intp dims[3]
         cdef size_t addr
@@ -481,26 +486,28 @@ cdef class RNN:
         first_state = 0 if return_state else (self.num_entries if return_sequences
                                               else self.num_entries - self._last_ndir)
         states = [None] * self.num_entries
-        cstates = [None] * self.num_entries
+        cstates = [None] * self.num_entries if self._any_c else None
         dims[0] = B
         for e in range(first_state, self.num_entries):
             dims[1] = self._entry_units[e]
             states[e] = cnp.PyArray_EMPTY(2, dims, self._typenum, 0)
-            if return_state and self._entry_has_c[e]:
+            if return_state and self._any_c and self._entry_has_c[e]:
                 cstates[e] = cnp.PyArray_EMPTY(2, dims, self._typenum, 0)
 
-        # Scratch memory from this handle's pool (shared by the threads calling it: taken and
-        # returned with the GIL held), so a stream of small calls allocates none.
+        # Scratch memory: the handle's own buffer when no other call holds it (lent and returned
+        # with the GIL held), so a stream of calls allocates none; a concurrent call gets a
+        # buffer of its own, and a large one is left to the C core.
         ws = None
         if ws_size <= _POOLED_WORKSPACE_MAX:
-            pool = self._workspaces
-            while pool:
-                cand = pool.pop()
-                if cand.nbytes >= ws_size + 64:
-                    ws = cand
-                    break
-            if ws is None:
+            if not self._ws_busy and self._ws_cap >= ws_size + 64:
+                ws = self._ws_buf
+            else:
                 ws = np.empty(max(ws_size, 4096) + 64, np.uint8)
+                if not self._ws_busy:
+                    self._ws_buf = ws
+                    self._ws_cap = ws.nbytes
+            if ws is self._ws_buf:
+                self._ws_busy = lent = True
             addr = <size_t>cnp.PyArray_DATA(ws)
             wsp = <void *>((addr + 63) & ~(<size_t>63))
 
@@ -526,7 +533,7 @@ cdef class RNN:
                 if states[e] is not None:
                     hnp[e] = cnp.PyArray_DATA(states[e])
                     any_hn = True
-                if cstates[e] is not None:
+                if cstates is not None and cstates[e] is not None:
                     cnp_[e] = cnp.PyArray_DATA(cstates[e])
                     any_cn = True
             xp = cnp.PyArray_DATA(<cnp.ndarray>xa)
@@ -542,8 +549,8 @@ cdef class RNN:
                 PyMem_Free(hnp)
                 PyMem_Free(c0p)
                 PyMem_Free(cnp_)
-            if ws is not None and len(self._workspaces) < _POOLED_WORKSPACES:
-                self._workspaces.append(ws)
+            if lent:
+                self._ws_busy = False
 
         if return_sequences:
             out = y
@@ -564,8 +571,6 @@ cdef class RNN:
 #: Workspaces up to this size are kept (per handle) for the next call; larger ones are left to
 #: the C core, which allocates and frees them inside the call.
 _POOLED_WORKSPACE_MAX = 16 << 20
-#: ... and at most this many per handle (one per thread calling it at once, up to this).
-_POOLED_WORKSPACES = 4
 
 
 def dense_forward(x, kernel, bias, str activation="linear"):

@@ -76,7 +76,7 @@ class _FusedRun:
     """
 
     __slots__ = ("handle", "layers", "subs", "last", "rs", "zero_masked", "stateful",
-                 "all_stateful", "lock", "units_last", "dim", "merge")
+                 "all_stateful", "lock", "units_last", "dim", "merge", "forward")
 
     def __init__(self, layers: List[Layer]) -> None:
         weights, subs = [], []
@@ -108,6 +108,12 @@ class _FusedRun:
         self.lock = threading.Lock() if self.stateful else None
         first = layers[0]
         self.dim = (first.forward_layer if type(first) is Bidirectional else first).input_dim
+        # The whole call, when it is one C call with no mask (a model of one such run calls it
+        # directly; the handle validates x itself), else None.
+        self.forward: Optional[Callable[[Any], Any]] = None
+        if not self.stateful and self.merge is None:
+            fwd, rs = self.handle.forward, self.rs
+            self.forward = lambda x: fwd(x, None, None, rs, False)
 
     def __call__(self, x: ArrayLike, mask: Any) -> Tuple[Any, Any]:
         out = None
@@ -268,7 +274,8 @@ class Sequential:
         self._layers: List[Layer] = []
         self._input_layer: Optional[InputLayer] = None  # Input(...) given first, if any
         self._build_shape: Optional[Shape] = None  # set by build() or the first call
-        self._plan: Optional[Tuple[tuple, list]] = None  # (key, steps) of the fused call plan
+        # (key, steps, stateful, direct call or None) of the fused call plan (see _get_plan)
+        self._plan: Optional[Tuple[Any, list, bool, Any]] = None
         self._seen: Optional[tuple] = None  # input shape[1:] of the last call (skips re-checks)
         self._tail: Optional[tuple] = None  # see _changed()
         self._names: Optional[Dict[str, Layer]] = None
@@ -607,7 +614,9 @@ class Sequential:
                 else:
                     steps.append(layer._bound_call())
             flush()
-        self._plan = (key, steps)
+        only = steps[0] if len(steps) == 1 and isinstance(steps[0], _FusedRun) else None
+        self._plan = (key, steps, any(layer.stateful for layer in self._layers),
+                      None if only is None else only.forward)
         return steps
 
     def _check_input(self, xa: np.ndarray) -> None:
@@ -659,6 +668,17 @@ class Sequential:
         and leaving every layer's state whole); calling its stateful layers directly from other
         threads at the same time is not supported.
         """
+        plan = self._plan
+        if (plan is not None and plan[0] == _layers._EPOCH[0] and not plan[2] and not training
+                and type(x) is np.ndarray and x.shape[1:] == self._seen
+                and x.dtype.kind in "fiu"):
+            # a model without stateful layers, called again with inputs of a shape it has seen
+            if plan[3] is not None and mask is None:
+                return plan[3](x)  # one fused run: one C call
+            out, m = x, mask
+            for step in plan[1]:
+                out, m = step(out, m)
+            return out
         layers = self._layers
         if not layers:
             raise ValueError(f"model {self.name!r} has no layers, expected at least one")

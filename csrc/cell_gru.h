@@ -19,8 +19,36 @@ static void FN(step_gru)(const FN(step_args) *a, int phase, int64_t c0, int64_t 
     int64_t b, j0, k;
     (void)phase;
     if (a->prev)
-        FN(product)(a->B, H, 3 * (c1 - c0), a->prev, a->ldp, a->R[0] + 3 * c0, 3 * H,
+        FN(product)(a->kern, a->B, H, 3 * (c1 - c0), a->prev, a->ldp, a->R[0] + 3 * c0, 3 * H,
                     a->scratch + 3 * c0, 3 * H, a->P[0], 3 * c0, 0);
+    if (!a->lengths && c0 == 0 && c1 == H && H <= vb) {
+        /* one block: every row's gates at the same offsets, each activation over all rows */
+        const REAL *bz = a->bias;
+        for (b = 0; b < a->B && a->prev; ++b) {
+            REAL *gz = a->gx + b * a->ldg;
+            const REAL *sz = a->scratch + b * 3 * H;
+            for (k = 0; k < 2 * H; ++k) gz[k] += sz[k];
+        }
+        a->kern->activate_rows(a->ract, a->gx, a->B, a->ldg, bz, 2 * H);
+        for (b = 0; b < a->B; ++b) {
+            REAL *gr = a->gx + b * a->ldg + H, *gh = gr + H;
+            const REAL *sh = a->scratch + b * 3 * H + 2 * H;
+            for (k = 0; k < H; ++k) {
+                REAL rec = a->prev ? sh[k] : (REAL)0;
+                if (a->rbias) rec += a->rbias[k];
+                gh[k] = (bz ? gh[k] + bz[2 * H + k] : gh[k]) + gr[k] * rec;
+            }
+        }
+        a->kern->activate_rows(a->act, a->gx + 2 * H, a->B, a->ldg, NULL, H);
+        for (b = 0; b < a->B; ++b) {
+            const REAL *gz = a->gx + b * a->ldg, *gh = gz + 2 * H;
+            const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
+            REAL *h = a->out + b * a->ldo;
+            for (k = 0; k < H; ++k)
+                h[k] = gz[k] * (hp ? hp[k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
+        }
+        return;
+    }
     for (b = 0; b < a->B; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
         const REAL *s = a->scratch + b * 3 * H;
@@ -33,13 +61,13 @@ static void FN(step_gru)(const FN(step_args) *a, int phase, int64_t c0, int64_t 
             const REAL *bz = a->bias ? a->bias + 3 * j0 : NULL;
             if (hp)
                 for (k = 0; k < 2 * len; ++k) gz[k] += sz[k];
-            FN(activate)(a->ract, gz, bz, 2 * len);
+            a->kern->activate(a->ract, gz, bz, 2 * len);
             for (k = 0; k < len; ++k) {
                 REAL rec = hp ? sh[k] : (REAL)0;
                 if (a->rbias) rec += a->rbias[j0 + k];
                 gh[k] = (bz ? gh[k] + bz[2 * len + k] : gh[k]) + gr[k] * rec;
             }
-            FN(activate)(a->act, gh, NULL, len);
+            a->kern->activate(a->act, gh, NULL, len);
             for (k = 0; k < len; ++k)
                 h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
         }
@@ -53,7 +81,7 @@ static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, i
     int64_t b, j0, k;
     if (phase == 0) {
         if (a->prev)
-            FN(product)(a->B, H, 2 * (c1 - c0), a->prev, a->ldp, a->R[0] + 2 * c0, 2 * H,
+            FN(product)(a->kern, a->B, H, 2 * (c1 - c0), a->prev, a->ldp, a->R[0] + 2 * c0, 2 * H,
                         a->scratch + 2 * c0, 3 * H, a->P[0], 2 * c0, 0);
         for (b = 0; b < a->B; ++b) {
             REAL *g = a->gx + b * a->ldg, *rh = a->rh + b * H;
@@ -69,14 +97,15 @@ static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, i
                 const REAL *sz = s + 2 * j0;
                 if (hp)
                     for (k = 0; k < 2 * len; ++k) gz[k] += sz[k];
-                FN(activate)(a->ract, gz, a->bias ? a->bias + 3 * j0 : NULL, 2 * len);
+                a->kern->activate(a->ract, gz, a->bias ? a->bias + 3 * j0 : NULL, 2 * len);
                 for (k = 0; k < len; ++k) rh[j0 + k] = hp ? gr[k] * hp[j0 + k] : (REAL)0;
             }
         }
         return;
     }
     if (a->prev)
-        FN(product)(a->B, H, c1 - c0, a->rh, H, a->R[1] + c0, H, cand + c0, 3 * H, a->P[1], c0, 0);
+        FN(product)(a->kern, a->B, H, c1 - c0, a->rh, H, a->R[1] + c0, H, cand + c0, 3 * H,
+                    a->P[1], c0, 0);
     for (b = 0; b < a->B; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
         const REAL *cb = cand + b * 3 * H;
@@ -87,7 +116,7 @@ static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, i
             REAL *gz = g + 3 * j0, *gh = gz + 2 * len;
             if (hp)
                 for (k = 0; k < len; ++k) gh[k] += cb[j0 + k];
-            FN(activate)(a->act, gh, a->bias ? a->bias + 3 * j0 + 2 * len : NULL, len);
+            a->kern->activate(a->act, gh, a->bias ? a->bias + 3 * j0 + 2 * len : NULL, len);
             for (k = 0; k < len; ++k)
                 h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
         }

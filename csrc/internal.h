@@ -115,6 +115,7 @@ struct crnn_rnn_s {
     int64_t num_entries;  /* (layer, direction) pairs */
     int64_t max_width;    /* max over layers of units * ndir */
     int64_t max_units;
+    int max_ndir;         /* 2 if some layer is bidirectional */
     int64_t max_gates;    /* max over layers with a separate gates buffer (G > 1) of G * units */
     int gated;            /* some layer has G > 1 */
     crnn__layer *layers;

@@ -5,7 +5,10 @@
  * (crnn__isa(): the CPU's best, or CRNN_ISA to ask for less).
  *
  * activate: element-wise activations over a contiguous run (ORT deepcpu style row kernel: the
- *   switch is outside the loops, never a function pointer per element).
+ *   switch is outside the loops, never a function pointer per element); activate_rows: over
+ *   several rows in one call.
+ * tiny_gemm / tiny_step: products (and a tiny SimpleRNN's whole step) too small for a BLAS call,
+ *   with the sums of a row in registers.
  * panels_gemm: the recurrent product C(B, n) (+)= A(B, K) @ R[:, c0:c1] on a recurrent kernel
  *   packed once at create time into panels (see CRNN__PANEL_BYTES): every weight is read from
  *   its packed copy (OpenBLAS would copy the whole kernel into its own packed form on every
@@ -47,6 +50,109 @@ static void KFN(activate)(crnn_activation act, REAL *restrict v, const REAL *res
     default:
         if (bias) for (j = 0; j < n; ++j) v[j] += bias[j];
         break;
+    }
+}
+
+/* activate over `rows` runs of n values, `ld` apart (one call for a step's rows). */
+static void KFN(activate_rows)(crnn_activation act, REAL *v, int64_t rows, int64_t ld,
+                               const REAL *bias, int64_t n)
+{
+    int64_t r;
+    for (r = 0; r < rows; ++r) KFN(activate)(act, v + r * ld, bias, n);
+}
+
+/* out[r, :N] = (accumulate ? out[r, :N] : 0) + in[r, :K] @ W[:K, :N] for r < rows, N <= 8, with
+ * the N sums in registers, added up in the order of a plain loop over K. Called with a constant
+ * N (tiny_gemm's switch), so the loop over N unrolls: with a variable trip count of 3 the
+ * compiler's vector loop spends ~15 instructions of overhead on every multiply-add, which made
+ * this the largest part of a seed-sized call. */
+static inline __attribute__((always_inline)) void KFN(tiny_gemm_n)(
+    int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi, const REAL *W, int64_t ldw,
+    REAL *out, int64_t ldo, int accumulate)
+{
+    int64_t r, i, j;
+    for (r = 0; r < rows; ++r) {
+        const REAL *a = in + r * ldi;
+        REAL *c = out + r * ldo;
+        REAL acc[8];
+        for (j = 0; j < N; ++j) acc[j] = accumulate ? c[j] : (REAL)0;
+        for (i = 0; i < K; ++i) {
+            const REAL ai = a[i];
+            const REAL *w = W + i * ldw;
+            for (j = 0; j < N; ++j) acc[j] += ai * w[j];
+        }
+        for (j = 0; j < N; ++j) c[j] = acc[j];
+    }
+}
+
+/* A SimpleRNN step of a tiny layer in one pass: out[r, :N] = act(out[r, :N] + in[r, :K] @ W + b)
+ * for N <= 8 (the same arithmetic as tiny_gemm_n then activate, so the same bits, without a
+ * second pass over the rows: at the tutorial's sizes that pass cost as much as the product). */
+static inline __attribute__((always_inline)) void KFN(tiny_step_n)(
+    int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi, const REAL *W, int64_t ldw,
+    REAL *out, int64_t ldo, crnn_activation act, const REAL *bias)
+{
+    int64_t r, i, j;
+    for (r = 0; r < rows; ++r) {
+        const REAL *a = in + r * ldi;
+        REAL *c = out + r * ldo;
+        REAL acc[8];
+        for (j = 0; j < N; ++j) acc[j] = c[j];
+        for (i = 0; i < K; ++i) {
+            const REAL ai = a[i];
+            const REAL *w = W + i * ldw;
+            for (j = 0; j < N; ++j) acc[j] += ai * w[j];
+        }
+        if (bias)
+            for (j = 0; j < N; ++j) acc[j] += bias[j];
+        switch ((int)act) {
+        case CRNN_ACTIVATION_TANH: for (j = 0; j < N; ++j) c[j] = VTANH(acc[j]); break;
+        case CRNN_ACTIVATION_SIGMOID: for (j = 0; j < N; ++j) c[j] = VSIGMOID(acc[j]); break;
+        case CRNN_ACTIVATION_RELU:
+            for (j = 0; j < N; ++j) c[j] = acc[j] < (REAL)0 ? (REAL)0 : acc[j];
+            break;
+        case CRNN_ACTIVATION_HARD_SIGMOID:
+            for (j = 0; j < N; ++j) {
+                REAL z = acc[j] + (REAL)3;
+                z = z < (REAL)0 ? (REAL)0 : z;
+                c[j] = (z > (REAL)6 ? (REAL)6 : z) / (REAL)6;
+            }
+            break;
+        default: for (j = 0; j < N; ++j) c[j] = acc[j]; break;
+        }
+    }
+}
+
+static void KFN(tiny_step)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
+                          const REAL *W, int64_t ldw, REAL *out, int64_t ldo,
+                          crnn_activation act, const REAL *bias)
+{
+    switch (N) {
+#define CRNN__TINY(n) \
+    case n: KFN(tiny_step_n)(rows, K, n, in, ldi, W, ldw, out, ldo, act, bias); break;
+    CRNN__TINY(1) CRNN__TINY(2) CRNN__TINY(3) CRNN__TINY(4)
+    CRNN__TINY(5) CRNN__TINY(6) CRNN__TINY(7) CRNN__TINY(8)
+#undef CRNN__TINY
+    default: break; /* callers pass 1 <= N <= 8 */
+    }
+}
+
+/* Any N, in groups of up to 8 columns (each group one tiny_gemm_n with a constant N). */
+static void KFN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
+                          const REAL *W, int64_t ldw, REAL *out, int64_t ldo, int accumulate)
+{
+    int64_t j0;
+    for (j0 = 0; j0 < N; j0 += 8) {
+        const REAL *w = W + j0;
+        REAL *o = out + j0;
+        switch (N - j0 < 8 ? N - j0 : 8) {
+#define CRNN__TINY(n) \
+        case n: KFN(tiny_gemm_n)(rows, K, n, in, ldi, w, ldw, o, ldo, accumulate); break;
+        CRNN__TINY(1) CRNN__TINY(2) CRNN__TINY(3) CRNN__TINY(4)
+        CRNN__TINY(5) CRNN__TINY(6) CRNN__TINY(7) CRNN__TINY(8)
+#undef CRNN__TINY
+        default: break;
+        }
     }
 }
 

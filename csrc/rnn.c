@@ -210,6 +210,7 @@ static int crnn__plan_layer(crnn_rnn_t *rnn, int64_t l, const crnn_layer_desc2 *
     if (L->units > CRNN__BLAS_INT_MAX / 2 / L->gates) return CRNN_ERR_TOO_LARGE;
     CRNN_CHECK(crnn__mul((size_t)L->in_size, (size_t)(L->units * L->gates), &dn));
     if (L->units * L->ndir > rnn->max_width) rnn->max_width = L->units * L->ndir;
+    if (L->ndir > rnn->max_ndir) rnn->max_ndir = L->ndir;
     if (L->units > rnn->max_units) rnn->max_units = L->units;
     if (L->gates > 1) {
         rnn->gated = 1;
@@ -427,13 +428,16 @@ int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
     CRNN_CHECK(crnn__mul((size_t)batch, (size_t)rnn->max_gates, &scratch));
     memset(lay, 0, sizeof(*lay));
     for (i = 0; i < nframes; ++i) CRNN_CHECK(crnn__reserve(&cursor, frame, es, &lay->frames[i]));
-    for (d = 0; d < 2; ++d) {
-        CRNN_CHECK(crnn__reserve(&cursor, gates, es, &lay->gates[d]));
+    /* per direction: the second set only if a layer is bidirectional; the gated cells' buffers
+     * only if the stack has one (unused offsets stay 0) */
+    for (d = 0; d < rnn->max_ndir; ++d) {
         CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->hbuf[d][0]));
         CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->hbuf[d][1]));
-        CRNN_CHECK(crnn__reserve(&cursor, rnn->gated ? state : 0, es, &lay->cbuf[d]));
+        if (!rnn->gated) continue;
+        CRNN_CHECK(crnn__reserve(&cursor, gates, es, &lay->gates[d]));
+        CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->cbuf[d]));
         CRNN_CHECK(crnn__reserve(&cursor, scratch, es, &lay->scratch[d]));
-        CRNN_CHECK(crnn__reserve(&cursor, rnn->gated ? state : 0, es, &lay->rh[d]));
+        CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->rh[d]));
     }
     flags = (size_t)((timesteps + CRNN__PIPE_CHUNK - 1) / CRNN__PIPE_CHUNK);
     CRNN_CHECK(crnn__mul(flags, (size_t)rnn->num_entries, &lay->nflags));

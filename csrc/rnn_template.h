@@ -13,49 +13,6 @@
 #include "cpu.h"
 #include "parallel.h"
 
-/* out[r, :N] = (accumulate ? out[r, :N] : 0) + in[r, :K] @ W[:K, :N] for r < rows, N <= 8, with
- * the N sums in registers, added up in the order of a plain loop over K. Called with a constant
- * N (tiny_gemm's switch), so the loop over N unrolls: with a variable trip count of 3 the
- * compiler's vector loop spends ~15 instructions of overhead on every multiply-add, which made
- * this the largest part of a seed-sized call. */
-static CRNN__ALWAYS_INLINE void FN(tiny_gemm_n)(int64_t rows, int64_t K, int64_t N,
-                                                 const REAL *in, int64_t ldi, const REAL *W,
-                                                 int64_t ldw, REAL *out, int64_t ldo,
-                                                 int accumulate)
-{
-    int64_t r, i, j;
-    for (r = 0; r < rows; ++r) {
-        const REAL *a = in + r * ldi;
-        REAL *c = out + r * ldo;
-        REAL acc[8];
-        for (j = 0; j < N; ++j) acc[j] = accumulate ? c[j] : (REAL)0;
-        for (i = 0; i < K; ++i) {
-            const REAL ai = a[i];
-            const REAL *w = W + i * ldw;
-            for (j = 0; j < N; ++j) acc[j] += ai * w[j];
-        }
-        for (j = 0; j < N; ++j) c[j] = acc[j];
-    }
-}
-
-/* Any N, in groups of up to 8 columns (each group one tiny_gemm_n with a constant N). */
-static void FN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
-                          const REAL *W, int64_t ldw, REAL *out, int64_t ldo, int accumulate)
-{
-    int64_t j0;
-    for (j0 = 0; j0 < N; j0 += 8) {
-        const REAL *w = W + j0;
-        REAL *o = out + j0;
-        switch (N - j0 < 8 ? N - j0 : 8) {
-#define CRNN__TINY(n) case n: FN(tiny_gemm_n)(rows, K, n, in, ldi, w, ldw, o, ldo, accumulate); break;
-        CRNN__TINY(1) CRNN__TINY(2) CRNN__TINY(3) CRNN__TINY(4)
-        CRNN__TINY(5) CRNN__TINY(6) CRNN__TINY(7) CRNN__TINY(8)
-#undef CRNN__TINY
-        default: break;
-        }
-    }
-}
-
 /* The kernels of each instruction set (kernels.h), and the one this process uses. With FMA
  * (AVX2, AVX-512) a multiply-add is fused (one rounding), as in the BLAS. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CRNN_NO_CLONES)
@@ -93,16 +50,27 @@ static void FN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, in
 
 typedef struct {
     void (*activate)(crnn_activation act, REAL *restrict v, const REAL *restrict bias, int64_t n);
+    void (*activate_rows)(crnn_activation act, REAL *v, int64_t rows, int64_t ld,
+                          const REAL *bias, int64_t n);
     void (*panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
                         const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
                         int64_t kc_max);
+    void (*tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
+                      const REAL *W, int64_t ldw, REAL *out, int64_t ldo, int accumulate);
+    void (*tiny_step)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
+                      const REAL *W, int64_t ldw, REAL *out, int64_t ldo, crnn_activation act,
+                      const REAL *bias);
 } FN(kernel_table);
 
-static const FN(kernel_table) FN(kernels_base) = {FN(activate_base), FN(panels_gemm_base)};
+#define CRNN__KERNEL_TABLE(isa)                                                                \
+    {FN(activate_##isa), FN(activate_rows_##isa), FN(panels_gemm_##isa), FN(tiny_gemm_##isa),   \
+     FN(tiny_step_##isa)}
+static const FN(kernel_table) FN(kernels_base) = CRNN__KERNEL_TABLE(base);
 #ifdef CRNN__ISA_KERNELS
-static const FN(kernel_table) FN(kernels_avx2) = {FN(activate_avx2), FN(panels_gemm_avx2)};
-static const FN(kernel_table) FN(kernels_avx512) = {FN(activate_avx512), FN(panels_gemm_avx512)};
+static const FN(kernel_table) FN(kernels_avx2) = CRNN__KERNEL_TABLE(avx2);
+static const FN(kernel_table) FN(kernels_avx512) = CRNN__KERNEL_TABLE(avx512);
 #endif
+#undef CRNN__KERNEL_TABLE
 
 static const FN(kernel_table) *FN(kernels)(void)
 {
@@ -114,11 +82,6 @@ static const FN(kernel_table) *FN(kernels)(void)
     }
 #endif
     return &FN(kernels_base);
-}
-
-static inline void FN(activate)(crnn_activation act, REAL *v, const REAL *bias, int64_t n)
-{
-    FN(kernels)()->activate(act, v, bias, n);
 }
 
 /* Rows of k per block of the panels' product: the block of weights a row tile reads (k rows of
@@ -135,17 +98,17 @@ static int64_t FN(panel_kc)(void)
  * whole matrix as panels, or NULL. Tiny shapes use a plain loop (a BLAS call costs more than
  * the arithmetic there); with panels (col0 on a panel boundary), crnn's own kernel over them
  * (kernels.h: no per-step repacking of the recurrent kernel); else the BLAS. */
-static void FN(product)(int64_t B, int64_t K, int64_t N, const REAL *A, int64_t lda,
-                        const REAL *R, int64_t ldr, REAL *C, int64_t ldc, const REAL *panels,
-                        int64_t col0, int accumulate)
+static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int64_t N,
+                        const REAL *A, int64_t lda, const REAL *R, int64_t ldr, REAL *C,
+                        int64_t ldc, const REAL *panels, int64_t col0, int accumulate)
 {
     if (N <= 0) return;
     if (K <= 8) {
-        FN(tiny_gemm)(B, K, N, A, lda, R, ldr, C, ldc, accumulate);
+        kern->tiny_gemm(B, K, N, A, lda, R, ldr, C, ldc, accumulate);
     } else if (panels && col0 % (int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)) == 0 &&
                crnn__use_panels()) {
-        FN(kernels)()->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate,
-                                   FN(panel_kc)());
+        kern->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate,
+                          FN(panel_kc)());
     } else if (B == 1) {
         GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, A, accumulate ? (REAL)1 : (REAL)0, C);
     } else {
@@ -156,14 +119,14 @@ static void FN(product)(int64_t B, int64_t K, int64_t N, const REAL *A, int64_t 
 
 /* Input projection out[r, :N] = in[r, :] @ K[:, :N] for r < rows; K rows `ldk` apart, out rows
  * `ldo` apart. Split into chunks so that every BLAS integer fits in an int. */
-static void FN(project)(int64_t rows, int64_t din, int64_t N, const REAL *in, const REAL *K,
-                        int64_t ldk, REAL *out, int64_t ldo)
+static void FN(project)(const FN(kernel_table) *kern, int64_t rows, int64_t din, int64_t N,
+                        const REAL *in, const REAL *K, int64_t ldk, REAL *out, int64_t ldo)
 {
     const int64_t chunk = CRNN__BLAS_INT_MAX;
     int64_t r0;
     if (N <= 0) return;
     if (ldk <= 8 && din <= 16) {
-        FN(tiny_gemm)(rows, din, N, in, din, K, ldk, out, ldo, 0);
+        kern->tiny_gemm(rows, din, N, in, din, K, ldk, out, ldo, 0);
         return;
     }
     for (r0 = 0; r0 < rows; r0 += chunk) {
@@ -217,6 +180,7 @@ static void FN(prefetch_rows)(const REAL *p, int64_t rows, int64_t ld, int64_t n
 /* One step of a cell, for one thread's share: what a cell's step function reads and writes.
  * Rows are the batch rows [0, B) of this call (or of this thread's row range). */
 typedef struct {
+    const FN(kernel_table) *kern; /* this process's kernels (kernels.h) */
     int64_t B, H, vb;         /* rows, units, units per block (CRNN__BLOCK_BYTES) */
     const REAL *prev;         /* h_{t-1} rows, natural order; NULL: all zero (step 0, no h0) */
     int64_t ldp;
@@ -255,16 +219,16 @@ static const FN(step_fn) FN(cell_steps)[CRNN__NUM_CELLS] = {
 
 /* Pipelined projection, chunk `j` of one direction: timesteps [j * S, (j + 1) * S) in processing
  * order (from the end when reversed), one GEMM per batch row, however many threads there are. */
-static void FN(project_chunk)(const crnn__layer *L, int64_t B, int64_t T, int reverse,
-                              const REAL *in, const REAL *K, REAL *dst, int64_t ldt, int64_t S,
-                              int64_t j)
+static void FN(project_chunk)(const FN(kernel_table) *kern, const crnn__layer *L, int64_t B,
+                              int64_t T, int reverse, const REAL *in, const REAL *K, REAL *dst,
+                              int64_t ldt, int64_t S, int64_t j)
 {
     const int64_t s1 = (j + 1) * S < T ? (j + 1) * S : T;
     const int64_t t0 = reverse ? T - s1 : j * S;
     const int64_t GH = L->gates * L->units;
     int64_t b;
     for (b = 0; b < B; ++b)
-        FN(project)(s1 - j * S, L->in_size, GH, in + (b * T + t0) * L->in_size, K, GH,
+        FN(project)(kern, s1 - j * S, L->in_size, GH, in + (b * T + t0) * L->in_size, K, GH,
                     dst + (b * T + t0) * ldt, ldt);
 }
 
@@ -290,6 +254,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
 {
     const crnn__cell_info *ci = &crnn__cells[L->kind];
     const FN(step_fn) step = FN(cell_steps)[L->kind];
+    const FN(kernel_table) *const kern = FN(kernels)();
     const REAL *blob = (const REAL *)rnn->blob;
     const int64_t H = L->units, G = L->gates, GH = G * H;
     const REAL *K = blob + L->off_kernel[d];
@@ -314,7 +279,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             int64_t j;
             for (j = 0; j * S < T; ++j)
                 if (crnn__flag_claim(&flags[j])) {
-                    FN(project_chunk)(L, B, T, reverse, in, K, gx, ldgt, S, j);
+                    FN(project_chunk)(kern, L, B, T, reverse, in, K, gx, ldgt, S, j);
                     crnn__flag_done(&flags[j]);
                 }
             return;
@@ -322,10 +287,12 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     } else {
         for (k = lo; k < hi; ++k) {
             FN(slice)(H, k, nslices, &c0, &c1);
-            FN(project)(B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, gx + G * c0, ldgt);
+            FN(project)(kern, B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, gx + G * c0,
+                        ldgt);
         }
     }
 
+    a.kern = kern;
     a.B = B;
     a.H = H;
     a.vb = CRNN__BLOCK_BYTES / (int64_t)sizeof(REAL);
@@ -368,7 +335,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         if (S && s % S == 0) {
             int *f = &flags[s / S];
             if (crnn__flag_claim(f)) {
-                FN(project_chunk)(L, B, T, reverse, in, K, gx, ldgt, S, s / S);
+                FN(project_chunk)(kern, L, B, T, reverse, in, K, gx, ldgt, S, s / S);
                 crnn__flag_done(f);
             } else {
                 crnn__flag_wait(par->barrier, f);
@@ -481,7 +448,7 @@ int FN(crnn__forward)(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, in
 void FN(crnn__dense)(int64_t rows, int64_t din, int64_t units, const REAL *x, const REAL *kernel,
                      const REAL *bias, crnn_activation act, REAL *y)
 {
-    int64_t r;
-    FN(project)(rows, din, units, x, kernel, units, y, units);
-    for (r = 0; r < rows; ++r) FN(activate)(act, y + r * units, bias, units);
+    const FN(kernel_table) *const kern = FN(kernels)();
+    FN(project)(kern, rows, din, units, x, kernel, units, y, units);
+    kern->activate_rows(act, y, rows, units, bias, units);
 }

@@ -169,25 +169,21 @@ def test_array_other_axes_are_merged_with_a_warning(one_thread, rng):
     assert np.array_equal(y.compute(scheduler="threads"), model.predict(x, verbose=0))
 
 
+class ThreadProbe(Sequential):
+    """A model whose predictions are the crnn thread count the worker ran them at."""
+
+    def predict(self, x, batch_size=None, verbose="auto"):
+        out = super().predict(x, batch_size=batch_size, verbose=verbose)
+        return np.full_like(out, crnn.get_num_threads())
+
+
 def test_array_num_threads_is_applied_on_the_workers(client, rng):
-    model = _features_model("float32", units=(130, 61))
-    x = _features(rng, 240, steps=20).astype(np.float32)
-    saved = crnn.get_num_threads()
-    try:
-        crnn.set_num_threads(1)
-        one = model.predict(x, batch_size=30, verbose=0)
-        crnn.set_num_threads(2)
-        two = model.predict(x, batch_size=30, verbose=0)
-    finally:
-        crnn.set_num_threads(saved)
-    # at this shape the thread count shows in the bits (2 threads: GEMMs of 15 rows, not 30)
-    assert not np.array_equal(one, two)
+    model = ThreadProbe([SimpleRNN(8, input_shape=(None, 6), seed=1), Dense(3, seed=3)])
+    x = da.from_array(_features(rng, 48, steps=5).astype(np.float32), chunks=(8, 5, 6))
     before = client.run(crnn.get_num_threads)
-    x = da.from_array(x, chunks=(60, 20, 6))
-    y = crnn.dask.predict(model, x, batch_size=30, num_threads=2)
-    assert np.array_equal(_compute(client, y), two)
-    y = crnn.dask.predict(model, x, batch_size=30)
-    assert np.array_equal(_compute(client, y), one)
+    for threads, want in ((2, 2), (None, 1)):  # default: one crnn thread per Dask thread
+        y = _compute(client, crnn.dask.predict(model, x, batch_size=4, num_threads=threads))
+        assert np.all(y == want), (threads, np.unique(y))
     assert client.run(crnn.get_num_threads) == before  # restored after the tasks
 
 

@@ -689,6 +689,9 @@ class RNN(Layer):
         cached = self._handle
         if (cached is not None and cached[0] == self._version and initial_state is None
                 and mask is None and not training):
+            if not (self.stateful or self.go_backwards or self.return_state):
+                # the commonest call, inline: the compiled handle validates x itself
+                return cached[1].forward(x, None, None, self.return_sequences, False)
             fast = self._call_fast(cached[1], x)
             if fast is not None:
                 return fast
