@@ -13,8 +13,9 @@
  *   packed once at create time into panels (see CRNN__PANEL_BYTES): every weight is read from
  *   its packed copy (OpenBLAS would copy the whole kernel into its own packed form on every
  *   call, and a recurrent step is a small M times a large kernel), the sums of a tile of KMR rows
- *   by 4 vectors of columns stay in registers over a block of k that fits in L1, so each block
- *   of weights comes from L2 once and from L1 for every further row tile. One row: even and odd
+ *   by 4 vectors of columns stay in registers over a block of k whose weights fit in L2 (all of
+ *   k for the usual sizes), so each block of weights comes from memory or L3 once per step and
+ *   from L2 for every further row tile. One row: even and odd
  *   k in two sets of accumulators (the loads of one overlap the adds of the other). The sums
  *   over k are added in increasing k within a block and blocks in order: a row's result does
  *   not depend on B or on the other rows. */
@@ -252,17 +253,26 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                 for (r = 0; r < 4; ++r)
                     for (v = 0; v < 4; ++v) acc[r][v] = zero;
                 for (r = 0; r < mr && load; ++r) {
-                    memcpy(tmp, cj + (i0 + r) * ldc, (size_t)n * sizeof(REAL));
-                    memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
-                    for (v = 0; v < 4; ++v) KLD(acc[r][v], tmp + v * KVW);
+                    const REAL *src = cj + (i0 + r) * ldc;
+                    if (n < KCW) { /* a partial tile: through a zero-padded copy */
+                        memcpy(tmp, src, (size_t)n * sizeof(REAL));
+                        memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
+                        src = tmp;
+                    }
+                    for (v = 0; v < 4; ++v) KLD(acc[r][v], src + v * KVW);
                 }
                 if (mr == KMR)
                     KFN(tile)(KMR, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
                 else
                     KFN(tile)(mr, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
                 for (r = 0; r < mr; ++r) {
-                    for (v = 0; v < 4; ++v) KST(tmp + v * KVW, acc[r][v]);
-                    memcpy(cj + (i0 + r) * ldc, tmp, (size_t)n * sizeof(REAL));
+                    REAL *dst = cj + (i0 + r) * ldc;
+                    if (n < KCW) {
+                        for (v = 0; v < 4; ++v) KST(tmp + v * KVW, acc[r][v]);
+                        memcpy(dst, tmp, (size_t)n * sizeof(REAL));
+                    } else {
+                        for (v = 0; v < 4; ++v) KST(dst + v * KVW, acc[r][v]);
+                    }
                 }
             }
         }

@@ -85,11 +85,11 @@ static const FN(kernel_table) *FN(kernels)(void)
 }
 
 /* Rows of k per block of the panels' product: the block of weights a row tile reads (k rows of
- * 256 bytes) fills half of L1, so it is read from L2 once and from L1 for the other tiles. */
+ * 256 bytes) fills a quarter of L2, so the other row tiles find it there. */
 static int64_t FN(panel_kc)(void)
 {
-    const int64_t kc = (int64_t)(crnn__l1_bytes() / 2 / CRNN__PANEL_BYTES);
-    return kc < 16 ? 16 : kc;
+    const int64_t kc = (int64_t)(crnn__l2_bytes() / 4 / CRNN__PANEL_BYTES);
+    return kc < 64 ? 64 : kc;
 }
 
 

@@ -1175,17 +1175,17 @@ static void test_forward2_errors(crnn_dtype dt)
                  CRNN_ERR_WORKSPACE_TOO_SMALL);
     CHECK_STATUS(crnn_rnn_forward2(rnn, 4, 5, xbuf, NULL, NULL, NULL, y, hns, cns, wsbuf, 0),
                  CRNN_ERR_WORKSPACE_TOO_SMALL);
-    /* Huge shapes never touch x: the checks (or the failed allocation) come first. B = 2^31 - 1,
-     * T = 2^26: every BLAS integer fits (T * 4 * 2 < 2^31), the gates buffers of both
-     * directions are (B * T * 8) elements each. */
+    /* Huge shapes never touch x: the checks (or the failed allocation) come first. B = 2^31 - 1:
+     * every BLAS integer fits (T * 4 * 2 < 2^31 for T <= 2^27); the gates buffer is (B * T * 8)
+     * elements (one direction here). */
     if (sizeof(size_t) == 8) {
-        if (dt == CRNN_DTYPE_FLOAT64) { /* 2 x 2^63 bytes: overflows size_t */
-            CHECK_STATUS(crnn_rnn_workspace_size(rnn, INT_MAX, (int64_t)1 << 26, &ws),
+        if (dt == CRNN_DTYPE_FLOAT64) { /* T = 2^27: 2^64 bytes of gates, past size_t */
+            CHECK_STATUS(crnn_rnn_workspace_size(rnn, INT_MAX, (int64_t)1 << 27, &ws),
                          CRNN_ERR_TOO_LARGE);
-            CHECK_STATUS(crnn_rnn_forward2(rnn, INT_MAX, (int64_t)1 << 26, xbuf, NULL, NULL, NULL,
+            CHECK_STATUS(crnn_rnn_forward2(rnn, INT_MAX, (int64_t)1 << 27, xbuf, NULL, NULL, NULL,
                                            NULL, NULL, NULL, NULL, 0),
                          CRNN_ERR_TOO_LARGE);
-        } else { /* ~2^63 bytes fit in size_t; malloc cannot give them */
+        } else { /* T = 2^26: ~2^62 bytes fit in size_t; malloc cannot give them */
             CHECK_STATUS(crnn_rnn_workspace_size(rnn, INT_MAX, (int64_t)1 << 26, &ws), CRNN_OK);
             CHECK_STATUS(crnn_rnn_forward2(rnn, INT_MAX, (int64_t)1 << 26, xbuf, NULL, NULL, NULL,
                                            NULL, NULL, NULL, NULL, 0),
