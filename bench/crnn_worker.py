@@ -30,6 +30,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def crnn_isa(core: Any) -> Optional[str]:
     """The ISA a crnn build reports it dispatches to, if it has a way to say."""
+    machine = getattr(core, "machine", None)
+    if callable(machine):
+        return str(machine().get("isa"))
     for name in ("get_isa", "isa", "cpu_isa"):
         v = getattr(core, name, None)
         if v is not None:

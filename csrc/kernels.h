@@ -86,9 +86,10 @@ static inline __attribute__((always_inline)) void KFN(tiny_gemm_n)(
     }
 }
 
-/* A SimpleRNN step of a tiny layer in one pass: out[r, :N] = act(out[r, :N] + in[r, :K] @ W + b)
- * for N <= 8 (the same arithmetic as tiny_gemm_n then activate, so the same bits, without a
- * second pass over the rows: at the tutorial's sizes that pass cost as much as the product). */
+/* A SimpleRNN step of a tiny layer: out[r, :N] = act(out[r, :N] + in[r, :K] @ W + b) for N <= 8:
+ * in one pass for N <= 3 (the same arithmetic as tiny_gemm_n then activate, so the same bits,
+ * without a second pass over the rows: at the tutorial's sizes that pass cost as much as the
+ * product), as the product then a vectorised activation pass for wider rows. */
 static inline __attribute__((always_inline)) void KFN(tiny_step_n)(
     int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi, const REAL *W, int64_t ldw,
     REAL *out, int64_t ldo, crnn_activation act, const REAL *bias)
@@ -124,17 +125,22 @@ static inline __attribute__((always_inline)) void KFN(tiny_step_n)(
     }
 }
 
+static void KFN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
+                           const REAL *W, int64_t ldw, REAL *out, int64_t ldo, int accumulate);
+
 static void KFN(tiny_step)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
-                          const REAL *W, int64_t ldw, REAL *out, int64_t ldo,
-                          crnn_activation act, const REAL *bias)
+                           const REAL *W, int64_t ldw, REAL *out, int64_t ldo,
+                           crnn_activation act, const REAL *bias)
 {
     switch (N) {
 #define CRNN__TINY(n) \
     case n: KFN(tiny_step_n)(rows, K, n, in, ldi, W, ldw, out, ldo, act, bias); break;
-    CRNN__TINY(1) CRNN__TINY(2) CRNN__TINY(3) CRNN__TINY(4)
-    CRNN__TINY(5) CRNN__TINY(6) CRNN__TINY(7) CRNN__TINY(8)
+    CRNN__TINY(1) CRNN__TINY(2) CRNN__TINY(3)
 #undef CRNN__TINY
-    default: break; /* callers pass 1 <= N <= 8 */
+    default: /* 4 to 8 units: the activation vectorises better as its own pass over each row */
+        KFN(tiny_gemm)(rows, K, N, in, ldi, W, ldw, out, ldo, 1);
+        KFN(activate_rows)(act, out, rows, ldo, bias, N);
+        break;
     }
 }
 
