@@ -11,44 +11,17 @@
  *   phase 1: n = act(x W_h + rh R_h + b_h); h_t = z * h_{t-1} + (1 - z) * n
  * b holds the input and recurrent biases added where they add (rnn.c); rb_h is the
  * reset-after candidate's recurrent bias. With no previous state (step 0 without h0) the
- * products are skipped and h_{t-1} reads as zeros. */
+ * products are skipped and h_{t-1} reads as zeros.
+ *
+ * Included twice over: with CRNN__CELL_POST, once per instruction set, for the element-wise parts
+ * (activations inlined per block); without, once, for the steps. */
 
-static void FN(step_gru)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
+#ifdef CRNN__CELL_POST
+
+static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
 {
     const int64_t H = a->H, vb = a->vb;
     int64_t b, j0, k;
-    (void)phase;
-    if (a->prev)
-        FN(product)(a->kern, a->B, H, 3 * (c1 - c0), a->prev, a->ldp, a->R[0] + 3 * c0, 3 * H,
-                    a->scratch + 3 * c0, 3 * H, a->P[0], 3 * c0, 0);
-    if (!a->lengths && c0 == 0 && c1 == H && H <= vb) {
-        /* one block: every row's gates at the same offsets, each activation over all rows */
-        const REAL *bz = a->bias;
-        for (b = 0; b < a->B && a->prev; ++b) {
-            REAL *gz = a->gx + b * a->ldg;
-            const REAL *sz = a->scratch + b * 3 * H;
-            for (k = 0; k < 2 * H; ++k) gz[k] += sz[k];
-        }
-        a->kern->activate_rows(a->ract, a->gx, a->B, a->ldg, bz, 2 * H);
-        for (b = 0; b < a->B; ++b) {
-            REAL *gr = a->gx + b * a->ldg + H, *gh = gr + H;
-            const REAL *sh = a->scratch + b * 3 * H + 2 * H;
-            for (k = 0; k < H; ++k) {
-                REAL rec = a->prev ? sh[k] : (REAL)0;
-                if (a->rbias) rec += a->rbias[k];
-                gh[k] = (bz ? gh[k] + bz[2 * H + k] : gh[k]) + gr[k] * rec;
-            }
-        }
-        a->kern->activate_rows(a->act, a->gx + 2 * H, a->B, a->ldg, NULL, H);
-        for (b = 0; b < a->B; ++b) {
-            const REAL *gz = a->gx + b * a->ldg, *gh = gz + 2 * H;
-            const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
-            REAL *h = a->out + b * a->ldo;
-            for (k = 0; k < H; ++k)
-                h[k] = gz[k] * (hp ? hp[k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
-        }
-        return;
-    }
     for (b = 0; b < a->B; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
         const REAL *s = a->scratch + b * 3 * H;
@@ -61,32 +34,31 @@ static void FN(step_gru)(const FN(step_args) *a, int phase, int64_t c0, int64_t 
             const REAL *bz = a->bias ? a->bias + 3 * j0 : NULL;
             if (hp)
                 for (k = 0; k < 2 * len; ++k) gz[k] += sz[k];
-            a->kern->activate(a->ract, gz, bz, 2 * len);
+            KFN(activate_inline)(a->ract, gz, bz, 2 * len);
             for (k = 0; k < len; ++k) {
                 REAL rec = hp ? sh[k] : (REAL)0;
                 if (a->rbias) rec += a->rbias[j0 + k];
                 gh[k] = (bz ? gh[k] + bz[2 * len + k] : gh[k]) + gr[k] * rec;
             }
-            a->kern->activate(a->act, gh, NULL, len);
+            KFN(activate_inline)(a->act, gh, NULL, len);
             for (k = 0; k < len; ++k)
                 h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
         }
     }
 }
 
-static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
+/* Reset before: phase 0 makes z, r and rh = r * h_{t-1}; phase 1 the candidate and h_t. */
+static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
 {
     const int64_t H = a->H, vb = a->vb;
-    REAL *const cand = a->scratch + 2 * H; /* (r * h) R_h, columns [2H, 3H) of the scratch */
+    const REAL *const cand = a->scratch + 2 * H; /* (r * h) R_h, columns [2H, 3H) */
     int64_t b, j0, k;
-    if (phase == 0) {
-        if (a->prev)
-            FN(product)(a->kern, a->B, H, 2 * (c1 - c0), a->prev, a->ldp, a->R[0] + 2 * c0, 2 * H,
-                        a->scratch + 2 * c0, 3 * H, a->P[0], 2 * c0, 0);
-        for (b = 0; b < a->B; ++b) {
-            REAL *g = a->gx + b * a->ldg, *rh = a->rh + b * H;
+    for (b = 0; b < a->B; ++b) {
+        REAL *g = a->gx + b * a->ldg;
+        const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
+        if (phase == 0) {
+            REAL *rh = a->rh + b * H;
             const REAL *s = a->scratch + b * 3 * H;
-            const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
             if (!CRNN__ACTIVE(a, b)) { /* defined values for the next product's row */
                 memset(rh + c0, 0, (size_t)(c1 - c0) * sizeof(REAL));
                 continue;
@@ -97,28 +69,51 @@ static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, i
                 const REAL *sz = s + 2 * j0;
                 if (hp)
                     for (k = 0; k < 2 * len; ++k) gz[k] += sz[k];
-                a->kern->activate(a->ract, gz, a->bias ? a->bias + 3 * j0 : NULL, 2 * len);
+                KFN(activate_inline)(a->ract, gz, a->bias ? a->bias + 3 * j0 : NULL, 2 * len);
                 for (k = 0; k < len; ++k) rh[j0 + k] = hp ? gr[k] * hp[j0 + k] : (REAL)0;
             }
-        }
-        return;
-    }
-    if (a->prev)
-        FN(product)(a->kern, a->B, H, c1 - c0, a->rh, H, a->R[1] + c0, H, cand + c0, 3 * H,
-                    a->P[1], c0, 0);
-    for (b = 0; b < a->B; ++b) {
-        REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
-        const REAL *cb = cand + b * 3 * H;
-        const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
-        if (!CRNN__ACTIVE(a, b)) continue;
-        for (j0 = c0; j0 < c1; j0 += vb) {
-            const int64_t len = H - j0 < vb ? H - j0 : vb;
-            REAL *gz = g + 3 * j0, *gh = gz + 2 * len;
-            if (hp)
-                for (k = 0; k < len; ++k) gh[k] += cb[j0 + k];
-            a->kern->activate(a->act, gh, a->bias ? a->bias + 3 * j0 + 2 * len : NULL, len);
-            for (k = 0; k < len; ++k)
-                h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
+        } else {
+            REAL *h = a->out + b * a->ldo;
+            const REAL *cb = cand + b * 3 * H;
+            if (!CRNN__ACTIVE(a, b)) continue;
+            for (j0 = c0; j0 < c1; j0 += vb) {
+                const int64_t len = H - j0 < vb ? H - j0 : vb;
+                REAL *gz = g + 3 * j0, *gh = gz + 2 * len;
+                if (hp)
+                    for (k = 0; k < len; ++k) gh[k] += cb[j0 + k];
+                KFN(activate_inline)(a->act, gh, a->bias ? a->bias + 3 * j0 + 2 * len : NULL,
+                                     len);
+                for (k = 0; k < len; ++k)
+                    h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
+            }
         }
     }
 }
+
+#else
+
+static void FN(step_gru)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
+{
+    const int64_t H = a->H;
+    (void)phase;
+    if (a->prev)
+        FN(product)(a->kern, a->B, H, 3 * (c1 - c0), a->prev, a->ldp, a->R[0] + 3 * c0, 3 * H,
+                    a->scratch + 3 * c0, 3 * H, a->P[0], 3 * c0, 0);
+    a->kern->gru_post(a, c0, c1);
+}
+
+static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
+{
+    const int64_t H = a->H;
+    if (phase == 0) {
+        if (a->prev)
+            FN(product)(a->kern, a->B, H, 2 * (c1 - c0), a->prev, a->ldp, a->R[0] + 2 * c0, 2 * H,
+                        a->scratch + 2 * c0, 3 * H, a->P[0], 2 * c0, 0);
+    } else if (a->prev) {
+        FN(product)(a->kern, a->B, H, c1 - c0, a->rh, H, a->R[1] + c0, H,
+                    a->scratch + 2 * H + c0, 3 * H, a->P[1], c0, 0);
+    }
+    a->kern->gru_before_post(a, phase, c0, c1);
+}
+
+#endif

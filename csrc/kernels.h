@@ -22,8 +22,8 @@
 
 typedef REAL KFN(vec) __attribute__((vector_size(KVBYTES)));
 
-static void KFN(activate)(crnn_activation act, REAL *restrict v, const REAL *restrict bias,
-                          int64_t n)
+static inline __attribute__((always_inline)) void KFN(activate_inline)(
+    crnn_activation act, REAL *restrict v, const REAL *restrict bias, int64_t n)
 {
     int64_t j;
     switch ((int)act) { /* int: CRNN_ACTIVATION_HARD_SIGMOID is not an enumerator */
@@ -52,6 +52,12 @@ static void KFN(activate)(crnn_activation act, REAL *restrict v, const REAL *res
         if (bias) for (j = 0; j < n; ++j) v[j] += bias[j];
         break;
     }
+}
+
+static void KFN(activate)(crnn_activation act, REAL *restrict v, const REAL *restrict bias,
+                          int64_t n)
+{
+    KFN(activate_inline)(act, v, bias, n);
 }
 
 /* activate over `rows` runs of n values, `ld` apart (one call for a step's rows). */

@@ -13,6 +13,32 @@
 #include "cpu.h"
 #include "parallel.h"
 
+/* One step of a cell, for one thread's share: what a cell's step function reads and writes.
+ * Rows are the batch rows [0, B) of this call (or of this thread's row range). */
+typedef struct {
+    const struct FN(kernel_table_s) *kern; /* this process's kernels (kernels.h) */
+    int64_t B, H, vb;         /* rows, units, units per block (CRNN__BLOCK_BYTES) */
+    const REAL *prev;         /* h_{t-1} rows, natural order; NULL: all zero (step 0, no h0) */
+    int64_t ldp;
+    REAL *gx;                 /* the step's projection rows (G*H, blocked); SimpleRNN: == out */
+    int64_t ldg;
+    REAL *out;                /* h_t rows */
+    int64_t ldo;
+    REAL *c;                  /* (B, H) cell state (LSTM), updated in place */
+    REAL *scratch;            /* (B, G*H) products kept apart (GRU) */
+    REAL *rh;                 /* (B, H): r * h_{t-1} (GRU, reset before) */
+    const REAL *R[2], *P[2];  /* the recurrent matrices of the cell, and their panels or NULL */
+    const REAL *bias;         /* (G*H) blocked, or NULL */
+    const REAL *rbias;        /* (H): a reset-after GRU's candidate recurrent bias, or NULL */
+    crnn_activation act, ract;
+    const int64_t *lengths;   /* NULL, or rows with t >= lengths[b] are skipped */
+    int64_t t;
+} FN(step_args);
+
+/* A row takes part in step t iff t < its length: forward runs 0..len-1 and reverse
+ * len-1..0, so the test is the same for both directions. */
+#define CRNN__ACTIVE(a, b) (!(a)->lengths || (a)->t < (a)->lengths[b])
+
 /* The kernels of each instruction set (kernels.h), and the one this process uses. With FMA
  * (AVX2, AVX-512) a multiply-add is fused (one rounding), as in the BLAS. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CRNN_NO_CLONES)
@@ -24,6 +50,10 @@
 #define KVBYTES 64
 #define KMR 4
 #include "kernels.h"
+#define CRNN__CELL_POST 1
+#include "cell_lstm.h"
+#include "cell_gru.h"
+#undef CRNN__CELL_POST
 #undef KFN
 #undef KVBYTES
 #undef KMR
@@ -35,6 +65,10 @@
 #define KVBYTES 32
 #define KMR 3
 #include "kernels.h"
+#define CRNN__CELL_POST 1
+#include "cell_lstm.h"
+#include "cell_gru.h"
+#undef CRNN__CELL_POST
 #undef KFN
 #undef KVBYTES
 #undef KMR
@@ -44,11 +78,15 @@
 #define KVBYTES 16
 #define KMR 3
 #include "kernels.h"
+#define CRNN__CELL_POST 1
+#include "cell_lstm.h"
+#include "cell_gru.h"
+#undef CRNN__CELL_POST
 #undef KFN
 #undef KVBYTES
 #undef KMR
 
-typedef struct {
+typedef struct FN(kernel_table_s) {
     void (*activate)(crnn_activation act, REAL *restrict v, const REAL *restrict bias, int64_t n);
     void (*activate_rows)(crnn_activation act, REAL *v, int64_t rows, int64_t ld,
                           const REAL *bias, int64_t n);
@@ -60,11 +98,15 @@ typedef struct {
     void (*tiny_step)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
                       const REAL *W, int64_t ldw, REAL *out, int64_t ldo, crnn_activation act,
                       const REAL *bias);
+    /* the gated cells' element-wise parts (cell_lstm.h, cell_gru.h) on units [c0, c1) */
+    void (*lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1);
+    void (*gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1);
+    void (*gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1);
 } FN(kernel_table);
 
 #define CRNN__KERNEL_TABLE(isa)                                                                \
     {FN(activate_##isa), FN(activate_rows_##isa), FN(panels_gemm_##isa), FN(tiny_gemm_##isa),   \
-     FN(tiny_step_##isa)}
+     FN(tiny_step_##isa), FN(lstm_post_##isa), FN(gru_post_##isa), FN(gru_before_post_##isa)}
 static const FN(kernel_table) FN(kernels_base) = CRNN__KERNEL_TABLE(base);
 #ifdef CRNN__ISA_KERNELS
 static const FN(kernel_table) FN(kernels_avx2) = CRNN__KERNEL_TABLE(avx2);
@@ -176,32 +218,6 @@ static void FN(prefetch_rows)(const REAL *p, int64_t rows, int64_t ld, int64_t n
 #endif
 }
 
-
-/* One step of a cell, for one thread's share: what a cell's step function reads and writes.
- * Rows are the batch rows [0, B) of this call (or of this thread's row range). */
-typedef struct {
-    const FN(kernel_table) *kern; /* this process's kernels (kernels.h) */
-    int64_t B, H, vb;         /* rows, units, units per block (CRNN__BLOCK_BYTES) */
-    const REAL *prev;         /* h_{t-1} rows, natural order; NULL: all zero (step 0, no h0) */
-    int64_t ldp;
-    REAL *gx;                 /* the step's projection rows (G*H, blocked); SimpleRNN: == out */
-    int64_t ldg;
-    REAL *out;                /* h_t rows */
-    int64_t ldo;
-    REAL *c;                  /* (B, H) cell state (LSTM), updated in place */
-    REAL *scratch;            /* (B, G*H) products kept apart (GRU) */
-    REAL *rh;                 /* (B, H): r * h_{t-1} (GRU, reset before) */
-    const REAL *R[2], *P[2];  /* the recurrent matrices of the cell, and their panels or NULL */
-    const REAL *bias;         /* (G*H) blocked, or NULL */
-    const REAL *rbias;        /* (H): a reset-after GRU's candidate recurrent bias, or NULL */
-    crnn_activation act, ract;
-    const int64_t *lengths;   /* NULL, or rows with t >= lengths[b] are skipped */
-    int64_t t;
-} FN(step_args);
-
-/* A row takes part in step t iff t < its length: forward runs 0..len-1 and reverse
- * len-1..0, so the test is the same for both directions. */
-#define CRNN__ACTIVE(a, b) (!(a)->lengths || (a)->t < (a)->lengths[b])
 
 #include "cell_simple.h"
 #include "cell_lstm.h"
