@@ -160,14 +160,16 @@ static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int6
 }
 
 /* Input projection out[r, :N] = in[r, :] @ K[:, :N] for r < rows; K rows `ldk` apart, out rows
- * `ldo` apart. Split into chunks so that every BLAS integer fits in an int. */
+ * `ldo` apart. Split into chunks so that every BLAS integer fits in an int. Up to 16 inputs and
+ * 16 columns (a tiny SimpleRNN, LSTM or GRU: G * H <= 16) the plain loop beats a BLAS call
+ * (measured: LSTM (8,2,10,3) 2.0 -> 1.4 us a call). */
 static void FN(project)(const FN(kernel_table) *kern, int64_t rows, int64_t din, int64_t N,
                         const REAL *in, const REAL *K, int64_t ldk, REAL *out, int64_t ldo)
 {
     const int64_t chunk = CRNN__BLAS_INT_MAX;
     int64_t r0;
     if (N <= 0) return;
-    if (ldk <= 8 && din <= 16) {
+    if (ldk <= 16 && din <= 16) {
         kern->tiny_gemm(rows, din, N, in, din, K, ldk, out, ldo, 0);
         return;
     }
