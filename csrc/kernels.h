@@ -216,74 +216,85 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                              int64_t kc_max)
 {
     const KFN(vec) zero = {0}; /* not x - x: an infinite C must not turn into NaN */
-    int64_t j, k0, i0;
+    int64_t j, jp, jend, k0, i0;
     int r, v;
-    for (j = c0; j < c1; j += KCW) {
-        /* the tile's columns [j, j + KCW) lie in panel j / KPW (KCW divides KPW) */
-        const REAL *pw = panels + j / KPW * KPW * K + j % KPW;
-        const int64_t n = c1 - j < KCW ? c1 - j : KCW;
-        REAL *cj = C + (j - c0);
+    for (jp = c0; jp < c1; jp = jend) {
+        /* the columns [jp, jend) of one panel; a tile's columns [j, j + KCW) lie in panel
+         * j / KPW (KCW divides KPW) */
+        jend = jp - jp % KPW + KPW < c1 ? jp - jp % KPW + KPW : c1;
         if (B == 1) {
-            /* one row: two sets of accumulators, even and odd k, over all of K */
-            KFN(vec) a[4], b[4], wv;
-            REAL tmp[KCW];
-            const REAL *w = pw;
-            for (v = 0; v < 4; ++v) a[v] = b[v] = zero;
-            if (accumulate) {
-                memcpy(tmp, cj, (size_t)n * sizeof(REAL));
-                memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
-                for (v = 0; v < 4; ++v) KLD(a[v], tmp + v * KVW);
-            }
-            for (k0 = 0; k0 + 1 < K; k0 += 2, w += 2 * KPW) {
-                const REAL x0 = A[k0], x1 = A[k0 + 1];
-                for (v = 0; v < 4; ++v) {
-                    KLD(wv, w + v * KVW);
-                    a[v] += x0 * wv;
-                    KLD(wv, w + KPW + v * KVW);
-                    b[v] += x1 * wv;
+            for (j = jp; j < jend; j += KCW) {
+                /* one row: two sets of accumulators, even and odd k, over all of K */
+                const REAL *w = panels + j / KPW * KPW * K + j % KPW;
+                const int64_t n = c1 - j < KCW ? c1 - j : KCW;
+                REAL *cj = C + (j - c0);
+                KFN(vec) a[4], b[4], wv;
+                REAL tmp[KCW];
+                for (v = 0; v < 4; ++v) a[v] = b[v] = zero;
+                if (accumulate) {
+                    memcpy(tmp, cj, (size_t)n * sizeof(REAL));
+                    memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
+                    for (v = 0; v < 4; ++v) KLD(a[v], tmp + v * KVW);
                 }
-            }
-            if (k0 < K)
-                for (v = 0; v < 4; ++v) {
-                    KLD(wv, w + v * KVW);
-                    a[v] += A[k0] * wv;
+                for (k0 = 0; k0 + 1 < K; k0 += 2, w += 2 * KPW) {
+                    const REAL x0 = A[k0], x1 = A[k0 + 1];
+                    for (v = 0; v < 4; ++v) {
+                        KLD(wv, w + v * KVW);
+                        a[v] += x0 * wv;
+                        KLD(wv, w + KPW + v * KVW);
+                        b[v] += x1 * wv;
+                    }
                 }
-            for (v = 0; v < 4; ++v) {
-                a[v] += b[v];
-                KST(tmp + v * KVW, a[v]);
+                if (k0 < K)
+                    for (v = 0; v < 4; ++v) {
+                        KLD(wv, w + v * KVW);
+                        a[v] += A[k0] * wv;
+                    }
+                for (v = 0; v < 4; ++v) {
+                    a[v] += b[v];
+                    KST(tmp + v * KVW, a[v]);
+                }
+                memcpy(cj, tmp, (size_t)n * sizeof(REAL));
             }
-            memcpy(cj, tmp, (size_t)n * sizeof(REAL));
             continue;
         }
+        /* Every tile of the panel for one block of k and one tile of rows before the next rows:
+         * where a tile is narrower than a panel (AVX2, SSE2) the rows of weights are then read
+         * whole, in order, rather than in strided halves or quarters. */
         for (k0 = 0; k0 < K; k0 += kc_max) {
             const int64_t kc = K - k0 < kc_max ? K - k0 : kc_max;
             const int load = accumulate || k0 > 0;
             for (i0 = 0; i0 < B; i0 += KMR) {
                 const int mr = B - i0 < KMR ? (int)(B - i0) : KMR;
-                KFN(vec) acc[4][4];
-                REAL tmp[KCW];
-                for (r = 0; r < 4; ++r)
-                    for (v = 0; v < 4; ++v) acc[r][v] = zero;
-                for (r = 0; r < mr && load; ++r) {
-                    const REAL *src = cj + (i0 + r) * ldc;
-                    if (n < KCW) { /* a partial tile: through a zero-padded copy */
-                        memcpy(tmp, src, (size_t)n * sizeof(REAL));
-                        memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
-                        src = tmp;
+                for (j = jp; j < jend; j += KCW) {
+                    const REAL *pw = panels + j / KPW * KPW * K + j % KPW;
+                    const int64_t n = c1 - j < KCW ? c1 - j : KCW;
+                    REAL *cj = C + (j - c0);
+                    KFN(vec) acc[4][4];
+                    REAL tmp[KCW];
+                    for (r = 0; r < 4; ++r)
+                        for (v = 0; v < 4; ++v) acc[r][v] = zero;
+                    for (r = 0; r < mr && load; ++r) {
+                        const REAL *src = cj + (i0 + r) * ldc;
+                        if (n < KCW) { /* a partial tile: through a zero-padded copy */
+                            memcpy(tmp, src, (size_t)n * sizeof(REAL));
+                            memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
+                            src = tmp;
+                        }
+                        for (v = 0; v < 4; ++v) KLD(acc[r][v], src + v * KVW);
                     }
-                    for (v = 0; v < 4; ++v) KLD(acc[r][v], src + v * KVW);
-                }
-                if (mr == KMR)
-                    KFN(tile)(KMR, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
-                else
-                    KFN(tile)(mr, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
-                for (r = 0; r < mr; ++r) {
-                    REAL *dst = cj + (i0 + r) * ldc;
-                    if (n < KCW) {
-                        for (v = 0; v < 4; ++v) KST(tmp + v * KVW, acc[r][v]);
-                        memcpy(dst, tmp, (size_t)n * sizeof(REAL));
-                    } else {
-                        for (v = 0; v < 4; ++v) KST(dst + v * KVW, acc[r][v]);
+                    if (mr == KMR)
+                        KFN(tile)(KMR, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
+                    else
+                        KFN(tile)(mr, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
+                    for (r = 0; r < mr; ++r) {
+                        REAL *dst = cj + (i0 + r) * ldc;
+                        if (n < KCW) {
+                            for (v = 0; v < 4; ++v) KST(tmp + v * KVW, acc[r][v]);
+                            memcpy(dst, tmp, (size_t)n * sizeof(REAL));
+                        } else {
+                            for (v = 0; v < 4; ++v) KST(dst + v * KVW, acc[r][v]);
+                        }
                     }
                 }
             }
