@@ -104,7 +104,7 @@ typedef struct {
  * does. Layers of <= 8 units use the plain loop and get no panels. */
 #define CRNN__PANEL_BYTES 256
 /* ... up to this size of recurrent kernel (4096 float32 units): past it the second copy would
- * cost more memory than the 10-15 % it saves there is worth, and the BLAS's GEMV takes over. */
+ * cost more memory than the 10-25 % it saves there is worth, and the BLAS takes over. */
 #define CRNN__PANELS_MAX_BYTES ((size_t)64 << 20)
 
 struct crnn_rnn_s {

@@ -206,7 +206,8 @@ CRNN_API int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_s
  *  has a cell kind, an activation, a recurrent activation (LSTM, GRU), a direction and, for a
  *  GRU, where its reset applies. The handle holds the weights, repacked once so that each unit's
  *  gates sit together, plus one more copy of each recurrent kernel whose (units x G*units) is
- *  larger than 8 units and at most 64 MiB and not all zeros (the batch-1 panels).
+ *  larger than 8 units and at most 64 MiB and not all zeros, packed into the column panels the
+ *  recurrent step's own kernel reads (at every batch size).
  *  @return CRNN_OK, or
  *          CRNN_ERR_NULL_POINTER (out, layers, weights, or a kernel / recurrent_kernel is NULL),
  *          CRNN_ERR_INVALID_ARGUMENT (dtype, input_size, num_layers, cell, units, activation,
