@@ -21,6 +21,8 @@
 static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
 {
     const int64_t H = a->H, vb = a->vb;
+    const int fused = (int)a->ract == CRNN_ACTIVATION_SIGMOID &&
+                      (int)a->act == CRNN_ACTIVATION_TANH && a->rbias;
     int64_t b, j0, k;
     for (b = 0; b < a->B; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
@@ -32,6 +34,21 @@ static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
             REAL *gz = g + 3 * j0, *gr = gz + len, *gh = gr + len;
             const REAL *sz = s + 3 * j0, *sh = sz + 2 * len;
             const REAL *bz = a->bias ? a->bias + 3 * j0 : NULL;
+            if (fused && hp && bz) {
+                /* Keras's default activations with both biases in one pass over the block (as
+                 * lstm_post: the operations of the passes below, in their order). */
+                const REAL *sr = sz + len, *br = bz + len, *bh = bz + 2 * len;
+                const REAL *rb = a->rbias + j0, *hq = hp + j0;
+                REAL *hj = h + j0;
+                CRNN__NO_ALIAS_LOOP /* gates, products, biases and states never overlap */
+                for (k = 0; k < len; ++k) {
+                    const REAL z = VSIGMOID((gz[k] + sz[k]) + bz[k]);
+                    const REAL r = VSIGMOID((gr[k] + sr[k]) + br[k]);
+                    const REAL n = VTANH((gh[k] + bh[k]) + r * (sh[k] + rb[k]));
+                    hj[k] = z * hq[k] + ((REAL)1 - z) * n;
+                }
+                continue;
+            }
             if (hp)
                 for (k = 0; k < 2 * len; ++k) gz[k] += sz[k];
             KFN(activate_inline)(a->ract, gz, bz, 2 * len);

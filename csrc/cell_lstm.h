@@ -16,6 +16,7 @@
 static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
 {
     const int64_t H = a->H, vb = a->vb;
+    const int fused = (int)a->ract == CRNN_ACTIVATION_SIGMOID && (int)a->act == CRNN_ACTIVATION_TANH;
     int64_t b, j0, k;
     for (b = 0; b < a->B; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo, *c = a->c + b * H;
@@ -24,6 +25,22 @@ static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
             const int64_t len = H - j0 < vb ? H - j0 : vb;
             REAL *gi = g + 4 * j0, *gf = gi + len, *go = gf + len, *gc = go + len;
             const REAL *bi = a->bias ? a->bias + 4 * j0 : NULL;
+            if (fused && bi) {
+                /* Keras's default activations in one pass over the block, the gates kept in
+                 * registers: the operations of the passes below, in their order, without
+                 * storing and reloading every gate. */
+                const REAL *bf = bi + len, *bo = bi + 2 * len, *bc = bi + 3 * len;
+                REAL *cj = c + j0, *hj = h + j0;
+                CRNN__NO_ALIAS_LOOP /* gates, biases, c and h never overlap */
+                for (k = 0; k < len; ++k) {
+                    const REAL ig = VSIGMOID(gi[k] + bi[k]), fg = VSIGMOID(gf[k] + bf[k]);
+                    const REAL og = VSIGMOID(go[k] + bo[k]), cg = VTANH(gc[k] + bc[k]);
+                    const REAL cn = fg * cj[k] + ig * cg;
+                    cj[k] = cn;
+                    hj[k] = VTANH(cn) * og;
+                }
+                continue;
+            }
             KFN(activate_inline)(a->ract, gi, bi, 3 * len);
             KFN(activate_inline)(a->act, gc, bi ? bi + 3 * len : NULL, len);
             for (k = 0; k < len; ++k) {
