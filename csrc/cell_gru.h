@@ -34,7 +34,7 @@ static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
             REAL *gz = g + 3 * j0, *gr = gz + len, *gh = gr + len;
             const REAL *sz = s + 3 * j0, *sh = sz + 2 * len;
             const REAL *bz = a->bias ? a->bias + 3 * j0 : NULL;
-            if (fused && hp && bz) {
+            if (fused && hp && bz && len == vb) {
                 /* Keras's default activations with both biases in one pass over the block (as
                  * lstm_post: the operations of the passes below, in their order). */
                 const REAL *sr = sz + len, *br = bz + len, *bh = bz + 2 * len;

@@ -25,7 +25,7 @@ static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
             const int64_t len = H - j0 < vb ? H - j0 : vb;
             REAL *gi = g + 4 * j0, *gf = gi + len, *go = gf + len, *gc = go + len;
             const REAL *bi = a->bias ? a->bias + 4 * j0 : NULL;
-            if (fused && bi) {
+            if (fused && bi && len == vb) {
                 /* Keras's default activations in one pass over the block, the gates kept in
                  * registers: the operations of the passes below, in their order, without
                  * storing and reloading every gate. */

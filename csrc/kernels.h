@@ -174,19 +174,31 @@ static void KFN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, i
 #define KPW ((int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)))    /* columns of a panel */
 #define KLD(v, p) memcpy(&(v), (p), sizeof(v))
 #define KST(p, v) memcpy((p), &(v), sizeof(v))
+/* Keep a loaded vector in a register: without this GCC folds the load into every FMA that uses
+ * it (for tiles of 2-3 rows), and the tile waits on 3-4x as many loads as it needs. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#if KVBYTES == 64
+#define KPIN(v) __asm__("" : "+v"(v))
+#else
+#define KPIN(v) __asm__("" : "+x"(v))
+#endif
+#else
+#define KPIN(v) ((void)0)
+#endif
 
-/* One tile: rows [0, mr) (mr <= KMR <= 4) of A (rows `lda` apart) times `kc` rows of a tile of
- * 4 vectors of columns at w (rows KPW apart), added into acc (mr x 4 vectors). The sums live in
- * named variables (an array of vectors indexed in loops ends up on the stack). */
+/* One tile: rows [0, mr) (mr <= KMR <= KMR_MAX) of A (rows `lda` apart) times `kc` rows of a
+ * tile of 4 vectors of columns at w (rows KPW apart), added into acc (mr x 4 vectors). The sums
+ * live in named variables (an array of vectors indexed in loops ends up on the stack). */
+#define KMR_MAX 6
 static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, const REAL *A,
                                                             int64_t lda, const REAL *w,
-                                                            KFN(vec) acc[4][4])
+                                                            KFN(vec) acc[KMR_MAX][4])
 {
-    KFN(vec) c00 = acc[0][0], c01 = acc[0][1], c02 = acc[0][2], c03 = acc[0][3];
-    KFN(vec) c10 = acc[1][0], c11 = acc[1][1], c12 = acc[1][2], c13 = acc[1][3];
-    KFN(vec) c20 = acc[2][0], c21 = acc[2][1], c22 = acc[2][2], c23 = acc[2][3];
-    KFN(vec) c30 = acc[3][0], c31 = acc[3][1], c32 = acc[3][2], c33 = acc[3][3];
-    const REAL *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
+#define KSUMS(r)                                                                               \
+    KFN(vec) c##r##0 = acc[r][0], c##r##1 = acc[r][1], c##r##2 = acc[r][2], c##r##3 = acc[r][3]; \
+    const REAL *a##r = A + (KMR > r ? r : 0) * lda;
+    KSUMS(0) KSUMS(1) KSUMS(2) KSUMS(3) KSUMS(4) KSUMS(5)
+#undef KSUMS
     int64_t k;
     for (k = 0; k < kc; ++k, w += KPW) {
         KFN(vec) w0, w1, w2, w3;
@@ -194,6 +206,10 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, 
         KLD(w1, w + KVW);
         KLD(w2, w + 2 * KVW);
         KLD(w3, w + 3 * KVW);
+        KPIN(w0);
+        KPIN(w1);
+        KPIN(w2);
+        KPIN(w3);
 #define KROW(r)                                                                                \
         if (KMR > r && mr > r) {                                                               \
             const REAL x = a##r[k];                                                            \
@@ -202,13 +218,12 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, 
             c##r##2 += x * w2;                                                                 \
             c##r##3 += x * w3;                                                                 \
         }
-        KROW(0) KROW(1) KROW(2) KROW(3)
+        KROW(0) KROW(1) KROW(2) KROW(3) KROW(4) KROW(5)
 #undef KROW
     }
-    acc[0][0] = c00; acc[0][1] = c01; acc[0][2] = c02; acc[0][3] = c03;
-    acc[1][0] = c10; acc[1][1] = c11; acc[1][2] = c12; acc[1][3] = c13;
-    acc[2][0] = c20; acc[2][1] = c21; acc[2][2] = c22; acc[2][3] = c23;
-    acc[3][0] = c30; acc[3][1] = c31; acc[3][2] = c32; acc[3][3] = c33;
+#define KSTORE(r) acc[r][0] = c##r##0; acc[r][1] = c##r##1; acc[r][2] = c##r##2; acc[r][3] = c##r##3;
+    KSTORE(0) KSTORE(1) KSTORE(2) KSTORE(3) KSTORE(4) KSTORE(5)
+#undef KSTORE
 }
 
 static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
@@ -264,15 +279,20 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
         for (k0 = 0; k0 < K; k0 += kc_max) {
             const int64_t kc = K - k0 < kc_max ? K - k0 : kc_max;
             const int load = accumulate || k0 > 0;
-            for (i0 = 0; i0 < B; i0 += KMR) {
-                const int mr = B - i0 < KMR ? (int)(B - i0) : KMR;
+            /* ceil(B / KMR) row tiles of even heights (8 rows: 4 + 4, not 6 + 2): each tile
+             * reads the block of weights once, and a short tile costs nearly a full one */
+            const int64_t ntiles = (B + KMR - 1) / KMR, base = B / ntiles, extra = B % ntiles;
+            int64_t ti;
+            for (ti = 0; ti < ntiles; ++ti) {
+                const int mr = (int)(base + (ti < extra));
+                i0 = ti * base + (ti < extra ? ti : extra);
                 for (j = jp; j < jend; j += KCW) {
                     const REAL *pw = panels + j / KPW * KPW * K + j % KPW;
                     const int64_t n = c1 - j < KCW ? c1 - j : KCW;
                     REAL *cj = C + (j - c0);
-                    KFN(vec) acc[4][4];
+                    KFN(vec) acc[KMR_MAX][4];
                     REAL tmp[KCW];
-                    for (r = 0; r < 4; ++r)
+                    for (r = 0; r < KMR_MAX; ++r)
                         for (v = 0; v < 4; ++v) acc[r][v] = zero;
                     for (r = 0; r < mr && load; ++r) {
                         const REAL *src = cj + (i0 + r) * ldc;
@@ -283,10 +303,16 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                         }
                         for (v = 0; v < 4; ++v) KLD(acc[r][v], src + v * KVW);
                     }
-                    if (mr == KMR)
-                        KFN(tile)(KMR, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
-                    else
-                        KFN(tile)(mr, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);
+                    switch (mr) { /* a loop compiled for each height, no test per row and k */
+#define KTILE(m)                                                                               \
+                    case m:                                                                    \
+                        if (KMR >= m)                                                          \
+                            KFN(tile)(m, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc);       \
+                        break;
+                    KTILE(1) KTILE(2) KTILE(3) KTILE(4) KTILE(5) KTILE(6)
+#undef KTILE
+                    default: break;
+                    }
                     for (r = 0; r < mr; ++r) {
                         REAL *dst = cj + (i0 + r) * ldc;
                         if (n < KCW) {
@@ -305,5 +331,7 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
 #undef KVW
 #undef KCW
 #undef KPW
+#undef KMR_MAX
 #undef KLD
 #undef KST
+#undef KPIN

@@ -48,7 +48,7 @@ typedef struct {
 #pragma GCC optimize("fp-contract=fast")
 #define KFN(name) FN(name##_avx512)
 #define KVBYTES 64
-#define KMR 4
+#define KMR 6 /* 24 sums + 4 weights + 1 broadcast of AVX-512's 32 vector registers */
 #include "kernels.h"
 #define CRNN__CELL_POST 1
 #include "cell_lstm.h"
