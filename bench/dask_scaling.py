@@ -16,11 +16,13 @@ result is checked bitwise against local predict at 1 thread.  Writes ``dask_scal
 to ``--out``.
 
 Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``.  Setting any glibc malloc
-threshold turns off glibc's dynamic mmap threshold, so every buffer of 128 KiB or more that crnn
-allocates in a call (outputs, workspace) is mapped, faulted in and unmapped again on every call:
-measured ~1.5x slower per chunk than the same call in a plain process.  ``MALLOC_MMAP_THRESHOLD_``
-(here 32 MiB, given to the workers through ``distributed.nanny.pre-spawn-environ``) restores the
-reuse of freed memory.
+threshold turns off glibc's dynamic mmap threshold, so every buffer of 128 KiB or more allocated
+in a call is mapped, faulted in and unmapped again on every call.  That made a chunk ~1.5x slower
+than in a plain process while crnn allocated its workspace per call; its handles now keep their
+workspaces, and only the outputs (and NumPy's temporaries) are still allocated per call, so the
+difference depends on the model's output size.  ``MALLOC_MMAP_THRESHOLD_`` (here 32 MiB, given
+to the workers through ``distributed.nanny.pre-spawn-environ``) restores the reuse of freed
+memory.
 """
 from __future__ import annotations
 
