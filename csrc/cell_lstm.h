@@ -16,7 +16,8 @@
 static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
 {
     const int64_t H = a->H, vb = a->vb;
-    const int fused = (int)a->ract == CRNN_ACTIVATION_SIGMOID && (int)a->act == CRNN_ACTIVATION_TANH;
+    const int fused =
+        (int)a->ract == CRNN_ACTIVATION_SIGMOID && (int)a->act == CRNN_ACTIVATION_TANH;
     int64_t b, j0, k;
     for (b = 0; b < a->B; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo, *c = a->c + b * H;

@@ -219,7 +219,8 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, 
         KROW(0) KROW(1) KROW(2) KROW(3) KROW(4) KROW(5)
 #undef KROW
     }
-#define KSTORE(r) acc[r][0] = c##r##0; acc[r][1] = c##r##1; acc[r][2] = c##r##2; acc[r][3] = c##r##3;
+#define KSTORE(r)                                                                              \
+    acc[r][0] = c##r##0; acc[r][1] = c##r##1; acc[r][2] = c##r##2; acc[r][3] = c##r##3;
     KSTORE(0) KSTORE(1) KSTORE(2) KSTORE(3) KSTORE(4) KSTORE(5)
 #undef KSTORE
 }

@@ -196,8 +196,8 @@ static void FN(zero_rows)(int64_t rows, int64_t n, REAL *dst, int64_t ldd)
 /* Unit slice [c0, c1) of slice `k` of `nslices` of a layer of H units and G gates: where H
  * allows, every slice starts on a panel (CRNN__PANEL_BYTES), so that the recurrent product runs
  * on the panels; its first column is G * c0, so that is a multiple of lcm(units per block,
- * panel width / gcd(G, panel width)) units: 16 for a float32 LSTM, 64 for a SimpleRNN or a GRU.
- * Otherwise in whole blocks of units (CRNN__BLOCK_BYTES), so a slice's gates are contiguous
+ * panel width / gcd(G, panel width)) units: in float32 16 for an LSTM, 64 for a SimpleRNN or a
+ * GRU (half that in float64). Otherwise in whole blocks of units (CRNN__BLOCK_BYTES), so a slice's gates are contiguous
  * columns. May be empty. */
 static int64_t FN(slice_edge)(int64_t H, int k, int nslices, int64_t align)
 {
