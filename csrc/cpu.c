@@ -81,24 +81,25 @@ static size_t crnn__sysconf_size(int level)
 
 static size_t crnn__l1_cached = 0, crnn__l2_cached = 0;
 
-size_t crnn__l1_bytes(void)
+/* The size the OS reports for a cache level, read once; `fallback` if it reports nothing
+ * plausible (outside [lo, hi]). */
+static size_t crnn__cache_bytes(size_t *cached, int level, size_t lo, size_t hi, size_t fallback)
 {
-    size_t v = CRNN__LOAD(&crnn__l1_cached);
+    size_t v = CRNN__LOAD(cached);
     if (!v) {
-        v = crnn__sysconf_size(1);
-        if (v < 8192 || v > ((size_t)1 << 24)) v = 32768;
-        CRNN__STORE(&crnn__l1_cached, v);
+        v = crnn__sysconf_size(level);
+        if (v < lo || v > hi) v = fallback;
+        CRNN__STORE(cached, v);
     }
     return v;
 }
 
+size_t crnn__l1_bytes(void)
+{
+    return crnn__cache_bytes(&crnn__l1_cached, 1, 8192, (size_t)1 << 24, 32768);
+}
+
 size_t crnn__l2_bytes(void)
 {
-    size_t v = CRNN__LOAD(&crnn__l2_cached);
-    if (!v) {
-        v = crnn__sysconf_size(2);
-        if (v < 65536 || v > ((size_t)1 << 30)) v = 524288;
-        CRNN__STORE(&crnn__l2_cached, v);
-    }
-    return v;
+    return crnn__cache_bytes(&crnn__l2_cached, 2, 65536, (size_t)1 << 30, 524288);
 }

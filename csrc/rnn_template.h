@@ -49,14 +49,7 @@ typedef struct {
 #define KFN(name) FN(name##_avx512)
 #define KVBYTES 64
 #define KMR 6 /* 24 sums + 4 weights + 1 broadcast of AVX-512's 32 vector registers */
-#include "kernels.h"
-#define CRNN__CELL_POST 1
-#include "cell_lstm.h"
-#include "cell_gru.h"
-#undef CRNN__CELL_POST
-#undef KFN
-#undef KVBYTES
-#undef KMR
+#include "kernels_isa.h"
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
@@ -64,27 +57,13 @@ typedef struct {
 #define KFN(name) FN(name##_avx2)
 #define KVBYTES 32
 #define KMR 3
-#include "kernels.h"
-#define CRNN__CELL_POST 1
-#include "cell_lstm.h"
-#include "cell_gru.h"
-#undef CRNN__CELL_POST
-#undef KFN
-#undef KVBYTES
-#undef KMR
+#include "kernels_isa.h"
 #pragma GCC pop_options
 #endif
 #define KFN(name) FN(name##_base)
 #define KVBYTES 16
 #define KMR 3
-#include "kernels.h"
-#define CRNN__CELL_POST 1
-#include "cell_lstm.h"
-#include "cell_gru.h"
-#undef CRNN__CELL_POST
-#undef KFN
-#undef KVBYTES
-#undef KMR
+#include "kernels_isa.h"
 
 typedef struct FN(kernel_table_s) {
     void (*activate)(crnn_activation act, REAL *restrict v, const REAL *restrict bias, int64_t n);
