@@ -26,9 +26,11 @@ def set_num_threads(n: int) -> None:
     """Set how many threads one crnn call may use (process-wide).
 
     A call with enough work (~2 Mflop) splits a batch of 8 or more into one contiguous range per
-    thread; a smaller batch splits the hidden units of layers with >= 128 units across threads,
-    or else has a second thread make the input projection just ahead of the recurrence. Smaller
-    calls run on the calling thread. For a fixed setting, results are bitwise reproducible.
+    thread; a smaller batch splits the hidden units of layers with >= 128 units across threads
+    (at batch 1 also of narrower layers whose recurrent weights outgrow L1 and whose input is at
+    most half as wide), or else has a second thread make the input projection just ahead of the
+    recurrence. Smaller calls run on the calling thread. For a fixed setting on a machine,
+    results are bitwise reproducible.
 
     Parameters
     ----------

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "cpu.h"
 #include "internal.h"
 
 unsigned crnn_version(void) { return CRNN_VERSION_NUMBER; }
@@ -557,11 +558,34 @@ static void crnn__set_credits(int n)
 #define CRNN__MIN_UNITS_PER_THREAD 64
 #endif
 
-/* How to spread this call over threads: a function of the shape and the thread setting only,
- * so results are bitwise reproducible for a fixed setting. Large batches split into row
- * ranges (no synchronisation at all); small batches with wide layers split each layer's units,
- * every thread keeping its slice of the recurrent weights hot in its own cache; other small
- * batches pipeline: a second thread makes the input projection a few steps ahead of the
+/* Whether a batch-1 layer's units split in two pays where its width alone
+ * (CRNN__MIN_UNITS_PER_THREAD) does not call for it. The other choice is the pipeline, which
+ * already keeps both cores busy when the input projection costs about as much as the steps. A
+ * batch-1 step is bound by streaming the recurrent weights from cache, so halving them pays
+ * when the projection is the smaller part (an input at most half as wide as the layer), the
+ * weights do not fit one core's L1 (each step streams them from L2; halves stream in half the
+ * time), and both halves run on the panels (each starts where rnn_template.h's slice() can
+ * start one: a multiple of lcm(units per block, panel width / gcd(G, panel width))) with
+ * neither above 3/5 of the units (64/48 of 112 units: yes; 32/16 of 48: no). */
+static int crnn__units_split_pays(const crnn__layer *L, size_t es)
+{
+    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)es, vb = CRNN__BLOCK_BYTES / (int64_t)es;
+    int64_t a = pw, b = L->gates, align, half;
+    while (b) { const int64_t r = a % b; a = b; b = r; } /* gcd(pw, G) */
+    align = pw / a > vb ? pw / a : vb;
+    if (L->units < 2 * align || 2 * L->in_size > L->units) return 0;
+    half = (L->units + align) / (2 * align) * align; /* slice_edge(H, 1, 2, align) */
+    if (5 * (half > L->units - half ? half : L->units - half) > 3 * L->units) return 0;
+    return (double)L->gates * (double)L->units * (double)L->units * (double)es >
+           (double)crnn__l1_bytes();
+}
+
+/* How to spread this call over threads: a function of the shape, the thread setting and the
+ * L1 size the OS reports only, so results are bitwise reproducible for a fixed setting on a
+ * machine. Large batches split into row ranges (no synchronisation at all); small batches with
+ * wide layers (or at batch 1, layers that crnn__units_split_pays for) split each layer's
+ * units, every thread keeping its slice of the recurrent weights hot in its own cache; other
+ * small batches pipeline: a second thread makes the input projection a few steps ahead of the
  * recurrence, which then runs alone on its core (the per-step product is bound by that core's
  * cache bandwidth, and the projection is 10-20 % of the call at B = 1). */
 crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
@@ -593,6 +617,13 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
     by = min_units / CRNN__MIN_UNITS_PER_THREAD;
     if (by >= 2) {
         *nt = (int)(n < by ? n : by);
+        return CRNN__SPLIT_UNITS;
+    }
+    for (l = 0; batch == 1 && l < rnn->num_layers &&
+                crnn__units_split_pays(&rnn->layers[l], rnn->elem_size);)
+        ++l;
+    if (batch == 1 && l == rnn->num_layers) {
+        *nt = 2;
         return CRNN__SPLIT_UNITS;
     }
     if (timesteps >= 2 * CRNN__PIPE_CHUNK) {

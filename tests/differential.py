@@ -91,6 +91,9 @@ def _draw_shape(rng: np.random.Generator, mode: str) -> Tuple[int, int, int, Lis
         return (int(rng.integers(8, 65)), int(rng.integers(4, 41)), _widths(rng, 1, 8, 200)[0],
                 _widths(rng, L, 16, 200))
     if mode == "units":
+        if rng.random() < 0.5:  # batch 1: a layer narrower than 128 whose weights outgrow L1
+            units = _widths(rng, 1, 48, 127)
+            return (1, int(rng.integers(30, 41)), int(rng.integers(1, units[0] // 2 + 1)), units)
         return (int(rng.integers(1, 8)), int(rng.integers(1, 41)), _widths(rng, 1, 1, 300)[0],
                 _widths(rng, L, 128, 320))
     if mode == "pipeline":

@@ -2,7 +2,8 @@
 
 Once its work passes ~2 Mflop a call splits its batch into row ranges (batches of 8 or more),
 or each layer's hidden units (smaller batches, layers of >= 128 units; one direction per thread
-for a bidirectional stack), or pipelines (other small batches with 16 or more timesteps: a
+for a bidirectional stack; at batch 1 also narrower layers whose recurrent weights outgrow L1
+and whose input is at most half as wide), or pipelines (other small batches with 16 or more timesteps: a
 second thread makes the input projection chunk by chunk ahead of the recurrence). The shapes
 here are chosen to take each path; the grid in test_core.py is too small to leave the serial
 path.
@@ -17,7 +18,8 @@ import pytest
 import crnn
 from crnn import reference
 
-from _helpers import derived_tol, make_stack_weights, run_threaded, stack_k, to64
+from _helpers import derived_tol, make_cell_weights, make_stack_weights, run_threaded, stack_k, \
+    to64
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +88,52 @@ def test_batch1_steps_on_panels(units, dtype, threads):
                                          lengths=lengths)
         got = handle.forward(x, initial_state=h0, lengths=lengths)
         assert np.abs(got - ref).max() <= tol, f"lengths={lengths}"
+
+
+# Batch-1 gated layers narrower than 2 x 64 units split their units when the input is at most
+# half as wide, the recurrent weights outgrow L1 and both halves start on a panel with neither
+# above 3/5 of the units; otherwise they pipeline. (cell, dtype, input, units, split if the
+# weights outgrow L1): LSTM float32 halves start every 16 units, GRU float32 every 64 (so only
+# from 128 units, where the width rule splits anyway), float64 every 8 (LSTM) / 32 (GRU).
+BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 112, True),
+                 ("lstm", np.float32, 33, 64, False),   # input wider than half the units
+                 ("lstm", np.float32, 16, 48, False),   # 32 / 16: unbalanced
+                 ("gru", np.float32, 16, 112, False),   # no half starts on a panel
+                 ("gru", np.float64, 16, 64, True), ("gru", np.float64, 16, 96, False),
+                 ("lstm", np.float64, 8, 48, True)]
+
+
+@pytest.mark.parametrize("cell, dtype, din, units, split", BATCH1_SPLITS,
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
+    crnn.set_num_threads(2)
+    rng = np.random.default_rng(units + din)
+    steps = 120
+    gates = {"lstm": 4, "gru": 3}[cell]
+    split = split and gates * units * units * np.dtype(dtype).itemsize > \
+        crnn._core.machine()["l1_bytes"]
+    weights = [[make_cell_weights(rng, cell, din, units, dtype, True, True)]]
+    handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
+    assert handle.plan(1, steps) == (("units", 2) if split else ("pipeline", 2))
+    assert handle.plan(2, steps)[0] == "pipeline"  # batch 1 only: rows share the weights
+    # a second layer reads the first one's full width: the stack pipelines
+    stack = crnn._core.RNN(weights + [[make_cell_weights(rng, cell, units, units, dtype)]],
+                           cell=cell, dtype=dtype)
+    assert stack.plan(1, steps)[0] == "pipeline"
+    x = rng.uniform(-1, 1, (1, steps, din)).astype(dtype)
+    h0 = rng.uniform(-1, 1, (1, units)).astype(dtype)
+    init = [[h0, h0 * dtype(0.5)]] if cell == "lstm" else [h0]
+    for lengths in (None, np.array([steps - 7])):
+        got, states = handle.forward(x, init, lengths, True, True)
+        again, _ = handle.forward(x, init, lengths, True, True)
+        assert got.tobytes() == again.tobytes()
+        exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
+                                              lengths=lengths, return_state=True, cell=cell)
+        tol = derived_tol(dtype, din + units, steps)
+        assert np.abs(got - exp).max() <= tol, f"lengths={lengths}"
+        got_h = states[0][0] if cell == "lstm" else states[0]
+        exp_h = exp_states[0][0] if cell == "lstm" else exp_states[0]
+        assert np.abs(got_h - exp_h).max() <= tol
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
