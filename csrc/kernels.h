@@ -225,6 +225,32 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, 
 #undef KSTORE
 }
 
+/* One row's sums over all of K for the first nv (1-4, a constant where inlined) vectors of a
+ * tile: even and odd k in two sets of accumulators (the loads of one overlap the adds of the
+ * other), added in increasing k. */
+static inline __attribute__((always_inline)) void KFN(row1)(int nv, int64_t K, const REAL *A,
+                                                            const REAL *w, KFN(vec) a[4],
+                                                            KFN(vec) b[4])
+{
+    KFN(vec) wv;
+    int64_t k0;
+    int v;
+    for (k0 = 0; k0 + 1 < K; k0 += 2, w += 2 * KPW) {
+        const REAL x0 = A[k0], x1 = A[k0 + 1];
+        for (v = 0; v < nv; ++v) {
+            KLD(wv, w + v * KVW);
+            a[v] += x0 * wv;
+            KLD(wv, w + KPW + v * KVW);
+            b[v] += x1 * wv;
+        }
+    }
+    if (k0 < K)
+        for (v = 0; v < nv; ++v) {
+            KLD(wv, w + v * KVW);
+            a[v] += A[k0] * wv;
+        }
+}
+
 static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
                              const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
                              int64_t kc_max)
@@ -233,16 +259,19 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
     int64_t j, jp, jend, k0, i0;
     int r, v;
     for (jp = c0; jp < c1; jp = jend) {
-        /* the columns [jp, jend) of one panel; a tile's columns [j, j + KCW) lie in panel
-         * j / KPW (KCW divides KPW) */
+        /* the columns [jp, jend) of one panel. A tile's columns [j, j + KCW) lie in panel
+         * j / KPW when c0 is a multiple of KCW (KCW divides KPW); a slice that starts inside a
+         * panel (a units split of a layer too narrow for slices of whole panels) starts with a
+         * narrower tile up to the panel's end: its loads run on into the panel's next row (the
+         * panels are followed by one row of padding) and only its n columns are kept. */
         jend = jp - jp % KPW + KPW < c1 ? jp - jp % KPW + KPW : c1;
         if (B == 1) {
             for (j = jp; j < jend; j += KCW) {
                 /* one row: two sets of accumulators, even and odd k, over all of K */
                 const REAL *w = panels + j / KPW * KPW * K + j % KPW;
-                const int64_t n = c1 - j < KCW ? c1 - j : KCW;
+                const int64_t n = jend - j < KCW ? jend - j : KCW;
                 REAL *cj = C + (j - c0);
-                KFN(vec) a[4], b[4], wv;
+                KFN(vec) a[4], b[4];
                 REAL tmp[KCW];
                 for (v = 0; v < 4; ++v) a[v] = b[v] = zero;
                 if (accumulate) {
@@ -250,20 +279,12 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                     memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
                     for (v = 0; v < 4; ++v) KLD(a[v], tmp + v * KVW);
                 }
-                for (k0 = 0; k0 + 1 < K; k0 += 2, w += 2 * KPW) {
-                    const REAL x0 = A[k0], x1 = A[k0 + 1];
-                    for (v = 0; v < 4; ++v) {
-                        KLD(wv, w + v * KVW);
-                        a[v] += x0 * wv;
-                        KLD(wv, w + KPW + v * KVW);
-                        b[v] += x1 * wv;
-                    }
+                switch ((n + KVW - 1) / KVW) { /* the vectors this tile keeps, a loop for each */
+                case 1: KFN(row1)(1, K, A, w, a, b); break;
+                case 2: KFN(row1)(2, K, A, w, a, b); break;
+                case 3: KFN(row1)(3, K, A, w, a, b); break;
+                default: KFN(row1)(4, K, A, w, a, b); break;
                 }
-                if (k0 < K)
-                    for (v = 0; v < 4; ++v) {
-                        KLD(wv, w + v * KVW);
-                        a[v] += A[k0] * wv;
-                    }
                 for (v = 0; v < 4; ++v) {
                     a[v] += b[v];
                     KST(tmp + v * KVW, a[v]);
@@ -287,7 +308,7 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                 i0 = ti * base + (ti < extra ? ti : extra);
                 for (j = jp; j < jend; j += KCW) {
                     const REAL *pw = panels + j / KPW * KPW * K + j % KPW;
-                    const int64_t n = c1 - j < KCW ? c1 - j : KCW;
+                    const int64_t n = jend - j < KCW ? jend - j : KCW;
                     REAL *cj = C + (j - c0);
                     KFN(vec) acc[KMR_MAX][4];
                     REAL tmp[KCW];

@@ -133,6 +133,7 @@ static void crnn__pack_panels(const char *R, int64_t k, int64_t n, size_t es, ch
             memset(dst + (size_t)w * es, 0, (size_t)(P - w) * es);
         }
     }
+    memset(dst, 0, (size_t)P * es); /* the row of padding (crnn__reserve_rec) */
 }
 
 void crnn_rnn_free(crnn_rnn_t *rnn)
@@ -180,7 +181,9 @@ static int crnn__reserve_rec(size_t *cursor, const crnn__layer *L, int64_t n, co
         const size_t P = CRNN__PANEL_BYTES / es;
         size_t padded;
         CRNN_CHECK(crnn__mul(((size_t)n + P - 1) / P * P, (size_t)k, &padded));
-        CRNN_CHECK(crnn__reserve_elems(cursor, padded, es, off_panels));
+        /* + one row: a tile that starts inside a panel loads past the end of its rows */
+        if (padded > SIZE_MAX - P) return CRNN_ERR_TOO_LARGE;
+        CRNN_CHECK(crnn__reserve_elems(cursor, padded + P, es, off_panels));
     }
     return CRNN_OK;
 }
@@ -562,22 +565,24 @@ static void crnn__set_credits(int n)
  * (CRNN__MIN_UNITS_PER_THREAD) does not call for it. The other choice is the pipeline, which
  * already keeps both cores busy when the input projection costs about as much as the steps. A
  * batch-1 step is bound by streaming the recurrent weights from cache, so halving them pays
- * when the projection is the smaller part (an input at most half as wide as the layer), the
- * weights do not fit one core's L1 (each step streams them from L2; halves stream in half the
- * time), and both halves run on the panels (each starts where rnn_template.h's slice() can
- * start one: a multiple of lcm(units per block, panel width / gcd(G, panel width))) with
- * neither above 3/5 of the units (64/48 of 112 units: yes; 32/16 of 48: no). */
+ * when the projection is the smaller part (an input at most half as wide as the layer), when
+ * each half of the weights still fills one core's L1 (smaller halves save less per step than
+ * the two cores' hand-off costs: SimpleRNN 96 units, 36 KiB, ran 0.56x as fast split, GRU 64
+ * units, 48 KiB, 1.06x), and when the halves, cut as rnn_template.h's slice() cuts them (on
+ * panels where the layer is wide enough, else on blocks of units), are within 3/5 of each
+ * other's units (64/48 of 112 units: yes; 32/16 of 48: no). */
 static int crnn__units_split_pays(const crnn__layer *L, size_t es)
 {
     const int64_t pw = CRNN__PANEL_BYTES / (int64_t)es, vb = CRNN__BLOCK_BYTES / (int64_t)es;
     int64_t a = pw, b = L->gates, align, half;
     while (b) { const int64_t r = a % b; a = b; b = r; } /* gcd(pw, G) */
     align = pw / a > vb ? pw / a : vb;
+    if (L->units < 2 * align) align = vb; /* as slice() does: halves start inside a panel */
     if (L->units < 2 * align || 2 * L->in_size > L->units) return 0;
     half = (L->units + align) / (2 * align) * align; /* slice_edge(H, 1, 2, align) */
     if (5 * (half > L->units - half ? half : L->units - half) > 3 * L->units) return 0;
-    return (double)L->gates * (double)L->units * (double)L->units * (double)es >
-           (double)crnn__l1_bytes();
+    return (double)L->gates * (double)L->units * (double)L->units * (double)es >=
+           2.0 * (double)crnn__l1_bytes();
 }
 
 /* How to spread this call over threads: a function of the shape, the thread setting and the

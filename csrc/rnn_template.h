@@ -117,8 +117,8 @@ static int64_t FN(panel_kc)(void)
 /* Per-step recurrent product C(B, N) (+)= A(B, K) @ R(K, N), R's columns starting at column
  * `col0` of its matrix (N of them; a thread may own a slice), rows `ldr` apart; `panels` is the
  * whole matrix as panels, or NULL. Tiny shapes use a plain loop (a BLAS call costs more than
- * the arithmetic there); with panels (col0 on a panel boundary), crnn's own kernel over them
- * (kernels.h: no per-step repacking of the recurrent kernel); else the BLAS. */
+ * the arithmetic there); with panels, crnn's own kernel over them (kernels.h: no per-step
+ * repacking of the recurrent kernel); else the BLAS. */
 static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int64_t N,
                         const REAL *A, int64_t lda, const REAL *R, int64_t ldr, REAL *C,
                         int64_t ldc, const REAL *panels, int64_t col0, int accumulate)
@@ -126,8 +126,7 @@ static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int6
     if (N <= 0) return;
     if (K <= 8) {
         kern->tiny_gemm(B, K, N, A, lda, R, ldr, C, ldc, accumulate);
-    } else if (panels && col0 % (int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)) == 0 &&
-               crnn__use_panels()) {
+    } else if (panels && crnn__use_panels()) {
         kern->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate,
                           FN(panel_kc)());
     } else if (B == 1) {

@@ -2,8 +2,8 @@
 
 Once its work passes ~2 Mflop a call splits its batch into row ranges (batches of 8 or more),
 or each layer's hidden units (smaller batches, layers of >= 128 units; one direction per thread
-for a bidirectional stack; at batch 1 also narrower layers whose recurrent weights outgrow L1
-and whose input is at most half as wide), or pipelines (other small batches with 16 or more timesteps: a
+for a bidirectional stack; at batch 1 also narrower layers whose recurrent weights fill two L1
+caches and whose input is at most half as wide), or pipelines (other small batches with 16 or more timesteps: a
 second thread makes the input projection chunk by chunk ahead of the recurrence). The shapes
 here are chosen to take each path; the grid in test_core.py is too small to leave the serial
 path.
@@ -90,15 +90,16 @@ def test_batch1_steps_on_panels(units, dtype, threads):
         assert np.abs(got - ref).max() <= tol, f"lengths={lengths}"
 
 
-# Batch-1 gated layers narrower than 2 x 64 units split their units when the input is at most
-# half as wide, the recurrent weights outgrow L1 and both halves start on a panel with neither
-# above 3/5 of the units; otherwise they pipeline. (cell, dtype, input, units, split if the
-# weights outgrow L1): LSTM float32 halves start every 16 units, GRU float32 every 64 (so only
-# from 128 units, where the width rule splits anyway), float64 every 8 (LSTM) / 32 (GRU).
+# Batch-1 layers narrower than 2 x 64 units split their units when the input is at most half as
+# wide, each half of the recurrent weights fills L1 (weights >= 2 x L1: 64 KiB with a 32 KiB
+# L1), and the halves (on blocks of 16 float32 / 8 float64 units) are within 3/5 of each other;
+# otherwise they pipeline. (cell, dtype, input, units, split if the weights are large enough):
 BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 112, True),
                  ("lstm", np.float32, 33, 64, False),   # input wider than half the units
                  ("lstm", np.float32, 16, 48, False),   # 32 / 16: unbalanced
-                 ("gru", np.float32, 16, 112, False),   # no half starts on a panel
+                 ("gru", np.float32, 16, 80, True),     # 48 / 32: the second half starts
+                 ("gru", np.float32, 16, 112, True),    # inside a panel (3 x 48 columns)
+                 ("simple", np.float32, 16, 112, True),  # 49 KiB: too small with a 32 KiB L1
                  ("gru", np.float64, 16, 64, True), ("gru", np.float64, 16, 96, False),
                  ("lstm", np.float64, 8, 48, True)]
 
@@ -109,9 +110,9 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
     crnn.set_num_threads(2)
     rng = np.random.default_rng(units + din)
     steps = 120
-    gates = {"lstm": 4, "gru": 3}[cell]
-    split = split and gates * units * units * np.dtype(dtype).itemsize > \
-        crnn._core.machine()["l1_bytes"]
+    gates = {"simple": 1, "lstm": 4, "gru": 3}[cell]
+    split = split and gates * units * units * np.dtype(dtype).itemsize >= \
+        2 * crnn._core.machine()["l1_bytes"]
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, True)]]
     handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
     assert handle.plan(1, steps) == (("units", 2) if split else ("pipeline", 2))
