@@ -40,12 +40,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import hashlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Dict, List, Optional
 
@@ -55,7 +52,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import crnn  # noqa: E402
-from onednn import _compiler  # noqa: E402  (the same compiler choice as the oneDNN shim)
+from cbuild import build_shared  # noqa: E402
 
 SOURCE = os.path.join(HERE, "membw.c")
 GATES = {"simple": 1, "lstm": 4, "gru": 3}
@@ -64,26 +61,8 @@ LAYERS = {"simple": crnn.SimpleRNN, "lstm": crnn.LSTM, "gru": crnn.GRU}
 
 def build() -> str:
     """Path of the compiled probe, built now unless the cache holds it."""
-    cc = _compiler()
-    with open(SOURCE, "rb") as f:
-        src = f.read()
-    key = hashlib.sha256(b"\0".join([src, " ".join(cc).encode()])).hexdigest()[:16]
-    cache = os.environ.get("CRNN_BENCH_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "crnn-bench")
-    os.makedirs(cache, exist_ok=True)
-    out = os.path.join(cache, f"membw-{key}.so")
-    if os.path.exists(out):
-        return out
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-    os.close(fd)
-    cmd = cc + ["-O2", "-march=native", "-std=c11", "-Wall", "-shared", "-fPIC", SOURCE, "-o",
-                tmp, "-pthread"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        os.unlink(tmp)
-        raise RuntimeError(f"building membw.c failed: {' '.join(cmd)}\n{proc.stderr.strip()}")
-    os.replace(tmp, out)
-    return out
+    return build_shared(SOURCE, "membw", ["-O2", "-march=native", "-std=c11", "-Wall"],
+                        ["-pthread"])
 
 
 def measure_machine() -> Dict[str, float]:

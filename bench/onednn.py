@@ -23,16 +23,12 @@ applied inside the reset.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shlex
-import shutil
-import subprocess
-import sysconfig
-import tempfile
 from typing import List, Optional
 
 import numpy as np
+
+from cbuild import BuildError, build_shared
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "onednn_rnn.c")
@@ -65,42 +61,19 @@ def _wheel_file(dist: str, suffix: str) -> str:
     raise OneDNNUnavailable(f"{dist}: no file ending in {suffix}")
 
 
-def _compiler() -> List[str]:
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    argv = shlex.split(cc)
-    if not shutil.which(argv[0]):
-        argv = ["cc"]
-    return argv
-
-
 def build() -> str:
     """Path of the compiled shim, built now unless the cache holds it."""
     lib = _wheel_file(RUNTIME_WHEEL, "libdnnl.so.3")
     header = _wheel_file(DEVEL_WHEEL, "oneapi/dnnl/dnnl.h")
     include = os.path.dirname(os.path.dirname(os.path.dirname(header)))
-    cc = _compiler()
-    with open(SOURCE, "rb") as f:
-        src = f.read()
-    key = hashlib.sha256(b"\0".join([src, " ".join(cc).encode(), lib.encode(),
-                                     str(os.path.getmtime(lib)).encode()])).hexdigest()[:16]
-    cache = os.environ.get("CRNN_BENCH_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "crnn-bench")
-    os.makedirs(cache, exist_ok=True)
-    out = os.path.join(cache, f"onednn_rnn-{key}.so")
-    if os.path.exists(out):
-        return out
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-    os.close(fd)
-    cmd = cc + ["-O2", "-std=c99", "-Wall", "-Werror=implicit-function-declaration", "-shared",
-                "-fPIC", "-I", include, SOURCE, "-o", tmp, lib,
-                f"-Wl,-rpath,{os.path.dirname(lib)}", "-ldl"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        os.unlink(tmp)
-        raise OneDNNUnavailable(f"building {os.path.basename(SOURCE)} failed: {shlex.join(cmd)}\n"
-                                f"{proc.stderr.strip()}")
-    os.replace(tmp, out)
-    return out
+    try:
+        return build_shared(SOURCE, "onednn_rnn",
+                            ["-O2", "-std=c99", "-Wall", "-Werror=implicit-function-declaration",
+                             "-I", include],
+                            [lib, f"-Wl,-rpath,{os.path.dirname(lib)}", "-ldl"],
+                            depends=f"{lib}\0{os.path.getmtime(lib)}".encode())
+    except BuildError as err:
+        raise OneDNNUnavailable(str(err)) from None
 
 
 def openmp_runtimes() -> List[str]:
