@@ -21,8 +21,8 @@ where bandwidth is L1's if a core's share fits in L1, else L2's (an optimistic f
 larger than L2 streams from L3). The input projection, 2·B·T·G·H·D flops, is one GEMM at the
 peak at best. The floor under a call is the better way of placing the two:
 
-    floor = min(max(T · step(1), projection / peak_1),   # recurrence on one core, projection on the other
-                T · step(2) + projection / peak_2)       # both cores on both
+    floor = min(max(T · step(1), projection / peak_1),  # steps on one core, projection on the other
+                T · step(2) + projection / peak_2)      # both cores on both
 
 The issue's small-batch target for a shape is ``best peer / 2``, or the time at 80 % of the
 two-thread peak where that is slower: ``required = max(best / 2, flops / (0.8 · peak_2))``. A
@@ -172,7 +172,8 @@ def markdown(rep: dict, source: str) -> str:
         "# Floors at small batches: what the hardware allows",
         "",
         f"Peers run: `{source}`; sgemm peak of that run {rep['peak_gflops']['1']:.0f} / "
-        f"{rep['peak_gflops']['2']:.0f} GFLOP/s on 1 / 2 threads. Measured now ({m['isa']}): "
+        f"{rep['peak_gflops']['2']:.0f} GFLOP/s on 1 / 2 threads. Measured by bounds.py "
+        f"({m['isa']}): "
         f"one core reads {m['l1_bw'] / 1e9:.0f} GB/s from L1 ({m['l1_bytes'] // 1024} KiB), "
         f"{m['l2_bw'] / 1e9:.0f} GB/s from L2 ({m['l2_bytes'] // 1024} KiB); a cache line "
         f"goes from one core to the other in {m['handoff'] * 1e9:.0f} ns.",

@@ -31,7 +31,8 @@ def test_call_floor_takes_the_better_placement():
     proj = 2 * B * T * 4 * H * D
     one = max(T * bounds.step_floor(4, B, H, 1, MACH, PEAK1), proj / PEAK1)
     two = T * bounds.step_floor(4, B, H, 2, MACH, PEAK1) + proj / PEAK2
-    assert bounds.call_floor("lstm", [B, T, D, H], MACH, PEAK1, PEAK2) == pytest.approx(min(one, two))
+    got = bounds.call_floor("lstm", [B, T, D, H], MACH, PEAK1, PEAK2)
+    assert got == pytest.approx(min(one, two))
 
 
 def _report(crnn_us, peer_us, shape=(1, 100, 128, 256), cell="lstm"):

@@ -3,8 +3,9 @@
 Once its work passes ~2 Mflop a call splits its batch into row ranges (batches of 8 or more),
 or each layer's hidden units (smaller batches, layers of >= 128 units; one direction per thread
 for a bidirectional stack; at batch 1 also narrower layers whose recurrent weights fill two L1
-caches and whose input is at most half as wide), or pipelines (other small batches with 16 or more timesteps: a
-second thread makes the input projection chunk by chunk ahead of the recurrence). The shapes
+caches and whose input is at most half as wide), or pipelines (other small batches with 16 or
+more timesteps: a second thread makes the input projection chunk by chunk ahead of the
+recurrence). The shapes
 here are chosen to take each path; the grid in test_core.py is too small to leave the serial
 path.
 
