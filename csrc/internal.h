@@ -109,7 +109,8 @@ typedef struct {
 /* The recurrent product runs on a copy of the recurrent kernel packed at create time into
  * panels of 256 bytes of columns (64 float32 or 32 float64): panel p holds columns
  * [p * P, (p + 1) * P) of all K rows, row after row, contiguous and zero-padded past the last
- * column. crnn's own kernel (kernels.h: panels_gemm, compiled per instruction set) then streams
+ * column, and one row of zeros follows the last panel (a tile that starts inside a panel loads
+ * past the end of its rows). crnn's own kernel (kernels.h: panels_gemm, compiled per instruction set) then streams
  * them with a tile of sums in registers, and never repacks the kernel per step as the BLAS
  * does. Layers of <= 8 units use the plain loop and get no panels. */
 #define CRNN__PANEL_BYTES 256
