@@ -6,7 +6,8 @@
  * membw_handoff_ns(iters): the one-way time (ns) to hand a cache line from one core to another
  *   and back, halved: what a step of a units split pays at least, since every thread reads the
  *   h_{t-1} the others wrote. Two threads ping-pong a counter, pinned to CPUs 0 and 1 where the
- *   OS allows; returns a negative value when the second thread cannot start.
+ *   OS allows; returns a negative value when the process has one CPU or the second thread
+ *   cannot start.
  *
  * Built by bench/bounds.py with the C compiler Python was built with (-O2 -march=native). */
 #define _GNU_SOURCE
@@ -89,6 +90,7 @@ double membw_handoff_ns(int iters)
     int64_t i;
     double t;
     int pinned = pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0;
+    if (pinned && CPU_COUNT(&old) < 2) return -1.0; /* one CPU: no second core to hand to */
     memset(&p, 0, sizeof(p));
     p.iters = iters;
     if (pthread_create(&th, NULL, membw_second, &p) != 0) return -1.0;
