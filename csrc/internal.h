@@ -110,13 +110,46 @@ typedef struct {
  * panels of 256 bytes of columns (64 float32 or 32 float64): panel p holds columns
  * [p * P, (p + 1) * P) of all K rows, row after row, contiguous and zero-padded past the last
  * column, and one row of zeros follows the last panel (a tile that starts inside a panel loads
- * past the end of its rows). crnn's own kernel (kernels.h: panels_gemm, compiled per instruction set) then streams
- * them with a tile of sums in registers, and never repacks the kernel per step as the BLAS
- * does. Layers of <= 8 units use the plain loop and get no panels. */
+ * past the end of its rows). crnn's own kernel (kernels.h: panels_gemm, compiled per
+ * instruction set) then streams them with a tile of sums in registers, and never repacks the
+ * kernel per step as the BLAS does. Layers of <= 8 units use the plain loop and get no panels. */
 #define CRNN__PANEL_BYTES 256
 /* ... up to this size of recurrent kernel (4096 float32 units): past it the second copy would
  * cost more memory than the 10-25 % it saves there is worth, and the BLAS takes over. */
 #define CRNN__PANELS_MAX_BYTES ((size_t)64 << 20)
+
+/* The units split's slices. Slice k of `nslices` of a layer of H units and G gates (elements of
+ * `es` bytes) is the units [c0, c1) = [edge(k), edge(k + 1)): where H allows, every slice starts
+ * on a panel, so that the recurrent product reads whole panels; its first column is G * c0, so
+ * that is a multiple of lcm(units per block, panel width / gcd(G, panel width)) units: in
+ * float32 16 for an LSTM, 64 for a SimpleRNN or a GRU (half that in float64). Otherwise in
+ * whole blocks of units (CRNN__BLOCK_BYTES), so a slice's gates are still contiguous columns
+ * (its product starts inside a panel). Slices may be empty. */
+static inline int64_t crnn__slice_align(int64_t H, int64_t G, int nslices, size_t es)
+{
+    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)es, vb = CRNN__BLOCK_BYTES / (int64_t)es;
+    int64_t a = pw, b = G, step, align;
+    while (b) { const int64_t r = a % b; a = b; b = r; } /* a = gcd(pw, G) */
+    step = pw / a;                                        /* units per panel start */
+    align = step > vb ? step : vb;                        /* powers of two: the lcm */
+    return H < align * nslices ? vb : align;
+}
+
+/* H * k / nslices rounded to the nearest multiple of align (64 / 136 units of 200 would keep one
+ * thread waiting for the other on every step; 128 / 72 less so). */
+static inline int64_t crnn__slice_edge(int64_t H, int k, int nslices, int64_t align)
+{
+    const int64_t e = (H * k + nslices * align / 2) / (nslices * align) * align;
+    return k == 0 ? 0 : k == nslices ? H : e < H ? e : H;
+}
+
+static inline void crnn__slice(int64_t H, int64_t G, int k, int nslices, size_t es, int64_t *c0,
+                               int64_t *c1)
+{
+    const int64_t align = crnn__slice_align(H, G, nslices, es);
+    *c0 = crnn__slice_edge(H, k, nslices, align);
+    *c1 = crnn__slice_edge(H, k + 1, nslices, align);
+}
 
 struct crnn_rnn_s {
     crnn_dtype dtype;

@@ -568,18 +568,14 @@ static void crnn__set_credits(int n)
  * when the projection is the smaller part (an input at most half as wide as the layer), when
  * each half of the weights still fills one core's L1 (smaller halves save less per step than
  * the two cores' hand-off costs: SimpleRNN 96 units, 36 KiB, ran 0.56x as fast split, GRU 64
- * units, 48 KiB, 1.06x), and when the halves, cut as rnn_template.h's slice() cuts them (on
- * panels where the layer is wide enough, else on blocks of units), are within 3/5 of each
- * other's units (64/48 of 112 units: yes; 32/16 of 48: no). */
+ * units, 48 KiB, 1.06x), and when the halves (crnn__slice: on panels where the layer is wide
+ * enough, else on blocks of units) are within 3/5 of each other's units (64/48 of 112 units:
+ * yes; 32/16 of 48: no). */
 static int crnn__units_split_pays(const crnn__layer *L, size_t es)
 {
-    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)es, vb = CRNN__BLOCK_BYTES / (int64_t)es;
-    int64_t a = pw, b = L->gates, align, half;
-    while (b) { const int64_t r = a % b; a = b; b = r; } /* gcd(pw, G) */
-    align = pw / a > vb ? pw / a : vb;
-    if (L->units < 2 * align) align = vb; /* as slice() does: halves start inside a panel */
+    const int64_t align = crnn__slice_align(L->units, L->gates, 2, es);
+    const int64_t half = crnn__slice_edge(L->units, 1, 2, align);
     if (L->units < 2 * align || 2 * L->in_size > L->units) return 0;
-    half = (L->units + align) / (2 * align) * align; /* slice_edge(H, 1, 2, align) */
     if (5 * (half > L->units - half ? half : L->units - half) > 3 * L->units) return 0;
     return (double)L->gates * (double)L->units * (double)L->units * (double)es >=
            2.0 * (double)crnn__l1_bytes();

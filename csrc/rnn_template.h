@@ -171,33 +171,6 @@ static void FN(zero_rows)(int64_t rows, int64_t n, REAL *dst, int64_t ldd)
     for (r = 0; r < rows; ++r) memset(dst + r * ldd, 0, (size_t)n * sizeof(REAL));
 }
 
-/* Unit slice [c0, c1) of slice `k` of `nslices` of a layer of H units and G gates: where H
- * allows, every slice starts on a panel (CRNN__PANEL_BYTES), so that the recurrent product runs
- * on the panels; its first column is G * c0, so that is a multiple of lcm(units per block,
- * panel width / gcd(G, panel width)) units: in float32 16 for an LSTM, 64 for a SimpleRNN or a
- * GRU (half that in float64). Otherwise in whole blocks of units (CRNN__BLOCK_BYTES), so a slice's gates are contiguous
- * columns. May be empty. */
-static int64_t FN(slice_edge)(int64_t H, int k, int nslices, int64_t align)
-{
-    /* H * k / nslices rounded to the nearest multiple of align (64 / 136 units of 200 would
-     * keep one thread waiting for the other on every step; 128 / 72 less so) */
-    const int64_t e = (H * k + nslices * align / 2) / (nslices * align) * align;
-    return k == 0 ? 0 : k == nslices ? H : e < H ? e : H;
-}
-
-static void FN(slice)(int64_t H, int64_t G, int k, int nslices, int64_t *c0, int64_t *c1)
-{
-    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)sizeof(REAL);
-    const int64_t vb = CRNN__BLOCK_BYTES / (int64_t)sizeof(REAL);
-    int64_t a = pw, b = G, step, align;
-    while (b) { const int64_t r = a % b; a = b; b = r; } /* a = gcd(pw, G) */
-    step = pw / a;                                        /* units per panel start */
-    align = step > vb ? step : vb;                        /* powers of two: the lcm */
-    if (H < align * nslices) align = vb;
-    *c0 = FN(slice_edge)(H, k, nslices, align);
-    *c1 = FN(slice_edge)(H, k + 1, nslices, align);
-}
-
 /* Start moving `rows` rows of n values (`ld` apart) into this core's cache: values another
  * thread has just written (the pipeline's next frame, the units split's previous state), which
  * cost a cross-core miss per cache line when the product meets them one by one. */
@@ -297,7 +270,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         }
     } else {
         for (k = lo; k < hi; ++k) {
-            FN(slice)(H, G, k, nslices, &c0, &c1);
+            crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
             FN(project)(kern, B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, gx + G * c0,
                         ldgt);
         }
@@ -326,7 +299,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     a.prev = h0;
     a.ldp = H;
     for (k = lo; k < hi; ++k) {
-        FN(slice)(H, G, k, nslices, &c0, &c1);
+        crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
         if (lengths) {
             if (h0) FN(copy_rows)(B, c1 - c0, h0 + c0, H, buf->h[0] + c0, H);
             else FN(zero_rows)(B, c1 - c0, buf->h[0] + c0, H);
@@ -362,7 +335,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         for (phase = 0; phase < ci->phases; ++phase) {
             if (phase && barrier) crnn__barrier_wait(barrier);
             for (k = lo; k < hi; ++k) {
-                FN(slice)(H, G, k, nslices, &c0, &c1);
+                crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
                 if (c1 > c0) step(&a, phase, c0, c1);
             }
         }
@@ -372,7 +345,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             REAL *next = buf->h[(s + 1) & 1];
             int64_t b;
             for (k = lo; k < hi; ++k) {
-                FN(slice)(H, G, k, nslices, &c0, &c1);
+                crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
                 for (b = 0; b < B; ++b) {
                     REAL *row = a.out + b * ldo + c0;
                     if (t < lengths[b]) {
@@ -393,7 +366,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         if (barrier) crnn__barrier_wait(barrier);
     }
     for (k = lo; k < hi; ++k) {
-        FN(slice)(H, G, k, nslices, &c0, &c1);
+        crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
         if (hn) FN(copy_rows)(B, c1 - c0, a.prev + c0, a.ldp, hn + c0, H);
         if (cn && ci->has_c) FN(copy_rows)(B, c1 - c0, buf->c + c0, H, cn + c0, H);
     }
