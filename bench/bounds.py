@@ -55,7 +55,7 @@ import crnn  # noqa: E402
 from cbuild import build_shared  # noqa: E402
 
 SOURCE = os.path.join(HERE, "membw.c")
-GATES = {"simple": 1, "lstm": 4, "gru": 3}
+GATES = crnn._core.GATES  # gates per cell: simple 1, lstm 4, gru 3
 LAYERS = {"simple": crnn.SimpleRNN, "lstm": crnn.LSTM, "gru": crnn.GRU}
 
 
