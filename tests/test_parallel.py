@@ -138,6 +138,36 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
         assert np.abs(got_h - exp_h).max() <= tol
 
 
+# Batched steps whose recurrent weights outgrow half of L2, even a thread's half of them in the
+# units split (batch 2): the panels kernel then prefetches the next block of weights while one is
+# in use. The width comes from the L2 the core reads, odd so that the last panel is partial.
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell, reset_after", [("simple", True), ("lstm", True), ("gru", True),
+                                               ("gru", False)])
+@pytest.mark.parametrize("batch", [2, 9])
+def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, threads):
+    crnn.set_num_threads(threads)
+    rng = np.random.default_rng(batch * 7 + threads)
+    gates = {"simple": 1, "lstm": 4, "gru": 3}[cell]
+    es = np.dtype(dtype).itemsize
+    units = int(np.sqrt(crnn._core.machine()["l2_bytes"] / (gates * es))) + 1 | 1
+    assert gates * units * units * es / 2 > crnn._core.machine()["l2_bytes"] / 2
+    steps, din = 5, 12
+    weights = [[make_cell_weights(rng, cell, din, units, dtype, True, cell == "gru")]]
+    handle = crnn._core.RNN(weights, cell=cell, reset_after=reset_after, dtype=dtype)
+    if threads == 2:
+        assert handle.plan(batch, steps) == ("units" if batch == 2 else "batch", 2)
+    x = rng.uniform(-1, 1, (batch, steps, din)).astype(dtype)
+    h0 = rng.uniform(-1, 1, (batch, units)).astype(dtype)
+    init = [[h0, h0 * dtype(0.5)]] if cell == "lstm" else [h0]
+    got = handle.forward(x, init)
+    assert got.tobytes() == handle.forward(x, init).tobytes()
+    exp = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init), cell=cell,
+                              reset_after=reset_after)
+    assert np.abs(got - exp).max() <= derived_tol(dtype, din + units, steps)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("units", [9, 65, 130])
 def test_batch1_infinite_projection_is_not_nan(units, dtype):
