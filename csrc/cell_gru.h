@@ -45,7 +45,7 @@ static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
                     const REAL z = VSIGMOID((gz[k] + sz[k]) + bz[k]);
                     const REAL r = VSIGMOID((gr[k] + sr[k]) + br[k]);
                     const REAL n = VTANH((gh[k] + bh[k]) + r * (sh[k] + rb[k]));
-                    hj[k] = z * hq[k] + ((REAL)1 - z) * n;
+                    hj[k] = KMULADD2(z, hq[k], (REAL)1 - z, n);
                 }
                 continue;
             }
@@ -59,7 +59,7 @@ static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
             }
             KFN(activate_inline)(a->act, gh, NULL, len);
             for (k = 0; k < len; ++k)
-                h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
+                h[j0 + k] = KMULADD2(gz[k], hp ? hp[j0 + k] : (REAL)0, (REAL)1 - gz[k], gh[k]);
         }
     }
 }
@@ -101,7 +101,7 @@ static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, 
                 KFN(activate_inline)(a->act, gh, a->bias ? a->bias + 3 * j0 + 2 * len : NULL,
                                      len);
                 for (k = 0; k < len; ++k)
-                    h[j0 + k] = gz[k] * (hp ? hp[j0 + k] : (REAL)0) + ((REAL)1 - gz[k]) * gh[k];
+                    h[j0 + k] = KMULADD2(gz[k], hp ? hp[j0 + k] : (REAL)0, (REAL)1 - gz[k], gh[k]);
             }
         }
     }

@@ -36,7 +36,7 @@ static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
                 for (k = 0; k < len; ++k) {
                     const REAL ig = VSIGMOID(gi[k] + bi[k]), fg = VSIGMOID(gf[k] + bf[k]);
                     const REAL og = VSIGMOID(go[k] + bo[k]), cg = VTANH(gc[k] + bc[k]);
-                    const REAL cn = fg * cj[k] + ig * cg;
+                    const REAL cn = KMULADD2(fg, cj[k], ig, cg);
                     cj[k] = cn;
                     hj[k] = VTANH(cn) * og;
                 }
@@ -45,7 +45,7 @@ static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
             KFN(activate_inline)(a->ract, gi, bi, 3 * len);
             KFN(activate_inline)(a->act, gc, bi ? bi + 3 * len : NULL, len);
             for (k = 0; k < len; ++k) {
-                const REAL cn = gf[k] * c[j0 + k] + gi[k] * gc[k];
+                const REAL cn = KMULADD2(gf[k], c[j0 + k], gi[k], gc[k]);
                 c[j0 + k] = cn;
                 h[j0 + k] = cn;
             }

@@ -22,6 +22,16 @@
 
 typedef REAL KFN(vec) __attribute__((vector_size(KVBYTES)));
 
+/* a * b + c * d, rounded the same way in every build: with FMA (AVX2, AVX-512) fma(a, b, c * d).
+ * Written as a * b + c * d, the compiler may fuse either product into the sum, and GCC's choice
+ * changed with edits elsewhere in the file (float64 LSTM outputs moved by up to 4e-16). Without
+ * FMA two products and a sum (the base variant is built without contraction). */
+#if KVBYTES > 16
+#define KMULADD2(a, b, c, d) VFMA((a), (b), (c) * (d))
+#else
+#define KMULADD2(a, b, c, d) ((a) * (b) + (c) * (d))
+#endif
+
 static inline __attribute__((always_inline)) void KFN(activate_inline)(
     crnn_activation act, REAL *restrict v, const REAL *restrict bias, int64_t n)
 {

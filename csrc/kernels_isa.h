@@ -7,6 +7,7 @@
 #include "cell_lstm.h"
 #include "cell_gru.h"
 #undef CRNN__CELL_POST
+#undef KMULADD2
 #undef KFN
 #undef KVBYTES
 #undef KMR

@@ -11,4 +11,5 @@
 #define GEMV_T crnn__gemv_t_f32
 #define VTANH crnn__tanh_f32
 #define VSIGMOID crnn__sigmoid_f32
+#define VFMA __builtin_fmaf
 #include "rnn_template.h"

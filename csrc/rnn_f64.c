@@ -11,4 +11,5 @@
 #define GEMV_T crnn__gemv_t_f64
 #define VTANH crnn__tanh_f64
 #define VSIGMOID crnn__sigmoid_f64
+#define VFMA __builtin_fma
 #include "rnn_template.h"

@@ -1,6 +1,7 @@
 /* rnn_template.h - the layer (time loop) and the stack (layers x directions), written once and
- * included twice by rnn_f32.c / rnn_f64.c with REAL, FN(), GEMM, GEMV_T, VTANH and VSIGMOID
- * defined; the cells (cell_*.h) and the activations (activations.h) are included from here.
+ * included twice by rnn_f32.c / rnn_f64.c with REAL, FN(), GEMM, GEMV_T, VTANH, VSIGMOID and
+ * VFMA (fma) defined; the kernels (kernels.h, once per instruction set) and the cells
+ * (cell_*.h) are included from here.
  *
  * Layer, one direction (oneDNN cell_common.cpp): the input projection of all timesteps and all
  * gates is one GEMM (B*T, D) x (D, G*H) into the gates buffer (SimpleRNN: straight into the
