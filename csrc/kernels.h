@@ -23,9 +23,11 @@
 typedef REAL KFN(vec) __attribute__((vector_size(KVBYTES)));
 
 /* a * b + c * d, rounded the same way in every build: with FMA (AVX2, AVX-512) fma(a, b, c * d).
- * Written as a * b + c * d, the compiler may fuse either product into the sum, and GCC's choice
- * changed with edits elsewhere in the file (float64 LSTM outputs moved by up to 4e-16). Without
- * FMA two products and a sum (the base variant is built without contraction). */
+ * Written as a * b + c * d, which product is fused into the sum is the compiler's choice, and
+ * it may change with edits elsewhere or with another compiler. Without FMA two products and a
+ * sum (the base variant is built without contraction). (The float64 LSTM without a bias still
+ * moves in its last bits, up to 4e-16, with edits elsewhere in this file: another rounding
+ * choice in its non-fused element-wise pass, not found yet.) */
 #if KVBYTES > 16
 #define KMULADD2(a, b, c, d) VFMA((a), (b), (c) * (d))
 #else
