@@ -26,8 +26,10 @@ typedef REAL KFN(vec) __attribute__((vector_size(KVBYTES)));
  * Written as a * b + c * d, which product is fused into the sum is the compiler's choice, and
  * it may change with edits elsewhere or with another compiler. Without FMA two products and a
  * sum (the base variant is built without contraction). (The float64 LSTM without a bias still
- * moves in its last bits, up to 4e-16, with edits elsewhere in this file: another rounding
- * choice in its non-fused element-wise pass, not found yet.) */
+ * moves in its last bits, up to 4e-16, with edits elsewhere in this file: the float64 sigmoid
+ * inlined in its non-fused pass rounds differently, an LSTM with a linear activation and the
+ * sigmoid moves and one with tanh and the hard sigmoid does not; the choice inside it is not
+ * pinned yet.) */
 #if KVBYTES > 16
 #define KMULADD2(a, b, c, d) VFMA((a), (b), (c) * (d))
 #else
