@@ -19,8 +19,8 @@ import pytest
 import crnn
 from crnn import reference
 
-from _helpers import derived_tol, make_cell_weights, make_stack_weights, run_threaded, stack_k, \
-    to64
+from _helpers import GATES, derived_tol, make_cell_weights, make_stack_weights, run_threaded, \
+    stack_k, to64
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +111,7 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
     crnn.set_num_threads(2)
     rng = np.random.default_rng(units + din)
     steps = 120
-    gates = {"simple": 1, "lstm": 4, "gru": 3}[cell]
+    gates = GATES[cell]
     split = split and gates * units * units * np.dtype(dtype).itemsize >= \
         2 * crnn._core.machine()["l1_bytes"]
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, True)]]
@@ -149,7 +149,7 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
 def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, threads):
     crnn.set_num_threads(threads)
     rng = np.random.default_rng(batch * 7 + threads)
-    gates = {"simple": 1, "lstm": 4, "gru": 3}[cell]
+    gates = GATES[cell]
     es = np.dtype(dtype).itemsize
     units = int(np.sqrt(crnn._core.machine()["l2_bytes"] / (gates * es))) + 1 | 1
     assert gates * units * units * es / 2 > crnn._core.machine()["l2_bytes"] / 2
