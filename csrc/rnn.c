@@ -98,7 +98,7 @@ static int crnn__all_zero_bytes(const void *p, size_t n)
 void crnn__pack_blocked(const void *src, int64_t ld, int64_t rows, int64_t G, int64_t H,
                         const int *order, size_t es, void *dst)
 {
-    const int64_t vb = CRNN__BLOCK_BYTES / (int64_t)es;
+    const int64_t vb = CRNN__BLOCK_UNITS(es);
     const char *s = (const char *)src;
     char *d = (char *)dst;
     int64_t i, j0, g;

@@ -18,7 +18,7 @@
  * Rows are the batch rows [0, B) of this call (or of this thread's row range). */
 typedef struct {
     const struct FN(kernel_table_s) *kern; /* this process's kernels (kernels.h) */
-    int64_t B, H, vb;         /* rows, units, units per block (CRNN__BLOCK_BYTES) */
+    int64_t B, H, vb;         /* rows, units, units per block (CRNN__BLOCK_UNITS) */
     const REAL *prev;         /* h_{t-1} rows, natural order; NULL: all zero (step 0, no h0) */
     int64_t ldp;
     REAL *gx;                 /* the step's projection rows (G*H, blocked); SimpleRNN: == out */
@@ -280,7 +280,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     a.kern = kern;
     a.B = B;
     a.H = H;
-    a.vb = CRNN__BLOCK_BYTES / (int64_t)sizeof(REAL);
+    a.vb = CRNN__BLOCK_UNITS(sizeof(REAL));
     a.ldg = ldgb;
     a.ldo = ldo;
     a.c = buf->c;
