@@ -13,9 +13,10 @@
  *   packed once at create time into panels (see CRNN__PANEL_BYTES): every weight is read from
  *   its packed copy (OpenBLAS would copy the whole kernel into its own packed form on every
  *   call, and a recurrent step is a small M times a large kernel), the sums of a tile of KMR rows
- *   by 4 vectors of columns stay in registers over a block of k whose weights fit in L2 (all of
- *   k for the usual sizes), so each block of weights comes from memory or L3 once per step and
- *   from L2 for every further row tile. One row: even and odd
+ *   by 4 vectors of columns stay in registers over a block of k (panel_kc: a quarter of L2 where
+ *   the tile is a panel wide, all of k for the usual sizes; 3/4 of L1 where it is narrower), so
+ *   each block of weights comes from memory or L3 once per step and from cache for every
+ *   further row tile. One row: even and odd
  *   k in two sets of accumulators (the loads of one overlap the adds of the other). The sums
  *   over k are added in increasing k within a block and blocks in order: a row's result does
  *   not depend on B or on the other rows. */
@@ -198,19 +199,55 @@ static void KFN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, i
 #define KPIN(v) ((void)0)
 #endif
 
-/* One tile: rows [0, mr) (mr <= KMR <= KMR_MAX) of A (rows `lda` apart) times `kc` rows of a
- * tile of 4 vectors of columns at w (rows KPW apart), added into acc (mr x 4 vectors). The sums
- * live in named variables (an array of vectors indexed in loops ends up on the stack). Over the
- * first `npf` k it also prefetches one cache line per k, from `pf` on (see panels_gemm). */
+/* One tile: rows [0, mr) (mr <= KMR <= KMR_MAX, a constant where inlined) of C (rows `ldc`
+ * apart, n <= KCW columns) (+)= A (rows `lda` apart) times `kc` rows of a tile of 4 vectors of
+ * columns at w (rows KPW apart). The sums live in named variables from C back to C (an array of
+ * vectors indexed in loops ends up on the stack, and its loads and stores around every block of
+ * k cost as much as 40-60 k of products); `load` says whether they start from C or from zero. A
+ * partial tile (n < KCW) goes through a zero-padded copy. Over the first `npf` k it also
+ * prefetches one cache line per k, from `pf` on (see panels_gemm). */
 #define KMR_MAX 6
+static inline __attribute__((always_inline)) KFN(vec) KFN(load)(const REAL *p)
+{
+    KFN(vec) v;
+    KLD(v, p);
+    return v;
+}
+#define KLOAD(p) KFN(load)(p)
+/* the first n (< KCW) columns of a tile's row, through a copy (kept out of line: a local array
+ * next to the sums in the tile makes GCC keep the SSE2 sums on the stack) */
+static __attribute__((noinline)) void KFN(store_part)(REAL *dst, int64_t n, KFN(vec) v0,
+                                                      KFN(vec) v1, KFN(vec) v2, KFN(vec) v3)
+{
+    REAL tmp[KCW];
+    KST(tmp, v0);
+    KST(tmp + KVW, v1);
+    KST(tmp + 2 * KVW, v2);
+    KST(tmp + 3 * KVW, v3);
+    memcpy(dst, tmp, (size_t)n * sizeof(REAL));
+}
 static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, const REAL *A,
-                                                            int64_t lda, const REAL *w,
-                                                            KFN(vec) acc[KMR_MAX][4],
+                                                            int64_t lda, const REAL *w, REAL *C,
+                                                            int64_t ldc, int64_t n, int load,
                                                             const char *pf, int64_t npf)
 {
+    const KFN(vec) zero = {0}; /* not x - x: an infinite C must not turn into NaN */
+    REAL tmp[KCW];             /* a partial tile's row, zero-padded */
 #define KSUMS(r)                                                                               \
-    KFN(vec) c##r##0 = acc[r][0], c##r##1 = acc[r][1], c##r##2 = acc[r][2], c##r##3 = acc[r][3]; \
-    const REAL *a##r = A + (KMR > r ? r : 0) * lda;
+    KFN(vec) c##r##0 = zero, c##r##1 = zero, c##r##2 = zero, c##r##3 = zero;                   \
+    const REAL *a##r = A + (KMR > r ? r : 0) * lda;                                            \
+    if (KMR > r && mr > r && load) {                                                           \
+        const REAL *src = C + r * ldc;                                                         \
+        if (n < KCW) {                                                                         \
+            memcpy(tmp, src, (size_t)n * sizeof(REAL));                                        \
+            memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));                              \
+            src = tmp;                                                                         \
+        }                                                                                      \
+        c##r##0 = KLOAD(src);                                                                  \
+        c##r##1 = KLOAD(src + KVW);                                                            \
+        c##r##2 = KLOAD(src + 2 * KVW);                                                        \
+        c##r##3 = KLOAD(src + 3 * KVW);                                                        \
+    }
     KSUMS(0) KSUMS(1) KSUMS(2) KSUMS(3) KSUMS(4) KSUMS(5)
 #undef KSUMS
     int64_t k;
@@ -244,7 +281,17 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, 
 #undef KSTEP
 #undef KROW
 #define KSTORE(r)                                                                              \
-    acc[r][0] = c##r##0; acc[r][1] = c##r##1; acc[r][2] = c##r##2; acc[r][3] = c##r##3;
+    if (KMR > r && mr > r) {                                                                   \
+        REAL *dst = C + r * ldc;                                                               \
+        if (n < KCW) {                                                                         \
+            KFN(store_part)(dst, n, c##r##0, c##r##1, c##r##2, c##r##3);                       \
+        } else {                                                                               \
+            KST(dst, c##r##0);                                                                 \
+            KST(dst + KVW, c##r##1);                                                           \
+            KST(dst + 2 * KVW, c##r##2);                                                       \
+            KST(dst + 3 * KVW, c##r##3);                                                       \
+        }                                                                                      \
+    }
     KSTORE(0) KSTORE(1) KSTORE(2) KSTORE(3) KSTORE(4) KSTORE(5)
 #undef KSTORE
 }
@@ -275,16 +322,35 @@ static inline __attribute__((always_inline)) void KFN(row1)(int nv, int64_t K, c
         }
 }
 
+/* Rows of k per block of the batched product (the sums go back to C between blocks, which
+ * changes no result). A tile a whole panel wide (AVX-512) does 6 rows x 4 vectors of products
+ * per 256 bytes of weights: the block may fill a quarter of L2, whose bandwidth keeps up, and
+ * long blocks spend the least on moving sums (a block of 96 or 128 k measured 0.93-0.98x). A
+ * narrower tile (AVX2, SSE2) reads a row of the panel per 3 rows of products, more than L2
+ * delivers (Zen 4, AVX2: 60-75 % of the FMA peak with the block in L2, 85-90 % in L1), so its
+ * block is kept to 3/4 of L1 (AVX2, 96 k against 1024: 1.02-1.05x at (32-256, 20-100,
+ * 128-512, 256-1024); 64 k was slower, 128 k no better). */
+static int64_t KFN(panel_kc)(void)
+{
+#if 4 * KVBYTES < CRNN__PANEL_BYTES
+    const int64_t kc = (int64_t)(crnn__l1_bytes() * 3 / 4 / CRNN__PANEL_BYTES);
+    return kc < 16 ? 16 : kc;
+#else
+    const int64_t kc = (int64_t)(crnn__l2_bytes() / 4 / CRNN__PANEL_BYTES);
+    return kc < 64 ? 64 : kc;
+#endif
+}
+
 static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
-                             const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
-                             int64_t kc_max)
+                             const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate)
 {
     const KFN(vec) zero = {0}; /* not x - x: an infinite C must not turn into NaN */
+    const int64_t kc_max = KFN(panel_kc)();
     /* the weights read here outgrow half of L2, so they come from L3 or memory on every step */
     const int stream = (double)K * (double)(c1 - c0) * (double)sizeof(REAL) >
                        (double)crnn__l2_bytes() / 2;
     int64_t j, jp, jend, k0, i0;
-    int r, v;
+    int v;
     for (jp = c0; jp < c1; jp = jend) {
         /* the columns [jp, jend) of one panel. A tile's columns [j, j + KCW) lie in panel
          * j / KPW when c0 is a multiple of KCW (KCW divides KPW); a slice that starts inside a
@@ -353,41 +419,19 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                 const char *pf = next ? (const char *)next + 64 * pf0 : NULL;
                 i0 = ti * base + (ti < extra ? ti : extra);
                 for (j = jp; j < jend; j += KCW) {
-                    const REAL *pw = panels + j / KPW * KPW * K + j % KPW;
+                    const REAL *pw = panels + j / KPW * KPW * K + j % KPW + k0 * KPW;
                     const int64_t n = jend - j < KCW ? jend - j : KCW;
-                    REAL *cj = C + (j - c0);
-                    KFN(vec) acc[KMR_MAX][4];
-                    REAL tmp[KCW];
-                    for (r = 0; r < KMR_MAX; ++r)
-                        for (v = 0; v < 4; ++v) acc[r][v] = zero;
-                    for (r = 0; r < mr && load; ++r) {
-                        const REAL *src = cj + (i0 + r) * ldc;
-                        if (n < KCW) { /* a partial tile: through a zero-padded copy */
-                            memcpy(tmp, src, (size_t)n * sizeof(REAL));
-                            memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
-                            src = tmp;
-                        }
-                        for (v = 0; v < 4; ++v) KLD(acc[r][v], src + v * KVW);
-                    }
+                    REAL *cj = C + (j - c0) + i0 * ldc;
+                    const REAL *ai = A + i0 * lda + k0;
+                    const int64_t np = j == jp ? npf : 0;
                     switch (mr) { /* a loop compiled for each height, no test per row and k */
 #define KTILE(m)                                                                               \
                     case m:                                                                    \
-                        if (KMR >= m)                                                          \
-                            KFN(tile)(m, kc, A + i0 * lda + k0, lda, pw + k0 * KPW, acc, pf,    \
-                                      j == jp ? npf : 0);                                      \
+                        if (KMR >= m) KFN(tile)(m, kc, ai, lda, pw, cj, ldc, n, load, pf, np);  \
                         break;
                     KTILE(1) KTILE(2) KTILE(3) KTILE(4) KTILE(5) KTILE(6)
 #undef KTILE
                     default: break;
-                    }
-                    for (r = 0; r < mr; ++r) {
-                        REAL *dst = cj + (i0 + r) * ldc;
-                        if (n < KCW) {
-                            for (v = 0; v < 4; ++v) KST(tmp + v * KVW, acc[r][v]);
-                            memcpy(dst, tmp, (size_t)n * sizeof(REAL));
-                        } else {
-                            for (v = 0; v < 4; ++v) KST(dst + v * KVW, acc[r][v]);
-                        }
                     }
                 }
             }

@@ -71,8 +71,7 @@ typedef struct FN(kernel_table_s) {
     void (*activate_rows)(crnn_activation act, REAL *v, int64_t rows, int64_t ld,
                           const REAL *bias, int64_t n);
     void (*panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
-                        const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
-                        int64_t kc_max);
+                        const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate);
     void (*tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
                       const REAL *W, int64_t ldw, REAL *out, int64_t ldo, int accumulate);
     void (*tiny_step)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
@@ -106,15 +105,6 @@ static const FN(kernel_table) *FN(kernels)(void)
     return &FN(kernels_base);
 }
 
-/* Rows of k per block of the panels' product: the block of weights a row tile reads (k rows of
- * 256 bytes) fills a quarter of L2, so the other row tiles find it there. */
-static int64_t FN(panel_kc)(void)
-{
-    const int64_t kc = (int64_t)(crnn__l2_bytes() / 4 / CRNN__PANEL_BYTES);
-    return kc < 64 ? 64 : kc;
-}
-
-
 /* Per-step recurrent product C(B, N) (+)= A(B, K) @ R(K, N), R's columns starting at column
  * `col0` of its matrix (N of them; a thread may own a slice), rows `ldr` apart; `panels` is the
  * whole matrix as panels, or NULL. Tiny shapes use a plain loop (a BLAS call costs more than
@@ -128,8 +118,7 @@ static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int6
     if (K <= 8) {
         kern->tiny_gemm(B, K, N, A, lda, R, ldr, C, ldc, accumulate);
     } else if (panels && crnn__use_panels()) {
-        kern->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate,
-                          FN(panel_kc)());
+        kern->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate);
     } else if (B == 1) {
         GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, A, accumulate ? (REAL)1 : (REAL)0, C);
     } else {
