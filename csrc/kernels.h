@@ -214,17 +214,16 @@ static inline __attribute__((always_inline)) KFN(vec) KFN(load)(const REAL *p)
     return v;
 }
 #define KLOAD(p) KFN(load)(p)
-/* the first n (< KCW) columns of a tile's row, through a copy (kept out of line: a local array
- * next to the sums in the tile makes GCC keep the SSE2 sums on the stack) */
+/* The first n (< KCW) columns of a tile's row. Out of line: a local array next to the sums in
+ * the tile made GCC keep the SSE2 sums on the stack through the whole k loop. The copy is of a
+ * type aligned like REAL: a 64-byte aligned one broke under ASan's fake stack, which does not
+ * keep that alignment. */
+typedef REAL KFN(uvec) __attribute__((vector_size(KVBYTES), aligned(sizeof(REAL))));
 static __attribute__((noinline)) void KFN(store_part)(REAL *dst, int64_t n, KFN(vec) v0,
                                                       KFN(vec) v1, KFN(vec) v2, KFN(vec) v3)
 {
-    REAL tmp[KCW];
-    KST(tmp, v0);
-    KST(tmp + KVW, v1);
-    KST(tmp + 2 * KVW, v2);
-    KST(tmp + 3 * KVW, v3);
-    memcpy(dst, tmp, (size_t)n * sizeof(REAL));
+    const KFN(uvec) u[4] = {v0, v1, v2, v3};
+    memcpy(dst, u, (size_t)n * sizeof(REAL));
 }
 static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, const REAL *A,
                                                             int64_t lda, const REAL *w, REAL *C,
