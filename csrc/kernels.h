@@ -207,13 +207,6 @@ static void KFN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, i
  * partial tile (n < KCW) goes through a zero-padded copy. Over the first `npf` k it also
  * prefetches one cache line per k, from `pf` on (see panels_gemm). */
 #define KMR_MAX 6
-static inline __attribute__((always_inline)) KFN(vec) KFN(load)(const REAL *p)
-{
-    KFN(vec) v;
-    KLD(v, p);
-    return v;
-}
-#define KLOAD(p) KFN(load)(p)
 /* The first n (< KCW) columns of a tile's row. Out of line: a local array next to the sums in
  * the tile made GCC keep the SSE2 sums on the stack through the whole k loop. The copy is of a
  * type aligned like REAL: a 64-byte aligned one broke under ASan's fake stack, which does not
@@ -242,10 +235,10 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, 
             memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));                              \
             src = tmp;                                                                         \
         }                                                                                      \
-        c##r##0 = KLOAD(src);                                                                  \
-        c##r##1 = KLOAD(src + KVW);                                                            \
-        c##r##2 = KLOAD(src + 2 * KVW);                                                        \
-        c##r##3 = KLOAD(src + 3 * KVW);                                                        \
+        KLD(c##r##0, src);                                                                     \
+        KLD(c##r##1, src + KVW);                                                               \
+        KLD(c##r##2, src + 2 * KVW);                                                           \
+        KLD(c##r##3, src + 3 * KVW);                                                           \
     }
     KSUMS(0) KSUMS(1) KSUMS(2) KSUMS(3) KSUMS(4) KSUMS(5)
 #undef KSUMS
