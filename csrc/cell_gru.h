@@ -116,7 +116,7 @@ static void FN(step_gru)(const FN(step_args) *a, int phase, int64_t c0, int64_t 
     (void)phase;
     if (a->prev)
         FN(product)(a->kern, a->B, H, 3 * (c1 - c0), a->prev, a->ldp, a->R[0] + 3 * c0, 3 * H,
-                    a->scratch + 3 * c0, 3 * H, a->P[0], 3 * c0, 0);
+                    a->scratch + 3 * c0, 3 * H, a->P[0], 3 * c0, 0, (int)(a->t & 1));
     a->kern->gru_post(a, c0, c1);
 }
 
@@ -126,10 +126,10 @@ static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, i
     if (phase == 0) {
         if (a->prev)
             FN(product)(a->kern, a->B, H, 2 * (c1 - c0), a->prev, a->ldp, a->R[0] + 2 * c0, 2 * H,
-                        a->scratch + 2 * c0, 3 * H, a->P[0], 2 * c0, 0);
+                        a->scratch + 2 * c0, 3 * H, a->P[0], 2 * c0, 0, (int)(a->t & 1));
     } else if (a->prev) {
         FN(product)(a->kern, a->B, H, c1 - c0, a->rh, H, a->R[1] + c0, H,
-                    a->scratch + 2 * H + c0, 3 * H, a->P[1], c0, 0);
+                    a->scratch + 2 * H + c0, 3 * H, a->P[1], c0, 0, (int)(a->t & 1));
     }
     a->kern->gru_before_post(a, phase, c0, c1);
 }

@@ -67,7 +67,7 @@ static void FN(step_lstm)(const FN(step_args) *a, int phase, int64_t c0, int64_t
     (void)phase;
     if (a->prev)
         FN(product)(a->kern, a->B, H, 4 * (c1 - c0), a->prev, a->ldp, a->R[0] + 4 * c0, 4 * H,
-                    a->gx + 4 * c0, a->ldg, a->P[0], 4 * c0, 1);
+                    a->gx + 4 * c0, a->ldg, a->P[0], 4 * c0, 1, (int)(a->t & 1));
     a->kern->lstm_post(a, c0, c1);
 }
 

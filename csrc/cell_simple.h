@@ -18,7 +18,7 @@ static void FN(step_simple)(const FN(step_args) *a, int phase, int64_t c0, int64
     }
     if (a->prev)
         FN(product)(a->kern, a->B, a->H, n, a->prev, a->ldp, a->R[0] + c0, a->H, a->out + c0,
-                    a->ldo, a->P[0], c0, 1);
+                    a->ldo, a->P[0], c0, 1, (int)(a->t & 1));
     if (!a->lengths) {
         a->kern->activate_rows(a->act, a->out + c0, a->B, a->ldo, bias, n);
         return;

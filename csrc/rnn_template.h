@@ -71,7 +71,8 @@ typedef struct FN(kernel_table_s) {
     void (*activate_rows)(crnn_activation act, REAL *v, int64_t rows, int64_t ld,
                           const REAL *bias, int64_t n);
     void (*panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
-                        const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate);
+                        const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
+                        int backward);
     void (*tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
                       const REAL *W, int64_t ldw, REAL *out, int64_t ldo, int accumulate);
     void (*tiny_step)(int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi,
@@ -109,16 +110,18 @@ static const FN(kernel_table) *FN(kernels)(void)
  * `col0` of its matrix (N of them; a thread may own a slice), rows `ldr` apart; `panels` is the
  * whole matrix as panels, or NULL. Tiny shapes use a plain loop (a BLAS call costs more than
  * the arithmetic there); with panels, crnn's own kernel over them (kernels.h: no per-step
- * repacking of the recurrent kernel); else the BLAS. */
+ * repacking of the recurrent kernel); else the BLAS. `backward` (the step's parity) lets the
+ * kernel walk its columns in the other order on alternate steps (same sums). */
 static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int64_t N,
                         const REAL *A, int64_t lda, const REAL *R, int64_t ldr, REAL *C,
-                        int64_t ldc, const REAL *panels, int64_t col0, int accumulate)
+                        int64_t ldc, const REAL *panels, int64_t col0, int accumulate,
+                        int backward)
 {
     if (N <= 0) return;
     if (K <= 8) {
         kern->tiny_gemm(B, K, N, A, lda, R, ldr, C, ldc, accumulate);
     } else if (panels && crnn__use_panels()) {
-        kern->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate);
+        kern->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate, backward);
     } else if (B == 1) {
         GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, A, accumulate ? (REAL)1 : (REAL)0, C);
     } else {
