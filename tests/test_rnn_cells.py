@@ -107,6 +107,45 @@ def test_cell_grid_matches_reference(name, dtype, rng):
     assert checked >= 200
 
 
+def _units_past(nbytes: int, gates: int, itemsize: int) -> int:
+    """The fewest units (> 8, so on the panels) whose recurrent weights outgrow nbytes."""
+    h = 9
+    while h * gates * h * itemsize <= nbytes:
+        h += 1
+    return h
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_batch1_steps_walk_their_weights_both_ways(name, dtype, rng):
+    """At batch 1 the product walks a slice of weights backward on alternate steps where the
+    slice is between half and twice L1, or past half of L2 (csrc/kernels.h, row_backward):
+    layers sized from this machine's caches into each band, at 1 and 2 threads (where the
+    units split halves the slices, and may start them inside a panel), against the reference."""
+    cell, reset_after = CELLS[name]
+    caches = crnn._core.machine()
+    es, gates = np.dtype(dtype).itemsize, GATES[cell]
+    sizes = {_units_past(caches["l1_bytes"] // 2, gates, es),
+             _units_past(2 * caches["l1_bytes"], gates, es) - 1,
+             _units_past(caches["l2_bytes"] // 2, gates, es)}
+    for H, threads, direction in itertools.product(sorted(sizes), [1, 2],
+                                                   ["forward", "reverse"]):
+        T, D = 7, 5
+        weights = [[make_cell_weights(rng, cell, D, H, dtype, True, True)]]
+        x = rng.uniform(-1, 1, (1, T, D)).astype(dtype)
+        kw = dict(cell=cell, activation="tanh", recurrent_activation="sigmoid",
+                  reset_after=reset_after, direction=direction)
+        crnn.set_num_threads(threads)
+        got, states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, None, None, True,
+                                                                        True)
+        exp, exp_states = reference.rnn_stack(to64(x), to64(weights), return_state=True, **kw)
+        tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
+        what = f"{name} H={H} threads={threads} {direction}"
+        assert_close(got, exp, tol, what + " output", dtype)
+        for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+            assert_close(s, e, tol, what + f" state {i}", dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_mixed_cells_in_one_stack(dtype, rng):
     """LSTM -> GRU -> SimpleRNN -> GRU (reset before), mixed directions, in one compiled stack:
