@@ -390,23 +390,20 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                              int backward)
 {
     const int64_t kc_max = KFN(panel_kc)();
+    const double bytes = (double)K * (double)(c1 - c0) * (double)sizeof(REAL);
+    const double l1 = (double)crnn__l1_bytes();
     /* the weights read here outgrow half of L2, so they come from L3 or memory on every step */
-    const int stream = (double)K * (double)(c1 - c0) * (double)sizeof(REAL) >
-                       (double)crnn__l2_bytes() / 2;
+    const int stream = bytes > (double)crnn__l2_bytes() / 2;
     int64_t j, jp, jend, k0, i0;
-    if (B == 1 && backward) {
+    if (B == 1 && backward && (stream || (bytes > l1 / 2 && bytes <= 2.0 * l1))) {
         /* one row, walked backward on alternate steps (row_backward) where that keeps a good
          * part of the slice in cache for the next step: from half of L1 (the slice shares L1
          * with the rest of the step) to twice L1, or past half of L2. In between the forward
-         * walk's one unbroken stream through the panels does better. (The batched product gains nothing from it: measured
-         * 0.99-1.00x at 1 thread, LSTM (32,50,128,256), GRU (16,20,256,512), SimpleRNN
-         * (32,20,256,1024); its blocks of k are prefetched.) */
-        const double bytes = (double)K * (double)(c1 - c0) * (double)sizeof(REAL);
-        const double l1 = (double)crnn__l1_bytes();
-        if (stream || (bytes > l1 / 2 && bytes <= 2.0 * l1)) {
-            KFN(row_backward)(K, c0, c1, panels, A, C, accumulate);
-            return;
-        }
+         * walk's one unbroken stream through the panels does better. (The batched product
+         * gains nothing from it: measured 0.99-1.00x at 1 thread, LSTM (32,50,128,256), GRU
+         * (16,20,256,512), SimpleRNN (32,20,256,1024); its blocks of k are prefetched.) */
+        KFN(row_backward)(K, c0, c1, panels, A, C, accumulate);
+        return;
     }
     for (jp = c0; jp < c1; jp = jend) {
         /* the columns [jp, jend) of one panel. A tile's columns [j, j + KCW) lie in panel
