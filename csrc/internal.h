@@ -68,6 +68,13 @@ extern const crnn__cell_info crnn__cells[CRNN__NUM_CELLS];
 /* Units per block for elements of `es` bytes: a constant where es is (sizeof(REAL)). */
 #define CRNN__BLOCK_UNITS(es) ((int64_t)(CRNN__BLOCK_BYTES / (es)))
 
+/* A gated cell's last block of units, where it is narrower than a block, is gathered from the
+ * rows of a step of at least CRNN__TAIL_ROWS rows (cell_lstm.h lstm_post_tail, cell_gru.h
+ * gru_post_tail), at most CRNN__TAIL_VALUES values of a gate at a time (3 KB of stack for the
+ * LSTM's float32, 6 KB for its float64). */
+#define CRNN__TAIL_ROWS 4
+#define CRNN__TAIL_VALUES 128
+
 /* Before a loop whose arrays never overlap, where the compiler cannot prove it: vectorise it
  * without run-time alias checks (GCC gives up on a loop needing more than 10 of them). */
 #if defined(__clang__)

@@ -7,6 +7,7 @@
  * activate: element-wise activations over a contiguous run (ORT deepcpu style row kernel: the
  *   switch is outside the loops, never a function pointer per element); activate_rows: over
  *   several rows in one call.
+ * tail_rows: the rows of a chunk of the cells' narrow last block (cell_lstm.h, cell_gru.h).
  * tiny_gemm / tiny_step: products (and a tiny SimpleRNN's whole step) too small for a BLAS call,
  *   with the sums of a row in registers.
  * panels_gemm: the recurrent product C(B, n) (+)= A(B, K) @ R[:, c0:c1] on a recurrent kernel
@@ -82,6 +83,20 @@ static void KFN(activate_rows)(crnn_activation act, REAL *v, int64_t rows, int64
 {
     int64_t r;
     for (r = 0; r < rows; ++r) KFN(activate)(act, v + r * ld, bias, n);
+}
+
+/* For the cells' narrow last block (lstm_post_tail, gru_post_tail): the next chunk of active
+ * rows from *b on, at most CRNN__TAIL_VALUES values of a gate in all at len values a row; their
+ * indices in sel, their count returned, *b moved past them. */
+static inline __attribute__((always_inline)) int64_t KFN(tail_rows)(const FN(step_args) *a,
+                                                                  int64_t *b, int64_t len,
+                                                                  int64_t *sel)
+{
+    const int64_t rmax = CRNN__TAIL_VALUES / len;
+    int64_t nr = 0;
+    for (; *b < a->B && nr < rmax; ++*b)
+        if (CRNN__ACTIVE(a, *b)) sel[nr++] = *b;
+    return nr;
 }
 
 /* out[r, :N] = (accumulate ? out[r, :N] : 0) + in[r, :K] @ W[:K, :N] for r < rows, N <= 8, with

@@ -147,6 +147,40 @@ def test_batch1_steps_walk_their_weights_both_ways(name, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru_before"])
+def test_narrow_last_block_gathered_from_the_rows(name, dtype, rng):
+    """A gated layer's last block of units, where it is narrower than a block (64 bytes of units:
+    16 float32 / 8 float64), is gathered from the rows of a step of 4 rows or more, at most 128
+    values of a gate at a time (csrc/cell_lstm.h, lstm_post_tail): widths of 1, 3 and one short of
+    a block, at batches under, at and past the threshold and past one chunk, with rows masked out
+    (in the middle of a chunk and whole chunks), every activation pair, at 1 and 2 threads."""
+    cell, reset_after = CELLS[name]
+    vb = 64 // np.dtype(dtype).itemsize
+    checked = 0
+    for (H, B), threads in itertools.product(
+            [(1, 130), (3, 4), (3, 50), (vb + 3, 3), (vb + 3, 5), (2 * vb - 1, 19),
+             (3 * vb - 1, 40)], [1, 2]):
+        act, ract = ACT_PAIRS[checked % len(ACT_PAIRS)]
+        T, D = 4, 5
+        weights, x, init = _case(rng, cell, reset_after, dtype, B, T, D, H, 1, 1, "some")
+        lengths = rng.integers(0, T + 1, B)
+        lengths[:B // 3] = T  # whole chunks of active rows at every step
+        lengths[B // 2: B // 2 + 3] = 0  # and rows that never take part, within a chunk
+        kw = dict(cell=cell, activation=act, recurrent_activation=ract, reset_after=reset_after)
+        crnn.set_num_threads(threads)
+        got, states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, init, lengths, True,
+                                                                        True)
+        exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
+                                              lengths=lengths, return_state=True, **kw)
+        tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
+        what = f"{name} {act}/{ract} B={B} H={H} threads={threads}"
+        assert_close(got, exp, tol, what + " output", dtype)
+        for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+            assert_close(s, e, tol, what + f" state {i}", dtype)
+        checked += 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_mixed_cells_in_one_stack(dtype, rng):
     """LSTM -> GRU -> SimpleRNN -> GRU (reset before), mixed directions, in one compiled stack:
     the same as the layers one after another."""
