@@ -16,15 +16,16 @@
 /* The last block of units where it is narrower than a block (H % vb units; the whole layer
  * under vb units). Row by row, each pass over it is a vector loop set up for a few values and
  * mostly its scalar remainder: at the tutorial's H = 3, 9, 3 and 3 values a row. So the active
- * rows' values are gathered, a chunk of rows at a time, into runs of rows * len values, the
- * passes run over those, and c and h are scattered back. Every value goes through the
- * operations of lstm_post's passes, in their order (the float32 outputs are bitwise the same).
- * Measured against the passes row by row (float32, AVX-512, whole calls): (8,2,10,3) 1.17x,
- * (4,200,16,3) and (4,100,32,20) 1.11x. With fewer rows than CRNN__TAIL_ROWS it cost more than
- * it saved (2 rows 0.93-0.96x, 1 row 0.86x), and those steps keep the row-by-row passes. */
+ * rows' gates are gathered, a chunk of rows at a time, into runs of rows * len values, the
+ * activations run over those, c is updated in place and h scattered back. Every value goes
+ * through the operations of lstm_post's passes, in their order (the float32 outputs are
+ * bitwise the same). Measured against the passes row by row (float32, AVX-512, whole calls):
+ * (8,2,10,3) 1.19x, (4,200,16,3) 1.16x, (4,100,32,20) 1.13x, (64,20,16,5) 1.81x. With fewer
+ * rows than CRNN__TAIL_ROWS it cost more than it saved (2 rows 0.93-0.96x, 1 row 0.86x), and
+ * those steps keep the row-by-row passes. */
 static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
 {
-    REAL buf[6 * CRNN__TAIL_VALUES];
+    REAL buf[5 * CRNN__TAIL_VALUES];
     int64_t sel[CRNN__TAIL_VALUES];
     const int64_t H = a->H;
     const REAL *bi = a->bias ? a->bias + 4 * j0 : NULL;
@@ -32,9 +33,9 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
     while ((nr = KFN(tail_rows)(a, &b, len, sel)) > 0) {
         const int64_t n = nr * len;
         /* i, f, o contiguous: one pass of the recurrent activation over the three */
-        REAL *gi = buf, *gf = gi + n, *go = gf + n, *gc = go + n, *cs = gc + n, *hs = cs + n;
+        REAL *gi = buf, *gf = gi + n, *go = gf + n, *gc = go + n, *hs = gc + n;
         for (r = 0; r < nr; ++r) {
-            const REAL *g = a->gx + sel[r] * a->ldg + 4 * j0, *c = a->c + sel[r] * H + j0;
+            const REAL *g = a->gx + sel[r] * a->ldg + 4 * j0;
             REAL *ri = gi + r * len, *rf = gf + r * len, *ro = go + r * len, *rc = gc + r * len;
             if (bi)
                 for (k = 0; k < len; ++k) {
@@ -50,23 +51,22 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
                     ro[k] = g[2 * len + k];
                     rc[k] = g[3 * len + k];
                 }
-            for (k = 0; k < len; ++k) cs[r * len + k] = c[k];
         }
         KFN(activate_inline)(a->ract, gi, NULL, 3 * n);
         KFN(activate_inline)(a->act, gc, NULL, n);
-        for (k = 0; k < n; ++k) {
-            const REAL cn = KMULADD2(gf[k], cs[k], gi[k], gc[k]);
-            cs[k] = cn;
-            hs[k] = cn;
+        for (r = 0; r < nr; ++r) { /* c in place, row by row */
+            REAL *c = a->c + sel[r] * H + j0;
+            const int64_t o = r * len;
+            for (k = 0; k < len; ++k) {
+                const REAL cn = KMULADD2(gf[o + k], c[k], gi[o + k], gc[o + k]);
+                c[k] = cn;
+                hs[o + k] = cn;
+            }
         }
         KFN(activate_inline)(a->act, hs, NULL, n);
-        for (k = 0; k < n; ++k) hs[k] *= go[k];
         for (r = 0; r < nr; ++r) {
-            REAL *c = a->c + sel[r] * H + j0, *h = a->out + sel[r] * a->ldo + j0;
-            for (k = 0; k < len; ++k) {
-                c[k] = cs[r * len + k];
-                h[k] = hs[r * len + k];
-            }
+            REAL *h = a->out + sel[r] * a->ldo + j0;
+            for (k = 0; k < len; ++k) h[k] = hs[r * len + k] * go[r * len + k];
         }
     }
 }
