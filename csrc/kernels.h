@@ -360,7 +360,9 @@ static inline __attribute__((always_inline)) void KFN(row_tile)(int64_t K, const
     REAL tmp[KCW];
     int v;
     for (v = 0; v < 4; ++v) a[v] = b[v] = zero;
-    if (accumulate) {
+    if (accumulate && n == KCW) { /* a whole tile: its row straight from C, back to C below */
+        for (v = 0; v < 4; ++v) KLD(a[v], cj + v * KVW);
+    } else if (accumulate) {
         memcpy(tmp, cj, (size_t)n * sizeof(REAL));
         memset(tmp + n, 0, (size_t)(KCW - n) * sizeof(REAL));
         for (v = 0; v < 4; ++v) KLD(a[v], tmp + v * KVW);
@@ -371,11 +373,13 @@ static inline __attribute__((always_inline)) void KFN(row_tile)(int64_t K, const
     case 3: KFN(row1)(3, K, A, w, a, b); break;
     default: KFN(row1)(4, K, A, w, a, b); break;
     }
-    for (v = 0; v < 4; ++v) {
-        a[v] += b[v];
-        KST(tmp + v * KVW, a[v]);
+    for (v = 0; v < 4; ++v) a[v] += b[v];
+    if (n == KCW) {
+        for (v = 0; v < 4; ++v) KST(cj + v * KVW, a[v]);
+    } else {
+        for (v = 0; v < 4; ++v) KST(tmp + v * KVW, a[v]);
+        memcpy(cj, tmp, (size_t)n * sizeof(REAL));
     }
-    memcpy(cj, tmp, (size_t)n * sizeof(REAL));
 }
 
 /* The same row walked backward, from the last tile to the first: the columns are independent, so
