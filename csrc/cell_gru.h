@@ -117,11 +117,76 @@ static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
     if (tail) KFN(gru_post_tail)(a, cb, tail);
 }
 
+/* The narrow last block of reset before, gathered from the rows as in gru_post_tail. Phase 0:
+ * z and r activated over runs of rows * len values, z scattered back into the gates for phase 1,
+ * rh = r * h_{t-1}; phase 1: the candidate over such runs, then h_t. */
+static void KFN(gru_before_post_tail)(const FN(step_args) *a, int phase, int64_t j0, int64_t len)
+{
+    REAL buf[2 * CRNN__TAIL_VALUES];
+    int64_t sel[CRNN__TAIL_VALUES];
+    const int64_t H = a->H;
+    const REAL *bz = a->bias ? a->bias + 3 * j0 : NULL;
+    int64_t b = 0, nr, r, k;
+    while ((nr = KFN(tail_rows)(a, &b, len, sel)) > 0) {
+        const int64_t n = nr * len;
+        REAL *gz = buf, *gr = gz + n; /* phase 0: z, r contiguous; phase 1: the candidate */
+        for (r = 0; r < nr; ++r) {
+            const int64_t o = r * len;
+            const REAL *g = a->gx + sel[r] * a->ldg + 3 * j0;
+            const REAL *hp = a->prev ? a->prev + sel[r] * a->ldp : NULL;
+            if (phase == 0) {
+                const REAL *sz = a->scratch + sel[r] * 3 * H + 2 * j0;
+                for (k = 0; k < len; ++k) {
+                    REAL z = g[k], rr = g[len + k];
+                    if (hp) {
+                        z += sz[k];
+                        rr += sz[len + k];
+                    }
+                    if (bz) {
+                        z += bz[k];
+                        rr += bz[len + k];
+                    }
+                    gz[o + k] = z;
+                    gr[o + k] = rr;
+                }
+            } else {
+                const REAL *cb = a->scratch + sel[r] * 3 * H + 2 * H + j0;
+                for (k = 0; k < len; ++k) {
+                    REAL v = g[2 * len + k];
+                    if (hp) v += cb[k];
+                    if (bz) v += bz[2 * len + k];
+                    gz[o + k] = v;
+                }
+            }
+        }
+        if (phase == 0) KFN(activate_inline)(a->ract, gz, NULL, 2 * n);
+        else KFN(activate_inline)(a->act, gz, NULL, n);
+        for (r = 0; r < nr; ++r) {
+            const int64_t o = r * len;
+            REAL *g = a->gx + sel[r] * a->ldg + 3 * j0;
+            const REAL *hp = a->prev ? a->prev + sel[r] * a->ldp + j0 : NULL;
+            if (phase == 0) {
+                REAL *rh = a->rh + sel[r] * H + j0;
+                for (k = 0; k < len; ++k) {
+                    g[k] = gz[o + k];
+                    rh[k] = hp ? gr[o + k] * hp[k] : (REAL)0;
+                }
+            } else {
+                REAL *h = a->out + sel[r] * a->ldo + j0;
+                for (k = 0; k < len; ++k)
+                    h[k] = KMULADD2(g[k], hp ? hp[k] : (REAL)0, (REAL)1 - g[k], gz[o + k]);
+            }
+        }
+    }
+}
+
 /* Reset before: phase 0 makes z, r and rh = r * h_{t-1}; phase 1 the candidate and h_t. */
 static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
 {
     const int64_t H = a->H, vb = a->vb;
     const REAL *const cand = a->scratch + 2 * H; /* (r * h) R_h, columns [2H, 3H) */
+    /* a narrow last block goes through gru_before_post_tail where there are rows enough */
+    const int64_t tail = c1 == H && a->B >= CRNN__TAIL_ROWS ? H % vb : 0, ce = c1 - tail;
     int64_t b, j0, k;
     for (b = 0; b < a->B; ++b) {
         REAL *g = a->gx + b * a->ldg;
@@ -133,7 +198,7 @@ static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, 
                 memset(rh + c0, 0, (size_t)(c1 - c0) * sizeof(REAL));
                 continue;
             }
-            for (j0 = c0; j0 < c1; j0 += vb) {
+            for (j0 = c0; j0 < ce; j0 += vb) {
                 const int64_t len = H - j0 < vb ? H - j0 : vb;
                 REAL *gz = g + 3 * j0, *gr = gz + len;
                 const REAL *sz = s + 2 * j0;
@@ -146,7 +211,7 @@ static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, 
             REAL *h = a->out + b * a->ldo;
             const REAL *cb = cand + b * 3 * H;
             if (!CRNN__ACTIVE(a, b)) continue;
-            for (j0 = c0; j0 < c1; j0 += vb) {
+            for (j0 = c0; j0 < ce; j0 += vb) {
                 const int64_t len = H - j0 < vb ? H - j0 : vb;
                 REAL *gz = g + 3 * j0, *gh = gz + 2 * len;
                 if (hp)
@@ -158,6 +223,7 @@ static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, 
             }
         }
     }
+    if (tail) KFN(gru_before_post_tail)(a, phase, ce, tail);
 }
 
 #else

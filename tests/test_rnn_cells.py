@@ -151,9 +151,10 @@ def test_batch1_steps_walk_their_weights_both_ways(name, dtype, rng):
 def test_narrow_last_block_gathered_from_the_rows(name, dtype, rng):
     """A gated layer's last block of units, where it is narrower than a block (64 bytes of units:
     16 float32 / 8 float64), is gathered from the rows of a step of 4 rows or more, at most 128
-    values of a gate at a time (csrc/cell_lstm.h, lstm_post_tail): widths of 1, 3 and one short of
-    a block, at batches under, at and past the threshold and past one chunk, with rows masked out
-    (in the middle of a chunk and whole chunks), every activation pair, at 1 and 2 threads."""
+    values of a gate at a time (csrc/cell_*.h: lstm_post_tail, gru_post_tail and
+    gru_before_post_tail): widths of 1, 3 and one short of a block, at batches under, at and past
+    the threshold and past one chunk, with rows masked out (in the middle of a chunk and whole
+    chunks), every activation pair, at 1 and 2 threads."""
     cell, reset_after = CELLS[name]
     vb = 64 // np.dtype(dtype).itemsize
     checked = 0
