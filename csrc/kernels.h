@@ -85,9 +85,9 @@ static void KFN(activate_rows)(crnn_activation act, REAL *v, int64_t rows, int64
     for (r = 0; r < rows; ++r) KFN(activate)(act, v + r * ld, bias, n);
 }
 
-/* For the cells' narrow last block (lstm_post_tail, gru_post_tail): the next chunk of active
- * rows from *b on, at most CRNN__TAIL_VALUES values of a gate in all at len values a row; their
- * indices in sel, their count returned, *b moved past them. */
+/* For the cells' narrow last block (lstm_post_tail, gru_post_tail, gru_before_post_tail): the
+ * next chunk of active rows from *b on, at most CRNN__TAIL_VALUES values of a gate in all at
+ * len values a row; their indices in sel, their count returned, *b moved past them. */
 static inline __attribute__((always_inline)) int64_t KFN(tail_rows)(const FN(step_args) *a,
                                                                   int64_t *b, int64_t len,
                                                                   int64_t *sel)
