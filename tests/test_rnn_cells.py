@@ -154,23 +154,26 @@ def test_narrow_last_block_gathered_from_the_rows(name, dtype, rng):
     values of a gate at a time (csrc/cell_*.h: lstm_post_tail, gru_post_tail and
     gru_before_post_tail): widths of 1, 3 and one short of a block, at batches under, at and past
     the threshold and past one chunk, with rows masked out (in the middle of a chunk and whole
-    chunks), every activation pair, at 1 and 2 threads."""
+    chunks), every activation pair, at 1 and 2 threads (133 units at batch 5: the units split,
+    the narrow block in the last slice)."""
     cell, reset_after = CELLS[name]
     vb = 64 // np.dtype(dtype).itemsize
     checked = 0
-    for (H, B), threads in itertools.product(
-            [(1, 130), (3, 4), (3, 50), (vb + 3, 3), (vb + 3, 5), (2 * vb - 1, 19),
-             (3 * vb - 1, 40)], [1, 2]):
+    for (H, B, T), threads in itertools.product(
+            [(1, 130, 4), (3, 4, 4), (3, 50, 4), (vb + 3, 3, 4), (vb + 3, 5, 4),
+             (2 * vb - 1, 19, 4), (3 * vb - 1, 40, 4), (133, 5, 12)], [1, 2]):
         act, ract = ACT_PAIRS[checked % len(ACT_PAIRS)]
-        T, D = 4, 5
+        D = 5
         weights, x, init = _case(rng, cell, reset_after, dtype, B, T, D, H, 1, 1, "some")
         lengths = rng.integers(0, T + 1, B)
         lengths[:B // 3] = T  # whole chunks of active rows at every step
         lengths[B // 2: B // 2 + 3] = 0  # and rows that never take part, within a chunk
         kw = dict(cell=cell, activation=act, recurrent_activation=ract, reset_after=reset_after)
         crnn.set_num_threads(threads)
-        got, states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, init, lengths, True,
-                                                                        True)
+        handle = crnn._core.RNN(weights, dtype=dtype, **kw)
+        if H == 133 and threads == 2:
+            assert handle.plan(B, T)[0] == "units"
+        got, states = handle.forward(x, init, lengths, True, True)
         exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
                                               lengths=lengths, return_state=True, **kw)
         tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
