@@ -73,7 +73,7 @@ static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
     const int fused = (int)a->ract == CRNN_ACTIVATION_SIGMOID &&
                       (int)a->act == CRNN_ACTIVATION_TANH && a->rbias;
     /* a narrow last block goes through gru_post_tail where there are rows enough to gather */
-    const int64_t tail = c1 == H && a->B >= CRNN__TAIL_ROWS ? H % vb : 0, cb = c1 - tail;
+    const int64_t tail = KFN(tail_units)(a, c1), cb = c1 - tail;
     int64_t b, j0, k;
     for (b = 0; b < a->B && c0 < cb; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
@@ -186,7 +186,7 @@ static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, 
     const int64_t H = a->H, vb = a->vb;
     const REAL *const cand = a->scratch + 2 * H; /* (r * h) R_h, columns [2H, 3H) */
     /* a narrow last block goes through gru_before_post_tail where there are rows enough */
-    const int64_t tail = c1 == H && a->B >= CRNN__TAIL_ROWS ? H % vb : 0, ce = c1 - tail;
+    const int64_t tail = KFN(tail_units)(a, c1), ce = c1 - tail;
     int64_t b, j0, k;
     for (b = 0; b < a->B; ++b) {
         REAL *g = a->gx + b * a->ldg;

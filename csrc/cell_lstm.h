@@ -77,7 +77,7 @@ static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
     const int fused =
         (int)a->ract == CRNN_ACTIVATION_SIGMOID && (int)a->act == CRNN_ACTIVATION_TANH;
     /* a narrow last block goes through lstm_post_tail where there are rows enough to gather */
-    const int64_t tail = c1 == H && a->B >= CRNN__TAIL_ROWS ? H % vb : 0, cb = c1 - tail;
+    const int64_t tail = KFN(tail_units)(a, c1), cb = c1 - tail;
     int64_t b, j0, k;
     for (b = 0; b < a->B && c0 < cb; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo, *c = a->c + b * H;

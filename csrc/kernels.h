@@ -7,7 +7,8 @@
  * activate: element-wise activations over a contiguous run (ORT deepcpu style row kernel: the
  *   switch is outside the loops, never a function pointer per element); activate_rows: over
  *   several rows in one call.
- * tail_rows: the rows of a chunk of the cells' narrow last block (cell_lstm.h, cell_gru.h).
+ * tail_units / tail_rows: the cells' narrow last block, where it is gathered from the rows, and
+ *   the rows of one chunk of it (cell_lstm.h, cell_gru.h).
  * tiny_gemm / tiny_step: products (and a tiny SimpleRNN's whole step) too small for a BLAS call,
  *   with the sums of a row in registers.
  * panels_gemm: the recurrent product C(B, n) (+)= A(B, K) @ R[:, c0:c1] on a recurrent kernel
@@ -83,6 +84,15 @@ static void KFN(activate_rows)(crnn_activation act, REAL *v, int64_t rows, int64
 {
     int64_t r;
     for (r = 0; r < rows; ++r) KFN(activate)(act, v + r * ld, bias, n);
+}
+
+/* The width of the cells' narrow last block (H % vb units) where the slice ending at c1 holds
+ * it and the step has rows enough to gather it from (CRNN__TAIL_ROWS), else 0: the post
+ * functions run their blocks up to c1 minus this row by row, and this one through their _tail. */
+static inline __attribute__((always_inline)) int64_t KFN(tail_units)(const FN(step_args) *a,
+                                                                   int64_t c1)
+{
+    return c1 == a->H && a->B >= CRNN__TAIL_ROWS ? a->H % a->vb : 0;
 }
 
 /* For the cells' narrow last block (lstm_post_tail, gru_post_tail, gru_before_post_tail): the
