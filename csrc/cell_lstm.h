@@ -27,6 +27,7 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
 {
     REAL buf[5 * CRNN__TAIL_VALUES];
     int64_t sel[CRNN__TAIL_VALUES];
+    const REAL *rows[CRNN__TAIL_VALUES];
     const int64_t H = a->H;
     const REAL *bi = a->bias ? a->bias + 4 * j0 : NULL;
     int64_t b = 0, nr, r, k;
@@ -34,22 +35,30 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
         const int64_t n = nr * len;
         /* i, f, o contiguous: one pass of the recurrent activation over the three */
         REAL *gi = buf, *gf = gi + n, *go = gf + n, *gc = go + n, *hs = gc + n;
-        for (r = 0; r < nr; ++r) {
-            const REAL *g = a->gx + sel[r] * a->ldg + 4 * j0;
-            REAL *ri = gi + r * len, *rf = gf + r * len, *ro = go + r * len, *rc = gc + r * len;
+        for (r = 0; r < nr; ++r) rows[r] = a->gx + sel[r] * a->ldg + 4 * j0;
+        for (k = 0; k < len; ++k) {
+            /* a unit at a time over the rows, its four gates and biases at a time: a loop over
+             * each row's few values spent more on its vector set-up and scalar remainder than
+             * on the values (1.05-1.09x on whole calls at 3-7 units, 0.99x at 9 and 13; the
+             * GRUs' gathers, which compute more per value, measured 0.86-0.90x this way) */
+            const REAL b0 = bi ? bi[k] : (REAL)0, b1 = bi ? bi[len + k] : (REAL)0;
+            const REAL b2 = bi ? bi[2 * len + k] : (REAL)0, b3 = bi ? bi[3 * len + k] : (REAL)0;
+            REAL *di = gi + k, *df = gf + k, *dq = go + k, *dc = gc + k;
             if (bi)
-                for (k = 0; k < len; ++k) {
-                    ri[k] = g[k] + bi[k];
-                    rf[k] = g[len + k] + bi[len + k];
-                    ro[k] = g[2 * len + k] + bi[2 * len + k];
-                    rc[k] = g[3 * len + k] + bi[3 * len + k];
+                for (r = 0; r < nr; ++r) {
+                    const REAL *g = rows[r] + k;
+                    di[r * len] = g[0] + b0;
+                    df[r * len] = g[len] + b1;
+                    dq[r * len] = g[2 * len] + b2;
+                    dc[r * len] = g[3 * len] + b3;
                 }
             else
-                for (k = 0; k < len; ++k) {
-                    ri[k] = g[k];
-                    rf[k] = g[len + k];
-                    ro[k] = g[2 * len + k];
-                    rc[k] = g[3 * len + k];
+                for (r = 0; r < nr; ++r) {
+                    const REAL *g = rows[r] + k;
+                    di[r * len] = g[0];
+                    df[r * len] = g[len];
+                    dq[r * len] = g[2 * len];
+                    dc[r * len] = g[3 * len];
                 }
         }
         KFN(activate_inline)(a->ract, gi, NULL, 3 * n);

@@ -71,7 +71,7 @@ extern const crnn__cell_info crnn__cells[CRNN__NUM_CELLS];
 /* A gated cell's last block of units, where it is narrower than a block, is gathered from the
  * rows of a step of at least CRNN__TAIL_ROWS rows (cell_lstm.h lstm_post_tail, cell_gru.h
  * gru_post_tail and gru_before_post_tail), at most CRNN__TAIL_VALUES values of a gate at a
- * time (at most 6 KB of stack). */
+ * time (at most 7 KB of stack). */
 #define CRNN__TAIL_ROWS 4
 #define CRNN__TAIL_VALUES 128
 
