@@ -61,6 +61,13 @@ _STATUS_EXCEPTIONS = {
 cdef enum:
     _STACK_ENTRIES = 16
 
+# Workspaces up to this size are kept (per handle) for the next call; larger ones are left to
+# the C core, which allocates and frees them inside the call. A large batch of gated cells
+# needs its gates for every step ((B, T, G*H): 210 MB at LSTM (256,100,256,512)); allocating
+# them per call cost 6 % of the call in page faults, so a handle keeps up to this much. (A C
+# constant: a module global is a dictionary lookup on every call.)
+cdef size_t _POOLED_WORKSPACE_MAX = 512 << 20
+
 
 cdef int _check(int status, str context) except -1:
     """Raise the exception mapped to a C status, with the C message and our context."""
@@ -391,7 +398,8 @@ cdef class RNN:
         ``(output, states)`` when ``return_state``, ``states`` holding one entry per (layer,
         direction): the final h, or ``[h, c]`` for an LSTM entry.
         """
-        cdef int64_t B, T, e
+        cdef int64_t B, T, D, e, first_state
+        cdef cnp.npy_intp *xdims
         cdef size_t ws_size = 0
         cdef int status
         cdef const void *stack_h0[_STACK_ENTRIES]
@@ -413,17 +421,21 @@ cdef class RNN:
         cdef size_t addr
 
         # Fast path: an ndarray of our dtype, C-contiguous, needs no conversion at all.
+        # Its sizes are read from the array struct: `xa.shape` builds a tuple on every access.
         if (type(x) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>x) == self._typenum
                 and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>x)
                 and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x) and cnp.PyArray_NDIM(<cnp.ndarray>x) == 3):
             xa = x
             fast = True
+            xdims = cnp.PyArray_DIMS(<cnp.ndarray>x)
+            B, T, D = xdims[0], xdims[1], xdims[2]
         else:
             xa = as_real_array(x, "x")
-        if xa.ndim != 3:
-            raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, {self.input_size})")
-        B, T = xa.shape[0], xa.shape[1]
-        if xa.shape[2] != self.input_size:
+            if xa.ndim != 3:
+                raise ValueError(f"x: got shape {xa.shape}, expected (batch, timesteps, "
+                                 f"{self.input_size})")
+            B, T, D = xa.shape[0], xa.shape[1], xa.shape[2]
+        if D != self.input_size:
             raise ValueError(f"x: got input_dim {xa.shape[2]} (shape {xa.shape}), "
                              f"expected {self.input_size}")
         if T == 0:
@@ -485,8 +497,9 @@ cdef class RNN:
         # Final states: all of them for return_state, the last layer's h for a last-step output.
         first_state = 0 if return_state else (self.num_entries if return_sequences
                                               else self.num_entries - self._last_ndir)
-        states = [None] * self.num_entries
-        cstates = [None] * self.num_entries if self._any_c else None
+        # (no lists when no state is returned: the commonest call, return_sequences only)
+        states = [None] * self.num_entries if first_state < self.num_entries else None
+        cstates = [None] * self.num_entries if return_state and self._any_c else None
         dims[0] = B
         for e in range(first_state, self.num_entries):
             dims[1] = self._entry_units[e]
@@ -530,7 +543,7 @@ cdef class RNN:
                 if c0_keep is not None and c0_keep[e] is not None:
                     c0p[e] = cnp.PyArray_DATA(c0_keep[e])
                     any_c0 = True
-                if states[e] is not None:
+                if states is not None and states[e] is not None:
                     hnp[e] = cnp.PyArray_DATA(states[e])
                     any_hn = True
                 if cstates is not None and cstates[e] is not None:
@@ -566,13 +579,6 @@ cdef class RNN:
             states = [[h, c] if has_c else h
                       for h, c, has_c in zip(states, cstates, self._entry_has_c)]
         return out, states
-
-
-#: Workspaces up to this size are kept (per handle) for the next call; larger ones are left to
-#: the C core, which allocates and frees them inside the call. A large batch of gated cells
-#: needs its gates for every step ((B, T, G*H): 210 MB at LSTM (256,100,256,512)); allocating
-#: them per call cost 6 % of the call in page faults, so a handle keeps up to this much.
-_POOLED_WORKSPACE_MAX = 512 << 20
 
 
 def dense_forward(x, kernel, bias, str activation="linear"):
