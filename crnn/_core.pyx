@@ -422,7 +422,7 @@ cdef class RNN:
 
         # Fast path: an ndarray of our dtype, C-contiguous, needs no conversion at all.
         # Its sizes are read from the array struct: `xa.shape` builds a tuple on every access.
-        if (type(x) is np.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>x) == self._typenum
+        if (type(x) is cnp.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>x) == self._typenum
                 and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>x)
                 and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>x) and cnp.PyArray_NDIM(<cnp.ndarray>x) == 3):
             xa = x
