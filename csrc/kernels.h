@@ -114,8 +114,9 @@ static inline __attribute__((always_inline)) int64_t KFN(tail_rows)(const FN(ste
  * N (tiny_gemm's switch), so the loop over N unrolls: with a variable trip count of 3 the
  * compiler's vector loop spends ~15 instructions of overhead on every multiply-add, which made
  * this the largest part of a seed-sized call. The loop over K is unrolled 4 times (the same
- * operations in the same order): its counter and branch were half of each step's instructions
- * (LSTM (8,2,10,3) 1.04x, GRU 1.04x on the whole call; no change at SimpleRNN's tiny_step_n). */
+ * operations in the same order): its counter and branch were half of each iteration's
+ * instructions (LSTM (8,2,10,3) 1.04x, GRU 1.04x on the whole call; unrolling tiny_step_n's
+ * loop the same way changed nothing measurable for the SimpleRNN). */
 static inline __attribute__((always_inline)) void KFN(tiny_gemm_n)(
     int64_t rows, int64_t K, int64_t N, const REAL *in, int64_t ldi, const REAL *W, int64_t ldw,
     REAL *out, int64_t ldo, int accumulate)
