@@ -169,11 +169,10 @@ class _ProgressBar:
     width = 30
     interval = 0.05
 
-    def __init__(self, target: int, verbose: int, delay: float = 0.0) -> None:
+    def __init__(self, target: int, verbose: int, start: Optional[float] = None) -> None:
         self.target = max(int(target), 1)
         self.verbose = verbose
-        self.delay = delay  # show nothing until the job has run this long (verbose="auto")
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if start is None else start  # when the job began
         self.last = 0.0
         self.shown = 0
         stream = sys.stdout
@@ -190,8 +189,6 @@ class _ProgressBar:
     def update(self, current: int) -> None:
         now = time.perf_counter()
         done = current >= self.target
-        if self.delay and not self.shown and now - self.start < self.delay:
-            return  # a short job: no bar at all
         if self.verbose != 1 or not (self.dynamic or done):
             if self.verbose == 2 and done:
                 elapsed = now - self.start
@@ -734,13 +731,9 @@ class Sequential:
         """
         if isinstance(verbose, bool) or verbose not in (0, 1, 2, "auto"):
             raise ValueError(f"verbose: got {verbose!r}, expected 0, 1, 2 or 'auto'")
-        if hasattr(type(x), "__dask_graph__"):  # a Dask collection: lazy, chunk by chunk
-            from .dask import predict as dask_predict
+        if type(x) is not np.ndarray and hasattr(type(x), "__dask_graph__"):
+            from .dask import predict as dask_predict  # a Dask collection: lazy, chunk by chunk
             return dask_predict(self, x, batch_size=batch_size)
-        delay = 0.0
-        if verbose == "auto":
-            verbose = 1 if getattr(sys.stdout, "isatty", lambda: False)() else 0
-            delay = _AUTO_BAR_DELAY
         if batch_size is not None:
             batch_size = _layers._check_int(batch_size, "batch_size")
         xa = _core.as_real_array(x, "x")
@@ -757,10 +750,18 @@ class Sequential:
             raise ValueError(f"x: got {n} samples, expected a multiple of the stateful batch "
                              f"size {batch_size}")
         starts = range(0, n, batch_size) if n else [0]
-        bar = _ProgressBar(len(starts), verbose, delay) if verbose else None
+        # "auto": a bar only once the job has run _AUTO_BAR_DELAY, and only on a terminal (asked
+        # then, not on every call: isatty is a system call, a tenth of a seed-sized predict)
+        auto = verbose == "auto"
+        start = time.perf_counter()
+        bar = _ProgressBar(len(starts), verbose, start) if verbose and not auto else None
         outs = []
         for i, s in enumerate(starts):
             outs.append(self(xa if len(starts) == 1 else xa[s:s + batch_size]))
+            if auto and time.perf_counter() - start >= _AUTO_BAR_DELAY:
+                auto = False
+                if getattr(sys.stdout, "isatty", lambda: False)():
+                    bar = _ProgressBar(len(starts), 1, start)
             if bar is not None:
                 bar.update(i + 1)
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
