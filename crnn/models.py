@@ -169,10 +169,10 @@ class _ProgressBar:
     width = 30
     interval = 0.05
 
-    def __init__(self, target: int, verbose: int, start: Optional[float] = None) -> None:
+    def __init__(self, target: int, verbose: int, start: float) -> None:
         self.target = max(int(target), 1)
         self.verbose = verbose
-        self.start = time.perf_counter() if start is None else start  # when the job began
+        self.start = start  # when the job began (time.perf_counter)
         self.last = 0.0
         self.shown = 0
         stream = sys.stdout

@@ -41,10 +41,10 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
              * each row's few values spent more on its vector set-up and scalar remainder than
              * on the values (1.05-1.09x on whole calls at 3-7 units, 0.99x at 9 and 13; the
              * GRUs' gathers, which compute more per value, measured 0.86-0.90x this way) */
-            const REAL b0 = bi ? bi[k] : (REAL)0, b1 = bi ? bi[len + k] : (REAL)0;
-            const REAL b2 = bi ? bi[2 * len + k] : (REAL)0, b3 = bi ? bi[3 * len + k] : (REAL)0;
             REAL *di = gi + k, *df = gf + k, *dq = go + k, *dc = gc + k;
-            if (bi)
+            if (bi) {
+                const REAL b0 = bi[k], b1 = bi[len + k];
+                const REAL b2 = bi[2 * len + k], b3 = bi[3 * len + k];
                 for (r = 0; r < nr; ++r) {
                     const REAL *g = rows[r] + k;
                     di[r * len] = g[0] + b0;
@@ -52,7 +52,7 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
                     dq[r * len] = g[2 * len] + b2;
                     dc[r * len] = g[3 * len] + b3;
                 }
-            else
+            } else {
                 for (r = 0; r < nr; ++r) {
                     const REAL *g = rows[r] + k;
                     di[r * len] = g[0];
@@ -60,6 +60,7 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
                     dq[r * len] = g[2 * len];
                     dc[r * len] = g[3 * len];
                 }
+            }
         }
         KFN(activate_inline)(a->ract, gi, NULL, 3 * n);
         KFN(activate_inline)(a->act, gc, NULL, n);
