@@ -140,7 +140,10 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
 
 # Batched steps whose recurrent weights outgrow half of L2, even a thread's half of them in the
 # units split (batch 2): the panels kernel then prefetches the next block of weights while one is
-# in use. The width comes from the L2 the core reads, odd so that the last panel is partial.
+# in use. The width comes from the L2 the core reads, odd so that the last panel is partial, and
+# at least 129 units, which the units split takes at two threads (64 units a thread at least).
+# The steps put every such call past the 2 Mflop under which a call runs serially, on a core of
+# 256 KiB L2 too (SimpleRNN float64 there: 183 units, 2.3 Mflop at batch 2).
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell, reset_after", [("simple", True), ("lstm", True), ("gru", True),
@@ -151,9 +154,9 @@ def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, thre
     rng = np.random.default_rng(batch * 7 + threads)
     gates = GATES[cell]
     es = np.dtype(dtype).itemsize
-    units = int(np.sqrt(crnn._core.machine()["l2_bytes"] / (gates * es))) + 1 | 1
+    units = max(int(np.sqrt(crnn._core.machine()["l2_bytes"] / (gates * es))) + 1 | 1, 129)
     assert gates * units * units * es / 2 > crnn._core.machine()["l2_bytes"] / 2
-    steps, din = 5, 12
+    steps, din = 16, 12
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, cell == "gru")]]
     handle = crnn._core.RNN(weights, cell=cell, reset_after=reset_after, dtype=dtype)
     if threads == 2:
