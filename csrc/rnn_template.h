@@ -40,6 +40,22 @@ typedef struct {
  * len-1..0, so the test is the same for both directions. */
 #define CRNN__ACTIVE(a, b) (!(a)->lengths || (a)->t < (a)->lengths[b])
 
+/* Start moving `rows` rows of n values (`ld` apart) into this core's cache: values another
+ * thread has just written (the pipeline's next frame, the units split's previous state), which
+ * cost a cross-core miss per cache line when the product meets them one by one, or rows out of
+ * cache that no hardware prefetcher sees coming (panels_gemm's next tile of C). */
+static void FN(prefetch_rows)(const REAL *p, int64_t rows, int64_t ld, int64_t n)
+{
+#if defined(__GNUC__)
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    int64_t r, j;
+    for (r = 0; r < rows; ++r)
+        for (j = 0; j < n; j += line) __builtin_prefetch(p + r * ld + j, 1, 3);
+#else
+    (void)p; (void)rows; (void)ld; (void)n;
+#endif
+}
+
 /* The kernels of each instruction set (kernels.h), and the one this process uses. With FMA
  * (AVX2, AVX-512) a multiply-add is fused (one rounding), as in the BLAS. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CRNN_NO_CLONES)
@@ -162,21 +178,6 @@ static void FN(zero_rows)(int64_t rows, int64_t n, REAL *dst, int64_t ldd)
 {
     int64_t r;
     for (r = 0; r < rows; ++r) memset(dst + r * ldd, 0, (size_t)n * sizeof(REAL));
-}
-
-/* Start moving `rows` rows of n values (`ld` apart) into this core's cache: values another
- * thread has just written (the pipeline's next frame, the units split's previous state), which
- * cost a cross-core miss per cache line when the product meets them one by one. */
-static void FN(prefetch_rows)(const REAL *p, int64_t rows, int64_t ld, int64_t n)
-{
-#if defined(__GNUC__)
-    const int64_t line = 64 / (int64_t)sizeof(REAL);
-    int64_t r, j;
-    for (r = 0; r < rows; ++r)
-        for (j = 0; j < n; j += line) __builtin_prefetch(p + r * ld + j, 1, 3);
-#else
-    (void)p; (void)rows; (void)ld; (void)n;
-#endif
 }
 
 
