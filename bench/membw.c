@@ -1,7 +1,9 @@
 /* membw.c - the machine figures bench/bounds.py needs, measured by the benchmark, not assumed:
  *
  * membw_read_gbps(bytes, reps): one core's read bandwidth (GB/s) from a buffer of `bytes`
- *   (sized to sit in L1 or L2), summed with 4 independent vector accumulators so the adds never
+ *   (sized to sit in L1 or L2), summed with 8 independent accumulators of the machine's own
+ *   vector width (wider vectors than its registers would live on the stack, and every add would
+ *   wait on the one before through memory: 16 GB/s from L1 on an AVX2 core) so the adds never
  *   wait on each other; the best of `reps` timings of 20 passes.
  * membw_handoff_ns(iters): the one-way time (ns) to hand a cache line from one core to another
  *   and back, halved: what a step of a units split pays at least, since every thread reads the
@@ -18,7 +20,14 @@
 #include <string.h>
 #include <time.h>
 
-typedef float membw_vec __attribute__((vector_size(64)));
+#if defined(__AVX512F__)
+#define MEMBW_VBYTES 64
+#elif defined(__AVX__)
+#define MEMBW_VBYTES 32
+#else
+#define MEMBW_VBYTES 16
+#endif
+typedef float membw_vec __attribute__((vector_size(MEMBW_VBYTES)));
 
 static double membw_now(void)
 {
@@ -29,27 +38,33 @@ static double membw_now(void)
 
 double membw_read_gbps(size_t bytes, int reps)
 {
-    const size_t n = bytes / sizeof(membw_vec) / 4 * 4;
-    membw_vec *buf, a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    const size_t n = bytes / sizeof(membw_vec) / 8 * 8;
+    membw_vec *buf, a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0},
+                    a7 = {0};
     volatile float sink;
     double best = 1e30;
     size_t i;
     int r, pass;
     if (n == 0 || posix_memalign((void **)&buf, 64, n * sizeof(membw_vec)) != 0) return -1.0;
-    for (i = 0; i < n * 16; ++i) ((float *)buf)[i] = (float)(i % 7) * 1e-3f;
+    for (i = 0; i < n * (sizeof(membw_vec) / sizeof(float)); ++i)
+        ((float *)buf)[i] = (float)(i % 7) * 1e-3f;
     for (r = 0; r < reps; ++r) {
         double t = membw_now();
         for (pass = 0; pass < 20; ++pass)
-            for (i = 0; i < n; i += 4) {
+            for (i = 0; i < n; i += 8) {
                 a0 += buf[i];
                 a1 += buf[i + 1];
                 a2 += buf[i + 2];
                 a3 += buf[i + 3];
+                a4 += buf[i + 4];
+                a5 += buf[i + 5];
+                a6 += buf[i + 6];
+                a7 += buf[i + 7];
             }
         t = (membw_now() - t) / 20;
         if (t < best) best = t;
     }
-    a0 += a1 + a2 + a3;
+    a0 += a1 + a2 + a3 + a4 + a5 + a6 + a7;
     sink = a0[0];
     (void)sink;
     free(buf);

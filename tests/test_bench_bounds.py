@@ -75,4 +75,7 @@ def test_probe_builds_and_measures(tmp_path, monkeypatch):
     monkeypatch.setenv("CRNN_BENCH_CACHE", str(tmp_path))
     m = bounds.measure_machine()
     assert m["l1_bw"] > 1e9 and m["l2_bw"] > 1e9
+    # L1 delivers well over L2 (1.75-2.2x on Zen 3 and Zen 4 with AVX2 / AVX-512 loads); a
+    # probe bound by its own adds (vectors wider than the registers) measured both the same
+    assert m["l1_bw"] > 1.2 * m["l2_bw"]
     assert m["handoff"] > 0 or m["handoff"] != m["handoff"]  # NaN: one CPU, no second thread
