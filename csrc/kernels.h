@@ -486,8 +486,9 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                      * outgrows L2. No hardware prefetcher follows a few lines per row
                      * across the rows, and each tile stalled on its first loads.
                      * Measured with AVX2 (Zen 3), LSTM (32,50,128,256): 1.05x at 1 thread,
-                     * 1.03x at 2; (64,20,512,1024), SimpleRNN and GRU (256,100,256,512)
-                     * 1.02-1.03x; shapes whose projection stays in L2 1.00x. */
+                     * 1.02-1.03x at 2; LSTM (64,20,512,1024), GRU and SimpleRNN
+                     * (256,100,256,512) 1.02-1.03x at 2; shapes whose projection stays in L2
+                     * 1.00x within the noise. */
                     const int64_t tn = ti + 1 < ntiles ? ti + 1 : 0;
                     const int64_t jn = ti + 1 < ntiles ? jp : jend;
                     const int64_t in = tn * base + (tn < extra ? tn : extra);
