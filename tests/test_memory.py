@@ -22,9 +22,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 import pytest
 
@@ -53,44 +56,74 @@ def _assert_all_passed(out):
     assert all(int(failed) == 0 for _, failed in summaries), summaries
 
 
-def _make(target, timeout):
+class _MakeRun:
+    """``make -C csrc TARGET`` started in the background, in a private BUILD dir (never racing
+    with other people's ``make -C csrc test``), its output merged into one temporary file."""
+
+    def __init__(self, target):
+        self.target = target
+        self.build = os.path.join(REPO_ROOT, "csrc", "build", f"pytest-{target}-{os.getpid()}")
+        self.out = tempfile.TemporaryFile(mode="w+")
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(["make", "-C", CSRC, target, f"PYTHON={sys.executable}",
+                                      f"BUILD={self.build}"], stdout=self.out,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def result(self, timeout):
+        """(exit status, output), waiting until `timeout` seconds after the start at most."""
+        try:
+            rc = self.proc.wait(timeout=max(1.0, self.start + timeout - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.close()
+            pytest.fail(f"make {self.target} took more than {timeout} s")
+        self.out.seek(0)
+        return rc, self.out.read()
+
+    def close(self):
+        if self.proc.poll() is None:  # the whole group: make and the test program it runs
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.out.close()
+        shutil.rmtree(self.build, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def make_runs():
+    """The sanitizer and valgrind runs of the C tests, all started at once: each keeps one core
+    busy for one to two minutes, so together they take about the time of the longest on two
+    cores rather than the sum (4.5 minutes on a Zen 3 core)."""
     if shutil.which("make") is None or shutil.which(os.environ.get("CC", "cc")) is None:
         pytest.skip("make or a C compiler is not installed")
     if not _have_scipy_openblas():
         pytest.skip("scipy-openblas32 is not installed in this Python (the Makefile's BLAS)")
-    # a private BUILD dir: never races with other people's `make -C csrc test`
-    build = os.path.join(REPO_ROOT, "csrc", "build", f"pytest-{target}-{os.getpid()}")
-    try:
-        return subprocess.run(["make", "-C", CSRC, target, f"PYTHON={sys.executable}",
-                               f"BUILD={build}"], capture_output=True, text=True, timeout=timeout)
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
+    targets = ["sanitize", "tsan"] + (["valgrind"] if shutil.which("valgrind") else [])
+    runs = {t: _MakeRun(t) for t in targets}
+    yield runs
+    for run in runs.values():
+        run.close()
 
 
-def test_c_core_under_asan_ubsan():
-    proc = _make("sanitize", timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"make sanitize failed:\n{out[-6000:]}"
+def test_c_core_under_asan_ubsan(make_runs):
+    rc, out = make_runs["sanitize"].result(timeout=400)
+    assert rc == 0, f"make sanitize failed:\n{out[-6000:]}"
     assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out[-6000:]
     _assert_all_passed(out)
 
 
-def test_c_core_under_tsan():
+def test_c_core_under_tsan(make_runs):
     # the C test's threaded cases: batch split, units split, pipeline, concurrent callers
-    proc = _make("tsan", timeout=300)
-    out = proc.stdout + proc.stderr
+    rc, out = make_runs["tsan"].result(timeout=400)
     if "unexpected memory mapping" in out:  # TSan's runtime and this kernel's ASLR layout
         pytest.skip("ThreadSanitizer cannot run under this kernel's address-space layout")
-    assert proc.returncode == 0, f"make tsan failed:\n{out[-6000:]}"
+    assert rc == 0, f"make tsan failed:\n{out[-6000:]}"
     assert "WARNING: ThreadSanitizer" not in out, out[-6000:]
     _assert_all_passed(out)
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
-def test_c_core_under_valgrind():
-    proc = _make("valgrind", timeout=400)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"make valgrind failed:\n{out[-6000:]}"
+def test_c_core_under_valgrind(make_runs):
+    rc, out = make_runs["valgrind"].result(timeout=500)
+    assert rc == 0, f"make valgrind failed:\n{out[-6000:]}"
     _assert_all_passed(out)
     errors = re.findall(r"ERROR SUMMARY: (\d+) errors", out)
     assert errors == ["0"] * len(TEST_PROGRAMS), out[-6000:]
