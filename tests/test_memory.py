@@ -104,7 +104,7 @@ def make_runs():
 
 
 def test_c_core_under_asan_ubsan(make_runs):
-    rc, out = make_runs["sanitize"].result(timeout=400)
+    rc, out = make_runs["sanitize"].result(timeout=300)
     assert rc == 0, f"make sanitize failed:\n{out[-6000:]}"
     assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out[-6000:]
     _assert_all_passed(out)
@@ -112,7 +112,7 @@ def test_c_core_under_asan_ubsan(make_runs):
 
 def test_c_core_under_tsan(make_runs):
     # the C test's threaded cases: batch split, units split, pipeline, concurrent callers
-    rc, out = make_runs["tsan"].result(timeout=400)
+    rc, out = make_runs["tsan"].result(timeout=300)
     if "unexpected memory mapping" in out:  # TSan's runtime and this kernel's ASLR layout
         pytest.skip("ThreadSanitizer cannot run under this kernel's address-space layout")
     assert rc == 0, f"make tsan failed:\n{out[-6000:]}"
@@ -122,7 +122,7 @@ def test_c_core_under_tsan(make_runs):
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_c_core_under_valgrind(make_runs):
-    rc, out = make_runs["valgrind"].result(timeout=500)
+    rc, out = make_runs["valgrind"].result(timeout=400)
     assert rc == 0, f"make valgrind failed:\n{out[-6000:]}"
     _assert_all_passed(out)
     errors = re.findall(r"ERROR SUMMARY: (\d+) errors", out)
