@@ -350,9 +350,19 @@ cdef class RNN:
         return self.units[-1] * self.num_directions
 
     def __repr__(self):
+        if self._rnn == NULL:
+            return "RNN(<not built>)"
         return (f"RNN(input_size={self.input_size}, cells={self.cells}, units={self.units}, "
                 f"activations={self.activations}, directions={self.directions}, "
                 f"dtype={self.dtype.name})")
+
+    cdef int _require_built(self) except -1:
+        # A subclass whose __init__ skips RNN.__init__, RNN.__new__(RNN), or an __init__ that
+        # raised leave no C handle: every entry point that reaches the core checks for it.
+        if self._rnn == NULL:
+            raise RuntimeError("RNN: this handle was never built (RNN.__init__ did not run or "
+                               "failed); create it as RNN(weights, ...)")
+        return 0
 
     def plan(self, int64_t batch, int64_t timesteps):
         """How a call of this shape uses threads at the current setting: ``(mode, threads)``.
@@ -362,6 +372,7 @@ cdef class RNN:
         """
         cdef int nt = 1
         cdef crnn__mode mode
+        self._require_built()
         if batch < 0 or timesteps < 1:
             raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 and >= 1")
         mode = crnn__plan(self._rnn, batch, timesteps, &nt)
@@ -370,6 +381,7 @@ cdef class RNN:
     def workspace_size(self, int64_t batch, int64_t timesteps):
         """Bytes of scratch memory one forward call of this shape uses."""
         cdef size_t size = 0
+        self._require_built()
         _check(crnn_rnn_workspace_size(self._rnn, batch, timesteps, &size),
                f"workspace_size(batch={batch}, timesteps={timesteps})")
         return size
@@ -420,6 +432,8 @@ cdef class RNN:
         cdef cnp.npy_intp dims[3]
         cdef size_t addr
 
+        if handle == NULL:
+            self._require_built()
         # Fast path: an ndarray of our dtype, C-contiguous, needs no conversion at all.
         # Its sizes are read from the array struct: `xa.shape` builds a tuple on every access.
         if (type(x) is cnp.ndarray and cnp.PyArray_TYPE(<cnp.ndarray>x) == self._typenum
@@ -479,6 +493,8 @@ cdef class RNN:
         len_keep = None
         if lengths is not None:
             la = np.asarray(lengths)
+            if la.size == 0 and la.dtype.kind == "f":
+                la = la.astype(np.int64)  # [] (batch 0) becomes float64 in NumPy
             if la.dtype.kind not in "iu" or la.shape != (B,):
                 raise ValueError(f"lengths: got {la.dtype} array of shape {la.shape}, "
                                  f"expected integers of shape ({B},)")
@@ -598,17 +614,31 @@ def dense_forward(x, kernel, bias, str activation="linear"):
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: got {activation!r}, expected one of {sorted(ACTIVATIONS)}")
     act = ACTIVATIONS[activation]
-    dt = kernel.dtype
+    # The kernel sets the dtype; everything the C core reads is checked here, whoever calls
+    # (the Dense layer passes validated, frozen arrays, and those go through without a copy).
+    ka = as_real_array(kernel, "kernel")
+    if ka.dtype.kind != "f" or ka.dtype.itemsize not in (4, 8):  # either byte order
+        raise TypeError(f"kernel: got dtype {ka.dtype}, expected float32 or float64")
+    if ka.ndim != 2:
+        raise ValueError(f"kernel: got shape {ka.shape}, expected (input_dim, units)")
+    dt = np.dtype(np.float32 if ka.dtype.itemsize == 4 else np.float64)
     cdt = CRNN_DTYPE_FLOAT32 if dt == np.float32 else CRNN_DTYPE_FLOAT64
+    ka = np.ascontiguousarray(ka, dtype=dt)  # native byte order, C order
+    din, units = ka.shape[0], ka.shape[1]
+    ba = None
+    if bias is not None:
+        ba = np.ascontiguousarray(as_real_array(bias, "bias", dt))
+        if ba.shape != (units,):
+            raise ValueError(f"bias: got shape {ba.shape}, expected ({units},)")
     xa = np.ascontiguousarray(as_real_array(x, "x"), dtype=dt)
-    if xa.ndim != 2 or xa.shape[1] != kernel.shape[0]:
-        raise ValueError(f"x: got shape {xa.shape}, expected (rows, {kernel.shape[0]})")
-    rows, din, units = xa.shape[0], kernel.shape[0], kernel.shape[1]
+    if xa.ndim != 2 or xa.shape[1] != din:
+        raise ValueError(f"x: got shape {xa.shape}, expected (rows, {din})")
+    rows = xa.shape[0]
     y = np.empty((rows, units), dt)
     xp = cnp.PyArray_DATA(xa)
-    kp = cnp.PyArray_DATA(kernel)
-    if bias is not None:
-        bp = cnp.PyArray_DATA(bias)
+    kp = cnp.PyArray_DATA(ka)
+    if ba is not None:
+        bp = cnp.PyArray_DATA(ba)
     yp = cnp.PyArray_DATA(y)
     with nogil:
         status = crnn_dense_forward(cdt, rows, din, units, xp, kp, bp, act, yp)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from crnn import _core
 
 # crnn parallelises by itself (a large batch is split across its own threads) and callers often
@@ -36,8 +38,9 @@ def set_num_threads(n: int) -> None:
     ----------
     n : int, >= 1 (values above 1024 are taken as 1024; a call uses at most 64)
     """
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n: got {type(n).__name__}, expected int >= 1")
+    n = int(n)  # NumPy integers too, as everywhere else an int is asked for
     if n < 1:
         raise ValueError(f"n: got {n}, expected int >= 1")
     _core.set_num_threads(min(n, _MAX_THREADS))

@@ -253,10 +253,15 @@ def test_set_num_threads_bad():
     for n in (0, -1):
         with pytest.raises(ValueError, match=r"\bn\b|thread"):
             crnn.set_num_threads(n)
-    for n in (1.5, "2", None):
+    for n in (1.5, "2", None, True, np.float64(2)):
         with pytest.raises((TypeError, ValueError)):
             crnn.set_num_threads(n)
     assert crnn.get_num_threads() == old
+    try:  # NumPy integers are ints here as everywhere else
+        crnn.set_num_threads(np.int64(2))
+        assert crnn.get_num_threads() == 2
+    finally:
+        crnn.set_num_threads(old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,3 +431,84 @@ def test_stateful_batch_too_large_for_its_states_is_refused(cls):
             layer_cls(4, stateful=True, batch_input_shape=(batch, None, 3))
     big = layer_cls(4, batch_input_shape=(2**40, None, 3))  # not stateful: nothing to allocate
     assert not big.stateful and big.built
+
+
+# ---------------------------------------------------------------------------------------------
+# the core handle and the Dense kernel called directly
+# ---------------------------------------------------------------------------------------------
+
+def test_unbuilt_handle_raises_instead_of_crashing():
+    """A handle whose RNN.__init__ never ran (a subclass that skips it, RNN.__new__) has no C
+    handle: every entry point says so (plan() used to pass NULL to the core: a segfault)."""
+    code = """
+        import numpy as np
+        from crnn._core import RNN
+
+        class Forgetful(RNN):
+            def __init__(self):
+                pass
+
+        for h in (Forgetful(), RNN.__new__(RNN)):
+            assert repr(h) == "RNN(<not built>)", repr(h)
+            for call in (lambda: h.plan(1, 1), lambda: h.workspace_size(1, 1),
+                         lambda: h.forward(np.zeros((1, 1, 1), np.float32))):
+                try:
+                    call()
+                except RuntimeError as err:
+                    assert "never built" in str(err), err
+                else:
+                    raise AssertionError("no error")
+        print("ok")
+    """
+    proc = run_isolated(code, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_dense_forward_checks_kernel_and_bias():
+    """crnn._core.dense_forward reads only what it has checked: a kernel of another dtype, rank
+    or layout, or a bias of another length, is converted or refused (it used to be trusted: a
+    float16 kernel overflowed the output, a short bias was read past its end)."""
+    code = """
+        import numpy as np
+        from crnn import _core
+        x = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+        k = np.arange(20, dtype=np.float32).reshape(4, 5) / 10
+        want = x @ k
+        for kern in (np.asfortranarray(k), k.astype(">f4"), k[:, ::-1][:, ::-1]):
+            y = _core.dense_forward(x, kern, None)
+            assert y.dtype == np.float32 and np.abs(y - want).max() < 1e-5
+        y = _core.dense_forward(x, k.astype(np.float64), np.ones(5))
+        want64 = x.astype(np.float64) @ k.astype(np.float64) + 1
+        assert y.dtype == np.float64 and np.abs(y - want64).max() < 1e-12
+        bad = [(k.astype(np.float16), None, TypeError, "kernel: got dtype float16"),
+               (k.astype(np.int64), None, TypeError, "kernel: got dtype int64"),
+               (k.astype(bool), None, TypeError, "kernel: got dtype bool"),
+               (k[0], None, ValueError, r"kernel: got shape \\(5,\\)"),
+               (k, np.zeros(1, np.float32), ValueError, r"bias: got shape \\(1,\\), expected \\(5,\\)"),
+               (k, np.zeros((1, 5), np.float32), ValueError, "bias: got shape"),
+               (k, np.zeros(5, complex), TypeError, "bias: got dtype complex")]
+        import re
+        for kern, bias, exc, msg in bad:
+            try:
+                _core.dense_forward(x, kern, bias)
+            except exc as err:
+                assert re.search(msg, str(err)), (msg, err)
+            else:
+                raise AssertionError(msg)
+        for _ in range(20):  # the float16 case corrupted the heap only after a few calls
+            try:
+                _core.dense_forward(np.ones((256, 4), np.float32), np.ones((4, 256), np.float16), None)
+            except TypeError:
+                pass
+        print("ok")
+    """
+    proc = run_isolated(code, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_empty_lengths_list_at_batch_zero(data):
+    x, w = data
+    h = crnn._core.RNN(w)
+    assert h.forward(x[:0], lengths=[]).shape == (0, T, H)
+    with pytest.raises(ValueError, match=r"lengths: got int64 array of shape \(0,\), expected "):
+        h.forward(x, lengths=[])
