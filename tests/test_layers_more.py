@@ -307,6 +307,9 @@ def test_bidirectional_weights_config_and_validation(rng):
     with pytest.raises(ValueError, match=r"return_sequences"):
         crnn.Bidirectional(crnn.SimpleRNN(H), backward_layer=crnn.SimpleRNN(
             H, go_backwards=True, return_sequences=True))
+    # halves of two widths: the merged width, output shape and sum / mul / ave need one
+    with pytest.raises(ValueError, match=rf"backward_layer: got units={H + 1}, expected {H}"):
+        crnn.Bidirectional(crnn.LSTM(H), backward_layer=crnn.LSTM(H + 1, go_backwards=True))
     with pytest.raises(ValueError, match=r"initial_state"):
         bi(x, initial_state=[np.zeros((2, H))])
     with pytest.raises(ValueError, match=r"set_weights"):

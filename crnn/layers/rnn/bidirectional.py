@@ -115,7 +115,9 @@ class Bidirectional(Layer):
                              f"{bwd.go_backwards}, expected the opposite of layer's "
                              f"({fwd.go_backwards}): forward and backward layers should have "
                              "different go_backwards values")
-        for attr in ("stateful", "return_sequences", "return_state", "dtype"):
+        # (units too: the merged output, its shape and the sum / mul / ave modes take both halves
+        # to be one width)
+        for attr in ("units", "stateful", "return_sequences", "return_state", "dtype"):
             if getattr(fwd, attr) != getattr(bwd, attr):
                 raise ValueError(f"backward_layer: got {attr}={getattr(bwd, attr)!r}, expected "
                                  f"{getattr(fwd, attr)!r} (the same as layer's)")
