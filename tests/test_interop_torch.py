@@ -231,6 +231,20 @@ def test_bad_state_dicts():
         crnn.from_torch(nn.Linear(3, 4))
     with pytest.raises(ValueError, match="hidden_size: got 5, but the module has hidden_size=4"):
         crnn.from_torch(nn.RNN(3, 4), hidden_size=5)
+    # tensors that are not real dense weights are refused by key, never cast
+    lstm = dict(nn.LSTM(3, 4).state_dict())
+    for key, value, match in [
+            ("weight_ih_l0", lstm["weight_ih_l0"].to(torch.complex64), "complex64 tensor"),
+            ("weight_hh_l0", lstm["weight_hh_l0"] > 0, "torch.bool tensor"),
+            ("weight_ih_l0", lstm["weight_ih_l0"].to_sparse(), "sparse_coo"),
+            ("weight_ih_l0", torch.empty(16, 3, device="meta"), "device meta")]:
+        with pytest.raises(TypeError, match=f"{key}: got .*{match}"):
+            crnn.from_torch(dict(lstm, **{key: value}))
+    with pytest.raises(ValueError, match=r"weight_ih_l0 has shape \(1, 16, 3\), expected a 2-D"):
+        crnn.from_torch(dict(lstm, weight_ih_l0=lstm["weight_ih_l0"][None]))
+    cell = dict(nn.GRUCell(3, 4).state_dict())
+    with pytest.raises(ValueError, match=r"weight_hh has shape \(1, 12, 4\), expected a 2-D"):
+        crnn.from_torch(dict(cell, weight_hh=cell["weight_hh"][None]))
 
 
 def test_bad_call_arguments():

@@ -86,15 +86,26 @@ _KEY_RE = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     """A torch tensor (any device, requires_grad or not) or array-like as a NumPy array."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
-        t = value.detach().cpu()
+        t = value.detach()
+        if getattr(t, "is_complex", lambda: False)() or str(getattr(t, "dtype", "")) == "torch.bool":
+            raise TypeError(f"{name}: got a {t.dtype} tensor, expected a real numeric tensor")
         try:
-            return t.numpy()
-        except TypeError:  # bfloat16 and other dtypes NumPy lacks
-            return t.float().numpy()
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name}: got {type(value).__name__}, expected a tensor or array ({err})") from None
+            t = t.cpu()
+            try:
+                arr = t.numpy()
+            except TypeError:  # bfloat16 and other dtypes NumPy lacks
+                arr = t.float().numpy()
+        except (TypeError, RuntimeError, NotImplementedError) as err:  # sparse, meta, ...
+            raise TypeError(f"{name}: got a tensor NumPy cannot read (layout "
+                            f"{getattr(t, 'layout', '?')}, device {getattr(t, 'device', '?')}: "
+                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}), "
+                            "expected a dense tensor") from None
+    else:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name}: got {type(value).__name__}, expected a tensor or array "
+                            f"({err})") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name}: got dtype {arr.dtype}, expected a real numeric array")
     return arr
@@ -562,6 +573,14 @@ _CLASSES = {"RNN": TorchRNN, "LSTM": TorchLSTM, "GRU": TorchGRU, "RNNCell": Torc
 
 
 # ---------------------------------------------------------------------------------------------
+def _require_matrices(sd: Mapping[str, np.ndarray], keys: Tuple[str, ...]) -> None:
+    """The keys the configuration is read from, where present, hold 2-D weights."""
+    for key in keys:
+        if key in sd and sd[key].ndim != 2:
+            raise ValueError(f"state_dict: {key} has shape {sd[key].shape}, expected a 2-D "
+                             "weight matrix")
+
+
 def _infer_config(sd: Mapping[str, np.ndarray], proj_size: Any = 0) -> Dict[str, Any]:
     """What the keys and shapes of a state_dict say about the module and its arguments (a
     ``proj_size`` given by the caller says it is a projected LSTM)."""
@@ -575,6 +594,7 @@ def _infer_config(sd: Mapping[str, np.ndarray], proj_size: Any = 0) -> Dict[str,
             reverse = reverse or bool(m.group(3))
             bias = bias or m.group(1).startswith("bias")
     cfg: Dict[str, Any] = {"bidirectional": reverse, "bias": bias}
+    _require_matrices(sd, ("weight_ih_l0", "weight_hh_l0", "weight_hr_l0"))
     if layers:
         cfg["num_layers"] = max(layers) + 1
     w_hh, w_hr = sd.get("weight_hh_l0"), sd.get("weight_hr_l0")
@@ -607,6 +627,7 @@ def _kind_of(rows: int, cols: int, kinds: Tuple[str, str, str], key: str) -> str
 
 def _infer_cell_config(sd: Mapping[str, np.ndarray]) -> Dict[str, Any]:
     cfg: Dict[str, Any] = {"bias": "bias_ih" in sd or "bias_hh" in sd, "num_layers": 1}
+    _require_matrices(sd, ("weight_ih", "weight_hh"))
     w_hh, w_ih = sd.get("weight_hh"), sd.get("weight_ih")
     if w_hh is not None and w_hh.ndim == 2:
         rows, cols = w_hh.shape
