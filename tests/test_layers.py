@@ -392,3 +392,31 @@ def test_summary_text(capsys):
     assert [g.rstrip() for g in got] == lines
     with pytest.raises(ValueError):
         crnn.Sequential().summary()  # not built
+
+
+def test_assigning_a_configured_attribute_reconfigures_the_layer(rng):
+    """``layer.activation = ...`` and the like go through the same checks as the constructor
+    keywords and change what the layer and every model holding it compute (they used to change
+    the config only: the compiled handle kept the old activation)."""
+    x = rng.uniform(-1, 1, (2, 3, 4))
+    layer = crnn.SimpleRNN(3, dtype="float64", seed=1)
+    layer(x)
+    model = crnn.Sequential([layer])
+    model.predict(x, verbose=0)
+    layer.activation = "relu"
+    want = reference.simple_rnn(x, *layer.get_weights(), activation="relu")
+    assert layer.get_config()["activation"] == "relu"
+    np.testing.assert_allclose(layer(x), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=0, atol=1e-12)
+    layer.return_sequences = True
+    assert layer(x).shape == model.predict(x, verbose=0).shape == (2, 3, 3)
+    with pytest.raises(ValueError, match=r"activation: got 'gelu'"):
+        layer.activation = "gelu"
+    with pytest.raises(ValueError, match=r"use_bias: cannot be changed .* after its weights"):
+        layer.use_bias = False
+    with pytest.raises(ValueError, match=r"units: cannot be changed .* after its weights"):
+        layer.units = 5
+    assert layer.activation == "relu" and layer.use_bias and layer.units == 3
+    fresh = crnn.LSTM(3)  # before the weights exist the width may still change
+    fresh.units = 4
+    assert fresh(x.astype(np.float32)).shape == (2, 4)

@@ -185,13 +185,7 @@ class RNN(Layer):
         trainable: bool,
         **cell_options: Any,
     ) -> None:
-        units = _check_int(units, "units")
-        gates = self._cell_for(cell_options).gates
-        if gates * units * units > MAX_MATRIX_ELEMENTS:
-            raise ValueError(f"units: got {units}, expected {gates}*units**2 <= "
-                             f"{MAX_MATRIX_ELEMENTS} (the recurrent kernel would have "
-                             f"{gates * units * units} elements)")
-        self.units: int = units
+        self.units: int = self._check_units(units, cell_options)
         self._set_name(name)
         self.built = False
         self.trainable = _check_bool(trainable, "trainable")
@@ -222,6 +216,16 @@ class RNN(Layer):
         ``activation`` and the subclass's own keywords; missing ones take their defaults)."""
         raise NotImplementedError
 
+    @classmethod
+    def _check_units(cls, units: Any, cell_options: Dict[str, Any]) -> int:
+        units = _check_int(units, "units")
+        gates = cls._cell_for(cell_options).gates
+        if gates * units * units > MAX_MATRIX_ELEMENTS:
+            raise ValueError(f"units: got {units}, expected {gates}*units**2 <= "
+                             f"{MAX_MATRIX_ELEMENTS} (the recurrent kernel would have "
+                             f"{gates * units * units} elements)")
+        return units
+
     @property
     def cell(self) -> CellSpec:
         """The cell this layer runs (kind, activations, options)."""
@@ -234,13 +238,46 @@ class RNN(Layer):
         return _check_bool(value, key)
 
     # ------------------------------------------------------------------ config
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A configured keyword assigned after construction (``layer.activation = "relu"``) goes
+        # through _configure like a Sequential.add override: validated, refused where it would
+        # change the weights of a built layer, and the compiled handle and any model's plan are
+        # rebuilt. A plain assignment would change the config but not what the layer computes.
+        configured = "_shape_args" in self.__dict__ and not self.__dict__.get("_in_configure")
+        if configured and name in self._overridable:
+            self._configure(**{name: value})
+            return
+        if configured and name == "units":
+            units = self._check_units(value, self._config_values())
+            if self.built and units != self.units:
+                raise ValueError(f"units: cannot be changed on layer {self.name!r} after its "
+                                 f"weights exist; pass it to the {type(self).__name__} "
+                                 "constructor")
+            old = self.units
+            object.__setattr__(self, name, units)
+            try:
+                self._configure()  # stateful states resized, caches reset
+            except Exception:
+                object.__setattr__(self, name, old)
+                raise
+            return
+        object.__setattr__(self, name, value)
+
     def _configure(self, **kw: Any) -> None:
         """Validate and apply constructor keywords (all at construction, some later).
 
-        Used by the constructor and by :meth:`crnn.models.Sequential.add`
-        overrides.  Weight-shaping keywords may only change before the layer
-        is built.  Nothing is modified unless every keyword is valid.
+        Used by the constructor, by :meth:`crnn.models.Sequential.add`
+        overrides and by assignments to these attributes.  Weight-shaping
+        keywords may only change before the layer is built.  Nothing is
+        modified unless every keyword is valid.
         """
+        object.__setattr__(self, "_in_configure", True)
+        try:
+            self._apply_config(kw)
+        finally:
+            object.__setattr__(self, "_in_configure", False)
+
+    def _apply_config(self, kw: Dict[str, Any]) -> None:
         unknown = [k for k in kw if k not in self._overridable]
         if unknown:
             raise TypeError(f"{type(self).__name__}: got unexpected keyword argument(s) "
