@@ -61,6 +61,9 @@ Non-trainable params: 0
 _________________________________________________________________""",
 ]
 
+# np.random.seed (the NumPy walkthrough) takes seeds below 2**32, and layers get seed + 2
+SEED_MAX = 2**32 - 3
+
 BENCH_SHAPES = [(8, 2, 10, 3), (1, 10, 4, 8), (16, 50, 128, 128), (1, 100, 128, 256)]
 
 _failures: List[str] = []
@@ -294,8 +297,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat: got {args.repeat}, expected a positive int")
-    if args.seed < 0:
-        parser.error(f"--seed: got {args.seed}, expected an int >= 0")
+    if not 0 <= args.seed <= SEED_MAX:
+        parser.error(f"--seed: got {args.seed}, expected an int in [0, {SEED_MAX}]")
 
     clear_session()  # names start at "sequential" / "simple_rnn", as in the tutorial
     print(f"crnn {getattr(crnn, '__version__', '?')}, numpy {np.__version__}")

@@ -44,6 +44,14 @@ def test_main_job_passes():
     assert "All checks passed" in proc.stdout
 
 
+def test_seed_out_of_range_is_a_usage_error():
+    for seed in ("-1", str(2**32 - 2)):
+        proc = _run(["-m", "crnn", "--no-bench", "--seed", seed], cwd=REPO_ROOT)
+        assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert f"--seed: got {seed}, expected an int in [0, {2**32 - 3}]" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def test_unbuilt_checkout_defers_to_the_installed_copy(tmp_path):
     installed = os.path.dirname(os.path.dirname(os.path.abspath(crnn._core.__file__)))
     checkout = tmp_path / "checkout"
