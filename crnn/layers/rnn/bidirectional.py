@@ -35,8 +35,9 @@ class Bidirectional(Layer):
         Initial weights: the forward layer's, then the backward layer's.
     backward_layer : SimpleRNN, LSTM or GRU, optional
         The backward layer's template.  It must have the opposite
-        ``go_backwards`` and the same ``return_sequences``,
-        ``return_state`` and ``stateful`` as ``layer`` (ValueError otherwise).
+        ``go_backwards`` and the same ``units``, ``return_sequences``,
+        ``return_state``, ``stateful`` and ``dtype`` as ``layer`` (ValueError
+        otherwise).
     input_shape, batch_input_shape, batch_size : optional
         As for :class:`SimpleRNN` (``input_shape=(timesteps, input_dim)``);
         default: the wrapped layer's.
