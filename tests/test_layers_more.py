@@ -384,3 +384,29 @@ def test_layers_pickle_and_config_round_trip(rng):
     assert again(ids).tobytes() == first.tobytes()
     with pytest.raises(ValueError, match=r"class_name.*'ConvLSTM1D'"):
         L.deserialize({"class_name": "ConvLSTM1D", "config": {}})
+
+
+def test_bidirectional_attribute_assignment_reaches_both_halves(rng):
+    """The flags a Bidirectional shares with its halves are the halves' own: assigning one sets
+    both (through their checks), and the output, the config and a reloaded copy follow;
+    merge_mode is checked like the constructor argument."""
+    x = rng.uniform(-1, 1, (2, 3, 4)).astype(np.float32)
+    bi = crnn.Bidirectional(crnn.GRU(3), backward_layer=crnn.GRU(3, go_backwards=True))
+    model = crnn.Sequential([bi])
+    assert model.predict(x, verbose=0).shape == (2, 6)
+    bi.return_sequences = True
+    bi.merge_mode = "sum"
+    assert bi.forward_layer.return_sequences and bi.backward_layer.return_sequences
+    assert bi(x).shape == model.predict(x, verbose=0).shape == (2, 3, 3)
+    cfg = bi.get_config()
+    assert cfg["merge_mode"] == "sum"
+    assert cfg["layer"]["config"]["return_sequences"]
+    assert cfg["backward_layer"]["config"]["return_sequences"]
+    again = crnn.Bidirectional.from_config(cfg)
+    again.set_weights(bi.get_weights())
+    np.testing.assert_array_equal(again(x), bi(x))
+    with pytest.raises(ValueError, match=r"merge_mode: got 'max'"):
+        bi.merge_mode = "max"
+    with pytest.raises(ValueError, match=r"dtype: cannot be changed .* after its weights"):
+        bi.dtype = "float64"
+    assert bi.merge_mode == "sum" and bi.dtype == "float32"

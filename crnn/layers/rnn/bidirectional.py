@@ -88,9 +88,6 @@ class Bidirectional(Layer):
             raise ValueError(f"backward_layer: got {backward_layer!r} of type "
                              f"{type(backward_layer).__name__}, expected a recurrent layer "
                              "instance (crnn.SimpleRNN, crnn.LSTM or crnn.GRU)")
-        if not (merge_mode is None or (isinstance(merge_mode, str) and merge_mode in MERGE_MODES)):
-            raise ValueError(f"merge_mode: got {merge_mode!r}, expected one of 'concat', 'sum', "
-                             "'mul', 'ave' or None")
         self._set_name(name)
         self.trainable = _check_bool(trainable, "trainable")
         self.merge_mode = merge_mode
@@ -125,10 +122,6 @@ class Bidirectional(Layer):
         # Keras: inside Bidirectional, masked steps of returned sequences are zero.
         fwd.zero_output_for_mask = fwd.return_sequences
         bwd.zero_output_for_mask = bwd.return_sequences
-        self.stateful = fwd.stateful
-        self.return_sequences = fwd.return_sequences
-        self.return_state = fwd.return_state
-        self.dtype = fwd.dtype
         self._own_batch_input_shape: Optional[Shape] = RNN._resolve_input_shape(
             {"batch_input_shape": batch_input_shape, "input_shape": input_shape,
              "input_length": None, "input_dim": None, "batch_size": batch_size})
@@ -182,6 +175,42 @@ class Bidirectional(Layer):
     @property
     def units(self) -> int:
         return self.forward_layer.units
+
+    @property
+    def merge_mode(self) -> Optional[str]:
+        return self._merge_mode
+
+    @merge_mode.setter
+    def merge_mode(self, value: Optional[str]) -> None:
+        if not (value is None or (isinstance(value, str) and value in MERGE_MODES)):
+            raise ValueError(f"merge_mode: got {value!r}, expected one of 'concat', 'sum', "
+                             "'mul', 'ave' or None")
+        self._merge_mode = value
+
+    # The flags both halves share are the halves' own: read from the forward layer, and an
+    # assignment goes to both (through their checks; the compiled call is rebuilt), so the
+    # wrapper, its halves and its config never disagree.
+    def _shared(name: str) -> property:  # type: ignore[misc]
+        def get(self: "Bidirectional") -> Any:
+            return getattr(self.forward_layer, name)
+
+        def set_(self: "Bidirectional", value: Any) -> None:
+            for half in (self.forward_layer, self.backward_layer):
+                setattr(half, name, value)
+                # Keras: inside Bidirectional, masked steps of returned sequences are zero
+                half.zero_output_for_mask = half.return_sequences
+            # the configs get_config saves (and from_config rebuilds the halves from)
+            for cfg in (self._layer_config, self._backward_config):
+                if cfg is not None:
+                    cfg[name] = getattr(self.forward_layer, name)
+
+        return property(get, set_, doc=f"``{name}`` of both halves.")
+
+    stateful = _shared("stateful")
+    return_sequences = _shared("return_sequences")
+    return_state = _shared("return_state")
+    dtype = _shared("dtype")
+    del _shared
 
     def _expected_input_dim(self) -> Optional[int]:
         return self.forward_layer.input_dim
