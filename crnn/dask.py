@@ -433,6 +433,10 @@ class _Padding:
                              f"expected one length: the model's first layer {self.first!r} is an "
                              "Embedding with mask_zero=False, so padding would change the results "
                              "(create it with mask_zero=True, id 0 being padding)")
+        if rows and not self.equal_lengths:
+            # a partition of empty sequences only: one masked step, as its rows get beside a
+            # longer one (a model takes no 0-step batch)
+            steps = max(steps, 1)
         dtype = (functools.reduce(np.promote_types, {r.dtype for r in rows}) if rows
                  else np.dtype(np.int64 if self.ids else np.float32))
         shape = (len(rows), steps) if self.ids else (len(rows), steps, self.features)

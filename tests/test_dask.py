@@ -505,6 +505,27 @@ def test_empty_partitions_and_rows(one_thread, rng):
                for label, w, r in zip(pdf.index[60:], want, rows[60:]))
 
 
+@pytest.mark.parametrize("kind", ["features", "masking", "embedding"])
+def test_a_partition_of_empty_rows_only(one_thread, rng, kind):
+    """Empty sequences give the same result in a partition of their own as beside a longer one
+    (a partition of only empty rows used to reach the model as a 0-step batch and fail)."""
+    if kind == "embedding":
+        model = _embedding_model("float32", return_sequences=True)
+        rows = [rng.integers(1, 40, 5), [], []]
+    else:
+        model = (_features_model if kind == "features" else _masking_model)("float32")
+        rows = [rng.standard_normal((5, 6)), np.zeros((0, 6)), np.zeros((0, 6))]
+    _, ddf = _frame(rows, npartitions=1)
+    together = crnn.dask.predict_partitions(model, ddf, "seq").compute(scheduler="sync")
+    alone = crnn.dask.predict_partitions(model, ddf.loc[ddf["n"] > 0], "seq")
+    assert alone.npartitions == 1
+    alone = alone.compute(scheduler="sync")
+    assert list(alone.index) == list(together.index[1:])
+    for label in alone.index:
+        np.testing.assert_array_equal(np.asarray(list(alone.loc[label, "prediction"])),
+                                      np.asarray(list(together.loc[label, "prediction"])))
+
+
 def test_partition_errors_name_the_partition_and_row(client, rng):
     model = _features_model("float32")
     rows = [rng.standard_normal((4, 6)) for _ in range(30)]
