@@ -131,6 +131,12 @@ def test_predict_zarr(tmp_path, rng, monkeypatch):
     y = zarr.open_array(str(tmp_path / "y.zarr"), mode="r")
     assert y.chunks == (48, 8, 2) and np.array_equal(y[:], _oracle(model, x, 16))
     assert sorted(os.listdir(tmp_path)) == ["m.crnn", "x.zarr", "y.zarr"]
+    # ... and a regular file where the Zarr directory goes (os.replace cannot put one there)
+    (tmp_path / "f.zarr").write_text("not zarr")
+    assert predict_main(["m.crnn", "x.zarr", "f.zarr", "--quiet", "--overwrite"]) == 0
+    assert np.array_equal(zarr.open_array(str(tmp_path / "f.zarr"), mode="r")[:],
+                          _oracle(model, x, 32))
+    assert sorted(os.listdir(tmp_path)) == ["f.zarr", "m.crnn", "x.zarr", "y.zarr"]
 
 
 def test_predict_failure_writes_nothing(tmp_path, rng):
