@@ -154,7 +154,8 @@ typedef struct {
     crnn_direction direction;
     int reset_after;                      /* GRU: 1 reset after the recurrent product (Keras 3's
                                              default, PyTorch, ONNX linear_before_reset=1), 0
-                                             before it (Keras reset_after=False); others: 0 */
+                                             before it (Keras reset_after=False); ignored for
+                                             the others (crnn_rnn_info2 reports 0) */
 } crnn_layer_desc2;
 
 /* Weights of one (layer, direction) of any cell kind (since 0.2), G = gates of the cell:
@@ -211,7 +212,8 @@ CRNN_API int crnn_rnn_create(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_s
  *  @return CRNN_OK, or
  *          CRNN_ERR_NULL_POINTER (out, layers, weights, or a kernel / recurrent_kernel is NULL),
  *          CRNN_ERR_INVALID_ARGUMENT (dtype, input_size, num_layers, cell, units, activation,
- *            recurrent_activation, direction or reset_after out of range),
+ *            an LSTM's or GRU's recurrent_activation, direction or a GRU's reset_after out of
+ *            range),
  *          CRNN_ERR_TOO_LARGE, CRNN_ERR_OUT_OF_MEMORY.
  *  Thread-safe (no shared state). */
 CRNN_API int crnn_rnn_create2(crnn_rnn_t **out, crnn_dtype dtype, int64_t input_size,
