@@ -746,6 +746,16 @@ def test_onnx_external_data_stays_in_the_model_directory(tmp_path):
     (d / "huge.onnx").write_bytes(_external_model([2**40], {"location": "real.bin"}))
     with pytest.raises(OnnxError, match="holds 16 bytes, expected 4398046511104"):
         crnn.load_onnx(str(d / "huge.onnx"))
+    # a directory: refused as not a regular file, its descriptor closed (it once leaked one
+    # per attempt, with an IsADirectoryError naming the descriptor)
+    (d / "sub").mkdir()
+    (d / "dir.onnx").write_bytes(_external_model([4], {"location": "sub"}))
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for _ in range(20):
+        with pytest.raises(OnnxError, match="'sub' is not a regular file"):
+            crnn.load_onnx(str(d / "dir.onnx"))
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) <= fds
     (d / "dev.onnx").write_bytes(_external_model([4], {"location": "zero"}))
     os.symlink("/dev/zero", d / "zero")
     with pytest.raises(OnnxError, match="escapes the model's directory"):

@@ -186,6 +186,15 @@ def test_unsupported_activation_and_graphs(keras):
         crnn.from_keras(branchy)
     with pytest.raises(TypeError, match="expected a Keras model"):
         crnn.from_keras(object())
+    # A layer object as the activation is refused by its class: its config's "name" is the
+    # layer's name, and ReLU(max_value=0.1) named "relu" once ran as a plain relu.
+    for act, cls in [(L.ReLU(max_value=0.1, name="relu"), "ReLU"),
+                     (L.LeakyReLU(negative_slope=0.5, name="linear"), "LeakyReLU"),
+                     (L.Activation("sigmoid", name="tanh"), "Activation")]:
+        for layer in (L.SimpleRNN(3, activation=act), L.Dense(3, activation=act)):
+            m = keras.Sequential([keras.Input((5, 3)), layer])
+            with pytest.raises(KerasConversionError, match=f"activation '{cls} object'"):
+                crnn.from_keras(m)
 
 
 def _write_keras(path, config, weights=None, members=("config.json", "model.weights.h5")):

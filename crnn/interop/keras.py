@@ -107,13 +107,14 @@ def _activation_name(value: Any) -> str:
         return "linear"
     if isinstance(value, dict):
         inner = value.get("config")
-        if isinstance(inner, str):
-            return inner
-        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
-            return inner["name"]
-        return str(value.get("class_name", value))
-    if callable(value):
-        return getattr(value, "__name__", str(value))
+        if value.get("class_name", "function") == "function" and isinstance(inner, str):
+            return inner  # a function of keras.activations (or a registered one: "pkg>name")
+        # Anything else is an object (a layer such as ReLU(max_value=...) or LeakyReLU): its
+        # config's "name" is the layer's name, not what it computes, so it is named by class
+        # and refused by the caller.
+        return f"{value.get('class_name', '?')} object"
+    if callable(value) and hasattr(value, "__name__"):
+        return value.__name__
     return str(value)
 
 

@@ -158,10 +158,16 @@ def _external_bytes(info: Dict[str, str], base_dir: Optional[str], nbytes: int,
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except (OSError, ValueError) as err:
         raise OnnxError(f"{what}: cannot read external data {loc!r}: {err}") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
+        # checked before fdopen, which refuses a directory itself (and would leave fd open)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OnnxError(f"{what}: external data {loc!r} is not a regular file")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
         if offset + nbytes > st.st_size:
             raise OnnxError(f"{what}: external file {loc!r} holds {st.st_size} bytes, expected "
                             f"{nbytes} at offset {offset}")
