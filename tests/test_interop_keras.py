@@ -186,6 +186,13 @@ def test_unsupported_activation_and_graphs(keras):
         crnn.from_keras(branchy)
     with pytest.raises(TypeError, match="expected a Keras model"):
         crnn.from_keras(object())
+    # A mask computed in the model (not by a Masking / Embedding layer of the chain) is
+    # refused: crnn rebuilds masks from those layers, and this one was once silently dropped.
+    x = keras.Input((5, 3))
+    mask = keras.ops.any(keras.ops.not_equal(x, 0.5), axis=-1)
+    explicit = keras.Model(x, L.LSTM(4)(x, mask=mask))
+    with pytest.raises(KerasConversionError, match="'lstm.*receives a mask computed in the model"):
+        crnn.from_keras(explicit)
     # A layer object as the activation is refused by its class: its config's "name" is the
     # layer's name, and ReLU(max_value=0.1) named "relu" once ran as a plain relu.
     for act, cls in [(L.ReLU(max_value=0.1, name="relu"), "ReLU"),

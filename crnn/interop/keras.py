@@ -248,6 +248,7 @@ def _functional_chain(entries: List[Dict[str, Any]],
     chain: List[Dict[str, Any]] = []
     name = outs[0]
     seen = set()
+    masked = set()  # layers called with a mask argument
     while True:
         if name in seen or name not in by_name:
             raise KerasConversionError(f"model: the graph around layer {name!r} is malformed")
@@ -286,8 +287,25 @@ def _functional_chain(entries: List[Dict[str, Any]],
             if _history(v) and k != "mask":
                 raise KerasConversionError(f"{where}: receives tensor argument {k!r}; crnn does "
                                            "not support initial states or other side inputs")
+            if _history(v):
+                masked.add(name)
         name = srcs[0]
     chain.reverse()
+    # Keras records the mask a Masking or Embedding(mask_zero=True) layer propagates as a mask
+    # argument of the layers after it; crnn rebuilds that mask from the layer. A mask argument
+    # with no such layer before it was computed some other way, and would be lost.
+    source = None
+    for e in chain:
+        cfg = e.get("config") if isinstance(e.get("config"), dict) else {}
+        if e.get("class_name") == "Masking" or (e.get("class_name") == "Embedding"
+                                                and cfg.get("mask_zero")):
+            source = e
+        lname = e.get("name") or cfg.get("name")
+        if lname in masked and source is None:
+            raise KerasConversionError(
+                f"layer {lname!r} ({e.get('class_name')}): receives a mask computed in the "
+                "model; crnn takes only the mask of a Masking or Embedding(mask_zero=True) "
+                "layer in the chain")
     specs = [_spec(e) for e in chain]
     return specs, _input_layer_shape(specs)
 
