@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from crnn import _core
+from crnn.layers.arguments import _check_int
 
 # crnn parallelises by itself (a large batch is split across its own threads) and callers often
 # run several forward calls at once with the GIL released, so its private BLAS runs each call on
@@ -38,11 +37,7 @@ def set_num_threads(n: int) -> None:
     ----------
     n : int, >= 1 (values above 1024 are taken as 1024; a call uses at most 64)
     """
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"n: got {type(n).__name__}, expected int >= 1")
-    n = int(n)  # NumPy integers too, as everywhere else an int is asked for
-    if n < 1:
-        raise ValueError(f"n: got {n}, expected int >= 1")
+    n = _check_int(n, "n")  # NumPy integers too, as everywhere else an int is asked for
     _core.set_num_threads(min(n, _MAX_THREADS))
 
 
