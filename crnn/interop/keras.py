@@ -291,22 +291,18 @@ def _functional_chain(entries: List[Dict[str, Any]],
                 masked.add(name)
         name = srcs[0]
     chain.reverse()
+    specs = [_spec(e) for e in chain]
     # Keras records the mask a Masking or Embedding(mask_zero=True) layer propagates as a mask
     # argument of the layers after it; crnn rebuilds that mask from the layer. A mask argument
     # with no such layer before it was computed some other way, and would be lost.
-    source = None
-    for e in chain:
-        cfg = e.get("config") if isinstance(e.get("config"), dict) else {}
-        if e.get("class_name") == "Masking" or (e.get("class_name") == "Embedding"
-                                                and cfg.get("mask_zero")):
-            source = e
-        lname = e.get("name") or cfg.get("name")
-        if lname in masked and source is None:
+    has_source = False
+    for sp in specs:
+        has_source = has_source or sp.class_name == "Masking" or (
+            sp.class_name == "Embedding" and bool(sp.config.get("mask_zero")))
+        if sp.name in masked and not has_source:
             raise KerasConversionError(
-                f"layer {lname!r} ({e.get('class_name')}): receives a mask computed in the "
-                "model; crnn takes only the mask of a Masking or Embedding(mask_zero=True) "
-                "layer in the chain")
-    specs = [_spec(e) for e in chain]
+                f"{sp.where()}: receives a mask computed in the model; crnn takes only the mask "
+                "of a Masking or Embedding(mask_zero=True) layer in the chain")
     return specs, _input_layer_shape(specs)
 
 
