@@ -183,8 +183,7 @@ def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:
             elapsed = time.perf_counter() - start
             if total != y.shape[0]:  # pragma: no cover - a task that returned without writing
                 raise RuntimeError(f"OUTPUT: {total} of {y.shape[0]} rows written")
-            if args.overwrite and os.path.lexists(dst) and (os.path.isdir(dst)
-                                                            or os.path.isdir(tmp)):
+            if args.overwrite and (os.path.isdir(dst) or os.path.isdir(tmp)):
                 # os.replace puts a file over a file in one step, but neither a directory
                 # (Zarr) over a file nor anything over a directory
                 _remove(dst)
