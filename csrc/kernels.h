@@ -418,6 +418,19 @@ static void KFN(row_backward)(int64_t K, int64_t c0, int64_t c1, const REAL *pan
     }
 }
 
+/* The end of the columns from j on that lie in j's panel (at most c1). */
+static inline int64_t KFN(panel_end)(int64_t j, int64_t c1)
+{
+    return j - j % KPW + KPW < c1 ? j - j % KPW + KPW : c1;
+}
+
+/* The first row of row tile t when B rows are cut into tiles of `base` rows, the first `extra`
+ * of them one row taller. */
+static inline int64_t KFN(tile_row0)(int64_t t, int64_t base, int64_t extra)
+{
+    return t * base + (t < extra ? t : extra);
+}
+
 static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
                              const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
                              int backward)
@@ -444,7 +457,7 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
          * panel (a units split of a layer too narrow for slices of whole panels) starts with a
          * narrower tile up to the panel's end: its loads run on into the panel's next row (the
          * panels are followed by one row of padding) and only its n columns are kept. */
-        jend = jp - jp % KPW + KPW < c1 ? jp - jp % KPW + KPW : c1;
+        jend = KFN(panel_end)(jp, c1);
         if (B == 1) {
             for (j = jp; j < jend; j += KCW)
                 KFN(row_tile)(K, panels + j / KPW * KPW * K + j % KPW,
@@ -491,8 +504,8 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                      * 1.00x within the noise. */
                     const int64_t tn = ti + 1 < ntiles ? ti + 1 : 0;
                     const int64_t jn = ti + 1 < ntiles ? jp : jend;
-                    const int64_t in = tn * base + (tn < extra ? tn : extra);
-                    const int64_t je = jn - jn % KPW + KPW < c1 ? jn - jn % KPW + KPW : c1;
+                    const int64_t in = KFN(tile_row0)(tn, base, extra);
+                    const int64_t je = KFN(panel_end)(jn, c1);
                     if (jn < c1)
                         FN(prefetch_rows)(C + (jn - c0) + in * ldc, base + (tn < extra), ldc,
                                           je - jn);
@@ -500,7 +513,7 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                 const int64_t pf0 = ti * share < lines ? ti * share : lines;
                 const int64_t npf = lines - pf0 < share ? lines - pf0 : share;
                 const char *pf = next ? (const char *)next + 64 * pf0 : NULL;
-                i0 = ti * base + (ti < extra ? ti : extra);
+                i0 = KFN(tile_row0)(ti, base, extra);
                 for (j = jp; j < jend; j += KCW) {
                     const REAL *pw = panels + j / KPW * KPW * K + j % KPW + k0 * KPW;
                     const int64_t n = jend - j < KCW ? jend - j : KCW;
