@@ -559,31 +559,41 @@ static void crnn__set_credits(int n)
 #define CRNN__MIN_UNITS_PER_THREAD 64
 #endif
 
+/* Whether halving a batch-1 step's recurrent weights saves more than the two cores' hand-off
+ * costs each step: only where the weights fill at least twice L1, so that each half still fills
+ * one core's L1. Smaller halves save less than the hand-off (a store, the other core's read of
+ * it, and h_{t-1}'s lines moved across): SimpleRNN 96 units, 36 KiB, ran 0.56x as fast split
+ * (Zen 4, 32 KiB L1), GRU 64 units, 48 KiB, 1.06x; SimpleRNN 128 units, 64 KiB, 1.2-1.36x there
+ * but 0.77x on a Xeon with a 48 KiB L1, where 192 units (144 KiB) gained 1.07x. */
+static int crnn__halving_pays(const crnn__layer *L, size_t es)
+{
+    return (double)L->gates * (double)L->units * (double)L->units * (double)es >=
+           2.0 * (double)crnn__l1_bytes();
+}
+
 /* Whether a batch-1 layer's units split in two pays where its width alone
  * (CRNN__MIN_UNITS_PER_THREAD) does not call for it. The other choice is the pipeline, which
  * already keeps both cores busy when the input projection costs about as much as the steps. A
  * batch-1 step is bound by streaming the recurrent weights from cache, so halving them pays
  * when the projection is the smaller part (an input at most half as wide as the layer), when
- * each half of the weights still fills one core's L1 (smaller halves save less per step than
- * the two cores' hand-off costs: SimpleRNN 96 units, 36 KiB, ran 0.56x as fast split, GRU 64
- * units, 48 KiB, 1.06x), and when the halves (crnn__slice: on panels where the layer is wide
- * enough, else on blocks of units) are within 3/5 of each other's units (64/48 of 112 units:
- * yes; 32/16 of 48: no). */
+ * halving pays at all (crnn__halving_pays), and when the halves (crnn__slice: on panels where
+ * the layer is wide enough, else on blocks of units) are within 3/5 of each other's units
+ * (64/48 of 112 units: yes; 32/16 of 48: no). */
 static int crnn__units_split_pays(const crnn__layer *L, size_t es)
 {
     const int64_t align = crnn__slice_align(L->units, L->gates, 2, es);
     const int64_t half = crnn__slice_edge(L->units, 1, 2, align);
     if (L->units < 2 * align || 2 * L->in_size > L->units) return 0;
     if (5 * (half > L->units - half ? half : L->units - half) > 3 * L->units) return 0;
-    return (double)L->gates * (double)L->units * (double)L->units * (double)es >=
-           2.0 * (double)crnn__l1_bytes();
+    return crnn__halving_pays(L, es);
 }
 
 /* How to spread this call over threads: a function of the shape, the thread setting and the
  * L1 size the OS reports only, so results are bitwise reproducible for a fixed setting on a
  * machine. Large batches split into row ranges (no synchronisation at all); small batches with
- * wide layers (or at batch 1, layers that crnn__units_split_pays for) split each layer's
- * units, every thread keeping its slice of the recurrent weights hot in its own cache; other
+ * wide layers (at batch 1, wide layers that crnn__halving_pays for, or narrower ones that
+ * crnn__units_split_pays for) split each layer's units, every thread keeping its slice of the
+ * recurrent weights hot in its own cache; other
  * small batches pipeline: a second thread makes the input projection a few steps ahead of the
  * recurrence, which then runs alone on its core (the per-step product is bound by that core's
  * cache bandwidth, and the projection is 10-20 % of the call at B = 1). */
@@ -613,8 +623,12 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
         *nt = 2; /* one direction per thread, a barrier per layer only */
         return CRNN__SPLIT_UNITS;
     }
+    /* wide layers split their units, at batch 1 only where halving each one pays */
+    for (l = 0; batch == 1 && l < rnn->num_layers &&
+                crnn__halving_pays(&rnn->layers[l], rnn->elem_size);)
+        ++l;
     by = min_units / CRNN__MIN_UNITS_PER_THREAD;
-    if (by >= 2) {
+    if (by >= 2 && (batch > 1 || l == rnn->num_layers)) {
         *nt = (int)(n < by ? n : by);
         return CRNN__SPLIT_UNITS;
     }

@@ -138,6 +138,31 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
         assert np.abs(got_h - exp_h).max() <= tol
 
 
+# Layers of 2 x 64 units or more split their units at batch 1 only where each half of the
+# recurrent weights still fills L1 (weights >= 2 x L1), as narrower ones do: smaller halves save
+# less per step than the two cores' hand-off costs. They pipeline otherwise. At batch 2 the rows
+# share the weights and their width alone decides. Every plan gives bitwise the same result.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell, units", [("simple", 128), ("simple", 160), ("simple", 192),
+                                         ("gru", 128)])
+def test_batch1_units_split_of_wide_layers(cell, units, dtype):
+    steps, din = 120, 16
+    rng = np.random.default_rng(units)
+    weights = [[make_cell_weights(rng, cell, din, units, dtype, True, cell == "gru")]]
+    handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
+    split = GATES[cell] * units * units * np.dtype(dtype).itemsize >= \
+        2 * crnn._core.machine()["l1_bytes"]
+    x = rng.uniform(-1, 1, (1, steps, din)).astype(dtype)
+    crnn.set_num_threads(1)
+    alone = handle.forward(x)
+    crnn.set_num_threads(2)
+    assert handle.plan(1, steps) == (("units", 2) if split else ("pipeline", 2))
+    assert handle.plan(2, steps) == ("units", 2)
+    assert handle.forward(x).tobytes() == alone.tobytes()
+    exp = reference.rnn_stack(to64(x), to64(weights), cell=cell)
+    assert np.abs(alone - exp).max() <= derived_tol(dtype, din + units, steps)
+
+
 # Batched steps whose recurrent weights outgrow half of L2, even a thread's half of them in the
 # units split (batch 2): the panels kernel then prefetches the next block of weights while one is
 # in use. The width comes from the L2 the core reads, odd so that the last panel is partial, and
