@@ -27,11 +27,13 @@ def set_num_threads(n: int) -> None:
     """Set how many threads one crnn call may use (process-wide).
 
     A call with enough work (~2 Mflop) splits a batch of 8 or more into one contiguous range per
-    thread; a smaller batch splits the hidden units of layers with >= 128 units across threads
-    (at batch 1 also of narrower layers whose recurrent weights fill two L1 caches and whose
-    input is at most half as wide), or else has a second thread make the input projection just
-    ahead of the recurrence. Smaller calls run on the calling thread. For a fixed setting on a
-    machine, results are bitwise reproducible.
+    thread, unless every layer's recurrent weights fill one core's L2 and the batch has at most
+    16 rows a thread: that batch, like a smaller one, splits the hidden units of layers with
+    >= 128 units across threads (at batch 1 only where each layer's recurrent weights fill two
+    L1 caches, and then also for narrower layers whose input is at most half as wide), or else
+    has a second thread make the input projection just ahead of the recurrence. Smaller calls
+    run on the calling thread. For a fixed setting on a machine, results are bitwise
+    reproducible.
 
     Parameters
     ----------

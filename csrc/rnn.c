@@ -604,6 +604,9 @@ static int crnn__units_split_streams_less(const crnn_rnn_t *rnn, int64_t batch, 
                                           int64_t min_units)
 {
     int64_t l, nt = crnn__cpu_count();
+    /* not measured for a bidirectional stack, whose units split is one direction per thread
+     * (2 threads, where the rows could have as many threads as CPUs) */
+    if (crnn__all_bidirectional(rnn)) return 0;
     if (nt > n) nt = n;
     if (min_units / CRNN__MIN_UNITS_PER_THREAD < nt) nt = min_units / CRNN__MIN_UNITS_PER_THREAD;
     if (nt < 2 || batch > CRNN__STREAM_MAX_ROWS * nt) return 0;

@@ -166,7 +166,7 @@ def test_batch1_units_split_of_wide_layers(cell, units, dtype):
 # Batched steps whose recurrent weights outgrow half of L2, even a thread's half of them in the
 # units split: the panels kernel then prefetches the next block of weights while one is in use.
 # Weights past L2 split units, not rows, up to 16 rows a thread (batch 2 and 9 at two threads);
-# batch 40 splits its rows. The width comes from the L2 the core reads, odd so that the last
+# batch 40 splits its rows, as does batch 9 of an all-bidirectional stack. The width comes from the L2 the core reads, odd so that the last
 # panel is partial, and at least 129 units, which the units split takes at two threads (64 units
 # a thread at least). The steps put every such call past the 2 Mflop under which a call runs
 # serially, on a core of 256 KiB L2 too (SimpleRNN float64 there: 183 units, 2.3 Mflop at
@@ -188,6 +188,10 @@ def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, thre
     handle = crnn._core.RNN(weights, cell=cell, reset_after=reset_after, dtype=dtype)
     if threads == 2:
         assert handle.plan(batch, steps) == ("batch" if batch > 32 else "units", 2)
+        # an all-bidirectional stack splits one direction a thread: not measured, rows kept
+        bidir = crnn._core.RNN([weights[0] * 2], cell=cell, reset_after=reset_after,
+                               direction="bidirectional", dtype=dtype)
+        assert bidir.plan(batch, steps) == ("units" if batch < 8 else "batch", 2)
     x = rng.uniform(-1, 1, (batch, steps, din)).astype(dtype)
     h0 = rng.uniform(-1, 1, (batch, units)).astype(dtype)
     init = [[h0, h0 * dtype(0.5)]] if cell == "lstm" else [h0]
