@@ -277,16 +277,12 @@ void crnn__barrier_init(crnn__barrier *b, int n)
     }
 }
 
-int crnn__barrier_waits(const crnn__barrier *b)
+void crnn__barrier_counts(const crnn__barrier *b, int *waits, int *stalls)
 {
-    int i, sum = 0;
-    for (i = 0; i < b->n; ++i) sum += b->slot[i].waits;
-    return sum;
-}
-
-int crnn__barrier_stalls(const crnn__barrier *b)
-{
-    int i, sum = 0;
-    for (i = 0; i < b->n; ++i) sum += b->slot[i].stalls;
-    return sum;
+    int i;
+    *waits = *stalls = 0;
+    for (i = 0; i < b->n; ++i) {
+        *waits += b->slot[i].waits;
+        *stalls += b->slot[i].stalls;
+    }
 }

@@ -46,8 +46,7 @@ typedef struct {
 void crnn__barrier_init(crnn__barrier *b, int n);
 void crnn__barrier_wait(crnn__barrier *b, int tid);
 /* all the threads' waits and stalls so far */
-int crnn__barrier_waits(const crnn__barrier *b);
-int crnn__barrier_stalls(const crnn__barrier *b);
+void crnn__barrier_counts(const crnn__barrier *b, int *waits, int *stalls);
 
 /* Work flags shared by the threads of one call: 0 free, 1 claimed, 2 done.
  * claim: 0 -> 1, returns 1 if this thread got it. done: -> 2 (release: the work is visible to

@@ -559,6 +559,21 @@ static void crnn__set_credits(int n)
 #define CRNN__MIN_UNITS_PER_THREAD 64
 #endif
 
+/* Bytes of one direction's recurrent weights. */
+static double crnn__rec_bytes(const crnn__layer *L, size_t es)
+{
+    return (double)L->gates * (double)L->units * (double)L->units * (double)es;
+}
+
+/* Whether pred holds for every layer of the stack. */
+static int crnn__every_layer(const crnn_rnn_t *rnn, int (*pred)(const crnn__layer *, size_t))
+{
+    int64_t l;
+    for (l = 0; l < rnn->num_layers; ++l)
+        if (!pred(&rnn->layers[l], rnn->elem_size)) return 0;
+    return 1;
+}
+
 /* Whether halving a batch-1 step's recurrent weights saves more than the two cores' hand-off
  * costs each step: only where the weights fill at least twice L1, so that each half still fills
  * one core's L1. Smaller halves save less than the hand-off (a store, the other core's read of
@@ -567,8 +582,7 @@ static void crnn__set_credits(int n)
  * but 0.77x on a Xeon with a 48 KiB L1, where 192 units (144 KiB) gained 1.07x. */
 static int crnn__halving_pays(const crnn__layer *L, size_t es)
 {
-    return (double)L->gates * (double)L->units * (double)L->units * (double)es >=
-           2.0 * (double)crnn__l1_bytes();
+    return crnn__rec_bytes(L, es) >= 2.0 * (double)crnn__l1_bytes();
 }
 
 /* Whether a batch-1 layer's units split in two pays where its width alone
@@ -588,6 +602,12 @@ static int crnn__units_split_pays(const crnn__layer *L, size_t es)
     return crnn__halving_pays(L, es);
 }
 
+/* Whether a layer's recurrent weights fill at least one core's L2. */
+static int crnn__outgrows_l2(const crnn__layer *L, size_t es)
+{
+    return crnn__rec_bytes(L, es) >= (double)crnn__l2_bytes();
+}
+
 /* Rows per thread up to which a batch whose layers' recurrent weights each outgrow L2 splits
  * their units rather than its rows (see crnn__plan). */
 #define CRNN__STREAM_MAX_ROWS 16
@@ -603,20 +623,14 @@ static int crnn__units_split_pays(const crnn__layer *L, size_t es)
 static int crnn__units_split_streams_less(const crnn_rnn_t *rnn, int64_t batch, int64_t n,
                                           int64_t min_units)
 {
-    int64_t l, nt = crnn__cpu_count();
+    int64_t nt = crnn__cpu_count();
     /* not measured for a bidirectional stack, whose units split is one direction per thread
      * (2 threads, where the rows could have as many threads as CPUs) */
     if (crnn__all_bidirectional(rnn)) return 0;
     if (nt > n) nt = n;
     if (min_units / CRNN__MIN_UNITS_PER_THREAD < nt) nt = min_units / CRNN__MIN_UNITS_PER_THREAD;
     if (nt < 2 || batch > CRNN__STREAM_MAX_ROWS * nt) return 0;
-    for (l = 0; l < rnn->num_layers; ++l) {
-        const crnn__layer *L = &rnn->layers[l];
-        if ((double)L->gates * (double)L->units * (double)L->units * (double)rnn->elem_size <
-            (double)crnn__l2_bytes())
-            return 0;
-    }
-    return 1;
+    return crnn__every_layer(rnn, crnn__outgrows_l2);
 }
 
 /* How to spread this call over threads: a function of the shape, the thread setting and the
@@ -656,18 +670,12 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
         return CRNN__SPLIT_UNITS;
     }
     /* wide layers split their units, at batch 1 only where halving each one pays */
-    for (l = 0; batch == 1 && l < rnn->num_layers &&
-                crnn__halving_pays(&rnn->layers[l], rnn->elem_size);)
-        ++l;
     by = min_units / CRNN__MIN_UNITS_PER_THREAD;
-    if (by >= 2 && (batch > 1 || l == rnn->num_layers)) {
+    if (by >= 2 && (batch > 1 || crnn__every_layer(rnn, crnn__halving_pays))) {
         *nt = (int)(n < by ? n : by);
         return CRNN__SPLIT_UNITS;
     }
-    for (l = 0; batch == 1 && l < rnn->num_layers &&
-                crnn__units_split_pays(&rnn->layers[l], rnn->elem_size);)
-        ++l;
-    if (batch == 1 && l == rnn->num_layers) {
+    if (batch == 1 && crnn__every_layer(rnn, crnn__units_split_pays)) {
         *nt = 2;
         return CRNN__SPLIT_UNITS;
     }
@@ -748,9 +756,11 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         call.par.barrier = NULL;
         status = crnn__run(&call, 0, batch, &call.par);
     } else if (crnn__parallel_run(crnn__task, &call, nthreads)) {
-        if (call.par.mode != CRNN__SPLIT_BATCH && crnn__barrier_stalls(&barrier) >= 2 &&
-            crnn__barrier_stalls(&barrier) * 4 > crnn__barrier_waits(&barrier))
-            crnn__set_credits(CRNN__STALL_BACKOFF_CALLS);
+        if (call.par.mode != CRNN__SPLIT_BATCH) { /* the barrier exists only there */
+            int waits, stalls;
+            crnn__barrier_counts(&barrier, &waits, &stalls);
+            if (stalls >= 2 && stalls * 4 > waits) crnn__set_credits(CRNN__STALL_BACKOFF_CALLS);
+        }
     } else if (call.par.mode == CRNN__SPLIT_BATCH) {
         int i;
         for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
