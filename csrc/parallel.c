@@ -21,15 +21,10 @@
 /* ... and before a thread waiting at a barrier or for the workers yields its CPU, which matters
  * when the machine has more runnable threads than cores. */
 #define CRNN__SPIN_WAIT 4000
-/* A wait at a barrier or for a chunk longer than this counts as a stall (the other thread had no
- * core): longer than any step's natural imbalance (a batch-1 step of a 4096-unit layer streams
- * 32 MB), far shorter than the time slices a thread without a core waits for. */
-#define CRNN__STALL_NS 1000000LL
 
 #if defined(__GNUC__)
 #  define LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
 #  define STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
-#  define FETCH_ADD(p, v) __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL)
 #  if defined(__x86_64__) || defined(__i386__)
 #    define CPU_RELAX() __builtin_ia32_pause()
 #  else
@@ -39,13 +34,16 @@
 
 #if defined(_WIN32) || !defined(__GNUC__)
 
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
+crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team)
 {
-    (void)fn; (void)ctx; (void)n;
-    return 0; /* no pool on this platform: callers run serially */
+    (void)fn; (void)ctx; (void)n; (void)team;
+    return CRNN__RAN_NOTHING; /* no pool on this platform: callers run serially */
 }
 int crnn__cpu_count(void) { return 1; }
+int crnn__hold_workers = 0;
 void crnn__barrier_wait(crnn__barrier *b, int tid) { (void)b; (void)tid; }
+void crnn__barrier_arrive(crnn__barrier *b, int tid) { (void)b; (void)tid; }
+void crnn__barrier_follow(crnn__barrier *b, int tid, int lead) { (void)b; (void)tid; (void)lead; }
 int crnn__flag_claim(int *f)
 {
     if (*f != 0) return 0;
@@ -60,20 +58,42 @@ void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 
 #else
 
+/* A worker's part in call number g is the token g * 4 + one of these: the caller opens it before
+ * waking the workers; the worker joins it (open -> joined) once it runs on its own CPU and marks
+ * it done after its task; the caller closes it (open -> closed) when it stops waiting for that
+ * worker. Both moves from open are compare-and-swaps, so exactly one of them happens. */
+enum { CRNN__CLOSED = 0, CRNN__OPEN = 1, CRNN__JOINED = 2, CRNN__DONE = 3 };
+/* A together call's verdict, g * 4 + one of these: the joined workers wait for it. */
+enum { CRNN__UNDECIDED = 0, CRNN__GO = 1, CRNN__CALLED_OFF = 2 };
+
 static struct {
     pthread_mutex_t run_lock;   /* one parallel call at a time; others run serially */
     pthread_mutex_t lock;       /* guards sleeping / waking */
     pthread_cond_t wake;
     int nworkers;               /* started workers; worker w runs task w + 1 */
-    int generation;             /* bumped for each call */
+    int sleeping;               /* workers waiting on `wake` (guarded by `lock`) */
+    long long generation;       /* bumped for each call */
+    long long ended;            /* the generation of the last call that has returned */
+    /* the current call's, set before its generation is published */
     int ntasks;
-    int pending;                /* workers that have not yet finished the current call */
+    crnn__team team;
     crnn__task_fn fn;
     void *ctx;
     int caller_cpu;             /* the CPU the caller ran on when it woke the workers, or -1 */
-    int start_generation[CRNN__POOL_MAX];
+    long long verdict;
+    long long token[CRNN__POOL_MAX];
+    long long start_generation[CRNN__POOL_MAX];
 } crnn__pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                0, 0, 0, 0, NULL, NULL, -1, {0}};
+                0, 0, 0, 0, 0, CRNN__TEAM_TOGETHER, NULL, NULL, -1, 0, {0}, {0}};
+
+int crnn__hold_workers = 0;
+
+static long long crnn__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static int crnn__current_cpu(void)
 {
@@ -105,32 +125,72 @@ static void crnn__leave_cpu(int cpu)
 #endif
 }
 
+static int crnn__cas(long long *p, long long expected, long long desired)
+{
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE);
+}
+
+/* Spin, then yield the CPU (which matters when the machine has more runnable threads than
+ * cores); `spins` counts this wait's rounds. */
+static void crnn__pause(int *spins)
+{
+    if (++*spins < CRNN__SPIN_WAIT) CPU_RELAX();
+    else sched_yield();
+}
+
 static void *crnn__worker(void *arg)
 {
     const int w = (int)(size_t)arg;
     /* Created under run_lock before the call's generation bump: the current generation is
      * exactly the one before this worker's first task, whenever the thread gets to run. */
-    int seen = crnn__pool.start_generation[w];
+    long long seen = crnn__pool.start_generation[w];
+    int took_part = 0;
     for (;;) {
-        int gen, spins = 0;
+        long long gen;
+        int spins = 0;
+        /* Having taken part in a call, stay awake until it ends (this worker's task may end long
+         * before the caller's): the next call of a stream often follows at once. */
+        while (took_part && LOAD(&crnn__pool.generation) == seen && LOAD(&crnn__pool.ended) != seen)
+            crnn__pause(&spins);
+        spins = 0;
         while ((gen = LOAD(&crnn__pool.generation)) == seen && spins < CRNN__SPIN) {
             CPU_RELAX();
             ++spins;
         }
         if (gen == seen) {
             pthread_mutex_lock(&crnn__pool.lock);
+            ++crnn__pool.sleeping;
             while ((gen = LOAD(&crnn__pool.generation)) == seen)
                 pthread_cond_wait(&crnn__pool.wake, &crnn__pool.lock);
+            --crnn__pool.sleeping;
             pthread_mutex_unlock(&crnn__pool.lock);
         }
         seen = gen;
-        /* Every worker acknowledges every call, taking part or not, so none can lag into the
-         * next call while reading this one's fn / ctx / ntasks. */
-        if (w + 1 < crnn__pool.ntasks) {
-            crnn__leave_cpu(crnn__pool.caller_cpu);
-            crnn__pool.fn(crnn__pool.ctx, w + 1, crnn__pool.ntasks);
+        took_part = 0;
+        spins = 0;
+        while (LOAD(&crnn__hold_workers)) crnn__pause(&spins);
+        /* Not invited (a call of fewer tasks), or the call already went on without this worker
+         * (or is over, and the generation read is stale): the token says so. Only a worker that
+         * joins reads the call's fields; the caller does not return before it is done. */
+        if (LOAD(&crnn__pool.token[w]) != gen * 4 + CRNN__OPEN) continue;
+        /* before joining: a late worker may read the next call's CPU (a hint only) */
+        crnn__leave_cpu(__atomic_load_n(&crnn__pool.caller_cpu, __ATOMIC_RELAXED));
+        if (!crnn__cas(&crnn__pool.token[w], gen * 4 + CRNN__OPEN, gen * 4 + CRNN__JOINED))
+            continue;
+        took_part = 1;
+        if (crnn__pool.team == CRNN__TEAM_TOGETHER) {
+            long long v;
+            spins = 0;
+            while ((v = LOAD(&crnn__pool.verdict)) == gen * 4 + CRNN__UNDECIDED)
+                crnn__pause(&spins);
+            if (v == gen * 4 + CRNN__CALLED_OFF) {
+                STORE(&crnn__pool.token[w], gen * 4 + CRNN__DONE);
+                continue;
+            }
         }
-        FETCH_ADD(&crnn__pool.pending, -1);
+        crnn__pool.fn(crnn__pool.ctx, w + 1, crnn__pool.ntasks);
+        STORE(&crnn__pool.token[w], gen * 4 + CRNN__DONE);
     }
     return NULL;
 }
@@ -142,7 +202,7 @@ static void crnn__pool_atfork_child(void)
     pthread_mutex_init(&crnn__pool.lock, NULL);
     pthread_cond_init(&crnn__pool.wake, NULL);
     crnn__pool.nworkers = 0;
-    crnn__pool.pending = 0;
+    crnn__pool.sleeping = 0;
 }
 
 static pthread_once_t crnn__pool_once = PTHREAD_ONCE_INIT;
@@ -162,12 +222,70 @@ int crnn__cpu_count(void)
     return c;
 }
 
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
+/* Whether workers 0..n-2 have all joined call `gen`. */
+static int crnn__all_joined(long long gen, int n)
 {
-    int spins = 0;
-    if (n < 2 || n - 1 > CRNN__POOL_MAX) return 0;
+    int w;
+    for (w = 0; w < n - 1; ++w)
+        if (LOAD(&crnn__pool.token[w]) == gen * 4 + CRNN__OPEN) return 0;
+    return 1;
+}
+
+/* A together call: wait up to CRNN__JOIN_NS for workers 0..n-2 to join, then close the tokens of
+ * any that have not. @return whether all joined. */
+static int crnn__gather(long long gen, int n)
+{
+    long long start = 0;
+    int spins = 0, w, all = 1;
+    while (!crnn__all_joined(gen, n)) {
+        if (spins >= CRNN__SPIN_WAIT) {
+            const long long now = crnn__now_ns();
+            if (!start) start = now;
+            else if (now - start > CRNN__JOIN_NS) break;
+        }
+        crnn__pause(&spins);
+    }
+    for (w = 0; w < n - 1; ++w)
+        if (crnn__cas(&crnn__pool.token[w], gen * 4 + CRNN__OPEN, gen * 4 + CRNN__CLOSED)) all = 0;
+    return all;
+}
+
+/* After task 0: close the token of every worker that has not joined (running its task here for
+ * an independent team), and wait for those that have to finish. @return CRNN__RAN_LATE if a
+ * wait was a stall, else CRNN__RAN_SHORT if a worker never joined, else CRNN__RAN. */
+static crnn__run_result crnn__finish(crnn__task_fn fn, void *ctx, long long gen, int n,
+                                     crnn__team team)
+{
+    long long start = 0;
+    int w, late = 0, alone = 0;
+    for (w = 0; w < n - 1; ++w) {
+        int spins = 0;
+        if (crnn__cas(&crnn__pool.token[w], gen * 4 + CRNN__OPEN, gen * 4 + CRNN__CLOSED)) {
+            if (team == CRNN__TEAM_INDEPENDENT) fn(ctx, w + 1, n);
+            alone = 1;
+            continue;
+        }
+        /* joined (then done), or closed before (crnn__gather) */
+        while (LOAD(&crnn__pool.token[w]) == gen * 4 + CRNN__JOINED) {
+            if (spins >= CRNN__SPIN_WAIT && !late) {
+                const long long now = crnn__now_ns();
+                if (!start) start = now;
+                else late = now - start > CRNN__STALL_NS;
+            }
+            crnn__pause(&spins);
+        }
+    }
+    return late ? CRNN__RAN_LATE : alone ? CRNN__RAN_SHORT : CRNN__RAN;
+}
+
+crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team)
+{
+    long long gen;
+    crnn__run_result res;
+    int w, joined = 1, woke;
+    if (n < 2 || n - 1 > CRNN__POOL_MAX) return CRNN__RAN_NOTHING;
     pthread_once(&crnn__pool_once, crnn__pool_init);
-    if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return 0;
+    if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return CRNN__RAN_NOTHING;
     while (crnn__pool.nworkers < n - 1) {
         pthread_t tid;
         pthread_attr_t attr;
@@ -179,35 +297,36 @@ int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n)
         pthread_attr_destroy(&attr);
         if (!ok) {
             pthread_mutex_unlock(&crnn__pool.run_lock);
-            return 0;
+            return CRNN__RAN_NOTHING;
         }
         ++crnn__pool.nworkers;
     }
+    gen = crnn__pool.generation + 1;
     crnn__pool.fn = fn;
     crnn__pool.ctx = ctx;
     crnn__pool.ntasks = n;
-    crnn__pool.caller_cpu = crnn__current_cpu();
-    /* Workers 0..n-2 take part; any others acknowledge and go back to wait. */
-    STORE(&crnn__pool.pending, crnn__pool.nworkers);
+    crnn__pool.team = team;
+    __atomic_store_n(&crnn__pool.caller_cpu, crnn__current_cpu(), __ATOMIC_RELAXED);
+    STORE(&crnn__pool.verdict, gen * 4 + CRNN__UNDECIDED);
+    for (w = 0; w < n - 1; ++w) STORE(&crnn__pool.token[w], gen * 4 + CRNN__OPEN);
     pthread_mutex_lock(&crnn__pool.lock);
-    STORE(&crnn__pool.generation, crnn__pool.generation + 1);
+    STORE(&crnn__pool.generation, gen);
+    woke = crnn__pool.sleeping > 0;
     pthread_cond_broadcast(&crnn__pool.wake);
     pthread_mutex_unlock(&crnn__pool.lock);
+    /* A woken worker often lands on this CPU (2-vCPU VMs: nearly always), where it cannot run,
+     * and so cannot move itself elsewhere (crnn__leave_cpu), until this thread lets it: once. */
+    if (woke) sched_yield();
 
-    fn(ctx, 0, n);
-    while (LOAD(&crnn__pool.pending) > 0) {
-        if (++spins < CRNN__SPIN_WAIT) CPU_RELAX();
-        else sched_yield();
+    if (team == CRNN__TEAM_TOGETHER) {
+        joined = crnn__gather(gen, n);
+        STORE(&crnn__pool.verdict, gen * 4 + (joined ? CRNN__GO : CRNN__CALLED_OFF));
     }
+    if (joined) fn(ctx, 0, n);
+    res = crnn__finish(fn, ctx, gen, n, team);
+    STORE(&crnn__pool.ended, gen);
     pthread_mutex_unlock(&crnn__pool.run_lock);
-    return 1;
-}
-
-static long long crnn__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return joined ? res : CRNN__RAN_UNJOINED;
 }
 
 /* One wait of thread `me`: spin, then yield the CPU; a stall counted past CRNN__STALL_NS. */
@@ -245,6 +364,21 @@ void crnn__barrier_wait(crnn__barrier *b, int tid)
     for (j = 0; j < b->n; ++j)
         if (j != tid)
             while (LOAD(&b->slot[j].arrived) < gen) crnn__wait_round(me, &w);
+}
+
+void crnn__barrier_arrive(crnn__barrier *b, int tid)
+{
+    crnn__barrier_slot *me = &b->slot[tid];
+    STORE(&me->arrived, me->arrived + 1);
+}
+
+void crnn__barrier_follow(crnn__barrier *b, int tid, int lead)
+{
+    crnn__barrier_slot *me = &b->slot[tid];
+    const long long gen = me->arrived + 1;
+    int spins = 0;
+    STORE(&me->arrived, gen);
+    while (LOAD(&b->slot[lead].arrived) < gen) crnn__pause(&spins);
 }
 
 int crnn__flag_claim(int *f)

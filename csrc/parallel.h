@@ -1,9 +1,13 @@
 /* parallel.h - internal: a small persistent thread pool and a spinning barrier.
  *
- * crnn__parallel_run() runs fn(ctx, i, n) for i = 0..n-1 concurrently, i = 0 on the caller's
- * thread, and returns once all are done. All n tasks are guaranteed to run at the same time (so
- * they may meet at barriers) or none does: when another call holds the pool or a worker cannot
- * be started, it returns 0 at once without running anything.
+ * crnn__parallel_run() runs fn(ctx, i, n) for i = 0..n-1, i = 0 on the caller's thread, and
+ * returns once all are done. Task i > 0 is offered to worker i - 1, which joins the call when it
+ * gets a core; how a worker that has not joined in time is treated depends on how the tasks
+ * depend on each other (crnn__team). The caller never waits for a worker that has not joined:
+ * a woken worker that finds no free core (a loaded machine, or the kernel queueing it behind a
+ * busy thread) could otherwise hold every call up for a scheduler time slice (~4 ms) while the
+ * work itself takes a fraction of that. A worker joins only once it runs on a CPU other than
+ * the caller's, so a joined worker is one that is computing.
  * Workers spin briefly after a task (the next step of a stream often follows at once), then
  * sleep on a condition variable. */
 #ifndef CRNN_PARALLEL_H
@@ -11,8 +15,48 @@
 
 typedef void (*crnn__task_fn)(void *ctx, int tid, int nthreads);
 
-/* @return 1 if the n tasks ran, 0 if nothing ran. n >= 2. */
-int crnn__parallel_run(crnn__task_fn fn, void *ctx, int n);
+typedef enum {
+    /* The tasks wait for each other (barriers): all n run at once or none does. The caller waits
+     * for the workers to join, up to CRNN__JOIN_NS, before any task starts. */
+    CRNN__TEAM_TOGETHER,
+    /* Tasks 1..n-1 only help task 0, which does any of their work they have not taken and never
+     * waits for a task that has not started: a worker that has not joined by the end of task 0
+     * is left out. */
+    CRNN__TEAM_HELPERS,
+    /* The tasks share nothing: the caller runs, after task 0, every task whose worker has not
+     * joined by then. */
+    CRNN__TEAM_INDEPENDENT
+} crnn__team;
+
+/* How long a together call waits for its workers to join before it runs nothing: far longer
+ * than waking a sleeping worker takes (tens of us), far shorter than the time slices a thread
+ * without a core waits for. */
+#define CRNN__JOIN_NS 1000000LL
+
+/* A wait at a barrier, for a chunk or for a worker to finish that lasts longer than this is a
+ * stall (the other thread had no core): longer than any step's natural imbalance (a batch-1
+ * step of a 4096-unit layer streams 32 MB), far shorter than the time slices a thread without
+ * a core waits for. */
+#define CRNN__STALL_NS 1000000LL
+
+typedef enum {
+    CRNN__RAN_NOTHING = 0,  /* another call holds the pool, or a worker could not be started */
+    CRNN__RAN = 1,          /* every task ran exactly once: on its worker or (independent
+                               tasks) on the caller; a helper left out did not run */
+    CRNN__RAN_LATE = 2,     /* as CRNN__RAN, but a joined worker kept the caller waiting for
+                               more than CRNN__STALL_NS after task 0 */
+    CRNN__RAN_SHORT = 3,    /* as CRNN__RAN, but a worker never joined (its helper task did
+                               not run, or its independent task ran on the caller) */
+    CRNN__RAN_UNJOINED = -1 /* nothing ran: a together call's workers did not join within
+                               CRNN__JOIN_NS */
+} crnn__run_result;
+
+/* n >= 2 */
+crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team);
+
+/* Tests only (tests/c/test_pool.c): while nonzero, woken workers do not try to join a call, as
+ * if they had no core. */
+extern int crnn__hold_workers;
 
 /* CPUs online (>= 1). */
 int crnn__cpu_count(void);
@@ -45,6 +89,11 @@ typedef struct {
 /* n <= CRNN__MAX_THREADS threads, tid 0..n-1 */
 void crnn__barrier_init(crnn__barrier *b, int n);
 void crnn__barrier_wait(crnn__barrier *b, int tid);
+/* Arrive without waiting for anyone (a thread nobody waits for, or one that only leads). */
+void crnn__barrier_arrive(crnn__barrier *b, int tid);
+/* Arrive, then wait for thread `lead` only to have arrived as often: a wait for work, however
+ * long, not counted in the waits or stalls. */
+void crnn__barrier_follow(crnn__barrier *b, int tid, int lead);
 /* all the threads' waits and stalls so far */
 void crnn__barrier_counts(const crnn__barrier *b, int *waits, int *stalls);
 

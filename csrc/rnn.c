@@ -521,11 +521,16 @@ static void crnn__task(void *ctx, int tid, int n)
 }
 
 /* Units-split and pipelined calls left to compute on the caller's thread alone (same slices or
- * chunks, same bits) after one whose threads kept stalling at the per-step barrier or waiting
- * for a chunk: they did not each have a core, and waiting for a descheduled thread at every step
- * costs far more than it saves. */
+ * chunks, same bits) after threads that did not each have a core: waiting for a descheduled
+ * thread (a scheduler time slice, ~4 ms) costs far more than the second thread saves, and a
+ * worker that does not get a core in time only costs its wake-up. Two signs of it: one call
+ * whose threads kept stalling at the per-step barrier or waiting for a chunk, or two of the last
+ * CRNN__STALL_HISTORY threaded calls that stalled at all: a wait longer than CRNN__STALL_NS at a
+ * barrier, for a chunk or for a worker to finish, or a worker that never joined the call. */
 static int crnn__serial_credits = 0;
 #define CRNN__STALL_BACKOFF_CALLS 64
+static unsigned crnn__stall_history = 0; /* a bit a call, the newest lowest */
+#define CRNN__STALL_HISTORY 32
 
 static int crnn__take_credit(void)
 {
@@ -548,6 +553,35 @@ static void crnn__set_credits(int n)
 #else
     (void)n;
 #endif
+}
+
+/* Count a threaded call, stalled or not, and back off when the signs say so. */
+static void crnn__note_call(int stalled_often, int stalled)
+{
+#if defined(__GNUC__)
+    unsigned h = __atomic_load_n(&crnn__stall_history, __ATOMIC_RELAXED), next;
+    do {
+        next = (h << 1) | (stalled ? 1u : 0u); /* the last 32 calls: all an unsigned holds */
+    } while (!__atomic_compare_exchange_n(&crnn__stall_history, &h, next, 0, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
+    if (stalled_often || __builtin_popcount(next) >= 2) {
+        __atomic_store_n(&crnn__stall_history, 0u, __ATOMIC_RELAXED);
+        crnn__set_credits(CRNN__STALL_BACKOFF_CALLS);
+    }
+#else
+    (void)stalled_often;
+    (void)stalled;
+#endif
+}
+
+/* How a plan's tasks depend on each other: row ranges share nothing; the pipeline's second
+ * thread only projects chunks ahead of the first, which projects any it reaches first; unit
+ * slices (and directions) meet at barriers. */
+static crnn__team crnn__team_of(crnn__mode mode)
+{
+    if (mode == CRNN__SPLIT_BATCH) return CRNN__TEAM_INDEPENDENT;
+    if (mode == CRNN__PIPELINE) return CRNN__TEAM_HELPERS;
+    return CRNN__TEAM_TOGETHER;
 }
 
 /* Below this many flops a call runs on the caller's thread alone. */
@@ -697,6 +731,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     char *ws, *raw = NULL;
     int64_t b;
     int status, nthreads;
+    crnn__run_result ran;
 
     if (!rnn) return CRNN_ERR_NULL_POINTER;
     CRNN_CHECK(crnn__ws_offsets(rnn, batch, timesteps, &lay));
@@ -747,24 +782,27 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         memset(call.par.flags, 0, lay.nflags * sizeof(int));
     }
     /* The result depends only on the plan, never on which threads ran it: when the pool is
-     * busy with another call (or backing off, or a worker cannot start), this thread computes
-     * the same row ranges, unit slices, directions or projection chunks one after another. */
+     * busy with another call (or backing off, or a worker cannot start or is late), this thread
+     * computes the same row ranges, unit slices, directions or projection chunks one after
+     * another. */
     status = CRNN_OK;
     if (call.par.mode == CRNN__SERIAL) {
         status = crnn__run(&call, 0, batch, &call.par);
     } else if (call.par.mode != CRNN__SPLIT_BATCH && crnn__take_credit()) {
         call.par.barrier = NULL;
         status = crnn__run(&call, 0, batch, &call.par);
-    } else if (crnn__parallel_run(crnn__task, &call, nthreads)) {
+    } else if ((ran = crnn__parallel_run(crnn__task, &call, nthreads,
+                                         crnn__team_of(call.par.mode))) > 0) {
         if (call.par.mode != CRNN__SPLIT_BATCH) { /* the barrier exists only there */
             int waits, stalls;
             crnn__barrier_counts(&barrier, &waits, &stalls);
-            if (stalls >= 2 && stalls * 4 > waits) crnn__set_credits(CRNN__STALL_BACKOFF_CALLS);
+            crnn__note_call(stalls >= 2 && stalls * 4 > waits, stalls > 0 || ran != CRNN__RAN);
         }
     } else if (call.par.mode == CRNN__SPLIT_BATCH) {
         int i;
         for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
     } else {
+        if (ran == CRNN__RAN_UNJOINED) crnn__note_call(1, 1); /* no core for the workers */
         call.par.barrier = NULL;
         status = crnn__run(&call, 0, batch, &call.par);
     }

@@ -415,9 +415,16 @@ int FN(crnn__forward)(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, in
             FN(layer_direction)(rnn, L, d, nb, T, in, out + d * H, W, lengths, h0, c0, hn, cn,
                                 &buf, par, par->flags ? par->flags + e * nchunks : NULL);
         }
-        /* the next layer reads every unit of this one */
-        if ((par->by_direction || par->mode == CRNN__PIPELINE) && par->barrier)
+        /* The next layer reads every unit of this one. The pipeline's projecting thread waits
+         * for the recurrence to finish it (and is done after the last layer: the caller waits
+         * for it to finish, and a thread that waits may lose its core); the recurrence never
+         * waits for that thread, which has nothing left to do in this layer. */
+        if (par->by_direction && par->barrier) {
             crnn__barrier_wait(par->barrier, par->tid);
+        } else if (par->mode == CRNN__PIPELINE && par->barrier && l + 1 < rnn->num_layers) {
+            if (par->tid == 0) crnn__barrier_arrive(par->barrier, 0);
+            else crnn__barrier_follow(par->barrier, par->tid, 0);
+        }
         in = out;
     }
     return CRNN_OK;

@@ -1,0 +1,228 @@
+/* test_pool.c - crnn's thread pool (csrc/parallel.c): how each kind of team treats a worker that
+ * has not joined a call, and that a forward call computes the same bits whether its workers join
+ * or not. Built from the core's sources with its internal headers (make -C csrc test-pool), since
+ * it drives crnn__parallel_run() and holds the workers back with crnn__hold_workers. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crnn.h"
+#include "internal.h"
+#include "parallel.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *what)
+{
+    if (ok) ++passed;
+    else { ++failed; printf("FAIL: %s\n", what); }
+}
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {0, ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+#define MAXN 4
+/* What the tasks of one call did: how often each ran, on which thread; `meet` makes them meet at
+ * a barrier (together teams only: the others may not run at the same time). */
+typedef struct {
+    int runs[MAXN];
+    pthread_t who[MAXN];
+    int meet;
+    crnn__barrier barrier;
+} record;
+
+static void task(void *ctx, int tid, int n)
+{
+    record *r = (record *)ctx;
+    int i;
+    __atomic_add_fetch(&r->runs[tid], 1, __ATOMIC_RELAXED);
+    r->who[tid] = pthread_self();
+    if (r->meet)
+        for (i = 0; i < 3; ++i) crnn__barrier_wait(&r->barrier, tid);
+    (void)n;
+}
+
+static crnn__run_result run(record *r, int n, crnn__team team)
+{
+    memset(r, 0, sizeof(*r));
+    r->meet = team == CRNN__TEAM_TOGETHER;
+    crnn__barrier_init(&r->barrier, n);
+    return crnn__parallel_run(task, r, n, team);
+}
+
+/* The tasks ran (some on their workers or not). */
+static int ran(crnn__run_result res)
+{
+    return res == CRNN__RAN || res == CRNN__RAN_LATE || res == CRNN__RAN_SHORT;
+}
+
+static int runs_are(const record *r, int n, const int *want)
+{
+    int i;
+    for (i = 0; i < n; ++i)
+        if (__atomic_load_n(&r->runs[i], __ATOMIC_RELAXED) != want[i]) return 0;
+    return 1;
+}
+
+static const int ONCE[MAXN] = {1, 1, 1, 1}, NONE[MAXN] = {0, 0, 0, 0};
+static const int CALLER_ONLY[MAXN] = {1, 0, 0, 0};
+
+/* Free workers: every kind of team runs each task once (a helper at most once; a together team
+ * all at once, or, if its workers could not join in time, not at all). */
+static void test_free_workers(void)
+{
+    static record r;
+    int n, k, together_ran = 0;
+    for (n = 2; n <= MAXN; ++n) {
+        crnn__run_result res = run(&r, n, CRNN__TEAM_INDEPENDENT);
+        check(ran(res), "independent: ran");
+        check(runs_are(&r, n, ONCE), "independent: every task once");
+        res = run(&r, n, CRNN__TEAM_HELPERS);
+        check(ran(res), "helpers: ran");
+        check(r.runs[0] == 1, "helpers: task 0 once");
+        for (k = 1; k < n; ++k) check(r.runs[k] <= 1, "helpers: a helper at most once");
+        for (k = 0; k < 50; ++k) {
+            res = run(&r, n, CRNN__TEAM_TOGETHER);
+            if (res == CRNN__RAN || res == CRNN__RAN_LATE) { /* never short: all joined */
+                check(runs_are(&r, n, ONCE), "together: every task once, meeting at barriers");
+                ++together_ran;
+                break;
+            }
+            check(res == CRNN__RAN_UNJOINED && runs_are(&r, n, NONE),
+                  "together: all tasks or none");
+        }
+    }
+    check(together_ran == MAXN - 1, "together: the workers joined within 50 tries");
+}
+
+/* Held workers (none joins): an independent team's tasks all run on the caller, a helpers team
+ * runs task 0 only, a together team runs nothing after waiting CRNN__JOIN_NS for them. Once let
+ * go, the workers find those calls over and run none of their tasks late. */
+static void test_held_workers(void)
+{
+    static record ind, help, tog;
+    crnn__run_result res;
+    long long t0, dt;
+    int k, ok = 0;
+    __atomic_store_n(&crnn__hold_workers, 1, __ATOMIC_RELEASE);
+    res = run(&ind, 3, CRNN__TEAM_INDEPENDENT);
+    check(res == CRNN__RAN_SHORT, "held, independent: ran, the workers left out");
+    check(runs_are(&ind, 3, ONCE), "held, independent: every task once");
+    check(pthread_equal(ind.who[1], pthread_self()) && pthread_equal(ind.who[2], pthread_self()),
+          "held, independent: the late workers' tasks ran on the caller");
+    res = run(&help, 3, CRNN__TEAM_HELPERS);
+    check(res == CRNN__RAN_SHORT, "held, helpers: ran, the workers left out");
+    check(runs_are(&help, 3, CALLER_ONLY), "held, helpers: task 0 only");
+    t0 = now_ns();
+    res = run(&tog, 2, CRNN__TEAM_TOGETHER);
+    dt = now_ns() - t0;
+    check(res == CRNN__RAN_UNJOINED, "held, together: called off");
+    check(runs_are(&tog, 2, NONE), "held, together: nothing ran");
+    check(dt >= CRNN__JOIN_NS && dt < 2000 * CRNN__JOIN_NS,
+          "held, together: waited CRNN__JOIN_NS for the workers, then returned");
+    __atomic_store_n(&crnn__hold_workers, 0, __ATOMIC_RELEASE);
+    sleep_ms(50);
+    check(runs_are(&ind, 3, ONCE) && runs_are(&help, 3, CALLER_ONLY) && runs_are(&tog, 2, NONE),
+          "let go: no worker ran a task of a call that went on without it");
+    for (k = 0; k < 50 && !ok; ++k) {
+        res = run(&tog, 2, CRNN__TEAM_TOGETHER);
+        ok = (res == CRNN__RAN || res == CRNN__RAN_LATE) && runs_are(&tog, 2, ONCE);
+    }
+    check(ok, "let go: the workers join again");
+}
+
+/* A deterministic value in [-0.5, 0.5). */
+static float frand(unsigned *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return (float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+static float *random_array(size_t n, unsigned *seed, float scale)
+{
+    float *a = (float *)malloc(n * sizeof(float));
+    size_t i;
+    for (i = 0; a && i < n; ++i) a[i] = scale * frand(seed);
+    return a;
+}
+
+/* One LSTM layer at 2 threads, planned `want` (when the machine has 2 CPUs): the same bits with
+ * the workers held (every call computed by the caller, after a together call waits for them) as
+ * with the workers free, with and without lengths. */
+static void test_forward_with_held_workers(const char *name, int64_t B, int64_t T, int64_t D,
+                                           int64_t H, crnn__mode want)
+{
+    crnn_layer_desc2 desc = {CRNN_CELL_LSTM, H, CRNN_ACTIVATION_TANH, CRNN_ACTIVATION_SIGMOID,
+                             CRNN_DIRECTION_FORWARD, 0};
+    crnn_weights2 w;
+    crnn_rnn_t *rnn = NULL;
+    unsigned seed = 11;
+    float *k = random_array((size_t)(D * 4 * H), &seed, 0.3f);
+    float *r = random_array((size_t)(H * 4 * H), &seed, 0.3f);
+    float *b = random_array((size_t)(4 * H), &seed, 0.2f);
+    float *x = random_array((size_t)(B * T * D), &seed, 2.0f);
+    float *y[2] = {(float *)malloc((size_t)(B * T * H) * sizeof(float)),
+                   (float *)malloc((size_t)(B * T * H) * sizeof(float))};
+    int64_t *lengths = (int64_t *)malloc((size_t)B * sizeof(int64_t));
+    int64_t i;
+    int nt, len, held;
+    char what[200];
+    if (!k || !r || !b || !x || !y[0] || !y[1] || !lengths) {
+        check(0, "allocation");
+        return;
+    }
+    for (i = 0; i < B; ++i) lengths[i] = (T * (i + 1)) / B - (i % 3);
+    w.kernel = k;
+    w.recurrent_kernel = r;
+    w.bias = b;
+    w.recurrent_bias = NULL;
+    check(crnn_rnn_create2(&rnn, CRNN_DTYPE_FLOAT32, D, 1, &desc, &w) == CRNN_OK, "create");
+    crnn_set_num_threads(2);
+    if (rnn && crnn__cpu_count() >= 2) {
+        snprintf(what, sizeof(what), "%s: planned as the test means", name);
+        check(crnn__plan(rnn, B, T, &nt) == want && nt == 2, what);
+    }
+    for (len = 0; len < 2 && rnn; ++len) {
+        for (held = 0; held < 2; ++held) {
+            __atomic_store_n(&crnn__hold_workers, held, __ATOMIC_RELEASE);
+            snprintf(what, sizeof(what), "%s: forward, workers %s, lengths %d", name,
+                     held ? "held" : "free", len);
+            check(crnn_rnn_forward2(rnn, B, T, x, len ? lengths : NULL, NULL, NULL, y[held],
+                                    NULL, NULL, NULL, 0) == CRNN_OK,
+                  what);
+        }
+        __atomic_store_n(&crnn__hold_workers, 0, __ATOMIC_RELEASE);
+        snprintf(what, sizeof(what), "%s: the same bits with the workers held (lengths %d)", name,
+                 len);
+        check(memcmp(y[0], y[1], (size_t)(B * T * H) * sizeof(float)) == 0, what);
+    }
+    crnn_set_num_threads(1);
+    crnn_rnn_free(rnn);
+    free(k); free(r); free(b); free(x); free(y[0]); free(y[1]); free(lengths);
+}
+
+int main(void)
+{
+    test_free_workers();
+    test_held_workers();
+    /* 16 rows: 4 a thread; 2 rows of 256 units: slices of 128 units; 1 row of 48 units (24 KiB
+     * of recurrent weights, less than any L1 twice), 64 steps: chunks projected ahead */
+    test_forward_with_held_workers("batch split", 16, 12, 20, 32, CRNN__SPLIT_BATCH);
+    test_forward_with_held_workers("units split", 2, 12, 20, 256, CRNN__SPLIT_UNITS);
+    test_forward_with_held_workers("pipeline", 1, 64, 40, 48, CRNN__PIPELINE);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
