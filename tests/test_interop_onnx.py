@@ -743,3 +743,25 @@ def test_split_arguments_checked(attrs, split, match):
                      [("x", TP.FLOAT, [4])], [(o, TP.FLOAT, None) for o in outs], inits, opset=18)
     with pytest.raises(OnnxError, match=match):
         crnn.load_onnx(data).run(None, {"x": np.arange(4, dtype=np.float32)})
+
+
+def test_more_outputs_than_the_operator_has_are_refused_at_load():
+    """Add has one output; a second one was accepted and never set (ONNX Runtime refuses it)."""
+    data = onnx_model([oh.make_node("Add", ["x", "x"], ["y", "z"])], [("x", TP.FLOAT, [2])],
+                      [("y", TP.FLOAT, None)])
+    with pytest.raises(OnnxError, match=r"Add node #0: got 2 outputs \['y', 'z'\], expected at "
+                                        r"most 1"):
+        crnn.load_onnx(data)
+
+
+def test_output_counts_are_those_of_the_onnx_schemas():
+    """The most outputs crnn allows each supported operator is its schema's, in every opset."""
+    from crnn.interop.onnx import _MAX_OUTPUTS, SUPPORTED_OPS
+    seen = set()
+    for schema in onnx.defs.get_all_schemas_with_history():
+        if schema.domain in ("", "ai.onnx") and schema.name in SUPPORTED_OPS:
+            want = None if schema.max_output >= 2**31 - 1 else schema.max_output
+            got = _MAX_OUTPUTS.get(schema.name, 1)
+            assert got == want, f"{schema.name} (opset {schema.since_version}): {got} != {want}"
+            seen.add(schema.name)
+    assert seen == set(SUPPORTED_OPS)

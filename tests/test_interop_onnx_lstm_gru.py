@@ -28,7 +28,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip 
 from onnx import TensorProto as TP  # noqa: E402
 from onnx import helper as oh  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
-from test_interop_onnx import _close, _like_ort_and_torch, _ort  # noqa: E402
+from test_interop_onnx import _close, _like_ort_and_torch, _ort, _rnn_graph  # noqa: E402
 
 TOL32, TOL64 = 1e-5, 1e-12
 GATES = {"LSTM": 4, "GRU": 3}
@@ -371,6 +371,32 @@ def test_weights_of_the_wrong_shape_are_refused(op):
     model.graph.initializer[2].CopyFrom(numpy_helper.from_array(
         np.zeros((1, 8), np.float32), "B"))
     with pytest.raises(OnnxError, match=r"got B of shape \(1, 8\)"):
+        crnn.load_onnx(model.SerializeToString())
+
+
+def _one_node(op):
+    """A one-node RNN, LSTM or GRU model (an onnx.ModelProto), its node named my_<op>."""
+    if op == "RNN":
+        model, _ = _rnn_graph(3, 4, 1)
+        model.graph.node[0].name = "my_rnn"
+        return model
+    return onnx.load_from_string(_graph(op, 3, 4)[0])
+
+
+@pytest.mark.parametrize("op,outputs", [
+    ("RNN", ["Y", "Y_h", "Y_c"]), ("GRU", ["Y", "Y_h", "Y_c"]), ("GRU", ["", "Y_h", ""]),
+    ("LSTM", ["Y", "Y_h", "Y_c", "Y_d"])])
+def test_more_outputs_than_the_operator_has_are_refused_at_load(op, outputs):
+    """RNN and GRU have the outputs Y and Y_h, LSTM also Y_c; ONNX Runtime refuses more at load
+    too (crnn once loaded such a node and failed when it ran, with a KeyError)."""
+    model = _one_node(op)
+    del model.graph.node[0].output[:]
+    model.graph.node[0].output.extend(outputs)
+    del model.graph.output[:]
+    model.graph.output.extend(oh.make_tensor_value_info(o, TP.FLOAT, None) for o in outputs if o)
+    most = 3 if op == "LSTM" else 2
+    with pytest.raises(OnnxError, match=rf"{op} node 'my_{op.lower()}': got {len(outputs)} "
+                                        rf"outputs .*, expected at most {most}"):
         crnn.load_onnx(model.SerializeToString())
 
 

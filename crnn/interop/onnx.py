@@ -27,7 +27,8 @@ Refused at load time with an error naming the node and the attribute or input: `
 ``input_forget=1`` and peepholes (an input ``P`` that is not a constant of zeros), other
 activations or alpha / beta values, and different g and h; also control flow (If/Loop/Scan)
 and ops outside the default domain, by name.  crnn's C core has no cell clipping, coupled
-input-forget gate or peephole connections, and crnn does not emulate them.
+input-forget gate or peephole connections, and crnn does not emulate them.  Also refused at load,
+as ONNX Runtime refuses them: a node with more outputs than its operator defines.
 
 Semantics where implementations differ, decided by the ONNX specification:
 
@@ -1003,6 +1004,11 @@ SUPPORTED_OPS: Dict[str, Callable] = {
     "Dropout": _op_dropout, "CumSum": _op_cumsum,
     "RNN": _op_recurrent, "LSTM": _op_recurrent, "GRU": _op_recurrent,
 }
+#: The most outputs a node of each op may declare (the ONNX schemas'; None: any number);
+#: every op not listed has one.
+_MAX_OUTPUTS: Dict[str, Optional[int]] = {
+    "Split": None, "Dropout": 2, "TopK": 2,
+    **{op: spec["outputs"] for op, spec in _RECURRENT.items()}}
 _NOT_YET = {"If": "control flow is not supported", "Loop": "control flow is not supported",
             "Scan": "control flow is not supported"}
 
@@ -1018,6 +1024,10 @@ class _Node:
         self.inputs = list(proto["input"])
         self.outputs = list(proto["output"])
         self.opset = opset
+        most = _MAX_OUTPUTS.get(self.op, 1)
+        if most is not None and len(self.outputs) > most:
+            raise OnnxError(f"{self.describe()}: got {len(self.outputs)} outputs {self.outputs}, "
+                            f"expected at most {most} (the outputs {self.op} defines)")
         self.attrs = {a["name"]: _attr_value(a, base_dir, self) for a in proto["attribute"]}
         self.fn = SUPPORTED_OPS[self.op]
         self.rnn = _recurrent_config(self) if self.op in _RECURRENT else None
