@@ -400,6 +400,20 @@ def test_more_outputs_than_the_operator_has_are_refused_at_load(op, outputs):
         crnn.load_onnx(model.SerializeToString())
 
 
+@pytest.mark.parametrize("op,extra", [("RNN", ["W"]), ("GRU", ["", "W"]), ("GRU", [""]),
+                                      ("LSTM", ["", "", "", "", "W"])])
+def test_more_inputs_than_the_operator_has_are_refused_at_load(op, extra):
+    """RNN and GRU take X, W, R, B, sequence_lens, initial_h; LSTM also initial_c and P.  An
+    input past those was ignored; ONNX Runtime refuses such a node at load."""
+    model = _one_node(op)
+    node = model.graph.node[0]
+    node.input.extend([""] * (6 - len(node.input)) + extra)
+    most = 8 if op == "LSTM" else 6
+    with pytest.raises(OnnxError, match=rf"{op} node 'my_{op.lower()}': got {len(node.input)} "
+                                        rf"inputs .*, expected at most {most}"):
+        crnn.load_onnx(model.SerializeToString())
+
+
 # ============================================================================ torch.onnx.export
 torch_cases = [
     # (module, num_layers, batch_first, bidirectional, bias, initial states as graph inputs)

@@ -28,7 +28,8 @@ Refused at load time with an error naming the node and the attribute or input: `
 activations or alpha / beta values, and different g and h; also control flow (If/Loop/Scan)
 and ops outside the default domain, by name.  crnn's C core has no cell clipping, coupled
 input-forget gate or peephole connections, and crnn does not emulate them.  Also refused at load,
-as ONNX Runtime refuses them: a node with more outputs than its operator defines.
+as ONNX Runtime refuses them: a node with more outputs than its operator defines, and an RNN,
+LSTM or GRU node with more inputs.
 
 Semantics where implementations differ, decided by the ONNX specification:
 
@@ -687,15 +688,18 @@ def _op_pow(at, x, n):
 
 # --------------------------------------------------------------------------- RNN, LSTM, GRU
 #: The recurrent operators: the crnn cell, gates, activations per direction and their defaults,
-#: the operator's own attributes, its outputs, and the ONNX gate blocks in crnn's (Keras's)
-#: gate order (ONNX LSTM is i, o, f, c; crnn i, f, c, o; GRU is z, r, h in both).
+#: the operator's own attributes, its inputs, its outputs, and the ONNX gate blocks in crnn's
+#: (Keras's) gate order (ONNX LSTM is i, o, f, c; crnn i, f, c, o; GRU is z, r, h in both).
+_RNN_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h")
 _RECURRENT: Dict[str, Dict[str, Any]] = {
-    "RNN": {"cell": "simple", "gates": 1, "acts": ("Tanh",), "attrs": (), "outputs": 2,
-            "order": (0,)},
+    "RNN": {"cell": "simple", "gates": 1, "acts": ("Tanh",), "attrs": (), "inputs": _RNN_INPUTS,
+            "outputs": 2, "order": (0,)},
     "LSTM": {"cell": "lstm", "gates": 4, "acts": ("Sigmoid", "Tanh", "Tanh"),
-             "attrs": ("input_forget",), "outputs": 3, "order": (0, 2, 3, 1)},
+             "attrs": ("input_forget",), "inputs": _RNN_INPUTS + ("initial_c", "P"),
+             "outputs": 3, "order": (0, 2, 3, 1)},
     "GRU": {"cell": "gru", "gates": 3, "acts": ("Sigmoid", "Tanh"),
-            "attrs": ("linear_before_reset",), "outputs": 2, "order": (0, 1, 2)},
+            "attrs": ("linear_before_reset",), "inputs": _RNN_INPUTS, "outputs": 2,
+            "order": (0, 1, 2)},
 }
 #: Attributes every recurrent operator has (``output_sequence``: opset 1 only; crnn computes
 #: ``Y`` whenever the node names it).
@@ -768,6 +772,9 @@ def _recurrent_config(node: "_Node") -> Dict[str, Any]:
     if not all(ins[:3]):
         raise OnnxError(f"{what}: got inputs {node.inputs}, expected inputs X, W and R (the "
                         "first three are required)")
+    if len(node.inputs) > len(spec["inputs"]):
+        raise OnnxError(f"{what}: got {len(node.inputs)} inputs {node.inputs}, expected at most "
+                        f"{len(spec['inputs'])} ({', '.join(spec['inputs'])})")
     extra = sorted(set(at) - _RECURRENT_ATTRS - set(spec["attrs"]))
     if extra:
         raise OnnxError(f"{what}: got unknown attribute(s) {extra}")
