@@ -447,6 +447,52 @@ def test_malformed_files_rejected(tmp_path):
         crnn.load_onnx(model.SerializeToString())
 
 
+_TWICE = {
+    # case: (nodes, graph inputs, initializers, the name defined twice, who defines it)
+    "two_nodes": ([("Neg", ["x"], ["y"]), ("Relu", ["x"], ["y"])], ["x"], [], "y",
+                  "Neg node #0 and by Relu node #1"),
+    "one_node_twice": ([("TopK", ["x", "k"], ["y", "y"])], ["x"], ["k"], "y",
+                       "TopK node #0 and by TopK node #0"),
+    "node_and_input": ([("Neg", ["x"], ["x"]), ("Relu", ["x"], ["y"])], ["x"], [], "x",
+                       "a graph input and by Neg node #0"),
+    "node_and_initializer": ([("Neg", ["x"], ["c"]), ("Add", ["x", "c"], ["y"])], ["x"], ["c"],
+                             "c", "an initializer and by Neg node #0"),
+    "two_inputs": ([("Neg", ["x"], ["y"])], ["x", "x"], [], "x", "two graph inputs"),
+    "two_initializers": ([("Add", ["x", "c"], ["y"])], ["x"], ["c", "c"], "c",
+                         "two initializers"),
+}
+
+
+def _graph_defining(nodes, inputs, inits):
+    ins = [oh.make_tensor_value_info(n, TP.FLOAT if n != "k" else TP.INT64, [2] if n != "k"
+                                     else [1]) for n in inputs]
+    values = {"c": np.full(2, 5, np.float32), "k": np.array([2])}
+    g = oh.make_graph([oh.make_node(op, i, o) for op, i, o in nodes], "g", ins,
+                      [oh.make_tensor_value_info("y", TP.FLOAT, None)],
+                      [numpy_helper.from_array(values[n] + k, n) for k, n in enumerate(inits)])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+@pytest.mark.parametrize("case", sorted(_TWICE))
+def test_names_defined_twice_are_refused(case):
+    """Every name in a graph is defined once, by a graph input, an initializer or a node
+    output; a second definition is refused at load, naming both (the last one used to win
+    silently).  ONNX Runtime refuses all of these but two initializers of one name, which it
+    warns about; the onnx checker refuses that too."""
+    nodes, inputs, inits, name, by = _TWICE[case]
+    with pytest.raises(OnnxError, match=rf"the name '{name}' is defined twice, by {by}"):
+        crnn.load_onnx(_graph_defining(nodes, inputs, inits))
+
+
+def test_initializers_listed_as_graph_inputs_are_one_definition():
+    """Before IR version 4 every initializer is also a graph input (and later ones may be)."""
+    model = crnn.load_onnx(_graph_defining([("Add", ["x", "c"], ["y"])], ["x", "c"], ["c"]))
+    assert model.input_names == ["x"]
+    np.testing.assert_array_equal(model(np.ones(2, np.float32)), [6, 6])
+
+
 # ============================================================================ to_onnx
 def _check_export(model, x, tmp_path, tol=TOL32):
     path = tmp_path / "exported.onnx"

@@ -29,7 +29,8 @@ activations or alpha / beta values, and different g and h; also control flow (If
 and ops outside the default domain, by name.  crnn's C core has no cell clipping, coupled
 input-forget gate or peephole connections, and crnn does not emulate them.  Also refused at load,
 as ONNX Runtime refuses them: a node with more outputs than its operator defines, and an RNN,
-LSTM or GRU node with more inputs.
+LSTM or GRU node with more inputs; a graph that defines a name twice (by graph inputs,
+initializers or node outputs; an initializer may also be listed as a graph input).
 
 Semantics where implementations differ, decided by the ONNX specification:
 
@@ -1243,11 +1244,21 @@ class OnnxModel:
             raise OnnxError("model: has sparse initializers, which crnn does not support")
 
         # Constants: initializers (they may also be listed as inputs in old IR versions).
+        # Every name is defined once: by a graph input, an initializer or a node output.
         consts: Dict[str, np.ndarray] = {}
         for t in graph["initializer"]:
             if not t["name"]:
                 raise OnnxError("model: an initializer has no name")
+            if t["name"] in consts:
+                raise OnnxError(f"model: the name {t['name']!r} is defined twice, by two "
+                                "initializers")
             consts[t["name"]] = _tensor(t, base_dir, "initializer")
+        declared = set()
+        for vi in graph["input"]:
+            if vi["name"] in declared:
+                raise OnnxError(f"model: the name {vi['name']!r} is defined twice, by two graph "
+                                "inputs")
+            declared.add(vi["name"])
         self._inputs = [_value_info(vi, "input") for vi in graph["input"]
                         if vi["name"] not in consts]
         self._outputs = [_value_info(vi, "output") for vi in graph["output"]]
@@ -1263,7 +1274,8 @@ class OnnxModel:
 
         # Topological check and constant folding (nodes fed only by constants run once, now,
         # within MAX_FOLD_ELEMENTS per tensor and MAX_FOLD_WORK in total).
-        known = set(consts) | {a.name for a in self._inputs}
+        known = dict.fromkeys(consts, "an initializer")    # name -> what defines it
+        known.update(dict.fromkeys((a.name for a in self._inputs), "a graph input"))
         run_nodes: List[_Node] = []
         budget = MAX_FOLD_WORK
         for node in nodes:
@@ -1272,6 +1284,11 @@ class OnnxModel:
                 raise OnnxError(f"model: {node.describe()} reads {missing}, which no graph input, "
                                 "initializer or earlier node produces (the graph is malformed "
                                 "or not topologically sorted)")
+            for o in [o for o in node.outputs if o]:
+                if o in known:
+                    raise OnnxError(f"model: the name {o!r} is defined twice, by {known[o]} and "
+                                    f"by {node.describe()}")
+                known[o] = node.describe()
             if node.op == "Dropout" and len(node.inputs) > 2 and node.inputs[2]:
                 mode = consts.get(node.inputs[2])
                 if mode is None or np.size(mode) != 1 or bool(np.asarray(mode).reshape(())):
@@ -1310,7 +1327,6 @@ class OnnxModel:
                         node.cache["handles"] = ((id(W), id(consts[w[1]]), id(Bw), dt.name),
                                                  handles, (W, consts[w[1]], Bw))
                 run_nodes.append(node)
-            known.update(o for o in node.outputs if o)
         missing = [o.name for o in self._outputs if o.name not in known]
         if missing:
             raise OnnxError(f"model: graph outputs {missing} are produced by no node")
