@@ -493,6 +493,27 @@ def test_initializers_listed_as_graph_inputs_are_one_definition():
     np.testing.assert_array_equal(model(np.ones(2, np.float32)), [6, 6])
 
 
+def test_attribute_errors_name_the_node():
+    """An attribute crnn cannot read names its node (by name, else by index and op type)."""
+    bad = numpy_helper.from_array(np.zeros(2, np.float32), "v")
+    bad.raw_data = b"\0" * 4
+    node = oh.make_node("Constant", [], ["y"], name="k", value=bad)
+    data = onnx_model([node], [], [("y", TP.FLOAT, None)])
+    with pytest.raises(OnnxError, match=r"Constant node 'k': tensor 'v': raw_data holds 4 bytes"):
+        crnn.load_onnx(data)
+    node = oh.make_node("Relu", ["x"], ["y"])
+    node.attribute.append(oh.make_attribute_ref("alpha", TP.FLOAT))
+    data = onnx_model([node], [("x", TP.FLOAT, [2])], [("y", TP.FLOAT, None)])
+    with pytest.raises(OnnxError, match=r"Relu node #0: attribute 'alpha' refers to a function"):
+        crnn.load_onnx(data)
+    model, _ = _rnn_graph(3, 4, 1)
+    untyped = oh.make_attribute("activations", [b"\xff"])
+    untyped.type = 0            # very old files leave the type out
+    model.graph.node[0].attribute.append(untyped)
+    with pytest.raises(OnnxError, match=r"RNN node #0: got activation .* in attribute activations"):
+        crnn.load_onnx(model.SerializeToString())
+
+
 # ============================================================================ to_onnx
 def _check_export(model, x, tmp_path, tol=TOL32):
     path = tmp_path / "exported.onnx"

@@ -414,6 +414,21 @@ def test_more_inputs_than_the_operator_has_are_refused_at_load(op, extra):
         crnn.load_onnx(model.SerializeToString())
 
 
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("W,match", [
+    (np.zeros((1, 0, 0), np.float32), r"got shape \(0, \d+\), expected \(input_dim, \d+\)"),
+    (np.zeros((1, 0, 3), np.bool_), r"got dtype bool")], ids=["input_size_0", "bool"])
+def test_weights_the_core_refuses_are_refused_naming_the_node(op, W, match):
+    """crnn's core checks the weights at load; its error names the node (a bool W was once a
+    TypeError and input size 0 a ValueError, neither naming the node)."""
+    model = _one_node(op)
+    G = {"RNN": 1, "LSTM": 4, "GRU": 3}[op]
+    W = np.zeros((1, G * 4) + W.shape[2:], W.dtype)
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(W, "W"))
+    with pytest.raises(OnnxError, match=rf"{op} node 'my_{op.lower()}': .*W .*{match}"):
+        crnn.load_onnx(model.SerializeToString())
+
+
 # ============================================================================ torch.onnx.export
 torch_cases = [
     # (module, num_layers, batch_first, bidirectional, bias, initial states as graph inputs)

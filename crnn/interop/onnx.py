@@ -873,12 +873,18 @@ def _recurrent_handles(cfg: Dict[str, Any], W: np.ndarray, R: np.ndarray,
         entries.append(entry)
     kw = {"cell": cfg["cell"], "reset_after": cfg["reset_after"], "dtype": dtype}
     acts = cfg["acts"]
-    if ndir == 1 or acts[0] == acts[1]:
-        act, ract = acts[0]
-        return [(_core.RNN([entries], activation=act, recurrent_activation=ract,
-                           direction=cfg["direction"], **kw), ndir)]
-    return [(_core.RNN([[entries[d]]], activation=acts[d][0], recurrent_activation=acts[d][1],
-                       direction=("forward", "reverse")[d], **kw), 1) for d in range(2)]
+    try:
+        if ndir == 1 or acts[0] == acts[1]:
+            act, ract = acts[0]
+            return [(_core.RNN([entries], activation=act, recurrent_activation=ract,
+                               direction=cfg["direction"], **kw), ndir)]
+        return [(_core.RNN([[entries[d]]], activation=acts[d][0],
+                           recurrent_activation=acts[d][1],
+                           direction=("forward", "reverse")[d], **kw), 1) for d in range(2)]
+    except (ValueError, TypeError) as err:   # e.g. input size 0, or a bool W
+        got = ", ".join(f"{k} {v.dtype} {v.shape}" for k, v in (("W", W), ("R", R), ("B", B))
+                        if v is not None)
+        raise OnnxError(f"{what}: got {got}, which crnn's core refuses: {err}") from None
 
 
 def _check_peepholes(node: "_Node", consts: Dict[str, np.ndarray]) -> None:
@@ -1036,7 +1042,10 @@ class _Node:
         if most is not None and len(self.outputs) > most:
             raise OnnxError(f"{self.describe()}: got {len(self.outputs)} outputs {self.outputs}, "
                             f"expected at most {most} (the outputs {self.op} defines)")
-        self.attrs = {a["name"]: _attr_value(a, base_dir, self) for a in proto["attribute"]}
+        try:
+            self.attrs = {a["name"]: _attr_value(a, base_dir) for a in proto["attribute"]}
+        except OnnxError as err:
+            raise OnnxError(f"{self.describe()}: {err}") from None
         self.fn = SUPPORTED_OPS[self.op]
         self.rnn = _recurrent_config(self) if self.op in _RECURRENT else None
         _check_attrs(self)
@@ -1047,15 +1056,17 @@ class _Node:
         return f"{self.op} node {self.name!r}" if self.name else f"{self.op} node #{self.index}"
 
 
-def _attr_value(a: Dict[str, Any], base_dir: Optional[str], node: "_Node") -> Any:
-    """AttributeProto -> Python value (by its declared type, else by the field that is set)."""
+def _attr_value(a: Dict[str, Any], base_dir: Optional[str]) -> Any:
+    """AttributeProto -> Python value (by its declared type, else by the field that is set).
+
+    Errors do not name the node: :class:`_Node` adds that."""
     typ = a["type"]
     if a["ref_attr_name"]:
-        raise OnnxError(f"{node.op} node: attribute {a['name']!r} refers to a function "
-                        "attribute; functions are not supported")
+        raise OnnxError(f"attribute {a['name']!r} refers to a function attribute; functions are "
+                        "not supported")
     if typ in (5, 10, 11, 12, 13, 14) or a["g"] is not None or a["graphs"]:
-        raise OnnxError(f"{node.op} node: attribute {a['name']!r} holds a graph, sparse tensor "
-                        "or type, which crnn does not support")
+        raise OnnxError(f"attribute {a['name']!r} holds a graph, sparse tensor or type, which "
+                        "crnn does not support")
     if typ == 1:
         return a["f"]
     if typ == 2:
@@ -1080,7 +1091,7 @@ def _attr_value(a: Dict[str, Any], base_dir: Optional[str], node: "_Node") -> An
     if a["ints"]:
         return list(a["ints"])
     if a["strings"]:
-        return [bytes(s).decode() for s in a["strings"]]
+        return [bytes(s).decode("utf-8", "replace") for s in a["strings"]]
     if len(a["s"]):
         return bytes(a["s"]).decode("utf-8", "replace")
     return a["f"] if a["f"] else a["i"]
