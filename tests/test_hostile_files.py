@@ -695,6 +695,72 @@ def test_onnx_files_asking_for_huge_tensors_or_work_are_refused_quickly():
     assert max(len(d) for d, _ in files.values()) < 140 * 1024
 
 
+_CHILD_PACKED = """
+import time, tracemalloc
+import crnn
+from crnn.interop import _protobuf as pb
+from crnn.interop.onnx import OnnxError
+
+def field(num, body):
+    return pb._key(num, 2) + pb._enc_varint(len(body)) + body
+
+head = pb.encode({"ir_version": 8, "opset_import": [{"domain": "", "version": 17}]}, pb.MODEL)
+for name, varint in (("1-byte", b"\\x01"), ("2-byte", b"\\xac\\x02"),
+                     ("10-byte", pb._enc_varint(-2**40))):
+    count = %d // len(varint)
+    tensor = pb.encode({"name": "w", "dims": [1], "data_type": 7}, pb.TENSOR) + \\
+        field(7, varint * count)
+    data = head + field(7, pb.encode({"output": [{"name": "y"}]}, pb.GRAPH) + field(5, tensor))
+    del tensor
+    results = []
+    for traced in (False, True):
+        if traced:
+            tracemalloc.start()
+        t0 = time.perf_counter()
+        try:
+            crnn.load_onnx(data)
+            res = "LOADED"
+        except OnnxError as err:
+            res = "OK " + str(err)
+        except BaseException as err:
+            res = "BAD " + type(err).__name__ + ": " + str(err)[:300]
+        results.append(time.perf_counter() - t0)
+        if traced:
+            results.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+    print(name, "::", count, "::", len(data), "::", results[0], "::", results[2], "::", res,
+          flush=True)
+print("DONE", flush=True)
+"""
+
+
+def test_onnx_huge_packed_varints_are_decoded_quickly_in_little_memory():
+    """20 MiB of packed int64_data for a one-element tensor (varints of 1, 2 and 10 bytes):
+    refused as holding too many values within 3 s (about 0.5 s here; decoding value by value
+    took 5 s here and 14 s elsewhere), and using at most the values' int64 array (8 bytes a
+    value) plus twice the file's size (a mask of its bytes, chunks of temporaries) in traced
+    allocations; Python ints and lists of them took 2 to 6 times that."""
+    size = 20 * 2**20
+    proc = _child(_CHILD_PACKED % size, timeout=300)
+    assert "DONE" in proc.stdout, \
+        f"the loader child died\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    bad = []
+    for line in proc.stdout.splitlines():
+        if " :: " not in line:
+            continue
+        name, count, nbytes, secs, peak, res = line.split(" :: ")
+        count, nbytes, secs, peak = int(count), int(nbytes), float(secs), int(peak)
+        if not res.startswith(f"OK tensor 'w': holds {count} values, expected 1"):
+            bad.append(f"{name}: {res}")
+        if secs > 3:
+            bad.append(f"{name}: took {secs:.2f} s")
+        if peak > 8 * count + 2 * nbytes:
+            bad.append(f"{name}: traced {peak / 2**20:.0f} MiB for {count} values in "
+                       f"{nbytes / 2**20:.0f} MiB, more than {(8 * count + 2 * nbytes) / 2**20:.0f}")
+    assert len(proc.stdout.splitlines()) == 4
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("info,match", [
     ({"location": "w\0.bin"}, "location"),
     ({"location": "w.bin", "offset": "abc"}, "offset 'abc'"),

@@ -353,6 +353,91 @@ def test_typed_fields_external_data_and_no_onnx_package(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def _varints_one_at_a_time(data):
+    """Packed varints read with the scalar reader, as unsigned Python ints (the reference)."""
+    from crnn.interop import _protobuf as pb
+    out, pos, view = [], 0, memoryview(data)
+    while pos < len(data):
+        v, pos = pb._varint(view, pos, len(data))
+        out.append(v)
+    return out
+
+
+def _varint_encodings(rng, n):
+    """n varints of every length from 1 to 10 bytes: 0, 2**63 - 1, 2**64 - 1, negatives
+    (10 bytes), and some non-canonical encodings (padded with 0x80 groups)."""
+    from crnn.interop import _protobuf as pb
+    special = [0, 1, 127, 128, 2**31 - 1, -2**31, 2**32, 2**63 - 1, -1, -2**63, 2**63, 2**64 - 1]
+    bits = rng.integers(1, 65, n)
+    values = special + [int(rng.integers(0, 2**62)) >> max(0, 62 - int(b)) if b < 64 else
+                        -int(rng.integers(1, 2**62)) for b in bits]
+    encs = []
+    for v in values:
+        e = pb._enc_varint(v)
+        pad = int(rng.integers(0, 11 - len(e))) if rng.random() < 0.2 else 0
+        if pad:   # the same value in len(e) + pad bytes
+            e = e[:-1] + bytes([e[-1] | 0x80]) + b"\x80" * (pad - 1) + b"\x00"
+        encs.append(e)
+    return encs
+
+
+@pytest.mark.parametrize("chunk", [None, 10, 11, 37])
+def test_packed_varints_decode_like_the_scalar_reader(monkeypatch, chunk):
+    """The NumPy decoder of packed varints gives exactly the scalar reader's values (unsigned,
+    or int64 two's complement) and refuses what it refuses: truncated varints, varints longer
+    than 10 bytes and 10-byte ones past 64 bits.  Short runs, which are read one at a time, and
+    varints across the decoder's chunk boundaries included."""
+    from crnn.interop import _protobuf as pb
+    if chunk:
+        monkeypatch.setattr(pb, "_VARINT_CHUNK", chunk)
+    rng = np.random.default_rng(chunk or 0)
+    encs = _varint_encodings(rng, 30000 if chunk is None else 3000)
+    for lo, hi in [(0, 1), (0, 3), (5, 25), (0, len(encs))] + \
+            [tuple(sorted(rng.integers(0, len(encs), 2))) for _ in range(30)]:
+        data = b"".join(encs[lo:hi])
+        want = _varints_one_at_a_time(data)
+        got = pb._packed("uint64", memoryview(data))
+        assert got.dtype == np.uint64 and got.tolist() == want
+        got = pb._packed("int64", memoryview(data))
+        assert got.dtype == np.int64 and got.tolist() == [pb._signed(v) for v in want]
+    data = b"".join(encs)
+    for bad in [data + b"\x80", data[:-1] + bytes([data[-1] | 0x80]), b"\xff" * 9,
+                data + b"\xff" * 10 + b"\x01", data + b"\xff" * 12,
+                data + b"\xff" * 9 + b"\x02", b"\x81" * 9 + b"\x7f" + data]:
+        with pytest.raises(pb.DecodeError) as scalar:
+            _varints_one_at_a_time(bad)
+        with pytest.raises(pb.DecodeError) as vectorised:
+            pb._packed("int64", memoryview(bad))
+        assert str(vectorised.value) == str(scalar.value)
+    for _ in range(300):   # damaged bytes: the same values or the same error
+        bad = bytearray(data[:int(rng.integers(1, 400))])
+        for i in rng.integers(0, len(bad), 3):
+            bad[i] = int(rng.choice([0x80, 0xff, 0x01, rng.integers(0, 256)]))
+        try:
+            want = _varints_one_at_a_time(bytes(bad))
+        except pb.DecodeError as err:
+            with pytest.raises(pb.DecodeError, match=str(err)):
+                pb._packed("uint64", memoryview(bytes(bad)))
+        else:
+            assert pb._packed("uint64", memoryview(bytes(bad))).tolist() == want
+
+
+def test_repeated_numbers_are_arrays_in_file_order():
+    """Repeated numbers are 1-D arrays, whether written packed, one by one, or both."""
+    from crnn.interop import _protobuf as pb
+    one = b"".join(pb._key(7, 0) + pb._enc_varint(v) for v in (-5, 2**40))
+    data = pb.encode({"int64_data": [1, -2, 3]}, pb.TENSOR) + one + \
+        pb.encode({"int64_data": [2**63 - 1], "float_data": [0.5, -1.25]}, pb.TENSOR) + \
+        pb._key(4, 5) + np.float32(3.0).tobytes()
+    t = pb.decode(data, pb.TENSOR)
+    assert t["int64_data"].dtype == np.int64
+    assert t["int64_data"].tolist() == [1, -2, 3, -5, 2**40, 2**63 - 1]
+    assert t["float_data"].dtype == np.float32 and t["float_data"].tolist() == [0.5, -1.25, 3.0]
+    assert t["dims"].shape == (0,) and t["uint64_data"].dtype == np.uint64
+    t = pb.decode(pb.encode({"uint64_data": [2**64 - 1, 7]}, pb.TENSOR), pb.TENSOR)
+    assert t["uint64_data"].dtype == np.uint64 and t["uint64_data"].tolist() == [2**64 - 1, 7]
+
+
 # ============================================================================ run API
 def test_run_api_like_onnxruntime():
     model, _ = _rnn_graph(3, 4, 2, direction="bidirectional", h0=True)

@@ -4,7 +4,8 @@ crnn loads ONNX files without the ``onnx`` package (and without ``protobuf``): a
 a ``ModelProto`` message, and the handful of message types inference needs are described here as
 small schemas (field number -> name, kind, repeated) transcribed from ``onnx/onnx.proto``.
 :func:`decode` turns bytes into nested dicts by schema; :func:`encode` does the reverse for
-:mod:`crnn.interop.onnx_export`.  Unknown fields are skipped, as protobuf does.
+:mod:`crnn.interop.onnx_export`.  Unknown fields are skipped, as protobuf does.  Repeated numbers
+are NumPy arrays, and packed ones (how ONNX writes them) are decoded with NumPy, not value by value.
 
 Wire format (https://protobuf.dev/programming-guides/encoding/): each field is a varint key
 ``(field_number << 3) | wire_type`` followed by a varint (0), 8 bytes (1), a varint length and
@@ -81,6 +82,10 @@ MODEL = {1: ("ir_version", "int64", _S), 8: ("opset_import", OPSET, _R),
 
 _DEFAULTS = {"int64": 0, "int32": 0, "enum": 0, "uint64": 0, "float": 0.0, "double": 0.0,
              "string": "", "bytes": b""}
+# The array dtype of each kind of repeated number, and an empty one (read-only, shared).
+_ARRAY = {"int64": np.int64, "int32": np.int64, "enum": np.int64, "uint64": np.uint64,
+          "float": np.float32, "double": np.float64}
+_EMPTY = {kind: np.frombuffer(b"", dtype) for kind, dtype in _ARRAY.items()}
 _VARINT_KINDS = ("int64", "int32", "enum", "uint64")
 _WIRE = {"int64": 0, "int32": 0, "enum": 0, "uint64": 0, "float": 5, "double": 1,
          "string": 2, "bytes": 2}
@@ -96,6 +101,8 @@ def _varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
+            if shift == 63 and b > 1:
+                raise DecodeError("varint overflows 64 bits")
             return result, pos
         shift += 7
         if shift > 63:
@@ -106,28 +113,86 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v >= (1 << 63) else v
 
 
-def _packed(kind: str, data: memoryview) -> List[Any]:
+_VARINT_CHUNK = 1 << 16
+"""Bytes of packed varints :func:`_varints` decodes per NumPy pass (at least 10, the longest
+varint): its temporaries stay a few MB."""
+_VARINT_SHORT = 64
+"""Packed varints shorter than this many bytes (most ``dims``) are read one at a time: cheaper
+than :func:`_varints`'s NumPy calls for a few values."""
+
+
+def _varints(data: memoryview) -> np.ndarray:
+    """Packed varints -> uint64 array: the values :func:`_varint` reads one at a time, with the
+    same errors, decoded with NumPy.
+
+    A varint is 7-bit groups, least significant first, in bytes up to the first one below 0x80
+    (its terminator): each chunk's terminators delimit its varints, whose groups are shifted into
+    place and summed per varint (their bits do not overlap).
+    """
+    b = np.frombuffer(data, np.uint8)
+    out = np.empty(np.count_nonzero(b < 0x80), np.uint64)
+    pos = k = 0
+    while pos < len(b):
+        window = b[pos:pos + _VARINT_CHUNK]
+        ends = np.flatnonzero(window < 0x80)
+        if not len(ends):
+            raise DecodeError("varint longer than 10 bytes" if len(window) >= 10
+                              else "truncated varint")
+        piece = window[:ends[-1] + 1]
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        lengths = ends - starts + 1
+        bad = (lengths > 10) | ((lengths == 10) & (piece[ends] > 1))
+        if bad.any():   # the first bad varint's error, as _varint reports it
+            raise DecodeError("varint longer than 10 bytes" if lengths[bad.argmax()] > 10
+                              else "varint overflows 64 bits")
+        shifts = (np.arange(len(piece)) - np.repeat(starts, lengths)) * 7
+        groups = (piece & 0x7F).astype(np.uint64) << shifts.astype(np.uint64)
+        out[k:k + len(ends)] = np.add.reduceat(groups, starts)
+        k += len(ends)
+        pos += len(piece)
+    return out
+
+
+def _packed(kind: str, data: memoryview) -> np.ndarray:
     if kind == "float":
         if len(data) % 4:
             raise DecodeError("packed float field length is not a multiple of 4")
-        return np.frombuffer(data, "<f4").tolist()
+        return np.frombuffer(data, "<f4")
     if kind == "double":
         if len(data) % 8:
             raise DecodeError("packed double field length is not a multiple of 8")
-        return np.frombuffer(data, "<f8").tolist()
-    out, pos, end = [], 0, len(data)
-    while pos < end:
-        v, pos = _varint(data, pos, end)
-        out.append(v if kind == "uint64" else _signed(v))
-    return out
+        return np.frombuffer(data, "<f8")
+    if len(data) < _VARINT_SHORT:
+        out, pos = [], 0
+        while pos < len(data):
+            v, pos = _varint(data, pos, len(data))
+            out.append(v)
+        values = np.array(out, np.uint64)
+    else:
+        values = _varints(data)
+    return values if kind == "uint64" else values.view(np.int64)   # two's complement
+
+
+def _array(parts: List[Any], kind: str) -> np.ndarray:
+    """A repeated number field as one array: its packed runs (arrays) and single values, in
+    the order of the file."""
+    if not parts:
+        return _EMPTY[kind]
+    if len(parts) == 1 and isinstance(parts[0], np.ndarray):
+        return parts[0]
+    dtype = _ARRAY[kind]
+    if not any(isinstance(p, np.ndarray) for p in parts):
+        return np.array(parts, dtype)
+    return np.concatenate([np.asarray(p, dtype).reshape(-1) for p in parts])
 
 
 def decode(data: Any, schema: Dict[int, Tuple[str, Any, bool]], _depth: int = 0) -> Dict[str, Any]:
     """Decode one message into a dict with every schema field (defaults for absent ones).
 
-    Packed numeric fields of TensorProto are also returned as lists; ``raw_data`` and ``bytes``
-    fields are zero-copy ``memoryview`` slices of ``data``.  Messages nested deeper than
-    :data:`MAX_DEPTH` raise :class:`DecodeError`.
+    Repeated numbers (packed or not) are 1-D NumPy arrays: int64 (int64, int32 and enum
+    fields), uint64, float32 or float64; packed float and double ones, and ``raw_data`` and
+    ``bytes`` fields, are zero-copy views of ``data``.  Other repeated fields are lists.
+    Messages nested deeper than :data:`MAX_DEPTH` raise :class:`DecodeError`.
     """
     if _depth > MAX_DEPTH:
         raise DecodeError(f"messages nested more than {MAX_DEPTH} deep (the limit)")
@@ -174,7 +239,7 @@ def decode(data: Any, schema: Dict[int, Tuple[str, Any, bool]], _depth: int = 0)
         elif wire == 2 and kind not in ("string", "bytes"):
             if not rep:
                 raise DecodeError(f"field {name}: got a length-delimited value for a scalar")
-            msg[name].extend(_packed(kind, val))
+            msg[name].append(_packed(kind, val))
             continue
         elif kind in _VARINT_KINDS:
             if wire != 0:
@@ -203,6 +268,9 @@ def decode(data: Any, schema: Dict[int, Tuple[str, Any, bool]], _depth: int = 0)
             msg[name].append(v)
         else:
             msg[name] = v
+    for name, kind, rep in schema.values():
+        if rep and isinstance(kind, str) and kind in _ARRAY:
+            msg[name] = _array(msg[name], kind)
     return msg
 
 

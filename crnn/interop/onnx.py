@@ -116,9 +116,9 @@ def _np_dtype(code: int, what: str) -> np.dtype:
 
 def _dims(dims: Sequence[int], what: str) -> Tuple[Tuple[int, ...], int]:
     """Validated dims and their element count (Python ints: no overflow)."""
-    dims = tuple(int(d) for d in dims)
     if len(dims) > MAX_TENSOR_RANK:
         raise OnnxError(f"{what}: got rank {len(dims)}, more than the limit {MAX_TENSOR_RANK}")
+    dims = tuple(int(d) for d in dims)
     if any(d < 0 for d in dims):
         raise OnnxError(f"{what}: got negative dims {dims}")
     count = 1
@@ -1076,9 +1076,9 @@ def _attr_value(a: Dict[str, Any], base_dir: Optional[str]) -> Any:
     if typ == 4:
         return _tensor(a["t"], base_dir, a["name"])
     if typ == 6:
-        return list(a["floats"])
+        return a["floats"].tolist()
     if typ == 7:
-        return list(a["ints"])
+        return a["ints"].tolist()
     if typ == 8:
         return [bytes(s).decode("utf-8", "replace") for s in a["strings"]]
     if typ == 9:
@@ -1086,10 +1086,10 @@ def _attr_value(a: Dict[str, Any], base_dir: Optional[str]) -> Any:
     # type missing (very old files): whichever field is set
     if a["t"] is not None:
         return _tensor(a["t"], base_dir, a["name"])
-    if a["floats"]:
-        return list(a["floats"])
-    if a["ints"]:
-        return list(a["ints"])
+    if len(a["floats"]):
+        return a["floats"].tolist()
+    if len(a["ints"]):
+        return a["ints"].tolist()
     if a["strings"]:
         return [bytes(s).decode("utf-8", "replace") for s in a["strings"]]
     if len(a["s"]):
