@@ -60,16 +60,18 @@ def test_make_test_builds_and_passes(build_dir):
     proc = _make("test", build_dir)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"make test failed (exit {proc.returncode}):\n{out[-6000:]}"
-    # Each program runs against the static and the shared library, announced by "== <path>"
-    # and ending with "N passed, 0 failed"; the output ends with the last of these lines.
+    # Each program runs against the static and the shared library, then the pool's test
+    # (internals: static only), each announced by "== <path>" and ending with "N passed,
+    # 0 failed"; the output ends with the last of these lines.
     ran = re.findall(r"^== (\S+)", proc.stdout, re.M)
-    assert [os.path.basename(p) for p in ran] == [
-        name + suffix for name in TEST_PROGRAMS for suffix in ("", "_shared")], ran
+    programs = [name + suffix for name in TEST_PROGRAMS for suffix in ("", "_shared")]
+    assert [os.path.basename(p) for p in ran] == programs + ["test_pool"], ran
     summaries = re.findall(r"^(\d+) passed, (\d+) failed$", proc.stdout, re.M)
-    assert len(summaries) == 2 * len(TEST_PROGRAMS), \
-        f"expected {2 * len(TEST_PROGRAMS)} test summaries in:\n{proc.stdout[-3000:]}"
-    for passed, failed in summaries:
+    assert len(summaries) == len(programs) + 1, \
+        f"expected {len(programs) + 1} test summaries in:\n{proc.stdout[-3000:]}"
+    for passed, failed in summaries[:-1]:
         assert int(failed) == 0 and int(passed) > 1000, summaries
+    assert int(summaries[-1][1]) == 0 and int(summaries[-1][0]) >= 40, summaries
     ours = [line for line in proc.stdout.splitlines() if not re.match(r"make(\[\d+\])?: ", line)]
     assert ours[-1] == f"{summaries[-1][0]} passed, 0 failed", ours[-5:]
 
