@@ -32,8 +32,9 @@ def set_num_threads(n: int) -> None:
     >= 128 units across threads (at batch 1 only where each layer's recurrent weights fill two
     L1 caches, and then also for narrower layers whose input is at most half as wide), or else
     has a second thread make the input projection just ahead of the recurrence. Smaller calls
-    run on the calling thread. For a fixed setting on a machine, results are bitwise
-    reproducible.
+    run on the calling thread, and so does the share of a worker thread that does not start in
+    time (no free core). For a fixed setting on a machine, results are bitwise reproducible,
+    whichever threads ran them.
 
     Parameters
     ----------
