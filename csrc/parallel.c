@@ -178,7 +178,9 @@ static void *crnn__worker(void *arg)
         crnn__leave_cpu(__atomic_load_n(&crnn__pool.caller_cpu, __ATOMIC_RELAXED));
         if (!crnn__cas(&crnn__pool.token[w], gen * 4 + CRNN__OPEN, gen * 4 + CRNN__JOINED))
             continue;
-        took_part = 1;
+        /* More tasks than CPUs (a row split may have them): a worker that stayed awake after
+         * its task would take turns on a core with the threads still computing. */
+        took_part = crnn__pool.ntasks <= crnn__cpu_count();
         if (crnn__pool.team == CRNN__TEAM_TOGETHER) {
             long long v;
             spins = 0;
