@@ -917,3 +917,62 @@ def test_output_counts_are_those_of_the_onnx_schemas():
             assert got == want, f"{schema.name} (opset {schema.since_version}): {got} != {want}"
             seen.add(schema.name)
     assert seen == set(SUPPORTED_OPS)
+
+
+def _one_node_model(op, inputs, opset, **attrs):
+    """One ``op`` node reading ``inputs`` (names of the graph input x, or "") into y."""
+    return onnx_model([oh.make_node(op, inputs, ["y"], **attrs)], [("x", TP.FLOAT, [2, 2])],
+                      [("y", TP.FLOAT, None)], opset=opset)
+
+
+@pytest.mark.parametrize("op,n,opset,takes", [
+    ("Add", 3, 17, "2"), ("Relu", 2, 17, "1"), ("Constant", 1, 17, "0"),
+    ("Where", 4, 17, "3"), ("Clip", 4, 13, "1 to 3"), ("Gemm", 4, 13, "2 to 3"),
+    ("Squeeze", 3, 13, "1 to 2"), ("Slice", 3, 9, "1"), ("Reshape", 2, 4, "1"),
+    ("Split", 2, 11, "1")])
+def test_more_inputs_than_the_operator_takes_are_refused_at_load(op, n, opset, takes):
+    """An Add with 3 inputs loaded and ignored the third (a Slice of opset 9, which takes its
+    starts and ends as attributes, ignored any input after data); ONNX Runtime refuses them."""
+    data = _one_node_model(op, ["x"] * n, opset)
+    with pytest.raises(OnnxError, match=rf"{op} node #0: got {n} inputs \[.*\], expected "
+                                        rf"{takes} \(the inputs {op} takes in opset {opset}\)"):
+        crnn.load_onnx(data)
+
+
+@pytest.mark.parametrize("op,n,opset,takes", [
+    ("Add", 1, 17, "2"), ("Identity", 0, 17, "1"), ("Sum", 0, 17, "at least 1"),
+    ("Concat", 0, 17, "at least 1"), ("Gather", 1, 17, "2"), ("Where", 2, 17, "3"),
+    ("Slice", 2, 13, "3 to 5"), ("Unsqueeze", 1, 13, "2"), ("Gemm", 1, 13, "2 to 3"),
+    ("Gemm", 2, 9, "3"), ("Range", 2, 17, "3")])
+def test_fewer_inputs_than_the_operator_requires_are_refused_at_load(op, n, opset, takes):
+    """An Add with one input loaded and failed when it ran, with an IndexError."""
+    data = _one_node_model(op, ["x"] * n, opset, **({"axis": 0} if op == "Concat" else {}))
+    with pytest.raises(OnnxError, match=rf"{op} node #0: got {n} inputs \[.*\], expected "
+                                        rf"{takes} \(the inputs {op} takes in opset {opset}\)"):
+        crnn.load_onnx(data)
+
+
+@pytest.mark.parametrize("op,inputs,opset", [
+    ("Sum", ["x"] * 4, 17), ("Max", ["x"], 17), ("Concat", ["x"] * 3, 17),
+    ("Clip", ["x", "", ""], 13), ("Gemm", ["x", "x"], 13), ("Gemm", ["x", "x", ""], 13)])
+def test_input_counts_the_operator_allows_run(op, inputs, opset):
+    """Variadic ops take any number of inputs and optional ones may be left out or empty."""
+    data = _one_node_model(op, inputs, opset, **({"axis": 0} if op == "Concat" else {}))
+    _same_as_ort(data, {"x": np.arange(4, dtype=np.float32).reshape(2, 2)})
+
+
+def test_input_counts_are_those_of_the_onnx_schemas():
+    """The inputs crnn allows each supported operator are its schema's, in every opset."""
+    from crnn.interop.onnx import _input_range, SUPPORTED_OPS
+    seen = set()
+    for opset in range(1, onnx.defs.onnx_opset_version() + 1):
+        for op in SUPPORTED_OPS:
+            try:
+                schema = onnx.defs.get_schema(op, opset)
+            except onnx.defs.SchemaError:   # not defined yet in this opset
+                continue
+            want = (schema.min_input, None if schema.max_input >= 2**31 - 1 else schema.max_input)
+            got = _input_range(op, opset)
+            assert got == want, f"{op} (opset {opset}): {got} != {want}"
+            seen.add(op)
+    assert seen == set(SUPPORTED_OPS)

@@ -28,9 +28,10 @@ Refused at load time with an error naming the node and the attribute or input: `
 activations or alpha / beta values, and different g and h; also control flow (If/Loop/Scan)
 and ops outside the default domain, by name.  crnn's C core has no cell clipping, coupled
 input-forget gate or peephole connections, and crnn does not emulate them.  Also refused at load,
-as ONNX Runtime refuses them: a node with more outputs than its operator defines, and an RNN,
-LSTM or GRU node with more inputs; a graph that defines a name twice (by graph inputs,
-initializers or node outputs; an initializer may also be listed as a graph input).
+as ONNX Runtime refuses them: a node with more outputs than its operator defines, or with more
+or fewer inputs than it takes in the model's opset (variadic ops such as ``Concat`` and ``Sum``
+take one or more); a graph that defines a name twice (by graph inputs, initializers or node
+outputs; an initializer may also be listed as a graph input).
 
 Semantics where implementations differ, decided by the ONNX specification:
 
@@ -1023,6 +1024,32 @@ SUPPORTED_OPS: Dict[str, Callable] = {
 _MAX_OUTPUTS: Dict[str, Optional[int]] = {
     "Split": None, "Dropout": 2, "TopK": 2,
     **{op: spec["outputs"] for op, spec in _RECURRENT.items()}}
+#: The inputs a node of each op may have, the ONNX schemas' (a test compares them in every
+#: opset): (opset, fewest, most) from that opset on (most None: any number; the first entry
+#: holds before its opset too).  Every op not listed takes one input.
+_INPUTS: Dict[str, Tuple[Tuple[int, int, Optional[int]], ...]] = {
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Mod", "Pow", "Equal", "Less", "Greater",
+                     "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "MatMul", "Gather",
+                     "GatherElements", "Expand", "CastLike", "CumSum"), ((1, 2, 2),)),
+    **dict.fromkeys(("Concat", "Max", "Min", "Sum"), ((1, 1, None),)),
+    **dict.fromkeys(("Range", "Where", "ScatterElements"), ((1, 3, 3),)),
+    **dict.fromkeys(("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd"),
+                    ((1, 1, 1), (18, 1, 2))),
+    "Constant": ((1, 0, 0),), "ReduceSum": ((1, 1, 1), (13, 1, 2)),
+    "Squeeze": ((1, 1, 1), (13, 1, 2)), "Unsqueeze": ((1, 1, 1), (13, 2, 2)),
+    "Reshape": ((1, 1, 1), (5, 2, 2)), "Slice": ((1, 1, 1), (10, 3, 5)),
+    "TopK": ((1, 1, 1), (10, 2, 2)), "Clip": ((1, 1, 1), (11, 1, 3)),
+    "Gemm": ((1, 3, 3), (11, 2, 3)), "Dropout": ((1, 1, 1), (12, 1, 3)),
+    "Split": ((1, 1, 2), (2, 1, 1), (13, 1, 2)),
+    **{op: ((1, 3, len(spec["inputs"])),) for op, spec in _RECURRENT.items()}}
+
+
+def _input_range(op: str, opset: int) -> Tuple[int, Optional[int]]:
+    """(fewest, most) inputs of an ``op`` node in ``opset`` (most None: any number)."""
+    spans = _INPUTS.get(op, ((1, 1, 1),))
+    return max((s for s in spans if s[0] <= opset), default=spans[0])[1:]
+
+
 _NOT_YET = {"If": "control flow is not supported", "Loop": "control flow is not supported",
             "Scan": "control flow is not supported"}
 
@@ -1042,6 +1069,13 @@ class _Node:
         if most is not None and len(self.outputs) > most:
             raise OnnxError(f"{self.describe()}: got {len(self.outputs)} outputs {self.outputs}, "
                             f"expected at most {most} (the outputs {self.op} defines)")
+        # RNN, LSTM and GRU inputs: checked by _recurrent_config, which names them.
+        lo, hi = (0, None) if self.op in _RECURRENT else _input_range(self.op, opset)
+        given = len(self.inputs)
+        if given < lo or (hi is not None and given > hi):
+            takes = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+            raise OnnxError(f"{self.describe()}: got {given} inputs {self.inputs}, expected "
+                            f"{takes} (the inputs {self.op} takes in opset {opset})")
         try:
             self.attrs = {a["name"]: _attr_value(a, base_dir) for a in proto["attribute"]}
         except OnnxError as err:
