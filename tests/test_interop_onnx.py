@@ -952,6 +952,19 @@ def test_fewer_inputs_than_the_operator_requires_are_refused_at_load(op, n, opse
         crnn.load_onnx(data)
 
 
+@pytest.mark.parametrize("op,inputs,opset,first", [
+    ("Add", ["x", ""], 17, "first 2 inputs are"), ("Max", ["", "x"], 17, "first input is"),
+    ("Slice", ["x", "", "x"], 13, "first 3 inputs are")])
+def test_required_inputs_left_empty_are_refused_at_load(op, inputs, opset, first):
+    """An empty name omits an optional input; a required one left empty failed at run time."""
+    data = _one_node_model(op, inputs, opset)
+    k = inputs.index("")
+    with pytest.raises(OnnxError, match=rf"{op} node #0: got inputs \[.*\], whose input {k} is "
+                                        rf"empty; expected a name \(the {first} required by "
+                                        rf"{op} in opset {opset}\)"):
+        crnn.load_onnx(data)
+
+
 @pytest.mark.parametrize("op,inputs,opset", [
     ("Sum", ["x"] * 4, 17), ("Max", ["x"], 17), ("Concat", ["x"] * 3, 17),
     ("Clip", ["x", "", ""], 13), ("Gemm", ["x", "x"], 13), ("Gemm", ["x", "x", ""], 13)])

@@ -30,8 +30,9 @@ and ops outside the default domain, by name.  crnn's C core has no cell clipping
 input-forget gate or peephole connections, and crnn does not emulate them.  Also refused at load,
 as ONNX Runtime refuses them: a node with more outputs than its operator defines, or with more
 or fewer inputs than it takes in the model's opset (variadic ops such as ``Concat`` and ``Sum``
-take one or more); a graph that defines a name twice (by graph inputs, initializers or node
-outputs; an initializer may also be listed as a graph input).
+take one or more), or with a required input left empty (``""``); a graph that defines a name
+twice (by graph inputs, initializers or node outputs; an initializer may also be listed as a
+graph input).
 
 Semantics where implementations differ, decided by the ONNX specification:
 
@@ -1076,6 +1077,11 @@ class _Node:
             takes = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
             raise OnnxError(f"{self.describe()}: got {given} inputs {self.inputs}, expected "
                             f"{takes} (the inputs {self.op} takes in opset {opset})")
+        if not all(self.inputs[:lo]):
+            first = "first input is" if lo == 1 else f"first {lo} inputs are"
+            raise OnnxError(f"{self.describe()}: got inputs {self.inputs}, whose input "
+                            f"{self.inputs.index('')} is empty; expected a name (the {first} "
+                            f"required by {self.op} in opset {opset})")
         try:
             self.attrs = {a["name"]: _attr_value(a, base_dir) for a in proto["attribute"]}
         except OnnxError as err:
