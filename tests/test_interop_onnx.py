@@ -897,6 +897,19 @@ def test_split_arguments_checked(attrs, split, match):
         crnn.load_onnx(data).run(None, {"x": np.arange(4, dtype=np.float32)})
 
 
+@pytest.mark.parametrize("opset", [1, 13])
+def test_split_sizes_given_as_an_input_are_used(opset):
+    """Split takes its sizes as an optional input in opset 1 (also as an attribute) and from
+    opset 13 on; opset 1's input was ignored, splitting [0, 1, 2, 3] into equal halves."""
+    dt, et = (np.float32, TP.FLOAT) if opset == 1 else (np.int64, TP.INT64)  # opset 1: type T
+    data = onnx_model([oh.make_node("Split", ["x", "s"], ["a", "b"], axis=0)],
+                      [("x", TP.FLOAT, [4]), ("s", et, [2])],
+                      [("a", TP.FLOAT, None), ("b", TP.FLOAT, None)], opset=opset)
+    a, b = crnn.load_onnx(data).run(None, {"x": np.arange(4, dtype=np.float32),
+                                           "s": np.array([1, 3], dt)})
+    assert a.tolist() == [0.0] and b.tolist() == [1.0, 2.0, 3.0]
+
+
 def test_more_outputs_than_the_operator_has_are_refused_at_load():
     """Add has one output; a second one was accepted and never set (ONNX Runtime refuses it)."""
     data = onnx_model([oh.make_node("Add", ["x", "x"], ["y", "z"])], [("x", TP.FLOAT, [2])],

@@ -647,10 +647,9 @@ def _op_split(at, x, n):
     data = x[0]
     what = n.describe()
     axis = _axis(at.get("axis", 0), data.ndim, what)
-    if n.opset >= 13:
-        split = _ints(x[1]) if len(x) > 1 and x[1] is not None else None
-    else:
-        split = at.get("split")
+    split = at.get("split") if n.opset < 13 else None
+    if len(x) > 1 and x[1] is not None:   # an input in opset 1 and from 13 on
+        split = _ints(x[1])
     parts, dim = len(n.outputs), data.shape[axis]
     if not split:
         # num_outputs is checked at load time; the last chunk is smaller if dim does not divide.
