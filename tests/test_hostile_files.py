@@ -674,19 +674,21 @@ print("DONE", flush=True)
 """
 
 
+def _loader_child_rows(script: str) -> "list[list[str]]":
+    """Run a loader child script to its "DONE" line; its result lines, split at " :: "."""
+    proc = _child(script, timeout=300)
+    assert "DONE" in proc.stdout, \
+        f"the loader child died\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return [line.split(" :: ") for line in proc.stdout.splitlines() if " :: " in line]
+
+
 def test_onnx_files_asking_for_huge_tensors_or_work_are_refused_quickly():
     """Each file is at most 130 KiB; each must be an OnnxError naming the limit within 2 s,
     under a 4 GiB address-space limit (a MemoryError or a slow load is a failure)."""
     pytest.importorskip("onnx")
     files = onnx_hostile_files()
-    proc = _child(_CHILD_ONNX, timeout=300)
-    assert "DONE" in proc.stdout, \
-        f"the loader child died\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     bad = []
-    for line in proc.stdout.splitlines():
-        if " :: " not in line:
-            continue
-        name, res, secs = line.split(" :: ")
+    for name, res, secs in _loader_child_rows(_CHILD_ONNX):
         if not res.startswith("OK ") or not re.search(files[name][1], res):
             bad.append(f"{name}: {res}")
         elif float(secs.rstrip("s")) > 2:
@@ -741,14 +743,9 @@ def test_onnx_huge_packed_varints_are_decoded_quickly_in_little_memory():
     value) plus twice the file's size (a mask of its bytes, chunks of temporaries) in traced
     allocations; Python ints and lists of them took 2 to 6 times that."""
     size = 20 * 2**20
-    proc = _child(_CHILD_PACKED % size, timeout=300)
-    assert "DONE" in proc.stdout, \
-        f"the loader child died\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    rows = _loader_child_rows(_CHILD_PACKED % size)
     bad = []
-    for line in proc.stdout.splitlines():
-        if " :: " not in line:
-            continue
-        name, count, nbytes, secs, peak, res = line.split(" :: ")
+    for name, count, nbytes, secs, peak, res in rows:
         count, nbytes, secs, peak = int(count), int(nbytes), float(secs), int(peak)
         if not res.startswith(f"OK tensor 'w': holds {count} values, expected 1"):
             bad.append(f"{name}: {res}")
@@ -757,7 +754,7 @@ def test_onnx_huge_packed_varints_are_decoded_quickly_in_little_memory():
         if peak > 8 * count + 2 * nbytes:
             bad.append(f"{name}: traced {peak / 2**20:.0f} MiB for {count} values in "
                        f"{nbytes / 2**20:.0f} MiB, more than {(8 * count + 2 * nbytes) / 2**20:.0f}")
-    assert len(proc.stdout.splitlines()) == 4
+    assert len(rows) == 3
     assert not bad, "\n".join(bad)
 
 
