@@ -139,6 +139,26 @@ static void crnn__pause(int *spins)
     else sched_yield();
 }
 
+/* One wait: its rounds so far, and when it started yielding (0: not yet). */
+typedef struct {
+    int spins;
+    long long start;
+} crnn__waiter;
+
+/* One round of a wait (crnn__pause), timed from its first yield. @return whether the wait has
+ * been yielding for longer than `ns`. */
+static int crnn__wait_past(crnn__waiter *w, long long ns)
+{
+    int past = 0;
+    if (w->spins >= CRNN__SPIN_WAIT) {
+        const long long now = crnn__now_ns();
+        if (!w->start) w->start = now;
+        past = now - w->start > ns;
+    }
+    crnn__pause(&w->spins);
+    return past;
+}
+
 static void *crnn__worker(void *arg)
 {
     const int w = (int)(size_t)arg;
@@ -237,16 +257,10 @@ static int crnn__all_joined(long long gen, int n)
  * any that have not. @return whether all joined. */
 static int crnn__gather(long long gen, int n)
 {
-    long long start = 0;
-    int spins = 0, w, all = 1;
-    while (!crnn__all_joined(gen, n)) {
-        if (spins >= CRNN__SPIN_WAIT) {
-            const long long now = crnn__now_ns();
-            if (!start) start = now;
-            else if (now - start > CRNN__JOIN_NS) break;
-        }
-        crnn__pause(&spins);
-    }
+    crnn__waiter wait = {0, 0};
+    int w, all = 1;
+    while (!crnn__all_joined(gen, n))
+        if (crnn__wait_past(&wait, CRNN__JOIN_NS)) break;
     for (w = 0; w < n - 1; ++w)
         if (crnn__cas(&crnn__pool.token[w], gen * 4 + CRNN__OPEN, gen * 4 + CRNN__CLOSED)) all = 0;
     return all;
@@ -258,24 +272,17 @@ static int crnn__gather(long long gen, int n)
 static crnn__run_result crnn__finish(crnn__task_fn fn, void *ctx, long long gen, int n,
                                      crnn__team team)
 {
-    long long start = 0;
     int w, late = 0, alone = 0;
     for (w = 0; w < n - 1; ++w) {
-        int spins = 0;
+        crnn__waiter wait = {0, 0};
         if (crnn__cas(&crnn__pool.token[w], gen * 4 + CRNN__OPEN, gen * 4 + CRNN__CLOSED)) {
             if (team == CRNN__TEAM_INDEPENDENT) fn(ctx, w + 1, n);
             alone = 1;
             continue;
         }
         /* joined (then done), or closed before (crnn__gather) */
-        while (LOAD(&crnn__pool.token[w]) == gen * 4 + CRNN__JOINED) {
-            if (spins >= CRNN__SPIN_WAIT && !late) {
-                const long long now = crnn__now_ns();
-                if (!start) start = now;
-                else late = now - start > CRNN__STALL_NS;
-            }
-            crnn__pause(&spins);
-        }
+        while (LOAD(&crnn__pool.token[w]) == gen * 4 + CRNN__JOINED)
+            late |= crnn__wait_past(&wait, CRNN__STALL_NS);
     }
     return late ? CRNN__RAN_LATE : alone ? CRNN__RAN_SHORT : CRNN__RAN;
 }
@@ -331,41 +338,20 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
     return joined ? res : CRNN__RAN_UNJOINED;
 }
 
-/* One wait of thread `me`: spin, then yield the CPU; a stall counted past CRNN__STALL_NS. */
-typedef struct {
-    int spins, counted;
-    long long start;
-} crnn__waiter;
-
-static void crnn__wait_round(crnn__barrier_slot *me, crnn__waiter *w)
-{
-    if (w->spins < CRNN__SPIN_WAIT) {
-        ++w->spins;
-        CPU_RELAX();
-        return;
-    }
-    if (!w->start) {
-        w->start = crnn__now_ns();
-    } else if (!w->counted && crnn__now_ns() - w->start > CRNN__STALL_NS) {
-        ++me->stalls;
-        w->counted = 1;
-    }
-    sched_yield();
-}
-
 /* Arrive (release: what this thread wrote before is visible to every thread past the
  * barrier), then wait until every other thread has arrived as often. */
 void crnn__barrier_wait(crnn__barrier *b, int tid)
 {
     crnn__barrier_slot *me = &b->slot[tid];
     const long long gen = me->arrived + 1;
-    crnn__waiter w = {0, 0, 0};
-    int j;
+    crnn__waiter w = {0, 0};
+    int j, stalled = 0;
     ++me->waits; /* before the arrival: the line may be another thread's right after it */
     STORE(&me->arrived, gen);
     for (j = 0; j < b->n; ++j)
         if (j != tid)
-            while (LOAD(&b->slot[j].arrived) < gen) crnn__wait_round(me, &w);
+            while (LOAD(&b->slot[j].arrived) < gen) stalled |= crnn__wait_past(&w, CRNN__STALL_NS);
+    if (stalled) ++me->stalls; /* only then: others read this slot's line at every barrier */
 }
 
 void crnn__barrier_arrive(crnn__barrier *b, int tid)
@@ -395,9 +381,11 @@ void crnn__flag_done(int *f) { STORE(f, 2); }
 void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 {
     crnn__barrier_slot *me = &b->slot[tid];
-    crnn__waiter w = {0, 0, 0};
+    crnn__waiter w = {0, 0};
+    int stalled = 0;
     ++me->waits;
-    while (LOAD(f) == 1) crnn__wait_round(me, &w); /* claimed: 1 until done (2) */
+    while (LOAD(f) == 1) stalled |= crnn__wait_past(&w, CRNN__STALL_NS); /* claimed: 1 until done */
+    if (stalled) ++me->stalls;
 }
 
 #endif
