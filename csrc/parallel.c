@@ -34,11 +34,15 @@
 
 #if defined(_WIN32) || !defined(__GNUC__)
 
-crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team)
+crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team,
+                                    long long *stalled_ns)
 {
     (void)fn; (void)ctx; (void)n; (void)team;
+    if (stalled_ns) *stalled_ns = 0;
     return CRNN__RAN_NOTHING; /* no pool on this platform: callers run serially */
 }
+long long crnn__now_ns(void) { return 0; }
+long long crnn__thread_cpu_ns(void) { return -1; }
 int crnn__cpu_count(void) { return 1; }
 int crnn__hold_workers = 0;
 void crnn__barrier_wait(crnn__barrier *b, int tid) { (void)b; (void)tid; }
@@ -88,10 +92,17 @@ static struct {
 
 int crnn__hold_workers = 0;
 
-static long long crnn__now_ns(void)
+long long crnn__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+long long crnn__thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return -1;
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
@@ -139,10 +150,11 @@ static void crnn__pause(int *spins)
     else sched_yield();
 }
 
-/* One wait: its rounds so far, and when it started yielding (0: not yet). */
+/* One wait: its rounds so far, when it started yielding (0: not yet) and the last time it
+ * looked at the clock. */
 typedef struct {
     int spins;
-    long long start;
+    long long start, last;
 } crnn__waiter;
 
 /* One round of a wait (crnn__pause), timed from its first yield. @return whether the wait has
@@ -151,12 +163,18 @@ static int crnn__wait_past(crnn__waiter *w, long long ns)
 {
     int past = 0;
     if (w->spins >= CRNN__SPIN_WAIT) {
-        const long long now = crnn__now_ns();
-        if (!w->start) w->start = now;
-        past = now - w->start > ns;
+        w->last = crnn__now_ns();
+        if (!w->start) w->start = w->last;
+        past = w->last - w->start > ns;
     }
     crnn__pause(&w->spins);
     return past;
+}
+
+/* The time a finished wait spent yielding if that makes it a stall (CRNN__STALL_NS), else 0. */
+static long long crnn__stall_of(const crnn__waiter *w)
+{
+    return w->last - w->start > CRNN__STALL_NS ? w->last - w->start : 0;
 }
 
 static void *crnn__worker(void *arg)
@@ -254,27 +272,30 @@ static int crnn__all_joined(long long gen, int n)
 }
 
 /* A together call: wait up to CRNN__JOIN_NS for workers 0..n-2 to join, then close the tokens of
- * any that have not. @return whether all joined. */
-static int crnn__gather(long long gen, int n)
+ * any that have not. @return whether all joined; *stalled_ns gets the wait's time if not. */
+static int crnn__gather(long long gen, int n, long long *stalled_ns)
 {
-    crnn__waiter wait = {0, 0};
+    crnn__waiter wait = {0, 0, 0};
     int w, all = 1;
     while (!crnn__all_joined(gen, n))
         if (crnn__wait_past(&wait, CRNN__JOIN_NS)) break;
     for (w = 0; w < n - 1; ++w)
         if (crnn__cas(&crnn__pool.token[w], gen * 4 + CRNN__OPEN, gen * 4 + CRNN__CLOSED)) all = 0;
+    if (!all) *stalled_ns += wait.last - wait.start;
     return all;
 }
 
 /* After task 0: close the token of every worker that has not joined (running its task here for
  * an independent team), and wait for those that have to finish. @return CRNN__RAN_LATE if a
- * wait was a stall, else CRNN__RAN_SHORT if a worker never joined, else CRNN__RAN. */
+ * wait was a stall (its time added to *stalled_ns), else CRNN__RAN_SHORT if a worker never
+ * joined, else CRNN__RAN. */
 static crnn__run_result crnn__finish(crnn__task_fn fn, void *ctx, long long gen, int n,
-                                     crnn__team team)
+                                     crnn__team team, long long *stalled_ns)
 {
     int w, late = 0, alone = 0;
     for (w = 0; w < n - 1; ++w) {
-        crnn__waiter wait = {0, 0};
+        crnn__waiter wait = {0, 0, 0};
+        long long stall;
         if (crnn__cas(&crnn__pool.token[w], gen * 4 + CRNN__OPEN, gen * 4 + CRNN__CLOSED)) {
             if (team == CRNN__TEAM_INDEPENDENT) fn(ctx, w + 1, n);
             alone = 1;
@@ -282,16 +303,21 @@ static crnn__run_result crnn__finish(crnn__task_fn fn, void *ctx, long long gen,
         }
         /* joined (then done), or closed before (crnn__gather) */
         while (LOAD(&crnn__pool.token[w]) == gen * 4 + CRNN__JOINED)
-            late |= crnn__wait_past(&wait, CRNN__STALL_NS);
+            crnn__wait_past(&wait, CRNN__STALL_NS);
+        stall = crnn__stall_of(&wait);
+        *stalled_ns += stall;
+        late |= stall > 0;
     }
     return late ? CRNN__RAN_LATE : alone ? CRNN__RAN_SHORT : CRNN__RAN;
 }
 
-crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team)
+crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team,
+                                    long long *stalled_ns)
 {
-    long long gen;
+    long long gen, stall = 0;
     crnn__run_result res;
     int w, joined = 1, woke;
+    if (stalled_ns) *stalled_ns = 0;
     if (n < 2 || n - 1 > CRNN__POOL_MAX) return CRNN__RAN_NOTHING;
     pthread_once(&crnn__pool_once, crnn__pool_init);
     if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return CRNN__RAN_NOTHING;
@@ -328,13 +354,14 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
     if (woke) sched_yield();
 
     if (team == CRNN__TEAM_TOGETHER) {
-        joined = crnn__gather(gen, n);
+        joined = crnn__gather(gen, n, &stall);
         STORE(&crnn__pool.verdict, gen * 4 + (joined ? CRNN__GO : CRNN__CALLED_OFF));
     }
     if (joined) fn(ctx, 0, n);
-    res = crnn__finish(fn, ctx, gen, n, team);
+    res = crnn__finish(fn, ctx, gen, n, team, &stall);
     STORE(&crnn__pool.ended, gen);
     pthread_mutex_unlock(&crnn__pool.run_lock);
+    if (stalled_ns) *stalled_ns = stall;
     return joined ? res : CRNN__RAN_UNJOINED;
 }
 
@@ -344,14 +371,15 @@ void crnn__barrier_wait(crnn__barrier *b, int tid)
 {
     crnn__barrier_slot *me = &b->slot[tid];
     const long long gen = me->arrived + 1;
-    crnn__waiter w = {0, 0};
-    int j, stalled = 0;
-    ++me->waits; /* before the arrival: the line may be another thread's right after it */
+    crnn__waiter w = {0, 0, 0};
+    long long stall;
+    int j;
     STORE(&me->arrived, gen);
     for (j = 0; j < b->n; ++j)
         if (j != tid)
-            while (LOAD(&b->slot[j].arrived) < gen) stalled |= crnn__wait_past(&w, CRNN__STALL_NS);
-    if (stalled) ++me->stalls; /* only then: others read this slot's line at every barrier */
+            while (LOAD(&b->slot[j].arrived) < gen) crnn__wait_past(&w, CRNN__STALL_NS);
+    stall = crnn__stall_of(&w);
+    if (stall) me->stalled_ns += stall; /* only then: others read this line at every barrier */
 }
 
 void crnn__barrier_arrive(crnn__barrier *b, int tid)
@@ -381,11 +409,11 @@ void crnn__flag_done(int *f) { STORE(f, 2); }
 void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 {
     crnn__barrier_slot *me = &b->slot[tid];
-    crnn__waiter w = {0, 0};
-    int stalled = 0;
-    ++me->waits;
-    while (LOAD(f) == 1) stalled |= crnn__wait_past(&w, CRNN__STALL_NS); /* claimed: 1 until done */
-    if (stalled) ++me->stalls;
+    crnn__waiter w = {0, 0, 0};
+    long long stall;
+    while (LOAD(f) == 1) crnn__wait_past(&w, CRNN__STALL_NS); /* claimed: 1 until done */
+    stall = crnn__stall_of(&w);
+    if (stall) me->stalled_ns += stall;
 }
 
 #endif
@@ -396,17 +424,14 @@ void crnn__barrier_init(crnn__barrier *b, int n)
     b->n = n;
     for (i = 0; i < n; ++i) {
         b->slot[i].arrived = 0;
-        b->slot[i].waits = 0;
-        b->slot[i].stalls = 0;
+        b->slot[i].stalled_ns = 0;
     }
 }
 
-void crnn__barrier_counts(const crnn__barrier *b, int *waits, int *stalls)
+long long crnn__barrier_stalled_ns(const crnn__barrier *b)
 {
+    long long ns = 0;
     int i;
-    *waits = *stalls = 0;
-    for (i = 0; i < b->n; ++i) {
-        *waits += b->slot[i].waits;
-        *stalls += b->slot[i].stalls;
-    }
+    for (i = 0; i < b->n; ++i) ns += b->slot[i].stalled_ns;
+    return ns;
 }

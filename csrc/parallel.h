@@ -33,10 +33,11 @@ typedef enum {
  * without a core waits for. */
 #define CRNN__JOIN_NS 1000000LL
 
-/* A wait at a barrier, for a chunk or for a worker to finish that lasts longer than this is a
- * stall (the other thread had no core): longer than any step's natural imbalance (a batch-1
- * step of a 4096-unit layer streams 32 MB), far shorter than the time slices a thread without
- * a core waits for. */
+/* A wait at a barrier, for a chunk or for a worker to finish that yields for longer than this is
+ * a stall (the other thread had no core, or was held up in the kernel: a page fault of a fresh
+ * output can take milliseconds): longer than any step's natural imbalance (a batch-1 step of a
+ * 4096-unit layer streams 32 MB), shorter than the time slices a thread without a core waits
+ * for. Stalls are counted in time, which the caller weighs against the calls' time (rnn.c). */
 #define CRNN__STALL_NS 1000000LL
 
 typedef enum {
@@ -51,8 +52,14 @@ typedef enum {
                                CRNN__JOIN_NS */
 } crnn__run_result;
 
-/* n >= 2 */
-crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team);
+/* n >= 2. *stalled_ns (if not NULL) gets the time the caller spent in stalls waiting for its
+ * workers: to join (a together call called off), or to finish. */
+crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team,
+                                    long long *stalled_ns);
+
+/* A monotonic clock, and the CPU time of the calling thread (-1: none), in ns. */
+long long crnn__now_ns(void);
+long long crnn__thread_cpu_ns(void);
 
 /* Tests only (tests/c/test_pool.c): while nonzero, woken workers do not try to join a call, as
  * if they had no core. */
@@ -64,9 +71,9 @@ int crnn__cpu_count(void);
 /* Most threads one call may use (a barrier has a slot for each). */
 #define CRNN__MAX_THREADS 64
 
-/* A thread's side of a barrier: how many times it has arrived, and its own counts of waits and
- * of waits that outlasted the spin and had to yield (many stalls mean the threads don't each
- * have a core). Each slot has two cache lines to itself (some CPUs fetch lines in pairs), so an
+/* A thread's side of a barrier: how many times it has arrived, and the time its waits spent in
+ * stalls (CRNN__STALL_NS; written only by a stall, as the other threads read this line at every
+ * barrier). Each slot has two cache lines to itself (some CPUs fetch lines in pairs), so an
  * arrival is one store to a line only its thread writes, and a wait reads the other threads'
  * lines: no read-modify-write on a line every thread contends for. Measured on a 2-core Xeon:
  * 155 ns a barrier against 245 for a shared counter. */
@@ -77,8 +84,7 @@ int crnn__cpu_count(void);
 #endif
 typedef struct {
     volatile long long arrived;
-    int waits;
-    int stalls;
+    long long stalled_ns;
 } CRNN__SLOT_ALIGN crnn__barrier_slot;
 
 typedef struct {
@@ -92,15 +98,15 @@ void crnn__barrier_wait(crnn__barrier *b, int tid);
 /* Arrive without waiting for anyone (a thread nobody waits for, or one that only leads). */
 void crnn__barrier_arrive(crnn__barrier *b, int tid);
 /* Arrive, then wait for thread `lead` only to have arrived as often: a wait for work, however
- * long, not counted in the waits or stalls. */
+ * long, not counted as a stall. */
 void crnn__barrier_follow(crnn__barrier *b, int tid, int lead);
-/* all the threads' waits and stalls so far */
-void crnn__barrier_counts(const crnn__barrier *b, int *waits, int *stalls);
+/* all the threads' time in stalls so far */
+long long crnn__barrier_stalled_ns(const crnn__barrier *b);
 
 /* Work flags shared by the threads of one call: 0 free, 1 claimed, 2 done.
  * claim: 0 -> 1, returns 1 if this thread got it. done: -> 2 (release: the work is visible to
- * whoever sees 2). wait: until 2, counted in `b`'s waits / stalls of thread `tid` like a
- * barrier wait. */
+ * whoever sees 2). wait: until 2, a stall counted in thread `tid`'s slot of `b` like a barrier
+ * wait's. */
 int crnn__flag_claim(int *f);
 void crnn__flag_done(int *f);
 void crnn__flag_wait(crnn__barrier *b, int tid, int *f);

@@ -55,12 +55,15 @@ static void task(void *ctx, int tid, int n)
     (void)n;
 }
 
+/* the caller's stalls in the last run() (crnn__parallel_run's *stalled_ns) */
+static long long last_stalled;
+
 static crnn__run_result run(record *r, int n, crnn__team team)
 {
     memset(r, 0, sizeof(*r));
     r->meet = team == CRNN__TEAM_TOGETHER;
     crnn__barrier_init(&r->barrier, n);
-    return crnn__parallel_run(task, r, n, team);
+    return crnn__parallel_run(task, r, n, team, &last_stalled);
 }
 
 /* The tasks ran (some on their workers or not). */
@@ -120,6 +123,7 @@ static void test_held_workers(void)
     __atomic_store_n(&crnn__hold_workers, 1, __ATOMIC_RELEASE);
     res = run(&ind, 3, CRNN__TEAM_INDEPENDENT);
     check(res == CRNN__RAN_SHORT, "held, independent: ran, the workers left out");
+    check(last_stalled == 0, "held, independent: no stall (the caller never waited)");
     check(runs_are(&ind, 3, ONCE), "held, independent: every task once");
     check(pthread_equal(ind.who[1], pthread_self()) && pthread_equal(ind.who[2], pthread_self()),
           "held, independent: the late workers' tasks ran on the caller");
@@ -133,6 +137,8 @@ static void test_held_workers(void)
     check(runs_are(&tog, 2, NONE), "held, together: nothing ran");
     check(dt >= CRNN__JOIN_NS && dt < 2000 * CRNN__JOIN_NS,
           "held, together: waited CRNN__JOIN_NS for the workers, then returned");
+    check(last_stalled >= CRNN__JOIN_NS && last_stalled <= dt,
+          "held, together: the wait for the workers reported as a stall");
     __atomic_store_n(&crnn__hold_workers, 0, __ATOMIC_RELEASE);
     sleep_ms(50);
     check(runs_are(&ind, 3, ONCE) && runs_are(&help, 3, CALLER_ONLY) && runs_are(&tog, 2, NONE),
@@ -142,6 +148,42 @@ static void test_held_workers(void)
         ok = (res == CRNN__RAN || res == CRNN__RAN_LATE) && runs_are(&tog, 2, ONCE);
     }
     check(ok, "let go: the workers join again");
+}
+
+/* Task 1 arrives at a barrier `late_ms` late: the thread waiting for it records a stall of about
+ * that time in its slot (crnn__barrier_stalled_ns) when it passes CRNN__STALL_NS, else none. */
+static int late_ms;
+static void late_task(void *ctx, int tid, int n)
+{
+    crnn__barrier *b = (crnn__barrier *)ctx;
+    if (tid == 1) sleep_ms(late_ms);
+    crnn__barrier_wait(b, tid);
+    (void)n;
+}
+
+static void test_barrier_stall(void)
+{
+    static crnn__barrier b;
+    crnn__run_result res = CRNN__RAN_NOTHING;
+    int k, ms;
+    for (ms = 0; ms <= 8; ms += 8) {
+        char what[100];
+        late_ms = ms;
+        for (k = 0; k < 50; ++k) { /* until the worker joins */
+            crnn__barrier_init(&b, 2);
+            res = crnn__parallel_run(late_task, &b, 2, CRNN__TEAM_TOGETHER, NULL);
+            if (res > 0) break;
+        }
+        snprintf(what, sizeof(what), "barrier, other thread %d ms late: ran", ms);
+        check(res > 0, what);
+        snprintf(what, sizeof(what), "barrier, other thread %d ms late: stall time recorded (%lld ns)", ms, crnn__barrier_stalled_ns(&b));
+        if (ms) /* the spin before the first yield is not counted; a sleep may overshoot */
+            check(crnn__barrier_stalled_ns(&b) >= CRNN__STALL_NS &&
+                      crnn__barrier_stalled_ns(&b) <= 1000000LL * 10 * ms,
+                  what);
+        else /* nothing to wait for: stalls are rare; allow one on a loaded machine */
+            check(crnn__barrier_stalled_ns(&b) < 1000000LL * 50, what);
+    }
 }
 
 /* A deterministic value in [-0.5, 0.5). */
@@ -218,6 +260,7 @@ int main(void)
 {
     test_free_workers();
     test_held_workers();
+    test_barrier_stall();
     /* 16 rows: 4 a thread; 2 rows of 256 units: slices of 128 units; 1 row of 48 units (24 KiB
      * of recurrent weights, less than any L1 twice), 64 steps: chunks projected ahead */
     test_forward_with_held_workers("batch split", 16, 12, 20, 32, CRNN__SPLIT_BATCH);
