@@ -435,3 +435,71 @@ long long crnn__barrier_stalled_ns(const crnn__barrier *b)
     for (i = 0; i < b->n; ++i) ns += b->slot[i].stalled_ns;
     return ns;
 }
+
+#if defined(__GNUC__)
+#  define RELAXED_LOAD(p) __atomic_load_n(p, __ATOMIC_RELAXED)
+#  define RELAXED_STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELAXED)
+#else /* no pool there (crnn__parallel_run runs nothing): no concurrent callers of these */
+#  define RELAXED_LOAD(p) (*(p))
+#  define RELAXED_STORE(p, v) (*(p) = (v))
+#endif
+
+int crnn__backoff_take(crnn__backoff *b)
+{
+    int c = RELAXED_LOAD(&b->credits);
+#if defined(__GNUC__)
+    while (c > 0)
+        if (__atomic_compare_exchange_n(&b->credits, &c, c - 1, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return 1;
+    return 0;
+#else
+    if (c <= 0) return 0;
+    b->credits = c - 1;
+    return 1;
+#endif
+}
+
+void crnn__backoff_alone(crnn__backoff *b, long long ns)
+{
+    const long long a = RELAXED_LOAD(&b->alone_ns);
+    if (ns < 1) ns = 1;
+    RELAXED_STORE(&b->alone_ns, a ? a + (ns - a) / 8 : ns);
+}
+
+int crnn__backoff_clock_weight(crnn__backoff *b)
+{
+    unsigned k;
+    if (RELAXED_LOAD(&b->recent_ns) >= CRNN__CPU_CLOCK_MIN_NS * CRNN__BACKOFF_WINDOW) return 1;
+#if defined(__GNUC__)
+    k = __atomic_fetch_add(&b->clocked, 1u, __ATOMIC_RELAXED);
+#else
+    k = b->clocked++;
+#endif
+    return k % CRNN__CPU_CLOCK_EVERY ? 0 : CRNN__CPU_CLOCK_EVERY;
+}
+
+void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, long long cpu_ns,
+                        int weight)
+{
+    long long t = RELAXED_LOAD(&b->recent_ns), st = RELAXED_LOAD(&b->recent_stall_ns);
+    if (cpu_ns >= 0 && weight > 0) {
+        /* the time the caller did not run: this call's own where it was long */
+        const long long off = (ns < CRNN__CPU_CLOCK_MIN_NS ? weight : 1) * (ns - cpu_ns);
+        if (off > stalled_ns) stalled_ns = off;
+    }
+    t += ns - t / CRNN__BACKOFF_WINDOW;
+    st += stalled_ns - st / CRNN__BACKOFF_WINDOW;
+    if (3 * st > t) {
+        const long long a = RELAXED_LOAD(&b->alone_ns);
+        const long long span = ns < CRNN__BACKOFF_MAX_NS / CRNN__BACKOFF_PAYBACK
+                                   ? CRNN__BACKOFF_PAYBACK * ns
+                                   : CRNN__BACKOFF_MAX_NS;
+        long long credits = a > 0 ? span / a : 0;
+        if (credits < CRNN__BACKOFF_MIN_CALLS) credits = CRNN__BACKOFF_MIN_CALLS;
+        t = st = 0;
+        RELAXED_STORE(&b->credits, (int)credits);
+    }
+    RELAXED_STORE(&b->recent_ns, t);
+    RELAXED_STORE(&b->recent_stall_ns, st);
+}

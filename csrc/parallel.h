@@ -111,4 +111,61 @@ int crnn__flag_claim(int *f);
 void crnn__flag_done(int *f);
 void crnn__flag_wait(crnn__barrier *b, int tid, int *f);
 
+/* The back-off of calls whose threads wait for each other (units splits, pipelines): they run on
+ * the caller alone (same slices or chunks, same bits) for a while after threads that did not each
+ * have a core, since waiting for a descheduled thread (a time slice, ~4 ms) costs far more than
+ * the second thread saves.
+ * - The sign of it is time: the threaded calls' stalls (CRNN__STALL_NS: at a barrier, for a
+ *   chunk, for a worker to join or to finish) against the calls' own time, both summed over about
+ *   the last CRNN__BACKOFF_WINDOW threaded calls (each sum decays by 1/CRNN__BACKOFF_WINDOW a
+ *   call). Past a third, the calls back off. Weighed in time, a stall that is rare against the
+ *   work (a page fault of a fresh output now and then: 2-5 ms in one of three 21 ms calls of a
+ *   GRU (32,100,256,512)) leaves the threads on; a count of stalls turned them off there and the
+ *   stream ran at 0.52x. Short calls on a loaded machine, where each stall is a time slice longer
+ *   than the call, back off after one.
+ * - A call's stalls include the time the caller did not run (given up in waits, or taken by
+ *   another thread or process): where the other thread waits for nobody (the pipeline's helper),
+ *   that is the only sign besides a worker that never joined, whose call ran alone and counts as
+ *   stalled throughout (pipeline under two busy loops: 85 % of calls, against 0.15 % quiet; woken
+ *   for nothing, the helper only took time from the caller: 1,031-1,084 calls/s counting it, not
+ *   as stalled, against 1,392-1,497 at one thread).
+ * - How long: CRNN__BACKOFF_PAYBACK times the stalled call's time, counted in calls of the mean
+ *   time of the recent calls run alone; at least CRNN__BACKOFF_MIN_CALLS calls, at most
+ *   CRNN__BACKOFF_MAX_NS (a call held up by a suspended process). Sized in calls alone, 64 calls
+ *   of 20 us (1.3 ms) were shorter than the 7-8 ms each stalled retry cost under two busy loops:
+ *   SimpleRNN (2,10,16,256) on 2 threads ran at 0.18x of one thread; sized in time, 0.95x.
+ * - Reading the caller's CPU time is a system call (~0.35 us each end of a call, measured 0.965x
+ *   on a 20 us SimpleRNN (2,10,16,256)): every call reads it where the recent calls averaged at
+ *   least CRNN__CPU_CLOCK_MIN_NS, others one in CRNN__CPU_CLOCK_EVERY, whose time off the CPU then
+ *   counts that many times (once where the call itself took that long: a long call among short
+ *   ones stands for itself only).
+ * One for the process, zero-initialised; concurrent callers may lose each other's updates: these
+ * are estimates. */
+typedef struct {
+    long long recent_ns, recent_stall_ns; /* the threaded calls' time and stalls, decayed sums */
+    long long alone_ns;                   /* decayed mean time of calls run alone (0: none yet) */
+    int credits;                          /* calls still to run alone */
+    unsigned clocked;                     /* calls asked whether to read the CPU clock */
+} crnn__backoff;
+
+#define CRNN__BACKOFF_WINDOW 32
+#define CRNN__BACKOFF_MIN_CALLS 64
+#define CRNN__BACKOFF_PAYBACK 16
+#define CRNN__BACKOFF_MAX_NS 1000000000LL
+#define CRNN__CPU_CLOCK_MIN_NS 100000LL
+#define CRNN__CPU_CLOCK_EVERY 8
+
+/* Whether this call runs alone: takes one of the credits. */
+int crnn__backoff_take(crnn__backoff *b);
+/* A call that ran alone took ns. */
+void crnn__backoff_alone(crnn__backoff *b, long long ns);
+/* Whether to read the caller's CPU clock around this threaded call: 0 not, else the weight its
+ * time off the CPU counts with. */
+int crnn__backoff_clock_weight(crnn__backoff *b);
+/* A threaded call took ns, stalled_ns of it in its threads' stalls, and cpu_ns of the caller's
+ * CPU time (-1: not read; else read with crnn__backoff_clock_weight's weight): counts it, and
+ * backs off when the stalls pass a third of the recent calls' time. */
+void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, long long cpu_ns,
+                        int weight);
+
 #endif

@@ -520,84 +520,9 @@ static void crnn__task(void *ctx, int tid, int n)
     }
 }
 
-/* Units-split and pipelined calls left to compute on the caller's thread alone (same slices or
- * chunks, same bits) after threads that did not each have a core: waiting for a descheduled
- * thread (a scheduler time slice, ~4 ms) costs far more than the second thread saves. The sign
- * of it is time: the threaded calls' stalls (CRNN__STALL_NS: at a barrier, for a chunk, for a
- * worker to join or to finish) against the calls' own time, both summed over about the last
- * CRNN__STALL_WINDOW threaded calls (each sum decays by 1/CRNN__STALL_WINDOW a call). Past a
- * third, the next CRNN__STALL_BACKOFF_CALLS such calls run alone. Weighed in time, a stall that
- * is rare against the work (a page fault of a fresh output now and then: 2-5 ms in one of
- * three 21 ms calls of a GRU (32,100,256,512)) leaves the threads on; a count of stalls, the
- * rule before, turned them off there and the stream ran at 0.52x. Short calls on a loaded
- * machine, where each stall is a time slice longer than the call, stop after one.
- * A call's stalls include the time the caller did not run (given up in waits, or taken by
- * another thread or process): where the other thread waits for nobody (the pipeline's helper),
- * that is the only sign besides a worker that never joined, whose call ran alone and counts as
- * stalled throughout (pipeline under two busy loops: 85 % of calls, against 0.15 % quiet; woken
- * for nothing, the helper only took time from the caller: 1,031-1,084 calls/s counting it, not
- * as stalled, against 1,392-1,497 at one thread). */
-static int crnn__serial_credits = 0;
-#define CRNN__STALL_BACKOFF_CALLS 64
-#define CRNN__STALL_WINDOW 32
-static long long crnn__recent_ns = 0, crnn__recent_stall_ns = 0;
-
-/* Reading the caller's CPU time is a system call (~0.35 us each end of a call, measured 0.965x
- * on a 20 us SimpleRNN (2,10,16,256)): every call reads it where the recent calls averaged at
- * least CRNN__CPU_CLOCK_MIN_NS, others one in CRNN__CPU_CLOCK_EVERY, whose time off the CPU
- * then counts that many times. @return that weight, or 0: not this call. */
-#define CRNN__CPU_CLOCK_MIN_NS 100000LL
-#define CRNN__CPU_CLOCK_EVERY 8
-static unsigned crnn__noted_calls = 0;
-static int crnn__off_cpu_weight(void)
-{
-#if defined(__GNUC__)
-    if (__atomic_load_n(&crnn__recent_ns, __ATOMIC_RELAXED) >=
-        CRNN__CPU_CLOCK_MIN_NS * CRNN__STALL_WINDOW)
-        return 1;
-    return __atomic_fetch_add(&crnn__noted_calls, 1u, __ATOMIC_RELAXED) % CRNN__CPU_CLOCK_EVERY
-               ? 0
-               : CRNN__CPU_CLOCK_EVERY;
-#else
-    return 0;
-#endif
-}
-
-static int crnn__take_credit(void)
-{
-#if defined(__GNUC__)
-    int c = __atomic_load_n(&crnn__serial_credits, __ATOMIC_RELAXED);
-    while (c > 0)
-        if (__atomic_compare_exchange_n(&crnn__serial_credits, &c, c - 1, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED))
-            return 1;
-    return 0;
-#else
-    return 0;
-#endif
-}
-
-/* Count a threaded call of `ns` with `stall_ns` of it in stalls, and back off when the stalls
- * have taken a third of the recent calls' time. Concurrent callers may lose each other's
- * updates: these are estimates. */
-static void crnn__note_call(long long ns, long long stall_ns)
-{
-#if defined(__GNUC__)
-    long long t = __atomic_load_n(&crnn__recent_ns, __ATOMIC_RELAXED);
-    long long st = __atomic_load_n(&crnn__recent_stall_ns, __ATOMIC_RELAXED);
-    t += ns - t / CRNN__STALL_WINDOW;
-    st += stall_ns - st / CRNN__STALL_WINDOW;
-    if (3 * st > t) {
-        t = st = 0;
-        __atomic_store_n(&crnn__serial_credits, CRNN__STALL_BACKOFF_CALLS, __ATOMIC_RELAXED);
-    }
-    __atomic_store_n(&crnn__recent_ns, t, __ATOMIC_RELAXED);
-    __atomic_store_n(&crnn__recent_stall_ns, st, __ATOMIC_RELAXED);
-#else
-    (void)ns;
-    (void)stall_ns;
-#endif
-}
+/* Units-split and pipelined calls of this process, run on the caller alone for a while after
+ * their threads did not each have a core (parallel.h). */
+static crnn__backoff crnn__pool_backoff;
 
 /* How a plan's tasks depend on each other: row ranges share nothing; the pipeline's second
  * thread only projects chunks ahead of the first, which projects any it reaches first; unit
@@ -813,12 +738,14 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     status = CRNN_OK;
     if (call.par.mode == CRNN__SERIAL) {
         status = crnn__run(&call, 0, batch, &call.par);
-    } else if (call.par.mode != CRNN__SPLIT_BATCH && crnn__take_credit()) {
+    } else if (call.par.mode != CRNN__SPLIT_BATCH && crnn__backoff_take(&crnn__pool_backoff)) {
+        const long long t0 = crnn__now_ns();
         call.par.barrier = NULL;
         status = crnn__run(&call, 0, batch, &call.par);
+        crnn__backoff_alone(&crnn__pool_backoff, crnn__now_ns() - t0);
     } else {
         const int noted = call.par.mode != CRNN__SPLIT_BATCH;
-        const int weight = noted ? crnn__off_cpu_weight() : 0;
+        const int weight = noted ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
         const long long t0 = noted ? crnn__now_ns() : 0, cpu0 = weight ? crnn__thread_cpu_ns() : -1;
         long long stalled;
         ran = crnn__parallel_run(crnn__task, &call, nthreads, crnn__team_of(call.par.mode),
@@ -831,13 +758,12 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
             status = crnn__run(&call, 0, batch, &call.par);
         }
         if (ran != CRNN__RAN_NOTHING && noted) {
-            /* the call's time, and the longer of its threads' stalls and the time this thread
-             * did not run; all of it where a worker never joined (the call ran alone) */
+            /* the threads' stalls; the whole call where a worker never joined (it ran alone) */
             const long long t = crnn__now_ns() - t0, cpu1 = cpu0 >= 0 ? crnn__thread_cpu_ns() : -1;
-            const long long off = cpu1 >= 0 ? weight * (t - (cpu1 - cpu0)) : 0;
             if (ran > 0) stalled += crnn__barrier_stalled_ns(&barrier); /* only there a barrier */
             if (ran == CRNN__RAN_SHORT || ran == CRNN__RAN_UNJOINED) stalled = t;
-            crnn__note_call(t, stalled > off ? stalled : off);
+            crnn__backoff_note(&crnn__pool_backoff, t, stalled, cpu1 >= 0 ? cpu1 - cpu0 : -1,
+                               weight);
         }
     }
     free(raw);

@@ -201,6 +201,62 @@ static float *random_array(size_t n, unsigned *seed, float scale)
     return a;
 }
 
+/* The back-off (crnn__backoff): when the stalls pass a third of the recent calls' time, and for
+ * how many calls; the CPU clock's sampled weight. */
+static void test_backoff(void)
+{
+    crnn__backoff b;
+    int i, k, weights;
+
+    /* a rare stall against the work leaves the threads on */
+    memset(&b, 0, sizeof b);
+    for (i = 0; i < 64; ++i) crnn__backoff_note(&b, 21000000, i % 3 ? 0 : 5000000, -1, 0);
+    check(b.credits == 0, "a 5 ms stall in one of three 21 ms calls does not back off");
+    check(!crnn__backoff_take(&b), "nothing to take without a back-off");
+
+    /* a stall of over a third of the first call: 64 calls alone (no alone time known yet) */
+    memset(&b, 0, sizeof b);
+    crnn__backoff_note(&b, 3000000, 1100000, -1, 0);
+    check(b.credits == CRNN__BACKOFF_MIN_CALLS, "a stalled call backs off for 64 calls");
+    check(b.recent_ns == 0 && b.recent_stall_ns == 0, "a back-off starts the sums afresh");
+    for (k = 0; crnn__backoff_take(&b); ++k) crnn__backoff_alone(&b, 20000);
+    check(k == CRNN__BACKOFF_MIN_CALLS && b.credits == 0, "each call alone takes one credit");
+    check(b.alone_ns == 20000, "the mean time of the calls alone");
+
+    /* sized in time: 16 times an 8 ms stalled call, in calls of 20 us */
+    crnn__backoff_note(&b, 8000000, 8000000, -1, 0);
+    check(b.credits == 16 * 8000000 / 20000, "a back-off lasts 16 times the stalled call");
+    /* ... at most a second, at least 64 calls */
+    crnn__backoff_note(&b, 3600000000000LL, 3600000000000LL, -1, 0);
+    check(b.credits == 1000000000 / 20000, "a back-off lasts at most a second");
+    for (i = 0; i < 16; ++i) crnn__backoff_alone(&b, 50000000);
+    check(b.alone_ns > 40000000 && b.alone_ns <= 50000000, "the mean follows the calls alone");
+    crnn__backoff_note(&b, 60000000, 60000000, -1, 0);
+    check(b.credits == CRNN__BACKOFF_MIN_CALLS, "a back-off lasts at least 64 calls");
+
+    /* the time off the CPU: weighted on a short sampled call, not on a long one */
+    memset(&b, 0, sizeof b);
+    b.recent_ns = 31 * 50000LL;
+    crnn__backoff_note(&b, 50000, 0, 40000, CRNN__CPU_CLOCK_EVERY);
+    check(b.credits == 0 && b.recent_stall_ns == 8 * 10000,
+          "a short call's time off the CPU counts for the calls not sampled");
+    memset(&b, 0, sizeof b);
+    b.recent_ns = 31 * 1000000LL;
+    crnn__backoff_note(&b, 10000000, 0, 6000000, CRNN__CPU_CLOCK_EVERY);
+    check(b.credits == 0 && b.recent_stall_ns == 4000000,
+          "a long call's time off the CPU counts once");
+    crnn__backoff_note(&b, 10000000, 0, -1, CRNN__CPU_CLOCK_EVERY);
+    check(b.recent_stall_ns < 4000000, "no CPU clock read: only the stalls count");
+
+    /* the clock is read on every call of a stream of long calls, one in 8 of short ones */
+    memset(&b, 0, sizeof b);
+    for (weights = 0, i = 0; i < 64; ++i) weights += crnn__backoff_clock_weight(&b);
+    check(weights == 64, "short calls: one in 8 read, with a weight of 8");
+    b.recent_ns = CRNN__CPU_CLOCK_MIN_NS * CRNN__BACKOFF_WINDOW;
+    for (weights = 0, i = 0; i < 64; ++i) weights += crnn__backoff_clock_weight(&b) == 1;
+    check(weights == 64, "long calls: every one read, with a weight of 1");
+}
+
 /* One LSTM layer at 2 threads, planned `want` (when the machine has 2 CPUs): the same bits with
  * the workers held (every call computed by the caller, after a together call waits for them) as
  * with the workers free, with and without lengths. */
@@ -261,6 +317,7 @@ int main(void)
     test_free_workers();
     test_held_workers();
     test_barrier_stall();
+    test_backoff();
     /* 16 rows: 4 a thread; 2 rows of 256 units: slices of 128 units; 1 row of 48 units (24 KiB
      * of recurrent weights, less than any L1 twice), 64 steps: chunks projected ahead */
     test_forward_with_held_workers("batch split", 16, 12, 20, 32, CRNN__SPLIT_BATCH);
