@@ -28,10 +28,13 @@ def set_num_threads(n: int) -> None:
 
     A call with enough work (~2 Mflop) splits a batch of 8 or more into one contiguous range per
     thread, unless every layer's recurrent weights fill one core's L2 and the batch has at most
-    16 rows a thread: that batch, like a smaller one, splits the hidden units of layers with
-    >= 128 units across threads (at batch 1 only where each layer's recurrent weights fill two
-    L1 caches, and then also for narrower layers whose input is at most half as wide), or else
-    has a second thread make the input projection just ahead of the recurrence. Smaller calls
+    16 rows a thread: that batch splits the hidden units of layers with >= 128 units across
+    threads. So does a batch of 2-7 where each layer's recurrent weights fill a quarter of L2 per
+    row a thread; other such batches split their rows down to a row a thread, or pipeline
+    (below) where the input projections cost more than the steps. Batch 1 splits the units
+    where each layer's recurrent weights fill two L1 caches (and then also for narrower layers
+    whose input is at most half as wide), or else has a second thread make the input
+    projection just ahead of the recurrence. Smaller calls
     run on the calling thread, and so does the share of a worker thread that does not start in
     time (no free core). For a fixed setting on a machine, results are bitwise reproducible,
     whichever threads ran them.

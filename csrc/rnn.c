@@ -617,13 +617,61 @@ static int crnn__units_split_streams_less(const crnn_rnn_t *rnn, int64_t batch, 
     return crnn__every_layer(rnn, crnn__outgrows_l2);
 }
 
+/* Whether a small batch (fewer than CRNN__MIN_ROWS_PER_THREAD rows a thread) does better
+ * splitting its layers' units over nt threads than its rows: where every layer's recurrent
+ * weights fill at least a quarter of L2 per row a thread would get. A step of one row a thread
+ * streams its weights from L2 (bandwidth-bound: a second row costs little more), so halving the
+ * weights pays past the hand-off between the cores each step (about 0.5-1 us here), where
+ * halving the rows does not; with more rows a thread the step becomes compute-bound and the row
+ * split gains too. Rows a thread are rounded down: of 3 rows, the thread with 2 costs little
+ * more than a row in such a step (GRU 256 units, 768 KiB, at batch 3: 1.55 / 1.20).
+ * A 2-core Xeon (2 MiB L2), float32, units split / rows split over 1t:
+ * batch 2 (a row a thread): SimpleRNN 128 units (64 KiB) 0.58 / 1.41, 256 units (256 KiB)
+ * 0.93 / 1.22, 448 units (784 KiB) 1.25 / 1.19, 512 (1 MiB) 1.46 / 1.16; LSTM 128 (256 KiB)
+ * 1.25 / 1.36, 192 (576 KiB) 1.34 / 1.22; GRU 224 (588 KiB) 1.42 / 1.25; batch 4 (2 rows a
+ * thread): SimpleRNN 448 1.23 / 1.47, GRU 224 1.42 / 1.60, LSTM 256 (1 MiB) 1.59 / 1.60,
+ * 320 (1.6 MB) 1.88 / 1.37. */
+static int crnn__units_beat_rows(const crnn_rnn_t *rnn, int64_t batch, int64_t nt)
+{
+    const int64_t rows = batch / nt;
+    int64_t l;
+    for (l = 0; l < rnn->num_layers; ++l)
+        if (4.0 * crnn__rec_bytes(&rnn->layers[l], rnn->elem_size) <
+            (double)rows * (double)crnn__l2_bytes())
+            return 0;
+    return 1;
+}
+
+/* Whether a small batch whose rows would otherwise split pipelines instead: where the input
+ * projections cost at least the recurrent products in flops and each step streams its weights
+ * from L2 (at least twice L1: a row split then saves little on the steps, a rows split of 3 or
+ * 5 rows not even that). Over 1t, pipeline / rows split, 2-core Xeon, float32, input as wide
+ * as the units: SimpleRNN 256 units at batch 2, 3, 5: 1.62 / 1.40, 1.74 / 1.29, 1.96 / 1.57;
+ * GRU 128 at batch 3: 1.60 / 1.28; LSTM 192 at batch 4: 1.65 / 1.68. Narrower inputs: the rows
+ * (SimpleRNN (2,100,64,128) 1.09 / 1.52), as do weights within L1 (SimpleRNN 64 units, 16 KiB,
+ * at batch 4: 1.67 / 1.94). */
+static int crnn__pipeline_beats_rows(const crnn_rnn_t *rnn, int64_t timesteps)
+{
+    double proj = 0, rec = 0;
+    int64_t l;
+    if (timesteps < 2 * CRNN__PIPE_CHUNK || !crnn__every_layer(rnn, crnn__halving_pays)) return 0;
+    for (l = 0; l < rnn->num_layers; ++l) {
+        const crnn__layer *L = &rnn->layers[l];
+        proj += (double)L->ndir * (double)L->gates * (double)L->units * (double)L->in_size;
+        rec += (double)L->ndir * (double)L->gates * (double)L->units * (double)L->units;
+    }
+    return proj >= rec;
+}
+
 /* How to spread this call over threads: a function of the shape, the thread setting and the
  * L1 and L2 sizes the OS reports only, so results are bitwise reproducible for a fixed setting
  * on a machine. Large batches split into row ranges (no synchronisation at all), except batches
  * of up to 16 rows a thread whose layers' weights outgrow L2 (crnn__units_split_streams_less).
- * Those and smaller batches with wide layers (at batch 1, wide layers that crnn__halving_pays
- * for, or narrower ones that crnn__units_split_pays for) split each layer's units, every thread
- * keeping its slice of the recurrent weights hot in its own cache; other small batches
+ * Those, small batches over large weights (crnn__units_beat_rows) and batch 1 over wide layers
+ * (that crnn__halving_pays for, or narrower ones that crnn__units_split_pays for) split each
+ * layer's units, every thread keeping its slice of the recurrent weights hot in its own cache.
+ * Other batches of 2 or more split their rows, down to a row a thread, unless their input
+ * projections are the larger part (crnn__pipeline_beats_rows): they, and batch 1 otherwise,
  * pipeline: a second thread makes the input projection a few steps ahead of the recurrence,
  * which then runs alone on its core (the per-step product is bound by that core's cache
  * bandwidth, and the projection is 10-20 % of the call at B = 1). */
@@ -631,6 +679,7 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
 {
     double flops = 0;
     int64_t l, n = crnn__num_threads(), min_units = rnn->layers[0].units, by;
+    int streams;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
         flops += 2.0 * (double)batch * (double)timesteps * (double)L->ndir * (double)L->gates *
@@ -640,8 +689,9 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
     *nt = 1;
     if (n > CRNN__MAX_THREADS) n = CRNN__MAX_THREADS;
     if (n <= 1 || flops < CRNN__PARALLEL_MIN_FLOPS) return CRNN__SERIAL;
+    streams = crnn__units_split_streams_less(rnn, batch, n, min_units);
     by = batch / CRNN__MIN_ROWS_PER_THREAD;
-    if (by >= 2 && !crnn__units_split_streams_less(rnn, batch, n, min_units)) {
+    if (by >= 2 && !streams) {
         *nt = (int)(n < by ? n : by);
         return CRNN__SPLIT_BATCH;
     }
@@ -653,9 +703,24 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
         *nt = 2; /* one direction per thread, a barrier per layer only */
         return CRNN__SPLIT_UNITS;
     }
-    /* wide layers split their units, at batch 1 only where halving each one pays */
     by = min_units / CRNN__MIN_UNITS_PER_THREAD;
-    if (by >= 2 && (batch > 1 || crnn__every_layer(rnn, crnn__halving_pays))) {
+    if (batch > 1) {
+        /* weights past L2 (crnn__units_split_streams_less), or a few rows a thread over large
+         * weights, split the units; other small batches pipeline or split their rows, down to
+         * a row a thread */
+        if (by >= 2 && (streams || crnn__units_beat_rows(rnn, batch, n < batch ? n : batch))) {
+            *nt = (int)(n < by ? n : by);
+            return CRNN__SPLIT_UNITS;
+        }
+        if (crnn__pipeline_beats_rows(rnn, timesteps)) {
+            *nt = 2;
+            return CRNN__PIPELINE;
+        }
+        *nt = (int)(n < batch ? n : batch);
+        return CRNN__SPLIT_BATCH;
+    }
+    /* wide layers split their units at batch 1 where halving each one pays */
+    if (by >= 2 && crnn__every_layer(rnn, crnn__halving_pays)) {
         *nt = (int)(n < by ? n : by);
         return CRNN__SPLIT_UNITS;
     }

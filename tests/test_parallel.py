@@ -30,14 +30,15 @@ def restore_threads():
     crnn.set_num_threads(before)
 
 
-# (batch, timesteps, input_dim, units): batch split, unit split, unit split at B=2 (1 row per
-# thread is too few for the batch split), unit split at B=1 over 2 x 130 units and at its
-# smallest width (2 x 64 units: 128), pipeline at B=1 (T=60: 7 chunks of 8 steps and one of 4),
-# pipeline at B=3 (T=17: a chunk of one step), a pipeline whose projection is far costlier than
-# its steps, and one too small to leave the serial path.
-SHAPES = [(16, 12, 20, 40), (1, 6, 24, 520), (2, 4, 40, 512), (1, 16, 40, 260),
-          (1, 40, 96, 128), (1, 60, 96, 100), (3, 17, 150, 120), (1, 128, 2000, 8),
-          (3, 4, 5, 9)]
+# (batch, timesteps, input_dim, units): batch split, unit split, unit split at B=2 (weights past
+# a quarter of L2, which a row a thread would each stream), a row a thread at B=2 and B=3 (2 rows
+# and 1) over smaller weights, unit split at B=1 over 2 x 130 units and at its smallest width
+# (2 x 64 units: 128), pipeline at B=1 (T=60: 7 chunks of 8 steps and one of 4), pipeline at B=3
+# (T=17: a chunk of one step; the projection costs more than the steps), a pipeline whose
+# projection is far costlier than its steps, and one too small to leave the serial path.
+SHAPES = [(16, 12, 20, 40), (1, 6, 24, 520), (2, 4, 40, 512), (2, 20, 16, 128), (3, 9, 16, 130),
+          (1, 16, 40, 260), (1, 40, 96, 128), (1, 60, 96, 100), (3, 17, 150, 168),
+          (1, 128, 2000, 8), (3, 4, 5, 9)]
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -117,7 +118,7 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, True)]]
     handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
     assert handle.plan(1, steps) == (("units", 2) if split else ("pipeline", 2))
-    assert handle.plan(2, steps)[0] == "pipeline"  # batch 1 only: rows share the weights
+    assert handle.plan(2, steps)[0] == "batch"  # narrower than 128 units: a row a thread
     # a second layer reads the first one's full width: the stack pipelines
     stack = crnn._core.RNN(weights + [[make_cell_weights(rng, cell, units, units, dtype)]],
                            cell=cell, dtype=dtype)
@@ -140,8 +141,9 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
 
 # Layers of 2 x 64 units or more split their units at batch 1 only where each half of the
 # recurrent weights still fills L1 (weights >= 2 x L1), as narrower ones do: smaller halves save
-# less per step than the two cores' hand-off costs. They pipeline otherwise. At batch 2 the rows
-# share the weights and their width alone decides. Every plan gives bitwise the same result.
+# less per step than the two cores' hand-off costs. They pipeline otherwise. At batch 2 the
+# units split where the weights fill a quarter of L2, else a row a thread. Every batch-1 plan
+# gives bitwise the same result.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell, units", [("simple", 128), ("simple", 160), ("simple", 192),
                                          ("gru", 128)])
@@ -157,7 +159,9 @@ def test_batch1_units_split_of_wide_layers(cell, units, dtype):
     alone = handle.forward(x)
     crnn.set_num_threads(2)
     assert handle.plan(1, steps) == (("units", 2) if split else ("pipeline", 2))
-    assert handle.plan(2, steps) == ("units", 2)
+    rec = GATES[cell] * units * units * np.dtype(dtype).itemsize
+    assert handle.plan(2, steps) == \
+        ("units" if 4 * rec >= crnn._core.machine()["l2_bytes"] else "batch", 2)
     assert handle.forward(x).tobytes() == alone.tobytes()
     exp = reference.rnn_stack(to64(x), to64(weights), cell=cell)
     assert np.abs(alone - exp).max() <= derived_tol(dtype, din + units, steps)
@@ -201,6 +205,50 @@ def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, thre
                               reset_after=reset_after)
     assert np.abs(got - exp).max() <= derived_tol(dtype, din + units, steps)
 
+
+def _units_for_bytes(nbytes: float, gates: int, es: int) -> int:
+    """The fewest units whose recurrent weights (gates x units x units) fill nbytes."""
+    return int(np.ceil(np.sqrt(nbytes / (gates * es))))
+
+
+# Batches of 2-7 rows at two threads (fewer than 4 rows a thread) over weights within L2: the
+# units split where the weights fill a quarter of L2 per row a thread (rounded down; a step of a
+# row or two streams its weights; halving them pays past the cores' hand-off each step), the
+# pipeline where the input projections cost more than the steps and the weights stream from L2
+# (twice L1 or more), else a row split, down to a row a thread. Sizes come from the caches this
+# machine reports; each plan is checked against the reference, repeatable bit for bit.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", ["simple", "lstm", "gru"])
+def test_small_batch_plans(cell, dtype):
+    crnn.set_num_threads(2)
+    machine = crnn._core.machine()
+    l1, l2 = machine["l1_bytes"], machine["l2_bytes"]
+    G, es = GATES[cell], np.dtype(dtype).itemsize
+    big = max(_units_for_bytes(l2 / 4, G, es), 128) | 1  # a quarter of L2, odd
+    mid = max(_units_for_bytes(2 * l1, G, es), 128) + 3  # twice L1, under L2 / 4 here
+    small = 128 if 4 * G * 128 * 128 * es < l2 else 100
+    rows_big = max(_units_for_bytes(l2 / 2, G, es), 128) | 1  # 2 rows a thread
+    steps = 60
+    cases = [  # (batch, din, units, plan)
+        (2, 16, small, "batch"), (3, 16, small, "batch"), (2, 12, big, "units"),
+        (3, 12, big, "units"), (4, 12, big, "batch"), (5, 12, rows_big, "units"),
+        (2, mid + 5, mid, "pipeline"), (5, mid, mid, "pipeline"), (4, mid - 1, mid, "batch"),
+        (7, 16, mid, "batch")]
+    for batch, din, units, plan in cases:
+        rec = G * units * units * es
+        if rec >= l2 or (plan != "units" and 4 * rec >= batch // 2 * l2):
+            continue  # outside the case's band of sizes on this machine (a small L2)
+        rng = np.random.default_rng(batch * 1000 + units)
+        weights = [[make_cell_weights(rng, cell, din, units, dtype, True, cell == "gru")]]
+        handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
+        what = f"batch={batch} din={din} units={units}"
+        assert handle.plan(batch, steps) == (plan, 2), what
+        x = rng.uniform(-1, 1, (batch, steps, din)).astype(dtype)
+        lengths = rng.integers(0, steps + 1, batch)
+        got = handle.forward(x, lengths=lengths)
+        assert got.tobytes() == handle.forward(x, lengths=lengths).tobytes(), what
+        exp = reference.rnn_stack(to64(x), to64(weights), lengths=lengths, cell=cell)
+        assert np.abs(got - exp).max() <= derived_tol(dtype, din + units, steps), what
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("units", [9, 65, 130])

@@ -154,14 +154,18 @@ def test_narrow_last_block_gathered_from_the_rows(name, dtype, rng):
     values of a gate at a time (csrc/cell_*.h: lstm_post_tail, gru_post_tail and
     gru_before_post_tail): widths of 1, 3 and one short of a block, at batches under, at and past
     the threshold and past one chunk, with rows masked out (in the middle of a chunk and whole
-    chunks), every activation pair, at 1 and 2 threads (133 units at batch 5: the units split,
-    the narrow block in the last slice)."""
+    chunks), every activation pair, at 1 and 2 threads (`wide` units at batch 5: the units split,
+    which takes weights of half of L2 or more at 2 rows a thread, the narrow block in the last
+    slice)."""
     cell, reset_after = CELLS[name]
-    vb = 64 // np.dtype(dtype).itemsize
+    es = np.dtype(dtype).itemsize
+    vb = 64 // es
+    wide = int(np.sqrt(0.5 * crnn._core.machine()["l2_bytes"] / (GATES[cell] * es))) + 1
+    wide = max(wide + (wide % vb == 0), 133)
     checked = 0
     for (H, B, T), threads in itertools.product(
             [(1, 130, 4), (3, 4, 4), (3, 50, 4), (vb + 3, 3, 4), (vb + 3, 5, 4),
-             (2 * vb - 1, 19, 4), (3 * vb - 1, 40, 4), (133, 5, 12)], [1, 2]):
+             (2 * vb - 1, 19, 4), (3 * vb - 1, 40, 4), (wide, 5, 12)], [1, 2]):
         act, ract = ACT_PAIRS[checked % len(ACT_PAIRS)]
         D = 5
         weights, x, init = _case(rng, cell, reset_after, dtype, B, T, D, H, 1, 1, "some")
@@ -171,7 +175,7 @@ def test_narrow_last_block_gathered_from_the_rows(name, dtype, rng):
         kw = dict(cell=cell, activation=act, recurrent_activation=ract, reset_after=reset_after)
         crnn.set_num_threads(threads)
         handle = crnn._core.RNN(weights, dtype=dtype, **kw)
-        if H == 133 and threads == 2:
+        if H == wide and threads == 2:
             assert handle.plan(B, T)[0] == "units"
         got, states = handle.forward(x, init, lengths, True, True)
         exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
