@@ -16,9 +16,9 @@ What is timed: ``handle.forward(x)`` of a prebuilt ``crnn._core.RNN`` handle (on
 cell: SimpleRNN (tanh), LSTM and GRU (``reset_after=True``, with a recurrent bias); bias,
 ``return_sequences=True``, zero initial state) at crnn's default thread count, and
 ``crnn.reference.rnn_stack`` on the same data. Shapes (B, T, D, H), for every cell: the
-``python -m crnn`` shapes (core and reference), the grid of issue 4 (core; the reference only
-where B*T*G*H*H <= 5e7, G the cell's gates: it is far too slow beyond) and float64 variants of
-two large shapes. ``-k lstm`` (or ``simple``, ``gru``) selects one cell. Besides,
+``python -m crnn`` shapes (core and reference), the grid of issue 4 and three batches of 2-4
+rows (core; the reference only where B*T*G*H*H <= 5e7, G the cell's gates: it is far too slow
+beyond) and float64 variants of two large shapes. ``-k lstm`` (or ``simple``, ``gru``) selects one cell. Besides,
 ``test_predict_in_batches`` times ``model.predict`` of a GRU model in batches of 32, at the
 default thread count and at one thread.
 For the side-by-side comparison with PyTorch, ONNX Runtime and oneDNN, see ``bench/peers.py``.
@@ -41,6 +41,9 @@ GRID_SHAPES = [
     (8, 2, 10, 3), (1, 10, 4, 8), (1, 50, 64, 128), (1, 100, 128, 256), (1, 1000, 32, 64),
     (16, 50, 128, 128), (32, 50, 128, 256), (64, 20, 512, 1024), (256, 100, 256, 512),
 ]
+# Batches of 2-7 rows, which split their rows down to a row a thread, pipeline, or split their
+# units over large weights (the plan depends on the cell and the machine's L2).
+SMALL_BATCH_SHAPES = [(2, 100, 16, 128), (3, 100, 128, 128), (4, 100, 16, 448)]
 FLOAT64_SHAPES = [(32, 50, 128, 256), (64, 20, 512, 1024)]
 CELLS = {"simple": 1, "lstm": 4, "gru": 3}  # cell: gates G
 REFERENCE_MAX_WORK = 5e7  # B*T*G*H*H above which the reference is not run
@@ -54,7 +57,8 @@ def _reference_affordable(cell, shape) -> bool:
 
 def _cases():
     cases = []
-    shapes = list(dict.fromkeys(CLI_SHAPES + GRID_SHAPES))  # CLI shapes first, no duplicates
+    # CLI shapes first, no duplicates
+    shapes = list(dict.fromkeys(CLI_SHAPES + GRID_SHAPES + SMALL_BATCH_SHAPES))
     for cell in CELLS:
         for dtype, cell_shapes in (("float32", shapes), ("float64", FLOAT64_SHAPES)):
             for shape in cell_shapes:
