@@ -30,8 +30,10 @@ def set_num_threads(n: int) -> None:
     thread, unless every layer's recurrent weights fill one core's L2 and the batch has at most
     16 rows a thread: that batch splits the hidden units of layers with >= 128 units across
     threads. So does a batch of 2-7 where each layer's recurrent weights fill a quarter of L2 per
-    row a thread; other such batches split their rows down to a row a thread, or pipeline
-    (below) where the input projections cost more than the steps. Batch 1 splits the units
+    row a thread; other such batches split their rows down to a row a thread, or, in float32
+    with 16 or more timesteps, pipeline (below) where the input projections cost at least as
+    much as the recurrent products (at least half as much where the rows split unevenly, and
+    over weights filling two L1 caches where they split evenly). Batch 1 splits the units
     where each layer's recurrent weights fill two L1 caches (and then also for narrower layers
     whose input is at most half as wide), or else has a second thread make the input
     projection just ahead of the recurrence. Smaller calls

@@ -444,27 +444,9 @@ long long crnn__barrier_stalled_ns(const crnn__barrier *b)
 #  define RELAXED_STORE(p, v) (*(p) = (v))
 #endif
 
-int crnn__backoff_take(crnn__backoff *b)
+int crnn__backoff_alone(const crnn__backoff *b, long long now)
 {
-    int c = RELAXED_LOAD(&b->credits);
-#if defined(__GNUC__)
-    while (c > 0)
-        if (__atomic_compare_exchange_n(&b->credits, &c, c - 1, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED))
-            return 1;
-    return 0;
-#else
-    if (c <= 0) return 0;
-    b->credits = c - 1;
-    return 1;
-#endif
-}
-
-void crnn__backoff_alone(crnn__backoff *b, long long ns)
-{
-    const long long a = RELAXED_LOAD(&b->alone_ns);
-    if (ns < 1) ns = 1;
-    RELAXED_STORE(&b->alone_ns, a ? a + (ns - a) / 8 : ns);
+    return now < RELAXED_LOAD(&b->until_ns);
 }
 
 int crnn__backoff_clock_weight(crnn__backoff *b)
@@ -480,7 +462,7 @@ int crnn__backoff_clock_weight(crnn__backoff *b)
 }
 
 void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, long long cpu_ns,
-                        int weight)
+                        int weight, long long now)
 {
     long long t = RELAXED_LOAD(&b->recent_ns), st = RELAXED_LOAD(&b->recent_stall_ns);
     if (cpu_ns >= 0 && weight > 0) {
@@ -491,14 +473,10 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
     t += ns - t / CRNN__BACKOFF_WINDOW;
     st += stalled_ns - st / CRNN__BACKOFF_WINDOW;
     if (3 * st > t) {
-        const long long a = RELAXED_LOAD(&b->alone_ns);
-        const long long span = ns < CRNN__BACKOFF_MAX_NS / CRNN__BACKOFF_PAYBACK
-                                   ? CRNN__BACKOFF_PAYBACK * ns
-                                   : CRNN__BACKOFF_MAX_NS;
-        long long credits = a > 0 ? span / a : 0;
-        if (credits < CRNN__BACKOFF_MIN_CALLS) credits = CRNN__BACKOFF_MIN_CALLS;
         t = st = 0;
-        RELAXED_STORE(&b->credits, (int)credits);
+        RELAXED_STORE(&b->until_ns, now + (ns < CRNN__BACKOFF_MAX_NS / CRNN__BACKOFF_PAYBACK
+                                               ? CRNN__BACKOFF_PAYBACK * ns
+                                               : CRNN__BACKOFF_MAX_NS));
     }
     RELAXED_STORE(&b->recent_ns, t);
     RELAXED_STORE(&b->recent_stall_ns, st);

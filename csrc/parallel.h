@@ -129,11 +129,11 @@ void crnn__flag_wait(crnn__barrier *b, int tid, int *f);
  *   stalled throughout (pipeline under two busy loops: 85 % of calls, against 0.15 % quiet; woken
  *   for nothing, the helper only took time from the caller: 1,031-1,084 calls/s counting it, not
  *   as stalled, against 1,392-1,497 at one thread).
- * - How long: CRNN__BACKOFF_PAYBACK times the stalled call's time, counted in calls of the mean
- *   time of the recent calls run alone; at least CRNN__BACKOFF_MIN_CALLS calls, at most
- *   CRNN__BACKOFF_MAX_NS (a call held up by a suspended process). Sized in calls alone, 64 calls
- *   of 20 us (1.3 ms) were shorter than the 7-8 ms each stalled retry cost under two busy loops:
- *   SimpleRNN (2,10,16,256) on 2 threads ran at 0.18x of one thread; sized in time, 0.95x.
+ * - How long: until CRNN__BACKOFF_PAYBACK times the stalled call's time has passed, at most
+ *   CRNN__BACKOFF_MAX_NS (a call held up by a suspended process). A back-off of 64 calls, the
+ *   rule before, was 1.3 ms of 20 us calls, shorter than the 7-8 ms each stalled retry cost
+ *   under two busy loops: SimpleRNN (2,10,16,256) as a units split on 2 threads ran at 0.18x of
+ *   one thread, 0.95x backing off for a time.
  * - Reading the caller's CPU time is a system call (~0.35 us each end of a call, measured 0.965x
  *   on a 20 us SimpleRNN (2,10,16,256)): every call reads it where the recent calls averaged at
  *   least CRNN__CPU_CLOCK_MIN_NS, others one in CRNN__CPU_CLOCK_EVERY, whose time off the CPU then
@@ -143,29 +143,25 @@ void crnn__flag_wait(crnn__barrier *b, int tid, int *f);
  * are estimates. */
 typedef struct {
     long long recent_ns, recent_stall_ns; /* the threaded calls' time and stalls, decayed sums */
-    long long alone_ns;                   /* decayed mean time of calls run alone (0: none yet) */
-    int credits;                          /* calls still to run alone */
+    long long until_ns;                   /* calls run alone until then (crnn__now_ns) */
     unsigned clocked;                     /* calls asked whether to read the CPU clock */
 } crnn__backoff;
 
 #define CRNN__BACKOFF_WINDOW 32
-#define CRNN__BACKOFF_MIN_CALLS 64
 #define CRNN__BACKOFF_PAYBACK 16
 #define CRNN__BACKOFF_MAX_NS 1000000000LL
 #define CRNN__CPU_CLOCK_MIN_NS 100000LL
 #define CRNN__CPU_CLOCK_EVERY 8
 
-/* Whether this call runs alone: takes one of the credits. */
-int crnn__backoff_take(crnn__backoff *b);
-/* A call that ran alone took ns. */
-void crnn__backoff_alone(crnn__backoff *b, long long ns);
+/* Whether a call that starts at `now` (crnn__now_ns) runs alone. */
+int crnn__backoff_alone(const crnn__backoff *b, long long now);
 /* Whether to read the caller's CPU clock around this threaded call: 0 not, else the weight its
  * time off the CPU counts with. */
 int crnn__backoff_clock_weight(crnn__backoff *b);
-/* A threaded call took ns, stalled_ns of it in its threads' stalls, and cpu_ns of the caller's
- * CPU time (-1: not read; else read with crnn__backoff_clock_weight's weight): counts it, and
- * backs off when the stalls pass a third of the recent calls' time. */
+/* A threaded call that ended at `now` took ns, stalled_ns of it in its threads' stalls, and
+ * cpu_ns of the caller's CPU time (-1: not read; else read with crnn__backoff_clock_weight's
+ * weight): counts it, and backs off when the stalls pass a third of the recent calls' time. */
 void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, long long cpu_ns,
-                        int weight);
+                        int weight, long long now);
 
 #endif

@@ -642,25 +642,34 @@ static int crnn__units_beat_rows(const crnn_rnn_t *rnn, int64_t batch, int64_t n
     return 1;
 }
 
-/* Whether a small batch whose rows would otherwise split pipelines instead: where the input
- * projections cost at least the recurrent products in flops and each step streams its weights
- * from L2 (at least twice L1: a row split then saves little on the steps, a rows split of 3 or
- * 5 rows not even that). Over 1t, pipeline / rows split, 2-core Xeon, float32, input as wide
- * as the units: SimpleRNN 256 units at batch 2, 3, 5: 1.62 / 1.40, 1.74 / 1.29, 1.96 / 1.57;
- * GRU 128 at batch 3: 1.60 / 1.28; LSTM 192 at batch 4: 1.65 / 1.68. Narrower inputs: the rows
- * (SimpleRNN (2,100,64,128) 1.09 / 1.52), as do weights within L1 (SimpleRNN 64 units, 16 KiB,
- * at batch 4: 1.67 / 1.94). */
-static int crnn__pipeline_beats_rows(const crnn_rnn_t *rnn, int64_t timesteps)
+/* Whether a small batch whose rows would otherwise split over nt threads pipelines instead
+ * (float32 only). Where the rows split unevenly (3 rows on 2 threads: the thread with 2 takes
+ * about as long as with 3 in a step that streams its weights), where the input projections
+ * cost at least half the recurrent products in flops; where they split evenly, where the
+ * projections cost at least as much and each step streams its weights from L2 (twice L1 or
+ * more: a row split then saves little on the steps). A 2-core Xeon, 2 threads over 1,
+ * pipeline / rows split, inputs as wide as the units, float32: SimpleRNN 128 units at batch
+ * 2, 3, 5 1.56 / 1.77, 1.60 / 1.23, 1.88 / 1.54; 256 units at batch 2, 3, 4 1.58 / 1.32,
+ * 1.85 / 1.32, 1.77 / 1.66; LSTM 128 at batch 3 1.54 / 1.27, at batch 4 1.63 / 1.67; GRU 192
+ * at batch 2 1.56 / 1.38. Narrower inputs split the rows (SimpleRNN (3,100,16,128) 0.98 /
+ * 1.24). Float64 splits its rows, or its units, at every one of these shapes (SimpleRNN 128 at
+ * batch 2 1.25 / 1.76, LSTM 128 at batch 3 1.51 / 1.32 but units 1.65): a row's per-step
+ * element-wise work (a float64 tanh) is a larger part, which the rows split halves and the
+ * pipeline does not. */
+static int crnn__pipeline_beats_rows(const crnn_rnn_t *rnn, int64_t batch, int64_t nt,
+                                     int64_t timesteps)
 {
     double proj = 0, rec = 0;
     int64_t l;
-    if (timesteps < 2 * CRNN__PIPE_CHUNK || !crnn__every_layer(rnn, crnn__halving_pays)) return 0;
+    const int even = batch % nt == 0;
+    if (rnn->elem_size != sizeof(float) || timesteps < 2 * CRNN__PIPE_CHUNK) return 0;
+    if (even && !crnn__every_layer(rnn, crnn__halving_pays)) return 0;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
         proj += (double)L->ndir * (double)L->gates * (double)L->units * (double)L->in_size;
         rec += (double)L->ndir * (double)L->gates * (double)L->units * (double)L->units;
     }
-    return proj >= rec;
+    return (even ? 1.0 : 2.0) * proj >= rec;
 }
 
 /* How to spread this call over threads: a function of the shape, the thread setting and the
@@ -708,15 +717,16 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
         /* weights past L2 (crnn__units_split_streams_less), or a few rows a thread over large
          * weights, split the units; other small batches pipeline or split their rows, down to
          * a row a thread */
-        if (by >= 2 && (streams || crnn__units_beat_rows(rnn, batch, n < batch ? n : batch))) {
+        const int64_t rows_nt = n < batch ? n : batch;
+        if (by >= 2 && (streams || crnn__units_beat_rows(rnn, batch, rows_nt))) {
             *nt = (int)(n < by ? n : by);
             return CRNN__SPLIT_UNITS;
         }
-        if (crnn__pipeline_beats_rows(rnn, timesteps)) {
+        if (crnn__pipeline_beats_rows(rnn, batch, rows_nt, timesteps)) {
             *nt = 2;
             return CRNN__PIPELINE;
         }
-        *nt = (int)(n < batch ? n : batch);
+        *nt = (int)rows_nt;
         return CRNN__SPLIT_BATCH;
     }
     /* wide layers split their units at batch 1 where halving each one pays */
@@ -803,32 +813,36 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     status = CRNN_OK;
     if (call.par.mode == CRNN__SERIAL) {
         status = crnn__run(&call, 0, batch, &call.par);
-    } else if (call.par.mode != CRNN__SPLIT_BATCH && crnn__backoff_take(&crnn__pool_backoff)) {
-        const long long t0 = crnn__now_ns();
-        call.par.barrier = NULL;
-        status = crnn__run(&call, 0, batch, &call.par);
-        crnn__backoff_alone(&crnn__pool_backoff, crnn__now_ns() - t0);
     } else {
+        /* the calls whose threads wait for each other every step or chunk back off
+         * (crnn__backoff). Row splits do not: their threads wait only for each other's share at
+         * the end, and the caller computing them alone, range by range for the same bits, is
+         * no faster than two threads under load (SimpleRNN (2,100,16,128), a row a thread,
+         * under two busy loops: 9,326 calls/s as threads, 7,437 backing off, 10,126 on one
+         * thread's plan) */
         const int noted = call.par.mode != CRNN__SPLIT_BATCH;
-        const int weight = noted ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
-        const long long t0 = noted ? crnn__now_ns() : 0, cpu0 = weight ? crnn__thread_cpu_ns() : -1;
-        long long stalled;
-        ran = crnn__parallel_run(crnn__task, &call, nthreads, crnn__team_of(call.par.mode),
-                                 &stalled);
+        const long long t0 = noted ? crnn__now_ns() : 0;
+        const int alone = noted && crnn__backoff_alone(&crnn__pool_backoff, t0);
+        const int weight = noted && !alone ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
+        const long long cpu0 = weight ? crnn__thread_cpu_ns() : -1;
+        long long stalled = 0;
+        ran = alone ? CRNN__RAN_NOTHING
+                    : crnn__parallel_run(crnn__task, &call, nthreads,
+                                         crnn__team_of(call.par.mode), &stalled);
         if (ran == CRNN__RAN_NOTHING && call.par.mode == CRNN__SPLIT_BATCH) {
             int i;
             for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
-        } else if (ran <= 0) { /* the pool is busy, or the workers had no core in time */
+        } else if (ran <= 0) { /* backing off, the pool is busy, or the workers had no core */
             call.par.barrier = NULL;
             status = crnn__run(&call, 0, batch, &call.par);
         }
         if (ran != CRNN__RAN_NOTHING && noted) {
             /* the threads' stalls; the whole call where a worker never joined (it ran alone) */
-            const long long t = crnn__now_ns() - t0, cpu1 = cpu0 >= 0 ? crnn__thread_cpu_ns() : -1;
+            const long long t1 = crnn__now_ns(), cpu1 = cpu0 >= 0 ? crnn__thread_cpu_ns() : -1;
             if (ran > 0) stalled += crnn__barrier_stalled_ns(&barrier); /* only there a barrier */
-            if (ran == CRNN__RAN_SHORT || ran == CRNN__RAN_UNJOINED) stalled = t;
-            crnn__backoff_note(&crnn__pool_backoff, t, stalled, cpu1 >= 0 ? cpu1 - cpu0 : -1,
-                               weight);
+            if (ran == CRNN__RAN_SHORT || ran == CRNN__RAN_UNJOINED) stalled = t1 - t0;
+            crnn__backoff_note(&crnn__pool_backoff, t1 - t0, stalled,
+                               cpu1 >= 0 ? cpu1 - cpu0 : -1, weight, t1);
         }
     }
     free(raw);

@@ -202,50 +202,46 @@ static float *random_array(size_t n, unsigned *seed, float scale)
 }
 
 /* The back-off (crnn__backoff): when the stalls pass a third of the recent calls' time, and for
- * how many calls; the CPU clock's sampled weight. */
+ * how long; the CPU clock's sampled weight. */
 static void test_backoff(void)
 {
+    const long long t = 5000000000LL; /* a time on crnn__now_ns's clock */
     crnn__backoff b;
-    int i, k, weights;
+    int i, weights;
 
     /* a rare stall against the work leaves the threads on */
     memset(&b, 0, sizeof b);
-    for (i = 0; i < 64; ++i) crnn__backoff_note(&b, 21000000, i % 3 ? 0 : 5000000, -1, 0);
-    check(b.credits == 0, "a 5 ms stall in one of three 21 ms calls does not back off");
-    check(!crnn__backoff_take(&b), "nothing to take without a back-off");
+    for (i = 0; i < 64; ++i) crnn__backoff_note(&b, 21000000, i % 3 ? 0 : 5000000, -1, 0, t);
+    check(!crnn__backoff_alone(&b, t), "a 5 ms stall in one of three 21 ms calls does not back off");
 
-    /* a stall of over a third of the first call: 64 calls alone (no alone time known yet) */
+    /* a stall of over a third of a call: alone for 16 times the call */
     memset(&b, 0, sizeof b);
-    crnn__backoff_note(&b, 3000000, 1100000, -1, 0);
-    check(b.credits == CRNN__BACKOFF_MIN_CALLS, "a stalled call backs off for 64 calls");
+    crnn__backoff_note(&b, 3000000, 1100000, -1, 0, t);
     check(b.recent_ns == 0 && b.recent_stall_ns == 0, "a back-off starts the sums afresh");
-    for (k = 0; crnn__backoff_take(&b); ++k) crnn__backoff_alone(&b, 20000);
-    check(k == CRNN__BACKOFF_MIN_CALLS && b.credits == 0, "each call alone takes one credit");
-    check(b.alone_ns == 20000, "the mean time of the calls alone");
-
-    /* sized in time: 16 times an 8 ms stalled call, in calls of 20 us */
-    crnn__backoff_note(&b, 8000000, 8000000, -1, 0);
-    check(b.credits == 16 * 8000000 / 20000, "a back-off lasts 16 times the stalled call");
-    /* ... at most a second, at least 64 calls */
-    crnn__backoff_note(&b, 3600000000000LL, 3600000000000LL, -1, 0);
-    check(b.credits == 1000000000 / 20000, "a back-off lasts at most a second");
-    for (i = 0; i < 16; ++i) crnn__backoff_alone(&b, 50000000);
-    check(b.alone_ns > 40000000 && b.alone_ns <= 50000000, "the mean follows the calls alone");
-    crnn__backoff_note(&b, 60000000, 60000000, -1, 0);
-    check(b.credits == CRNN__BACKOFF_MIN_CALLS, "a back-off lasts at least 64 calls");
+    check(crnn__backoff_alone(&b, t) && crnn__backoff_alone(&b, t + 16 * 3000000LL - 1),
+          "a back-off lasts 16 times the stalled call");
+    check(!crnn__backoff_alone(&b, t + 16 * 3000000LL), "... and no longer");
+    /* however short the calls that follow (the length is a time, not a count of calls) */
+    crnn__backoff_note(&b, 8000000, 8000000, -1, 0, t);
+    check(crnn__backoff_alone(&b, t + 127000000) && !crnn__backoff_alone(&b, t + 128000000),
+          "an 8 ms stalled call: 128 ms alone");
+    /* ... at most a second */
+    crnn__backoff_note(&b, 3600000000000LL, 3600000000000LL, -1, 0, t);
+    check(crnn__backoff_alone(&b, t + 999999999) && !crnn__backoff_alone(&b, t + 1000000000),
+          "a back-off lasts at most a second");
 
     /* the time off the CPU: weighted on a short sampled call, not on a long one */
     memset(&b, 0, sizeof b);
     b.recent_ns = 31 * 50000LL;
-    crnn__backoff_note(&b, 50000, 0, 40000, CRNN__CPU_CLOCK_EVERY);
-    check(b.credits == 0 && b.recent_stall_ns == 8 * 10000,
+    crnn__backoff_note(&b, 50000, 0, 40000, CRNN__CPU_CLOCK_EVERY, t);
+    check(!crnn__backoff_alone(&b, t) && b.recent_stall_ns == 8 * 10000,
           "a short call's time off the CPU counts for the calls not sampled");
     memset(&b, 0, sizeof b);
     b.recent_ns = 31 * 1000000LL;
-    crnn__backoff_note(&b, 10000000, 0, 6000000, CRNN__CPU_CLOCK_EVERY);
-    check(b.credits == 0 && b.recent_stall_ns == 4000000,
+    crnn__backoff_note(&b, 10000000, 0, 6000000, CRNN__CPU_CLOCK_EVERY, t);
+    check(!crnn__backoff_alone(&b, t) && b.recent_stall_ns == 4000000,
           "a long call's time off the CPU counts once");
-    crnn__backoff_note(&b, 10000000, 0, -1, CRNN__CPU_CLOCK_EVERY);
+    crnn__backoff_note(&b, 10000000, 0, -1, CRNN__CPU_CLOCK_EVERY, t);
     check(b.recent_stall_ns < 4000000, "no CPU clock read: only the stalls count");
 
     /* the clock is read on every call of a stream of long calls, one in 8 of short ones */
