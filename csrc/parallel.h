@@ -132,8 +132,8 @@ void crnn__flag_wait(crnn__barrier *b, int tid, int *f);
  * - How long: until CRNN__BACKOFF_PAYBACK times the stalled call's time has passed, at most
  *   CRNN__BACKOFF_MAX_NS (a call held up by a suspended process). A back-off of 64 calls, the
  *   rule before, was 1.3 ms of 20 us calls, shorter than the 7-8 ms each stalled retry cost
- *   under two busy loops: SimpleRNN (2,10,16,256) as a units split on 2 threads ran at 0.18x of
- *   one thread, 0.95x backing off for a time.
+ *   under two busy loops: SimpleRNN (1,20,16,256), a 30 us units split, ran at 0.14x of one
+ *   thread there, 0.88x backing off for a time.
  * - Reading the caller's CPU time is a system call (~0.35 us each end of a call, measured 0.965x
  *   on a 20 us SimpleRNN (2,10,16,256)): every call reads it where the recent calls averaged at
  *   least CRNN__CPU_CLOCK_MIN_NS, others one in CRNN__CPU_CLOCK_EVERY, whose time off the CPU then
