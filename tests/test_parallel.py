@@ -253,6 +253,7 @@ def test_small_batch_plans(cell, dtype):
         exp = reference.rnn_stack(to64(x), to64(weights), lengths=lengths, cell=cell)
         assert np.abs(got - exp).max() <= derived_tol(dtype, din + units, steps), what
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("units", [9, 65, 130])
 def test_batch1_infinite_projection_is_not_nan(units, dtype):
