@@ -18,9 +18,9 @@ cell: SimpleRNN (tanh), LSTM and GRU (``reset_after=True``, with a recurrent bia
 ``crnn.reference.rnn_stack`` on the same data. Shapes (B, T, D, H), for every cell: the
 ``python -m crnn`` shapes (core and reference), the grid of issue 4 and three batches of 2-4
 rows (core; the reference only where B*T*G*H*H <= 5e7, G the cell's gates: it is far too slow
-beyond) and float64 variants of two large shapes. ``-k lstm`` (or ``simple``, ``gru``) selects one cell. Besides,
-``test_predict_in_batches`` times ``model.predict`` of a GRU model in batches of 32, at the
-default thread count and at one thread.
+beyond) and float64 variants of two large shapes. ``-k lstm`` (or ``simple``, ``gru``) selects
+one cell. Besides, ``test_predict_in_batches`` times ``model.predict`` of a GRU model in
+batches of 32, at the default thread count and at one thread.
 For the side-by-side comparison with PyTorch, ONNX Runtime and oneDNN, see ``bench/peers.py``.
 """
 from __future__ import annotations

@@ -167,6 +167,12 @@ def stack_k(input_dim: int, units: Sequence[int], ndir: int) -> int:
     return k
 
 
+def units_for_bytes(nbytes: float, gates: int, es: int) -> int:
+    """The fewest units whose recurrent weights (gates x units x units of es bytes) fill
+    nbytes: sizes a layer against the caches `crnn._core.machine()` reports."""
+    return int(math.ceil(math.sqrt(nbytes / (gates * es))))
+
+
 def to64(obj):
     """Recursively upcast arrays (in lists) to float64; keeps None."""
     if obj is None:

@@ -20,7 +20,7 @@ import crnn
 from crnn import reference
 
 from _helpers import GATES, derived_tol, make_cell_weights, make_stack_weights, run_threaded, \
-    stack_k, to64
+    stack_k, to64, units_for_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -206,11 +206,6 @@ def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, thre
     assert np.abs(got - exp).max() <= derived_tol(dtype, din + units, steps)
 
 
-def _units_for_bytes(nbytes: float, gates: int, es: int) -> int:
-    """The fewest units whose recurrent weights (gates x units x units) fill nbytes."""
-    return int(np.ceil(np.sqrt(nbytes / (gates * es))))
-
-
 # Batches of 2-7 rows at two threads (fewer than 4 rows a thread) over weights within L2: the
 # units split where the weights fill a quarter of L2 per row a thread (rounded down; a step of a
 # row or two streams its weights; halving them pays past the cores' hand-off each step); in
@@ -225,10 +220,10 @@ def test_small_batch_plans(cell, dtype):
     machine = crnn._core.machine()
     l1, l2 = machine["l1_bytes"], machine["l2_bytes"]
     G, es = GATES[cell], np.dtype(dtype).itemsize
-    big = max(_units_for_bytes(l2 / 4, G, es), 128) | 1  # a quarter of L2, odd
-    mid = max(_units_for_bytes(2 * l1, G, es), 128) + 3  # twice L1, under L2 / 4 here
+    big = max(units_for_bytes(l2 / 4, G, es), 128) | 1  # a quarter of L2, odd
+    mid = max(units_for_bytes(2 * l1, G, es), 128) + 3  # twice L1, under L2 / 4 here
     small = 128 if 4 * G * 128 * 128 * es < l2 else 100
-    rows_big = max(_units_for_bytes(l2 / 2, G, es), 128) | 1  # 2 rows a thread
+    rows_big = max(units_for_bytes(l2 / 2, G, es), 128) | 1  # 2 rows a thread
     steps = 60
     cases = [  # (batch, din, units, plan)
         (2, 16, small, "batch"), (3, 16, small, "batch"), (2, 12, big, "units"),

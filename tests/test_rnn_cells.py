@@ -20,7 +20,7 @@ import crnn
 from crnn import reference
 
 from _helpers import GATES, assert_close, assert_unchanged, deep_copy, make_cell_weights, \
-    state_tol, to64, value_scale
+    state_tol, to64, units_for_bytes, value_scale
 
 CELLS = {"simple": ("simple", True), "lstm": ("lstm", True), "gru": ("gru", True),
          "gru_before": ("gru", False)}
@@ -160,7 +160,7 @@ def test_narrow_last_block_gathered_from_the_rows(name, dtype, rng):
     cell, reset_after = CELLS[name]
     es = np.dtype(dtype).itemsize
     vb = 64 // es
-    wide = int(np.sqrt(0.5 * crnn._core.machine()["l2_bytes"] / (GATES[cell] * es))) + 1
+    wide = units_for_bytes(crnn._core.machine()["l2_bytes"] / 2, GATES[cell], es)
     wide = max(wide + (wide % vb == 0), 133)
     checked = 0
     for (H, B, T), threads in itertools.product(
