@@ -10,6 +10,7 @@ too)::
     python bench/peers.py --cell lstm --shapes "8,2,10,3;1,10,4,8" --dtype float64 --out /tmp/r
     python bench/peers.py --avx2               # every library held to AVX2 (an older CPU)
     python bench/peers.py --baseline ../old    # also the crnn of another checkout: before/after
+    python bench/peers.py --summarize A/peers.json B/peers.json  # one table of two runs
 
 Writes ``peers.md`` (Markdown tables, one per cell), ``peers.json`` (everything, machine
 included) and ``peers.png`` (speed-ups per shape, one panel per cell, if matplotlib is
@@ -1073,6 +1074,52 @@ def write_markdown(path: str, report: dict) -> str:
     return text
 
 
+def summary_table(reports: List[dict]) -> str:
+    """One Markdown table of the runs ``reports`` (same cells and shapes; the first is quoted in
+    full, the others by their speed-ups): per cell and shape the first run's best peer and its
+    time, crnn's times at 1 and 2 threads, crnn's speed-up at its default in every run (bold
+    below 1) and its share of the two-thread GEMM peak in every run. The README's table is this
+    output (``--summarize``)."""
+    first = reports[0]
+    later = [{(r["cell"], tuple(r["shape"])): r for r in rep["results"]} for rep in reports[1:]]
+
+    def speedup(r: Optional[dict]) -> str:
+        if not r or r.get("speedup") is None:
+            return "—"
+        v = r["speedup"]
+        if v >= 1.0:
+            return f"{v:.2f}×"
+        # a third digit where two would round a loss up to 1.00
+        return f"**{v:.3f}×**" if f"{v:.2f}" == "1.00" else f"**{v:.2f}×**"
+
+    def pct(r: Optional[dict]) -> str:
+        row = r and r["impls"].get(r.get("crnn_default") or "")
+        return f"{row['pct_peak']:.0f} %" if row and row.get("pct_peak") is not None else "—"
+
+    def crnn_us(r: dict, threads: int) -> str:
+        row = r["impls"].get(f"crnn ({threads} thr)")
+        return _fmt_us(row.get("median_us")) if row and row.get("status") == "ok" else "—"
+
+    runs = len(reports)
+    head = ["cell", "(B,T,D,H)", "best peer", "its µs", "crnn µs (1 / 2 thr)"]
+    head += ["speed-up" if runs == 1 else f"speed-up, run {i + 1}" for i in range(runs)]
+    head += ["% of peak" if runs == 1 else f"% of peak, run {i + 1}" for i in range(runs)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in first["results"]:
+        key = (r["cell"], tuple(r["shape"]))
+        others = [runs_by_key.get(key) for runs_by_key in later]
+        best = r["impls"].get(r.get("best_peer") or "")
+        cells = [CELL_TITLES[r["cell"]], _shape(r), r.get("best_peer") or "—",
+                 _fmt_us(best.get("median_us")) if best else "—",
+                 f"{crnn_us(r, 1)} / {crnn_us(r, 2)}"]
+        cells += [speedup(x) for x in [r] + others] + [pct(x) for x in [r] + others]
+        lines.append("| " + " | ".join(cells) + " |")
+    peaks = ", ".join(f"{rep['gemm_peak']['gflops'].get('2', float('nan')):.0f}" for rep in reports)
+    lines.append("")
+    lines.append(f"Two-thread sgemm peak of each run: {peaks} GFLOP/s.")
+    return "\n".join(lines)
+
+
 def write_png(path: str, report: dict) -> Optional[str]:
     try:
         import matplotlib
@@ -1196,11 +1243,20 @@ def main(argv=None) -> int:
     p.add_argument("--avx2", action="store_true",
                    help="re-run in a process with every library held to AVX2; writes peers-avx2.*")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--summarize", nargs="+", metavar="JSON", default=None,
+                   help="print one table of earlier runs' peers.json (the README's) and exit")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                  "results"),
                    help="output directory (default bench/results/)")
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(raw_argv)
+    if args.summarize:
+        reports = []
+        for path in args.summarize:
+            with open(path) as fh:
+                reports.append(json.load(fh))
+        print(summary_table(reports))
+        return 0
     if args.avx2 and os.environ.get(ISA_MODE_VAR) != "avx2":
         env = dict(os.environ, **avx2_env(), **{ISA_MODE_VAR: "avx2"})
         print("--avx2: re-running with " + " ".join(f"{k}={shlex.quote(v)}" for k, v in

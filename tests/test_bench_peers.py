@@ -1,0 +1,64 @@
+"""bench/peers.py --summarize: the README's table of several runs, from their peers.json."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "bench"))
+import peers  # noqa: E402  (bench/ is on sys.path above)
+
+
+def _report(peak2, rows):
+    """A made-up peers.json: rows of (cell, shape, best peer us, crnn 1 thr us, crnn 2 thr us)."""
+    results = []
+    for cell, shape, peer_us, c1, c2 in rows:
+        flops = 2.0 * shape[0] * shape[1] * peers.GATES[cell] * (shape[2] + shape[3]) * shape[3]
+        impls = {
+            "onednn (2 thr)": {"status": "ok", "median_us": peer_us},
+            "crnn (1 thr)": {"status": "ok", "median_us": c1},
+            "crnn (2 thr)": {"status": "ok", "median_us": c2,
+                             "pct_peak": 100.0 * flops / (c2 * 1e-6) / 1e9 / peak2},
+            "crnn default (2 thr)": {"status": "ok", "same_as": "crnn (2 thr)"},
+        }
+        impls["crnn default (2 thr)"]["pct_peak"] = impls["crnn (2 thr)"]["pct_peak"]
+        results.append({"cell": cell, "shape": list(shape), "impls": impls,
+                        "best_peer": "onednn (2 thr)", "crnn_default": "crnn default (2 thr)",
+                        "speedup": peer_us / c2})
+    return {"gemm_peak": {"gflops": {"1": peak2 / 2, "2": peak2}}, "results": results}
+
+
+def test_one_row_per_shape_with_every_runs_speedup():
+    first = _report(300.0, [("simple", (16, 50, 128, 128), 400.0, 350.0, 200.0),
+                            ("lstm", (256, 100, 256, 512), 1000.0, 1900.0, 1003.0)])
+    second = _report(280.0, [("simple", (16, 50, 128, 128), 380.0, 340.0, 190.0),
+                             ("lstm", (256, 100, 256, 512), 990.0, 1800.0, 900.0)])
+    lines = peers.summary_table([first, second]).splitlines()
+    assert lines[0].startswith("| cell | (B,T,D,H) | best peer | its µs")
+    assert "speed-up, run 1 | speed-up, run 2 | % of peak, run 1 | % of peak, run 2" in lines[0]
+    simple = next(line for line in lines if line.startswith("| SimpleRNN | (16,50,128,128)"))
+    cols = [c.strip() for c in simple.strip("|").split("|")]
+    assert cols[2:] == ["onednn (2 thr)", "400.0", "350.0 / 200.0", "2.00×", "2.00×",
+                        f"{100 * 52428800 / 200e-6 / 1e9 / 300:.0f} %",
+                        f"{100 * 52428800 / 190e-6 / 1e9 / 280:.0f} %"]
+    lstm = next(line for line in lines if line.startswith("| LSTM | (256,100,256,512)"))
+    # below 1 in bold, with a third digit where two would read 1.00
+    assert "| **0.997×** | 1.10× |" in lstm
+    assert lines[-1] == "Two-thread sgemm peak of each run: 300, 280 GFLOP/s."
+
+
+def test_a_shape_missing_from_a_later_run_shows_a_dash():
+    first = _report(300.0, [("gru", (1, 10, 4, 8), 9.0, 1.2, 1.0)])
+    second = _report(300.0, [])
+    row = peers.summary_table([first, second]).splitlines()[2]
+    assert "| 9.00× | — |" in row
+
+
+def test_summarize_prints_the_table_and_runs_nothing(tmp_path):
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps(_report(300.0, [("gru", (8, 2, 10, 3), 7.0, 0.8, 0.7)])))
+    out = subprocess.run([sys.executable, os.path.join(REPO, "bench", "peers.py"), "--summarize",
+                          str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].endswith("| speed-up | % of peak |")
+    assert "| GRU | (8,2,10,3) | onednn (2 thr) | 7.00 | 0.80 / 0.70 | 10.00× |" in out.stdout
