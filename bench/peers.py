@@ -1253,8 +1253,14 @@ def main(argv=None) -> int:
     if args.summarize:
         reports = []
         for path in args.summarize:
-            with open(path) as fh:
-                reports.append(json.load(fh))
+            try:
+                with open(path) as fh:
+                    report = json.load(fh)
+            except (OSError, ValueError) as err:
+                p.error(f"--summarize: cannot read {path}: {err}")
+            if not isinstance(report, dict) or not {"results", "gemm_peak"} <= report.keys():
+                p.error(f"--summarize: {path} is not a peers.json (no results / gemm_peak)")
+            reports.append(report)
         print(summary_table(reports))
         return 0
     if args.avx2 and os.environ.get(ISA_MODE_VAR) != "avx2":
