@@ -81,6 +81,21 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
     }
 }
 
+/* Unit k of a whole block (CRNN__BLOCK_UNITS wide) with Keras's activations: the operations of
+ * lstm_post's passes, in their order. g: the block's gates (i, f, o, c, a block apart), bi their
+ * biases; c updated in place, h written. */
+static inline __attribute__((always_inline)) void KFN(lstm_unit)(const REAL *g, const REAL *bi,
+                                                                 REAL *c, REAL *h, int64_t k)
+{
+    const int64_t vb = CRNN__BLOCK_UNITS(sizeof(REAL));
+    const REAL ig = VSIGMOID(g[k] + bi[k]), fg = VSIGMOID(g[vb + k] + bi[vb + k]);
+    const REAL og = VSIGMOID(g[2 * vb + k] + bi[2 * vb + k]);
+    const REAL cg = VTANH(g[3 * vb + k] + bi[3 * vb + k]);
+    const REAL cn = KMULADD2(fg, c[k], ig, cg);
+    c[k] = cn;
+    h[k] = VTANH(cn) * og;
+}
+
 static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
 {
     const int64_t H = a->H, vb = a->vb;
@@ -98,21 +113,26 @@ static void KFN(lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
             const REAL *bi = a->bias ? a->bias + 4 * j0 : NULL;
             if (fused && bi && len == vb) {
                 /* Keras's default activations in one pass over the block, the gates kept in
-                 * registers: the operations of the passes below, in their order, without
-                 * storing and reloading every gate. */
-                const REAL *bf = bi + len, *bo = bi + 2 * len, *bc = bi + 3 * len;
+                 * registers (lstm_unit). A whole block, its width a constant: this compiles to
+                 * whole vectors with no remainder loop (run-time width: 7.0 against 6.5 cycles
+                 * a unit, AVX-512, hot data). Two blocks at a time where there are two: each
+                 * unit is a long chain of dependent operations, and the two blocks' chains
+                 * interleave in one pass where the core would overlap only the end of one
+                 * block's with the start of the next (AVX-512 only, KPAIR_BLOCKS; 2 threads:
+                 * float32 LSTM (1,1000,32,64) 1.02-1.03x, (32,50,128,256) 1.01-1.03x,
+                 * (16,50,128,128) 1.01x, float64 (1,1000,32,64) 1.05x; same results). */
                 REAL *cj = c + j0, *hj = h + j0;
-                /* A whole block, its width a constant: this compiles to whole vectors with no
-                 * remainder loop, so one block's work follows another's with little in between
-                 * and the core overlaps them (run-time width: 7.0 against 6.5 cycles a unit,
-                 * AVX-512, hot data). */
-                CRNN__NO_ALIAS_LOOP /* gates, biases, c and h never overlap */
-                for (k = 0; k < CRNN__BLOCK_UNITS(sizeof(REAL)); ++k) {
-                    const REAL ig = VSIGMOID(gi[k] + bi[k]), fg = VSIGMOID(gf[k] + bf[k]);
-                    const REAL og = VSIGMOID(go[k] + bo[k]), cg = VTANH(gc[k] + bc[k]);
-                    const REAL cn = KMULADD2(fg, cj[k], ig, cg);
-                    cj[k] = cn;
-                    hj[k] = VTANH(cn) * og;
+                if (KPAIR_BLOCKS && j0 + 2 * vb <= cb) {
+                    CRNN__NO_ALIAS_LOOP /* gates, biases, c and h never overlap */
+                    for (k = 0; k < CRNN__BLOCK_UNITS(sizeof(REAL)); ++k) {
+                        KFN(lstm_unit)(gi, bi, cj, hj, k);
+                        KFN(lstm_unit)(gi + 4 * vb, bi + 4 * vb, cj + vb, hj + vb, k);
+                    }
+                    j0 += vb;
+                } else {
+                    CRNN__NO_ALIAS_LOOP
+                    for (k = 0; k < CRNN__BLOCK_UNITS(sizeof(REAL)); ++k)
+                        KFN(lstm_unit)(gi, bi, cj, hj, k);
                 }
                 continue;
             }

@@ -29,16 +29,21 @@ typedef REAL KFN(vec) __attribute__((vector_size(KVBYTES)));
 /* a * b + c * d, rounded the same way in every build: with FMA (AVX2, AVX-512) fma(a, b, c * d).
  * Written as a * b + c * d, which product is fused into the sum is the compiler's choice, and
  * it may change with edits elsewhere or with another compiler. Without FMA two products and a
- * sum (the base variant is built without contraction). (The float64 LSTM without a bias still
- * moves in its last bits, up to 4e-16, with edits elsewhere in this file: the float64 sigmoid
- * inlined in its non-fused pass rounds differently, an LSTM with a linear activation and the
- * sigmoid moves and one with tanh and the hard sigmoid does not; the choice inside it is not
- * pinned yet.) */
+ * sum (the base variant is built without contraction). (The float64 LSTM's passes outside the
+ * fused block, without a bias or in a narrow last block, still move in their last bits, up to
+ * 4e-16, with edits elsewhere in the cells: the float64 sigmoid inlined in them rounds
+ * differently, an LSTM with a linear activation and the sigmoid moves and one with tanh and the
+ * hard sigmoid does not; the choice inside it is not pinned yet.) */
 #if KVBYTES > 16
 #define KMULADD2(a, b, c, d) VFMA((a), (b), (c) * (d))
 #else
 #define KMULADD2(a, b, c, d) ((a) * (b) + (c) * (d))
 #endif
+
+/* The gated cells' element-wise parts take whole blocks two at a time (lstm_post, gru_post) with
+ * AVX-512's 32 vector registers. With 16 (AVX2, SSE2) the two blocks' values spill: float64
+ * LSTM (16,50,128,128) measured 0.97-0.98x with AVX2, SSE2 GRU (1,1000,32,64) 0.98x. */
+#define KPAIR_BLOCKS (KVBYTES >= 64)
 
 static inline __attribute__((always_inline)) void KFN(activate_inline)(
     crnn_activation act, REAL *restrict v, const REAL *restrict bias, int64_t n)

@@ -8,6 +8,7 @@
 #include "cell_gru.h"
 #undef CRNN__CELL_POST
 #undef KMULADD2
+#undef KPAIR_BLOCKS
 #undef KFN
 #undef KVBYTES
 #undef KMR
