@@ -54,11 +54,16 @@ def test_a_shape_missing_from_a_later_run_shows_a_dash():
     assert "| 9.00× | — |" in row
 
 
+def _summarize(path):
+    """bench/peers.py --summarize PATH in a process of its own."""
+    return subprocess.run([sys.executable, os.path.join(REPO, "bench", "peers.py"), "--summarize",
+                           str(path)], capture_output=True, text=True, timeout=120)
+
+
 def test_summarize_prints_the_table_and_runs_nothing(tmp_path):
     path = tmp_path / "peers.json"
     path.write_text(json.dumps(_report(300.0, [("gru", (8, 2, 10, 3), 7.0, 0.8, 0.7)])))
-    out = subprocess.run([sys.executable, os.path.join(REPO, "bench", "peers.py"), "--summarize",
-                          str(path)], capture_output=True, text=True, timeout=120)
+    out = _summarize(path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].endswith("| speed-up | % of peak |")
     assert "| GRU | (8,2,10,3) | onednn (2 thr) | 7.00 | 0.80 / 0.70 | 10.00× |" in out.stdout
@@ -68,7 +73,5 @@ def test_summarize_refuses_a_file_that_is_not_a_run(tmp_path):
     bad = tmp_path / "other.json"
     bad.write_text(json.dumps({"results": []}))
     for path, what in ((bad, "is not a peers.json"), (tmp_path / "missing.json", "cannot read")):
-        out = subprocess.run([sys.executable, os.path.join(REPO, "bench", "peers.py"),
-                              "--summarize", str(path)], capture_output=True, text=True,
-                             timeout=120)
+        out = _summarize(path)
         assert out.returncode == 2 and what in out.stderr, out.stderr
