@@ -436,17 +436,26 @@ static inline int64_t KFN(tile_row0)(int64_t t, int64_t base, int64_t extra)
     return t * base + (t < extra ? t : extra);
 }
 
+/* Whether a batch of one walks a slice of `bytes` of weights backward (row_backward) on this
+ * step (`backward`: the step's parity): where the slice is from half of L1 to twice L1, or
+ * past half of L2 (see panels_gemm). */
+static inline int KFN(row_back)(double bytes, int backward)
+{
+    const double l1 = (double)crnn__l1_bytes();
+    return backward &&
+           (bytes > (double)crnn__l2_bytes() / 2 || (bytes > l1 / 2 && bytes <= 2.0 * l1));
+}
+
 static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
                              const REAL *A, int64_t lda, REAL *C, int64_t ldc, int accumulate,
                              int backward)
 {
     const int64_t kc_max = KFN(panel_kc)();
     const double bytes = (double)K * (double)(c1 - c0) * (double)sizeof(REAL);
-    const double l1 = (double)crnn__l1_bytes();
     /* the weights read here outgrow half of L2, so they come from L3 or memory on every step */
     const int stream = bytes > (double)crnn__l2_bytes() / 2;
     int64_t j, jp, jend, k0, i0;
-    if (B == 1 && backward && (stream || (bytes > l1 / 2 && bytes <= 2.0 * l1))) {
+    if (B == 1 && KFN(row_back)(bytes, backward)) {
         /* one row, walked backward on alternate steps (row_backward) where that keeps a good
          * part of the slice in cache for the next step: from half of L1 (the slice shares L1
          * with the rest of the step) to twice L1, or past half of L2. In between the forward

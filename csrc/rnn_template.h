@@ -96,17 +96,22 @@ typedef struct FN(kernel_table_s) {
                       const REAL *bias);
     /* the gated cells' element-wise parts (cell_lstm.h, cell_gru.h) on units [c0, c1) */
     void (*lstm_post)(const FN(step_args) *a, int64_t c0, int64_t c1);
+    /* a batch of one's LSTM step on the panels (cell_lstm.h), or NULL (SSE2) */
+    void (*lstm_step_row)(const FN(step_args) *a, int64_t c0, int64_t c1);
     void (*gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1);
     void (*gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1);
 } FN(kernel_table);
 
-#define CRNN__KERNEL_TABLE(isa)                                                                \
+#define CRNN__KERNEL_TABLE(isa, lstm_step_row)                                                 \
     {FN(activate_##isa), FN(activate_rows_##isa), FN(panels_gemm_##isa), FN(tiny_gemm_##isa),   \
-     FN(tiny_step_##isa), FN(lstm_post_##isa), FN(gru_post_##isa), FN(gru_before_post_##isa)}
-static const FN(kernel_table) FN(kernels_base) = CRNN__KERNEL_TABLE(base);
+     FN(tiny_step_##isa), FN(lstm_post_##isa), lstm_step_row, FN(gru_post_##isa),               \
+     FN(gru_before_post_##isa)}
+static const FN(kernel_table) FN(kernels_base) = CRNN__KERNEL_TABLE(base, NULL);
 #ifdef CRNN__ISA_KERNELS
-static const FN(kernel_table) FN(kernels_avx2) = CRNN__KERNEL_TABLE(avx2);
-static const FN(kernel_table) FN(kernels_avx512) = CRNN__KERNEL_TABLE(avx512);
+static const FN(kernel_table) FN(kernels_avx2) =
+    CRNN__KERNEL_TABLE(avx2, FN(lstm_step_row_avx2));
+static const FN(kernel_table) FN(kernels_avx512) =
+    CRNN__KERNEL_TABLE(avx512, FN(lstm_step_row_avx512));
 #endif
 #undef CRNN__KERNEL_TABLE
 
@@ -128,6 +133,12 @@ static const FN(kernel_table) *FN(kernels)(void)
  * the arithmetic there); with panels, crnn's own kernel over them (kernels.h: no per-step
  * repacking of the recurrent kernel); else the BLAS. `backward` (the step's parity) lets the
  * kernel walk its columns in the other order on alternate steps (same sums). */
+/* Whether a product over K inputs runs on crnn's own kernel over these panels (see below). */
+static int FN(on_panels)(int64_t K, const REAL *panels)
+{
+    return K > 8 && panels && crnn__use_panels();
+}
+
 static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int64_t N,
                         const REAL *A, int64_t lda, const REAL *R, int64_t ldr, REAL *C,
                         int64_t ldc, const REAL *panels, int64_t col0, int accumulate,
@@ -136,7 +147,7 @@ static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int6
     if (N <= 0) return;
     if (K <= 8) {
         kern->tiny_gemm(B, K, N, A, lda, R, ldr, C, ldc, accumulate);
-    } else if (panels && crnn__use_panels()) {
+    } else if (FN(on_panels)(K, panels)) {
         kern->panels_gemm(B, K, col0, col0 + N, panels, A, lda, C, ldc, accumulate, backward);
     } else if (B == 1) {
         GEMV_T((int)K, (int)N, (REAL)1, R, (int)ldr, A, accumulate ? (REAL)1 : (REAL)0, C);

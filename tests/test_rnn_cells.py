@@ -147,6 +147,37 @@ def test_batch1_steps_walk_their_weights_both_ways(name, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_batch1_lstm_steps_block_by_block(dtype, rng):
+    """A batch of one's LSTM step computes each block of units' product, then that block's
+    element-wise part, before the next block (csrc/cell_lstm.h, lstm_step_row, AVX2 and
+    AVX-512): whole blocks with Keras's activations in one pass, and through lstm_post the
+    others: other activations, no bias, the narrow last block, a step past the row's length.
+    One block, several, several and a narrow one, at 1 and 2 threads (a pipeline, or a units
+    split whose slices are whole blocks), both directions, with and without initial states."""
+    vb = 64 // np.dtype(dtype).itemsize  # units per block (CRNN__BLOCK_UNITS)
+    T, D = 9, 6
+    for H, (act, ract), bias, threads, direction, short, states in itertools.product(
+            [vb, 2 * vb + 3, 5 * vb, 8 * vb + 1], [("tanh", "sigmoid"), ("relu", "hard_sigmoid")],
+            [True, False], [1, 2], ["forward", "reverse"], [False, True], [False, True]):
+        weights = [[make_cell_weights(rng, "lstm", D, H, dtype, bias)]]
+        x = rng.uniform(-1, 1, (1, T, D)).astype(dtype)
+        lengths = np.array([T - 3]) if short else None
+        init = [[rng.uniform(-1, 1, (1, H)).astype(dtype) for _ in range(2)]] if states else None
+        kw = dict(cell="lstm", activation=act, recurrent_activation=ract, direction=direction)
+        crnn.set_num_threads(threads)
+        got, got_states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, init, lengths,
+                                                                            True, True)
+        exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
+                                              lengths=lengths, return_state=True, **kw)
+        tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
+        what = f"H={H} {act}/{ract} bias={bias} threads={threads} {direction} " \
+               f"lengths={lengths} states={states}"
+        assert_close(got, exp, tol, what + " output", dtype)
+        for i, (s, e) in enumerate(zip(_flat(got_states), _flat(exp_states))):
+            assert_close(s, e, tol, what + f" state {i}", dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("name", ["lstm", "gru", "gru_before"])
 def test_narrow_last_block_gathered_from_the_rows(name, dtype, rng):
     """A gated layer's last block of units, where it is narrower than a block (64 bytes of units:
