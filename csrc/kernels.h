@@ -31,7 +31,7 @@ typedef REAL KFN(vec) __attribute__((vector_size(KVBYTES)));
  * it may change with edits elsewhere or with another compiler. Without FMA two products and a
  * sum (the base variant is built without contraction). (The float64 LSTM's passes outside the
  * fused block, without a bias or in a narrow last block, still move in their last bits, up to
- * 4e-16, with edits elsewhere in the cells: the float64 sigmoid inlined in them rounds
+ * 4.5e-16, with edits elsewhere in the cells: the float64 sigmoid inlined in them rounds
  * differently, an LSTM with a linear activation and the sigmoid moves and one with tanh and the
  * hard sigmoid does not; the choice inside it is not pinned yet.) */
 #if KVBYTES > 16

@@ -127,18 +127,18 @@ static const FN(kernel_table) *FN(kernels)(void)
     return &FN(kernels_base);
 }
 
-/* Per-step recurrent product C(B, N) (+)= A(B, K) @ R(K, N), R's columns starting at column
- * `col0` of its matrix (N of them; a thread may own a slice), rows `ldr` apart; `panels` is the
- * whole matrix as panels, or NULL. Tiny shapes use a plain loop (a BLAS call costs more than
- * the arithmetic there); with panels, crnn's own kernel over them (kernels.h: no per-step
- * repacking of the recurrent kernel); else the BLAS. `backward` (the step's parity) lets the
- * kernel walk its columns in the other order on alternate steps (same sums). */
 /* Whether a product over K inputs runs on crnn's own kernel over these panels (see below). */
 static int FN(on_panels)(int64_t K, const REAL *panels)
 {
     return K > 8 && panels && crnn__use_panels();
 }
 
+/* Per-step recurrent product C(B, N) (+)= A(B, K) @ R(K, N), R's columns starting at column
+ * `col0` of its matrix (N of them; a thread may own a slice), rows `ldr` apart; `panels` is the
+ * whole matrix as panels, or NULL. Tiny shapes use a plain loop (a BLAS call costs more than
+ * the arithmetic there); with panels, crnn's own kernel over them (kernels.h: no per-step
+ * repacking of the recurrent kernel); else the BLAS. `backward` (the step's parity) lets the
+ * kernel walk its columns in the other order on alternate steps (same sums). */
 static void FN(product)(const FN(kernel_table) *kern, int64_t B, int64_t K, int64_t N,
                         const REAL *A, int64_t lda, const REAL *R, int64_t ldr, REAL *C,
                         int64_t ldc, const REAL *panels, int64_t col0, int accumulate,
