@@ -163,12 +163,13 @@ static __attribute__((noinline)) void KFN(lstm_post)(const FN(step_args) *a, int
  * next block's loads arrive, where the product of all blocks then the element-wise part of all
  * overlapped only where the two meet. Blocks in the order of panels_gemm's walk (row_back), each
  * tile's sums those of panels_gemm, each block's element-wise part that of lstm_post: the same
- * bits (but for the float64 drift KMULADD2's comment describes). Measured against the product then lstm_post (float32, in-process, median ratios):
- * AVX-512 (1,1000,32,64) 1.10x (a pipeline), (1,50,64,128) 1.05x and (1,100,128,256) 1.02x
- * (units splits), (1,100,16,128) at 1 thread 1.03x, float64 (1,1000,32,64) 1.01x at 2 threads
- * and 1.05x at 1; AVX2 1.00-1.06x. Not with SSE2 (0.97-1.03x). Everything in this function is
- * inlined into it (flatten: with the product beside it GCC stopped inlining the float64 tanh,
- * and the element-wise loop stayed scalar, 14x slower), but lstm_post (noinline). */
+ * bits (but for the float64 drift KMULADD2's comment describes). Measured against the product
+ * then lstm_post (float32, in-process, median ratios): AVX-512 (1,1000,32,64) 1.10x (a
+ * pipeline), (1,50,64,128) 1.05x and (1,100,128,256) 1.02x (units splits), (1,100,16,128) at 1
+ * thread 1.03x, float64 (1,1000,32,64) 1.01x at 2 threads and 1.05x at 1; AVX2 1.00-1.06x. Not
+ * with SSE2 (0.97-1.03x). Everything in this function is inlined into it (flatten: with the
+ * product beside it GCC stopped inlining the float64 tanh, and the element-wise loop stayed
+ * scalar, 14x slower), but lstm_post (noinline). */
 static __attribute__((flatten)) void KFN(lstm_step_row)(const FN(step_args) *a, int64_t c0,
                                                          int64_t c1)
 {
