@@ -26,6 +26,7 @@ fails loudly instead of silently loosening.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -171,6 +172,24 @@ def units_for_bytes(nbytes: float, gates: int, es: int) -> int:
     """The fewest units whose recurrent weights (gates x units x units of es bytes) fill
     nbytes: sizes a layer against the caches `crnn._core.machine()` reports."""
     return int(math.ceil(math.sqrt(nbytes / (gates * es))))
+
+
+@functools.lru_cache(maxsize=None)
+def blas_column_splits_agree(dtype) -> bool:
+    """Whether crnn's BLAS gives each column of an input projection the same bits whichever
+    columns one call covers (a units split projects each thread's columns apart). OpenBLAS's
+    SkylakeX kernels do; its Haswell sgemm (AVX2 CPUs) does not, dgemm there does."""
+    import crnn
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (120, 16)).astype(dtype)
+    k = rng.uniform(-1, 1, (16, 192)).astype(dtype)
+    whole = crnn._core.dense_forward(x, k, None)
+    for c in (32, 64, 96, 128):
+        parts = [crnn._core.dense_forward(x, np.ascontiguousarray(k[:, :c]), None),
+                 crnn._core.dense_forward(x, np.ascontiguousarray(k[:, c:]), None)]
+        if np.concatenate(parts, axis=1).tobytes() != whole.tobytes():
+            return False
+    return True
 
 
 def to64(obj):

@@ -19,8 +19,8 @@ import pytest
 import crnn
 from crnn import reference
 
-from _helpers import GATES, derived_tol, make_cell_weights, make_stack_weights, run_threaded, \
-    stack_k, to64, units_for_bytes
+from _helpers import GATES, blas_column_splits_agree, derived_tol, make_cell_weights, \
+    make_stack_weights, run_threaded, stack_k, to64, units_for_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +143,9 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
 # recurrent weights still fills L1 (weights >= 2 x L1), as narrower ones do: smaller halves save
 # less per step than the two cores' hand-off costs. They pipeline otherwise. At batch 2 the
 # units split where the weights fill a quarter of L2, else a row a thread. Every batch-1 plan
-# gives bitwise the same result.
+# gives bitwise the same result where the BLAS gives a column of the input projection the same
+# bits whichever columns a call covers (each thread of a units split projects its own); where it
+# does not (OpenBLAS's Haswell sgemm), the split's own result is still repeatable bitwise.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell, units", [("simple", 128), ("simple", 160), ("simple", 192),
                                          ("gru", 128)])
@@ -162,9 +164,15 @@ def test_batch1_units_split_of_wide_layers(cell, units, dtype):
     rec = GATES[cell] * units * units * np.dtype(dtype).itemsize
     assert handle.plan(2, steps) == \
         ("units" if 4 * rec >= crnn._core.machine()["l2_bytes"] else "batch", 2)
-    assert handle.forward(x).tobytes() == alone.tobytes()
+    split_out = handle.forward(x)
+    if blas_column_splits_agree(dtype):
+        assert split_out.tobytes() == alone.tobytes()
+    else:
+        assert handle.forward(x).tobytes() == split_out.tobytes()
     exp = reference.rnn_stack(to64(x), to64(weights), cell=cell)
-    assert np.abs(alone - exp).max() <= derived_tol(dtype, din + units, steps)
+    tol = derived_tol(dtype, din + units, steps)
+    assert np.abs(alone - exp).max() <= tol
+    assert np.abs(split_out - exp).max() <= tol
 
 
 # Batched steps whose recurrent weights outgrow half of L2, even a thread's half of them in the
