@@ -27,17 +27,53 @@ cdef extern from "cpu.h" nogil:
     const char *crnn__isa_name()
     size_t crnn__l1_bytes()
     size_t crnn__l2_bytes()
+    ctypedef enum crnn__cache_from:
+        CRNN__CACHE_FROM_OS
+        CRNN__CACHE_FROM_DEFAULT
+        CRNN__CACHE_FROM_ENV
+    crnn__cache_from crnn__cache_source(int level)
+    int crnn__cache_env_ignored(int level)
 
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
                CRNN__PIPELINE: "pipeline"}
 
 
+_CACHE_FROM = {CRNN__CACHE_FROM_OS: "os", CRNN__CACHE_FROM_DEFAULT: "default",
+               CRNN__CACHE_FROM_ENV: "env"}
+# the variables that set the cache sizes, and the sizes they take (csrc/cpu.h)
+_CACHE_ENV = {1: ("CRNN_L1_BYTES", "8K to 16M"), 2: ("CRNN_L2_BYTES", "64K to 1024M")}
+
+
 def machine():
     """What the core found on this machine: ``{"isa": "avx512" | "avx2" | "base",
-    "l1_bytes": ..., "l2_bytes": ...}`` (the kernels' instruction set: the CPU's best, or less
-    when the environment variable ``CRNN_ISA`` asks for it)."""
+    "l1_bytes": ..., "l2_bytes": ..., "l1_from": ..., "l2_from": ...}``.
+
+    ``isa``: the kernels' instruction set, the CPU's best or less when the environment variable
+    ``CRNN_ISA`` asks for it. ``l1_bytes`` / ``l2_bytes``: the per-core data cache sizes that
+    size the kernel's blocks and choose the threading plans; ``l1_from`` / ``l2_from`` say where
+    each came from: ``"env"`` (``CRNN_L1_BYTES`` / ``CRNN_L2_BYTES``), ``"os"`` or
+    ``"default"`` (the OS did not say: 32 KiB, 512 KiB)."""
     return {"isa": crnn__isa_name().decode(), "l1_bytes": crnn__l1_bytes(),
-            "l2_bytes": crnn__l2_bytes()}
+            "l2_bytes": crnn__l2_bytes(), "l1_from": _CACHE_FROM[crnn__cache_source(1)],
+            "l2_from": _CACHE_FROM[crnn__cache_source(2)]}
+
+
+def _warn_ignored_cache_sizes():
+    """A RuntimeWarning for each cache-size variable that is set but unusable (at import: the
+    core reads them once, and a typo would otherwise leave the OS's sizes in force unseen)."""
+    import os
+    import warnings
+    for level, (name, sizes) in _CACHE_ENV.items():
+        if crnn__cache_env_ignored(level):
+            used = crnn__l1_bytes() if level == 1 else crnn__l2_bytes()
+            warnings.warn(f"{name}={os.environ.get(name)!r} ignored: expected a size in bytes "
+                          f"from {sizes} (digits, optionally followed by K or M, as 49152 or "
+                          f"48K); using {used} bytes, "
+                          + ("the OS's size" if crnn__cache_source(level) == CRNN__CACHE_FROM_OS
+                             else "the default"), RuntimeWarning, stacklevel=2)
+
+
+_warn_ignored_cache_sizes()
 
 ACTIVATIONS = {"tanh": CRNN_ACTIVATION_TANH, "relu": CRNN_ACTIVATION_RELU,
                "sigmoid": CRNN_ACTIVATION_SIGMOID, "linear": CRNN_ACTIVATION_LINEAR,

@@ -79,27 +79,73 @@ static size_t crnn__sysconf_size(int level)
     return v > 0 ? (size_t)v : 0;
 }
 
-static size_t crnn__l1_cached = 0, crnn__l2_cached = 0;
-
-/* The size the OS reports for a cache level, read once; `fallback` if it reports nothing
- * plausible (outside [lo, hi]). */
-static size_t crnn__cache_bytes(size_t *cached, int level, size_t lo, size_t hi, size_t fallback)
+/* A size as the environment variables spell it: decimal digits, then nothing, K or M (KiB,
+ * MiB; either case, an optional "iB" or "B" after). 0 if it is not one. */
+static size_t crnn__parse_size(const char *s)
 {
-    size_t v = CRNN__LOAD(cached);
-    if (!v) {
-        v = crnn__sysconf_size(level);
-        if (v < lo || v > hi) v = fallback;
-        CRNN__STORE(cached, v);
+    size_t v = 0, mult = 1;
+    const size_t cap = (size_t)1 << 40;
+    if (!s || *s < '0' || *s > '9') return 0;
+    while (*s >= '0' && *s <= '9') {
+        v = v * 10 + (size_t)(*s++ - '0');
+        if (v > cap) return 0;
     }
-    return v;
+    if (*s == 'k' || *s == 'K') mult = (size_t)1 << 10, ++s;
+    else if (*s == 'm' || *s == 'M') mult = (size_t)1 << 20, ++s;
+    if (mult > 1 && (s[0] == 'i' || s[0] == 'I') && (s[1] == 'b' || s[1] == 'B')) s += 2;
+    else if (mult > 1 && (s[0] == 'b' || s[0] == 'B')) s += 1;
+    return *s ? 0 : v * mult;
 }
 
-size_t crnn__l1_bytes(void)
+typedef struct {
+    size_t bytes;  /* 0 until read */
+    int from;      /* crnn__cache_from */
+    int ignored;   /* the environment variable is set but unusable */
+} crnn__cache_level;
+
+static crnn__cache_level crnn__caches[2];
+
+/* Level 1 or 2, read once: the environment variable if usable (within [lo, hi]), else the OS's
+ * size if plausible (within the same range), else `fallback`. Concurrent first reads compute
+ * and store the same answer. An empty variable counts as unset. */
+static const crnn__cache_level *crnn__cache(int level)
 {
-    return crnn__cache_bytes(&crnn__l1_cached, 1, 8192, (size_t)1 << 24, 32768);
+    static const size_t lo[2] = {8192, 65536}, hi[2] = {(size_t)1 << 24, (size_t)1 << 30};
+    static const size_t fallback[2] = {32768, 524288};
+    static const char *const env[2] = {"CRNN_L1_BYTES", "CRNN_L2_BYTES"};
+    crnn__cache_level *c = &crnn__caches[level - 1];
+    if (!CRNN__LOAD(&c->bytes)) {
+        const int i = level - 1;
+        const char *want = getenv(env[i]);
+        const size_t asked = crnn__parse_size(want);
+        size_t v;
+        int from, ignored = 0;
+        if (asked >= lo[i] && asked <= hi[i]) {
+            v = asked;
+            from = CRNN__CACHE_FROM_ENV;
+        } else {
+            v = crnn__sysconf_size(level);
+            from = CRNN__CACHE_FROM_OS;
+            if (v < lo[i] || v > hi[i]) v = fallback[i], from = CRNN__CACHE_FROM_DEFAULT;
+            ignored = want && *want;
+        }
+        CRNN__STORE(&c->from, from);
+        CRNN__STORE(&c->ignored, ignored);
+        CRNN__STORE(&c->bytes, v);
+    }
+    return c;
 }
 
-size_t crnn__l2_bytes(void)
+size_t crnn__l1_bytes(void) { return CRNN__LOAD(&crnn__cache(1)->bytes); }
+
+size_t crnn__l2_bytes(void) { return CRNN__LOAD(&crnn__cache(2)->bytes); }
+
+crnn__cache_from crnn__cache_source(int level)
 {
-    return crnn__cache_bytes(&crnn__l2_cached, 2, 65536, (size_t)1 << 30, 524288);
+    return (crnn__cache_from)CRNN__LOAD(&crnn__cache(level == 1 ? 1 : 2)->from);
+}
+
+int crnn__cache_env_ignored(int level)
+{
+    return CRNN__LOAD(&crnn__cache(level == 1 ? 1 : 2)->ignored);
 }

@@ -16,9 +16,22 @@ const char *crnn__isa_name(void);
  * 0 the BLAS (environment variable CRNN_RECURRENT=blas, for comparisons; read once). */
 int crnn__use_panels(void);
 
-/* Data cache sizes in bytes of levels 1 and 2 (per core), from the OS; conservative defaults
- * (32 KiB, 512 KiB) where it does not say. */
+/* Data cache sizes in bytes of levels 1 and 2 (per core), read once, at first use: the
+ * environment variable CRNN_L1_BYTES / CRNN_L2_BYTES where it holds a size in range (bytes, or
+ * with a K or M suffix: 48K, 2M; L1 8 KiB-16 MiB, L2 64 KiB-1 GiB), else the OS's, else
+ * conservative defaults (32 KiB, 512 KiB). They size the kernel's blocks and choose the plans,
+ * and so the bits of a result: a fixed setting gives the same bits on every run. */
 size_t crnn__l1_bytes(void);
 size_t crnn__l2_bytes(void);
+
+/* Where a level's size came from (level 1 or 2), and whether its environment variable is set
+ * but unusable (not a size, or out of range: the OS's size or the default stands). */
+typedef enum {
+    CRNN__CACHE_FROM_OS = 0,      /* the OS */
+    CRNN__CACHE_FROM_DEFAULT = 1, /* the default: neither the variable nor the OS says */
+    CRNN__CACHE_FROM_ENV = 2      /* the environment variable */
+} crnn__cache_from;
+crnn__cache_from crnn__cache_source(int level);
+int crnn__cache_env_ignored(int level);
 
 #endif
