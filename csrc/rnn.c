@@ -674,8 +674,9 @@ static int crnn__pipeline_beats_rows(const crnn_rnn_t *rnn, int64_t batch, int64
 
 /* How to spread this call over threads: a function of the shape, the thread setting and the
  * L1 and L2 sizes (cpu.h: the OS's, or CRNN_L1_BYTES / CRNN_L2_BYTES) only, so results are
- * bitwise reproducible for a fixed setting on a machine. Large batches split into row ranges (no synchronisation at all), except batches
- * of up to 16 rows a thread whose layers' weights outgrow L2 (crnn__units_split_streams_less).
+ * bitwise reproducible for a fixed setting on a machine. Large batches split into row ranges
+ * (no synchronisation at all), except batches of up to 16 rows a thread whose layers' weights
+ * outgrow L2 (crnn__units_split_streams_less).
  * Those, small batches over large weights (crnn__units_beat_rows) and batch 1 over wide layers
  * (that crnn__halving_pays for, or narrower ones that crnn__units_split_pays for) split each
  * layer's units, every thread keeping its slice of the recurrent weights hot in its own cache.

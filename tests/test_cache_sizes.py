@@ -77,7 +77,8 @@ def test_unusable_values_warn_and_leave_the_os_sizes(name, value):
     out = _child(code, **{name: value}).stdout.strip().splitlines()
     warned, m = json.loads(out[-2]), json.loads(out[-1])
     level = "l1" if name == "CRNN_L1_BYTES" else "l2"
-    assert m[f"{level}_bytes"] == base[f"{level}_bytes"] and m[f"{level}_from"] == base[f"{level}_from"]
+    assert m[f"{level}_bytes"] == base[f"{level}_bytes"]
+    assert m[f"{level}_from"] == base[f"{level}_from"]
     assert len(warned) == 1 and name in warned[0] and repr(value) in warned[0], warned
     assert "expected a size in bytes" in warned[0]
 
