@@ -33,6 +33,7 @@ cdef extern from "cpu.h" nogil:
         CRNN__CACHE_FROM_ENV
     crnn__cache_from crnn__cache_source(int level)
     int crnn__cache_env_ignored(int level)
+    void crnn__cache_limits(int level, size_t *lo, size_t *hi)
 
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
                CRNN__PIPELINE: "pipeline"}
@@ -40,8 +41,8 @@ _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_U
 
 _CACHE_FROM = {CRNN__CACHE_FROM_OS: "os", CRNN__CACHE_FROM_DEFAULT: "default",
                CRNN__CACHE_FROM_ENV: "env"}
-# the variables that set the cache sizes, and the sizes they take (csrc/cpu.h)
-_CACHE_ENV = {1: ("CRNN_L1_BYTES", "8K to 16M"), 2: ("CRNN_L2_BYTES", "64K to 1024M")}
+# the variables that set the cache sizes (csrc/cpu.h)
+_CACHE_ENV = {1: "CRNN_L1_BYTES", 2: "CRNN_L2_BYTES"}
 
 
 def machine():
@@ -63,12 +64,14 @@ def _warn_ignored_cache_sizes():
     core reads them once, and a typo would otherwise leave the OS's sizes in force unseen)."""
     import os
     import warnings
-    for level, (name, sizes) in _CACHE_ENV.items():
+    cdef size_t lo = 0, hi = 0
+    for level, name in _CACHE_ENV.items():
         if crnn__cache_env_ignored(level):
             used = crnn__l1_bytes() if level == 1 else crnn__l2_bytes()
+            crnn__cache_limits(level, &lo, &hi)
             warnings.warn(f"{name}={os.environ.get(name)!r} ignored: expected a size in bytes "
-                          f"from {sizes} (digits, optionally followed by K or M, as 49152 or "
-                          f"48K); using {used} bytes, "
+                          f"from {lo // 1024}K to {hi >> 20}M (digits, optionally followed by "
+                          f"K or M, as 49152 or 48K); using {used} bytes, "
                           + ("the OS's size" if crnn__cache_source(level) == CRNN__CACHE_FROM_OS
                              else "the default"), RuntimeWarning, stacklevel=2)
 

@@ -105,12 +105,16 @@ typedef struct {
 
 static crnn__cache_level crnn__caches[2];
 
+/* The sizes taken for levels 1 and 2, from the variables or the OS. */
+static const size_t crnn__cache_lo[2] = {8192, 65536};
+static const size_t crnn__cache_hi[2] = {(size_t)1 << 24, (size_t)1 << 30};
+
 /* Level 1 or 2, read once: the environment variable if usable (within [lo, hi]), else the OS's
  * size if plausible (within the same range), else `fallback`. Concurrent first reads compute
  * and store the same answer. An empty variable counts as unset. */
 static const crnn__cache_level *crnn__cache(int level)
 {
-    static const size_t lo[2] = {8192, 65536}, hi[2] = {(size_t)1 << 24, (size_t)1 << 30};
+    const size_t *lo = crnn__cache_lo, *hi = crnn__cache_hi;
     static const size_t fallback[2] = {32768, 524288};
     static const char *const env[2] = {"CRNN_L1_BYTES", "CRNN_L2_BYTES"};
     crnn__cache_level *c = &crnn__caches[level - 1];
@@ -148,4 +152,10 @@ crnn__cache_from crnn__cache_source(int level)
 int crnn__cache_env_ignored(int level)
 {
     return CRNN__LOAD(&crnn__cache(level == 1 ? 1 : 2)->ignored);
+}
+
+void crnn__cache_limits(int level, size_t *lo, size_t *hi)
+{
+    *lo = crnn__cache_lo[level == 1 ? 0 : 1];
+    *hi = crnn__cache_hi[level == 1 ? 0 : 1];
 }

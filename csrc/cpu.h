@@ -33,5 +33,7 @@ typedef enum {
 } crnn__cache_from;
 crnn__cache_from crnn__cache_source(int level);
 int crnn__cache_env_ignored(int level);
+/* The sizes a level takes, from its variable or the OS: [*lo, *hi] bytes. */
+void crnn__cache_limits(int level, size_t *lo, size_t *hi);
 
 #endif
