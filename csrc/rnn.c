@@ -593,17 +593,32 @@ static int crnn__outgrows_l2(const crnn__layer *L, size_t es)
 }
 
 /* Rows per thread up to which a batch whose layers' recurrent weights each outgrow L2 splits
- * their units rather than its rows (see crnn__plan). */
-#define CRNN__STREAM_MAX_ROWS 16
+ * their units rather than its rows (see crnn__units_split_streams_less), by the kernels in use:
+ * a row split streams all the weights from L3 at every step, which costs more than its products
+ * up to a number of rows that grows with the multiply-adds a core does per weight it loads, so
+ * with the vector width (the L3 delivering about as much per core either way). Float32, units
+ * over rows at 2 threads. A 2-core Xeon, AVX-512 (2 MiB L2): LSTM 384 units (2.4 MB) 1.43x at
+ * batch 8, 1.10x at 24, 1.01x at 32, 0.96x at 64; LSTM and SimpleRNN of 4 MB 1.38x at 16,
+ * 1.06-1.07x at 32, 0.96-0.99x at 64; LSTM 1024 units 1.43x at 16, 1.13x at 32: up to 16 rows
+ * a thread. A 2-core AMD EPYC Zen 3, AVX2 (512 KiB L2): LSTM 256 units (1 MiB) 1.18x at batch
+ * 8, 0.98-1.08x at 16, 0.91x at 32 (where ONNX Runtime, which splits the rows, then took 0.91x
+ * crnn's time instead of 0.77x); GRU 256 and LSTM and SimpleRNN 512 units at 32 0.98-1.00x:
+ * up to 8 rows a thread. SSE2 (a quarter of AVX2's multiply-adds a cycle): 4, not measured. */
+static int64_t crnn__stream_max_rows(void)
+{
+    switch (crnn__isa()) {
+    case CRNN__ISA_AVX512: return 16;
+    case CRNN__ISA_AVX2: return 8;
+    default: return 4;
+    }
+}
 
 /* Whether this batch, which could split its rows, does better splitting its layers' units: where
  * every layer's recurrent weights fill at least one core's L2, each thread of a row split streams
- * all of them from L3 or memory at every step, which with few rows a thread costs more than its
- * products. Split by units, each thread streams its slice only, or keeps it in its own L2. A
- * 2-core Xeon (2 MiB L2), float32, units over rows: LSTM 384 units (2.4 MB) 1.43x at batch 8,
- * 1.10x at 24, 1.01x at 32, 0.96x at 64; LSTM and SimpleRNN of 4 MB 1.38x at 16, 1.06-1.07x at
- * 32, 0.96-0.99x at 64; LSTM 1024 units 1.43x at 16, 1.13x at 32; under L2, GRU 384 units
- * (1.8 MB) 1.04x at 16 and 0.95x at 24, LSTM 320 units (1.6 MB) 0.99-1.03x. */
+ * all of them from L3 or memory at every step, which with few rows a thread
+ * (crnn__stream_max_rows) costs more than its products. Split by units, each thread streams its
+ * slice only, or keeps it in its own L2. Under L2 the rows split (the Xeon: GRU 384 units,
+ * 1.8 MB, 1.04x as units at 16 rows and 0.95x at 24; LSTM 320 units, 1.6 MB, 0.99-1.03x). */
 static int crnn__units_split_streams_less(const crnn_rnn_t *rnn, int64_t batch, int64_t n,
                                           int64_t min_units)
 {
@@ -613,7 +628,7 @@ static int crnn__units_split_streams_less(const crnn_rnn_t *rnn, int64_t batch, 
     if (crnn__all_bidirectional(rnn)) return 0;
     if (nt > n) nt = n;
     if (min_units / CRNN__MIN_UNITS_PER_THREAD < nt) nt = min_units / CRNN__MIN_UNITS_PER_THREAD;
-    if (nt < 2 || batch > CRNN__STREAM_MAX_ROWS * nt) return 0;
+    if (nt < 2 || batch > crnn__stream_max_rows() * nt) return 0;
     return crnn__every_layer(rnn, crnn__outgrows_l2);
 }
 
@@ -672,11 +687,12 @@ static int crnn__pipeline_beats_rows(const crnn_rnn_t *rnn, int64_t batch, int64
     return (even ? 1.0 : 2.0) * proj >= rec;
 }
 
-/* How to spread this call over threads: a function of the shape, the thread setting and the
- * L1 and L2 sizes (cpu.h: the OS's, or CRNN_L1_BYTES / CRNN_L2_BYTES) only, so results are
- * bitwise reproducible for a fixed setting on a machine. Large batches split into row ranges
- * (no synchronisation at all), except batches of up to 16 rows a thread whose layers' weights
- * outgrow L2 (crnn__units_split_streams_less).
+/* How to spread this call over threads: a function of the shape, the thread setting, the L1 and
+ * L2 sizes (cpu.h: the OS's, or CRNN_L1_BYTES / CRNN_L2_BYTES) and the kernels' instruction set
+ * (crnn__isa: the CPU's best, or CRNN_ISA) only, so results are bitwise reproducible for a fixed
+ * setting on a machine. Large batches split into row ranges (no synchronisation at all), except
+ * batches of up to 16 rows a thread (AVX-512; 8 AVX2, 4 SSE2) whose layers' weights outgrow L2
+ * (crnn__units_split_streams_less).
  * Those, small batches over large weights (crnn__units_beat_rows) and batch 1 over wide layers
  * (that crnn__halving_pays for, or narrower ones that crnn__units_split_pays for) split each
  * layer's units, every thread keeping its slice of the recurrent weights hot in its own cache.

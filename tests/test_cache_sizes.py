@@ -90,8 +90,9 @@ def test_an_empty_variable_counts_as_unset():
 
 
 # The plans follow the sizes (csrc/rnn.c, crnn__plan): a batch-1 layer splits its units where its
-# recurrent weights fill two L1s, and pipelines otherwise; a batch of up to 16 rows a thread
-# splits its units where its weights outgrow L2, and its rows otherwise.
+# recurrent weights fill two L1s, and pipelines otherwise; a batch of 8 (4 rows a thread, within
+# the rows up to which any kernels do so) splits its units where its weights outgrow L2, and its
+# rows otherwise.
 PLAN_CODE = """
 import json, numpy as np, crnn
 rng = np.random.default_rng(0)
@@ -103,7 +104,7 @@ def plan(cell, units, batch, steps=64, din=16):
     h = crnn._core.RNN([[w]], cell=cell, dtype="float32")
     crnn.set_num_threads(2)
     return list(h.plan(batch, steps))
-print(json.dumps([plan("simple", 128, 1), plan("lstm", 256, 16)]))
+print(json.dumps([plan("simple", 128, 1), plan("lstm", 256, 8)]))
 """
 
 

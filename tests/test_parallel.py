@@ -177,17 +177,22 @@ def test_batch1_units_split_of_wide_layers(cell, units, dtype):
 
 # Batched steps whose recurrent weights outgrow half of L2, even a thread's half of them in the
 # units split: the panels kernel then prefetches the next block of weights while one is in use.
-# Weights past L2 split units, not rows, up to 16 rows a thread (batch 2 and 9 at two threads);
-# batch 40 splits its rows, as does batch 9 of an all-bidirectional stack. The width comes from the L2 the core reads, odd so that the last
-# panel is partial, and at least 129 units, which the units split takes at two threads (64 units
-# a thread at least). The steps put every such call past the 2 Mflop under which a call runs
-# serially, on a core of 256 KiB L2 too (SimpleRNN float64 there: 183 units, 2.3 Mflop at
-# batch 2).
+# Weights past L2 split units, not rows, up to 16 rows a thread with AVX-512, 8 with AVX2 and 4
+# with SSE2 (a row split's products per weight streamed grow with the vector width): at two
+# threads batch 2 splits units with any kernels, 9 with AVX2 or AVX-512, 24 with AVX-512 only;
+# batch 40 splits its rows, as does batch 9 of an all-bidirectional stack. The width comes from
+# the L2 the core reads, odd so that the last panel is partial, and at least 129 units, which the
+# units split takes at two threads (64 units a thread at least). The steps put every such call
+# past the 2 Mflop under which a call runs serially, on a core of 256 KiB L2 too (SimpleRNN
+# float64 there: 183 units, 2.3 Mflop at batch 2).
+STREAM_MAX_ROWS = {"avx512": 16, "avx2": 8, "base": 4}
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell, reset_after", [("simple", True), ("lstm", True), ("gru", True),
                                                ("gru", False)])
-@pytest.mark.parametrize("batch", [2, 9, 40])
+@pytest.mark.parametrize("batch", [2, 9, 24, 40])
 def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, threads):
     crnn.set_num_threads(threads)
     rng = np.random.default_rng(batch * 7 + threads)
@@ -199,7 +204,8 @@ def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, thre
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, cell == "gru")]]
     handle = crnn._core.RNN(weights, cell=cell, reset_after=reset_after, dtype=dtype)
     if threads == 2:
-        assert handle.plan(batch, steps) == ("batch" if batch > 32 else "units", 2)
+        split_rows = batch > 2 * STREAM_MAX_ROWS[crnn._core.machine()["isa"]]
+        assert handle.plan(batch, steps) == ("batch" if split_rows else "units", 2)
         # an all-bidirectional stack splits one direction a thread: not measured, rows kept
         bidir = crnn._core.RNN([weights[0] * 2], cell=cell, reset_after=reset_after,
                                direction="bidirectional", dtype=dtype)
