@@ -2,9 +2,10 @@
 
 The core compiles its kernels (csrc/kernels.h and the cells' element-wise parts) once per
 instruction set and picks the CPU's best at run time; CRNN_ISA asks for less. The rest of the
-suite runs the native kernels; here the activations, the cell grid and the randomised
-differential test run again, in a child process, under each lesser set, against the same
-NumPy reference and tolerances."""
+suite runs the native kernels; here the activations, the cell grid, the randomised
+differential test and the threading tests (whose plans depend on the instruction set: up to how
+many rows a thread a batch over weights past L2 splits its units) run again, in a child process,
+under each lesser set, against the same NumPy reference and tolerances."""
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ import crnn
 
 ORDER = ["base", "avx2", "avx512"]
 TESTS = Path(__file__).resolve().parent
-FILES = ["test_vmath.py", "test_rnn_cells.py", "test_differential.py"]
+FILES = ["test_vmath.py", "test_rnn_cells.py", "test_differential.py", "test_parallel.py"]
 
 
 def _child_env(isa: str) -> dict:
