@@ -596,7 +596,7 @@ static int crnn__outgrows_l2(const crnn__layer *L, size_t es)
  * their units rather than its rows (see crnn__units_split_streams_less), by the kernels in use:
  * a row split streams all the weights from L3 at every step, which costs more than its products
  * up to a number of rows that grows with the multiply-adds a core does per weight it loads, so
- * with the vector width (the L3 delivering about as much per core either way). Float32, units
+ * with the vector width (if the L3 delivers about as much per core either way). Float32, units
  * over rows at 2 threads. A 2-core Xeon, AVX-512 (2 MiB L2): LSTM 384 units (2.4 MB) 1.43x at
  * batch 8, 1.10x at 24, 1.01x at 32, 0.96x at 64; LSTM and SimpleRNN of 4 MB 1.38x at 16,
  * 1.06-1.07x at 32, 0.96-0.99x at 64; LSTM 1024 units 1.43x at 16, 1.13x at 32: up to 16 rows
