@@ -33,6 +33,7 @@ cdef extern from "cpu.h" nogil:
         CRNN__CACHE_FROM_ENV
     crnn__cache_from crnn__cache_source(int level)
     int crnn__cache_env_ignored(int level)
+    const char *crnn__cache_env_name(int level)
     void crnn__cache_limits(int level, size_t *lo, size_t *hi)
 
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
@@ -41,8 +42,6 @@ _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_U
 
 _CACHE_FROM = {CRNN__CACHE_FROM_OS: "os", CRNN__CACHE_FROM_DEFAULT: "default",
                CRNN__CACHE_FROM_ENV: "env"}
-# the variables that set the cache sizes (csrc/cpu.h)
-_CACHE_ENV = {1: "CRNN_L1_BYTES", 2: "CRNN_L2_BYTES"}
 
 
 def machine():
@@ -65,8 +64,9 @@ def _warn_ignored_cache_sizes():
     import os
     import warnings
     cdef size_t lo = 0, hi = 0
-    for level, name in _CACHE_ENV.items():
+    for level in (1, 2):
         if crnn__cache_env_ignored(level):
+            name = crnn__cache_env_name(level).decode()
             used = crnn__l1_bytes() if level == 1 else crnn__l2_bytes()
             crnn__cache_limits(level, &lo, &hi)
             warnings.warn(f"{name}={os.environ.get(name)!r} ignored: expected a size in bytes "

@@ -105,7 +105,8 @@ typedef struct {
 
 static crnn__cache_level crnn__caches[2];
 
-/* The sizes taken for levels 1 and 2, from the variables or the OS. */
+/* The variables that set levels 1 and 2, and the sizes taken from them or the OS. */
+static const char *const crnn__cache_env[2] = {"CRNN_L1_BYTES", "CRNN_L2_BYTES"};
 static const size_t crnn__cache_lo[2] = {8192, 65536};
 static const size_t crnn__cache_hi[2] = {(size_t)1 << 24, (size_t)1 << 30};
 
@@ -116,11 +117,10 @@ static const crnn__cache_level *crnn__cache(int level)
 {
     const size_t *lo = crnn__cache_lo, *hi = crnn__cache_hi;
     static const size_t fallback[2] = {32768, 524288};
-    static const char *const env[2] = {"CRNN_L1_BYTES", "CRNN_L2_BYTES"};
     crnn__cache_level *c = &crnn__caches[level - 1];
     if (!CRNN__LOAD(&c->bytes)) {
         const int i = level - 1;
-        const char *want = getenv(env[i]);
+        const char *want = getenv(crnn__cache_env[i]);
         const size_t asked = crnn__parse_size(want);
         size_t v;
         int from, ignored = 0;
@@ -153,6 +153,8 @@ int crnn__cache_env_ignored(int level)
 {
     return CRNN__LOAD(&crnn__cache(level == 1 ? 1 : 2)->ignored);
 }
+
+const char *crnn__cache_env_name(int level) { return crnn__cache_env[level == 1 ? 0 : 1]; }
 
 void crnn__cache_limits(int level, size_t *lo, size_t *hi)
 {

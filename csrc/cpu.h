@@ -33,6 +33,8 @@ typedef enum {
 } crnn__cache_from;
 crnn__cache_from crnn__cache_source(int level);
 int crnn__cache_env_ignored(int level);
+/* The environment variable that sets a level's size ("CRNN_L1_BYTES", "CRNN_L2_BYTES"). */
+const char *crnn__cache_env_name(int level);
 /* The sizes a level takes, from its variable or the OS: [*lo, *hi] bytes. */
 void crnn__cache_limits(int level, size_t *lo, size_t *hi);
 
