@@ -224,12 +224,16 @@ static void KFN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, i
 #define KPW ((int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)))    /* columns of a panel */
 #define KLD(v, p) memcpy(&(v), (p), sizeof(v))
 #define KST(p, v) memcpy((p), &(v), sizeof(v))
-/* Keep a loaded weight vector in a register: with AVX-512 GCC folds the load into every FMA
- * that uses it (for tiles of 2-3 rows), and the tile waits on 3-4x as many loads as it needs.
- * Not with 16 registers (AVX2, SSE2): 3 rows of sums (12) and 4 weights leave none for the
- * broadcast, and the loop spills (measured 1.3-1.6x slower); the folded loads are cheaper. */
-#if defined(__GNUC__) && defined(__x86_64__) && KVBYTES == 64
-#define KPIN(v) __asm__("" : "+v"(v))
+/* Keep a loaded weight vector in a register where a tile's sums, its 4 weights and a broadcast
+ * fit the vector registers (mr * 4 + 4 + 1: every height with AVX-512's 32, up to 2 rows with
+ * 16): else GCC folds the load into every FMA that uses it, and the tile waits on mr times as
+ * many loads as it needs (AVX2, Zen 3, the product alone, batch-first strides: 4 rows (2 + 2)
+ * 64 -> 80 GFLOP/s, 8 (3 + 3 + 2) 83 -> 87, 16 (3 x 4 + 2 x 2) 85 -> 89). Not where they do
+ * not fit (3 rows with 16 registers: 12 + 4 + 1): the loop spills (measured 1.3-1.6x slower);
+ * the folded loads are cheaper there. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define KPIN(v)                                                                                \
+    if (mr * 4 + 4 + 1 <= (KVBYTES == 64 ? 32 : 16)) __asm__("" : "+v"(v))
 #else
 #define KPIN(v) ((void)0)
 #endif
