@@ -156,7 +156,7 @@ static __attribute__((noinline)) void KFN(lstm_post)(const FN(step_args) *a, int
 
 #if KVBYTES >= 32
 /* A batch of one's whole step on the panels (step_lstm), block after block of units: the
- * product of the block's four gates (one panel: 4 vb columns, one or two tiles), then the
+ * product of the block's four gates (one panel: 4 vb columns, one row tile), then the
  * block's element-wise part, before the next block's product. The element-wise part of a block
  * is a few long chains of dependent operations, the product a stream of loads from L2 and
  * multiply-adds: issued one after the other, the core runs the one block's chains while the
@@ -175,7 +175,7 @@ static __attribute__((flatten)) void KFN(lstm_step_row)(const FN(step_args) *a, 
 {
     const int64_t H = a->H, vb = a->vb, nb = (c1 - c0 + vb - 1) / vb;
     const int64_t kpw = (int64_t)(CRNN__PANEL_BYTES / sizeof(REAL));
-    const int64_t kcw = (int64_t)(4 * KVBYTES / sizeof(REAL)); /* columns of a tile */
+    const int64_t kcw = KRW; /* columns of a row tile */
     const int back = KFN(row_back)((double)H * (double)(4 * (c1 - c0)) * (double)sizeof(REAL),
                                    (int)(a->t & 1));
     const int fused = (int)a->ract == CRNN_ACTIVATION_SIGMOID &&

@@ -18,11 +18,13 @@
  *   by 4 vectors of columns stay in registers over a block of k (panel_kc: a quarter of L2 where
  *   the tile is a panel wide, all of k for the usual sizes; 3/4 of L1 where it is narrower), so
  *   each block of weights comes from memory or L3 once per step and from cache for every
- *   further row tile. One row: even and odd k in two sets of accumulators (the loads of one
- *   overlap the adds of the other), the tiles walked backward on alternate steps where that
- *   leaves the next step's first weights in cache (row_backward). The sums over k are added in
- *   increasing k within a block and blocks in order: a row's result does not depend on B, on
- *   the other rows or on the order of the tiles. */
+ *   further row tile. One row (B = 1): tiles a whole panel row wide where that is at most 8
+ *   vectors (KRV: AVX2 8, AVX-512 4; SSE2 a quarter of a row, 4), the sums of 8 vectors in
+ *   one set (row_wide), of 4 in two, even and odd k (row1: the loads of one overlap the adds
+ *   of the other); the tiles walked backward on alternate steps where that leaves the next
+ *   step's first weights in cache (row_backward). In the batched product the sums over k are
+ *   added in increasing k within a block and blocks in order: a row's result does not depend
+ *   on B, on the other rows or on the order of the tiles. */
 
 typedef REAL KFN(vec) __attribute__((vector_size(KVBYTES)));
 
@@ -372,8 +374,64 @@ static int64_t KFN(panel_kc)(void)
 #endif
 }
 
-/* One row of the recurrent product (B = 1), the columns [j, j + n) (n <= KCW) of a tile at w:
- * two sets of accumulators, even and odd k, over all of K. */
+/* A batch of one's row tile: a whole panel row where that is at most 8 vectors (AVX2: 8,
+ * AVX-512: 4), else 4 vectors (SSE2: a quarter of one). A whole row makes each tile one
+ * unbroken stream of weights and sets up its sums once a panel, not once a half (AVX2, Zen 3,
+ * float32, against half-panel tiles: the product alone 1.18-1.40x with 16-64 KiB of weights,
+ * where the set-up counted for as much as the k, 1.08-1.11x with 117 KiB-1 MiB; whole batch-1
+ * calls, every cell, 1 and 2 threads, 1.03-1.27x). */
+#define KRV (CRNN__PANEL_BYTES / KVBYTES <= 8 ? CRNN__PANEL_BYTES / KVBYTES : 4)
+#define KRW ((int64_t)(KRV * KVBYTES / sizeof(REAL))) /* columns of a row tile */
+
+/* One row's sums for the columns [j, j + n) of a row tile at w, 4 < nv <= 8 vectors of them
+ * (nv a constant where inlined), in one set of named sums (an array indexed in the loops ended
+ * up on the stack), added in increasing k from C (or zero): 5-8 chains of multiply-adds keep
+ * the FMA units busy without row1's second set. */
+static inline __attribute__((always_inline)) void KFN(row_wide)(int nv, int64_t K,
+                                                                const REAL *w, int64_t n,
+                                                                const REAL *A, REAL *cj,
+                                                                int accumulate)
+{
+    const KFN(vec) zero = {0};
+    KFN(vec) s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero,
+             s7 = zero, t;
+    REAL tmp[8 * KVW];
+    const REAL *src = cj;
+    int64_t k;
+    if (accumulate && n < nv * KVW) {
+        memcpy(tmp, cj, (size_t)n * sizeof(REAL));
+        memset(tmp + n, 0, (size_t)(8 * KVW - n) * sizeof(REAL));
+        src = tmp;
+    }
+#define KW(i, x)                                                                               \
+    if (nv > i) { x; }
+    if (accumulate) {
+        KW(0, KLD(s0, src)) KW(1, KLD(s1, src + KVW)) KW(2, KLD(s2, src + 2 * KVW))
+        KW(3, KLD(s3, src + 3 * KVW)) KW(4, KLD(s4, src + 4 * KVW))
+        KW(5, KLD(s5, src + 5 * KVW)) KW(6, KLD(s6, src + 6 * KVW))
+        KW(7, KLD(s7, src + 7 * KVW))
+    }
+    for (k = 0; k < K; ++k, w += KPW) {
+        const REAL x = A[k];
+        KW(0, KLD(t, w); s0 += x * t) KW(1, KLD(t, w + KVW); s1 += x * t)
+        KW(2, KLD(t, w + 2 * KVW); s2 += x * t) KW(3, KLD(t, w + 3 * KVW); s3 += x * t)
+        KW(4, KLD(t, w + 4 * KVW); s4 += x * t) KW(5, KLD(t, w + 5 * KVW); s5 += x * t)
+        KW(6, KLD(t, w + 6 * KVW); s6 += x * t) KW(7, KLD(t, w + 7 * KVW); s7 += x * t)
+    }
+    {
+        REAL *dst = n < nv * KVW ? tmp : cj;
+        KW(0, KST(dst, s0)) KW(1, KST(dst + KVW, s1)) KW(2, KST(dst + 2 * KVW, s2))
+        KW(3, KST(dst + 3 * KVW, s3)) KW(4, KST(dst + 4 * KVW, s4))
+        KW(5, KST(dst + 5 * KVW, s5)) KW(6, KST(dst + 6 * KVW, s6))
+        KW(7, KST(dst + 7 * KVW, s7))
+        if (dst == tmp) memcpy(cj, tmp, (size_t)n * sizeof(REAL));
+    }
+#undef KW
+}
+
+/* One row of the recurrent product (B = 1), the columns [j, j + n) (n <= KRW) of a row tile at
+ * w, over all of K: more than 4 vectors in row_wide, else in two sets of accumulators, even and
+ * odd k (row1). */
 static inline __attribute__((always_inline)) void KFN(row_tile)(int64_t K, const REAL *w,
                                                                 int64_t n, const REAL *A,
                                                                 REAL *cj, int accumulate)
@@ -382,6 +440,15 @@ static inline __attribute__((always_inline)) void KFN(row_tile)(int64_t K, const
     KFN(vec) a[4], b[4];
     REAL tmp[KCW];
     int v;
+    if (KRV > 4 && n > KCW) {
+        switch ((n + KVW - 1) / KVW) { /* the vectors this tile keeps, a loop for each */
+        case 5: KFN(row_wide)(5, K, w, n, A, cj, accumulate); break;
+        case 6: KFN(row_wide)(6, K, w, n, A, cj, accumulate); break;
+        case 7: KFN(row_wide)(7, K, w, n, A, cj, accumulate); break;
+        default: KFN(row_wide)(8, K, w, n, A, cj, accumulate); break;
+        }
+        return;
+    }
     for (v = 0; v < 4; ++v) a[v] = b[v] = zero;
     if (accumulate && n == KCW) { /* a whole tile: its row straight from C, back to C below */
         for (v = 0; v < 4; ++v) KLD(a[v], cj + v * KVW);
@@ -416,12 +483,12 @@ static void KFN(row_backward)(int64_t K, int64_t c0, int64_t c1, const REAL *pan
     const int64_t p0 = c0 / KPW;
     int64_t p, t;
     for (p = (c1 - 1) / KPW; p >= p0; --p) {
-        /* this panel's columns (from c0 where the slice starts inside it), in tiles of KCW */
+        /* this panel's columns (from c0 where the slice starts inside it), in row tiles */
         const int64_t jp = p * KPW > c0 ? p * KPW : c0;
         const int64_t jend = (p + 1) * KPW < c1 ? (p + 1) * KPW : c1;
-        for (t = (jend - jp - 1) / KCW; t >= 0; --t) {
-            const int64_t j = jp + t * KCW;
-            const int64_t n = jend - j < KCW ? jend - j : KCW;
+        for (t = (jend - jp - 1) / KRW; t >= 0; --t) {
+            const int64_t j = jp + t * KRW;
+            const int64_t n = jend - j < KRW ? jend - j : KRW;
             KFN(row_tile)(K, panels + p * KPW * K + j % KPW, n, A, C + (j - c0), accumulate);
         }
     }
@@ -477,9 +544,9 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
          * panels are followed by one row of padding) and only its n columns are kept. */
         jend = KFN(panel_end)(jp, c1);
         if (B == 1) {
-            for (j = jp; j < jend; j += KCW)
+            for (j = jp; j < jend; j += KRW)
                 KFN(row_tile)(K, panels + j / KPW * KPW * K + j % KPW,
-                              jend - j < KCW ? jend - j : KCW, A, C + (j - c0), accumulate);
+                              jend - j < KRW ? jend - j : KRW, A, C + (j - c0), accumulate);
             continue;
         }
         /* Every tile of the panel for one block of k and one tile of rows before the next rows:

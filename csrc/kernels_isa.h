@@ -12,3 +12,5 @@
 #undef KFN
 #undef KVBYTES
 #undef KMR
+#undef KRV
+#undef KRW
