@@ -379,7 +379,8 @@ static int64_t KFN(panel_kc)(void)
  * unbroken stream of weights and sets up its sums once a panel, not once a half (AVX2, Zen 3,
  * float32, against half-panel tiles: the product alone 1.18-1.40x with 16-64 KiB of weights,
  * where the set-up counted for as much as the k, 1.08-1.11x with 117 KiB-1 MiB; whole batch-1
- * calls, every cell, 1 and 2 threads, 1.03-1.27x). */
+ * calls, every cell, 1 and 2 threads, 1.03-1.27x but SimpleRNN (1,1000,32,64) at 2 threads
+ * 0.98x, within its quartiles). */
 #define KRV (CRNN__PANEL_BYTES / KVBYTES <= 8 ? CRNN__PANEL_BYTES / KVBYTES : 4)
 #define KRW ((int64_t)(KRV * KVBYTES / sizeof(REAL))) /* columns of a row tile */
 

@@ -36,7 +36,8 @@ static inline float crnn__tanh_f32(float x)
      * too). Written as Eigen's clamp of the input, GCC threads the clamped paths to constants
      * and vectorises this same select plus the clamps' compares and masks, about 6 vector
      * operations more per tanh: an LSTM's element-wise part (five a unit) took 1.12x as long
-     * (AVX2, Zen 3, (16,·,·,128) steps). The same bits either way. */
+     * (AVX2, Zen 3, steps of 16 rows by 128 units). The same bits either way (compared on
+     * random models and on a sweep of [-20, 20] with +-inf and NaN, AVX2 and SSE2). */
     const float v = x;
     float v2, p, q, r;
     v2 = v * v;
