@@ -230,7 +230,7 @@ static void KFN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, i
  * fit the vector registers (mr * 4 + 4 + 1: every height with AVX-512's 32, up to 2 rows with
  * 16): else GCC folds the load into every FMA that uses it, and the tile waits on mr times as
  * many loads as it needs (AVX2, Zen 3, the product alone, batch-first strides: 4 rows (2 + 2)
- * 64 -> 80 GFLOP/s, 8 (3 + 3 + 2) 83 -> 87, 16 (3 x 4 + 2 x 2) 85 -> 89). Not where they do
+ * 64 -> 81 GFLOP/s, 8 (3 + 3 + 2) 83 -> 88, 16 (3 x 4 + 2 x 2) 84 -> 91). Not where they do
  * not fit (3 rows with 16 registers: 12 + 4 + 1): the loop spills (measured 1.3-1.6x slower);
  * the folded loads are cheaper there. */
 #if defined(__GNUC__) && defined(__x86_64__)
