@@ -26,7 +26,6 @@ static void KFN(gru_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
 {
     REAL buf[5 * CRNN__TAIL_VALUES];
     int64_t sel[CRNN__TAIL_VALUES];
-    const int64_t H = a->H;
     const REAL *bz = a->bias ? a->bias + 3 * j0 : NULL, *rb = a->rbias ? a->rbias + j0 : NULL;
     int64_t b = 0, nr, r, k;
     while ((nr = KFN(tail_rows)(a, &b, len, sel)) > 0) {
@@ -36,7 +35,7 @@ static void KFN(gru_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
         for (r = 0; r < nr; ++r) {
             const int64_t o = r * len;
             const REAL *g = a->gx + sel[r] * a->ldg + 3 * j0;
-            const REAL *s = a->scratch + sel[r] * 3 * H + 3 * j0;
+            const REAL *s = a->scratch + sel[r] * a->lds + 3 * j0;
             const REAL *hp = a->prev ? a->prev + sel[r] * a->ldp + j0 : NULL;
             for (k = 0; k < len; ++k) {
                 REAL z = g[k], rr = g[len + k], e = hp ? s[2 * len + k] : (REAL)0;
@@ -93,7 +92,7 @@ static void KFN(gru_post)(const FN(step_args) *a, int64_t c0, int64_t c1)
     int64_t b, j0, k;
     for (b = 0; b < a->B && c0 < cb; ++b) {
         REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo;
-        const REAL *s = a->scratch + b * 3 * H;
+        const REAL *s = a->scratch + b * a->lds;
         const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
         if (!CRNN__ACTIVE(a, b)) continue;
         for (j0 = c0; j0 < cb; j0 += vb) {
@@ -158,7 +157,7 @@ static void KFN(gru_before_post_tail)(const FN(step_args) *a, int phase, int64_t
             const REAL *g = a->gx + sel[r] * a->ldg + 3 * j0;
             const REAL *hp = a->prev ? a->prev + sel[r] * a->ldp : NULL;
             if (phase == 0) {
-                const REAL *sz = a->scratch + sel[r] * 3 * H + 2 * j0;
+                const REAL *sz = a->scratch + sel[r] * a->lds + 2 * j0;
                 for (k = 0; k < len; ++k) {
                     REAL z = g[k], rr = g[len + k];
                     if (hp) {
@@ -173,7 +172,7 @@ static void KFN(gru_before_post_tail)(const FN(step_args) *a, int phase, int64_t
                     gr[o + k] = rr;
                 }
             } else {
-                const REAL *cb = a->scratch + sel[r] * 3 * H + 2 * H + j0;
+                const REAL *cb = a->cand + sel[r] * a->lds + j0;
                 for (k = 0; k < len; ++k) {
                     REAL v = g[2 * len + k];
                     if (hp) v += cb[k];
@@ -207,7 +206,7 @@ static void KFN(gru_before_post_tail)(const FN(step_args) *a, int phase, int64_t
 static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, int64_t c1)
 {
     const int64_t H = a->H, vb = a->vb;
-    const REAL *const cand = a->scratch + 2 * H; /* (r * h) R_h, columns [2H, 3H) */
+    const REAL *const cand = a->cand; /* (r * h) R_h */
     /* a narrow last block goes through gru_before_post_tail where there are rows enough */
     const int64_t tail = KFN(tail_units)(a, c1), ce = c1 - tail;
     int64_t b, j0, k;
@@ -216,7 +215,7 @@ static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, 
         const REAL *hp = a->prev ? a->prev + b * a->ldp : NULL;
         if (phase == 0) {
             REAL *rh = a->rh + b * H;
-            const REAL *s = a->scratch + b * 3 * H;
+            const REAL *s = a->scratch + b * a->lds;
             if (!CRNN__ACTIVE(a, b)) { /* defined values for the next product's row */
                 memset(rh + c0, 0, (size_t)(c1 - c0) * sizeof(REAL));
                 continue;
@@ -232,7 +231,7 @@ static void KFN(gru_before_post)(const FN(step_args) *a, int phase, int64_t c0, 
             }
         } else {
             REAL *h = a->out + b * a->ldo;
-            const REAL *cb = cand + b * 3 * H;
+            const REAL *cb = cand + b * a->lds;
             if (!CRNN__ACTIVE(a, b)) continue;
             for (j0 = c0; j0 < ce; j0 += vb) {
                 const int64_t len = H - j0 < vb ? H - j0 : vb;
@@ -257,7 +256,7 @@ static void FN(step_gru)(const FN(step_args) *a, int phase, int64_t c0, int64_t 
     (void)phase;
     if (a->prev)
         FN(product)(a->kern, a->B, H, 3 * (c1 - c0), a->prev, a->ldp, a->R[0] + 3 * c0, 3 * H,
-                    a->scratch + 3 * c0, 3 * H, a->P[0], 3 * c0, 0, (int)(a->t & 1));
+                    a->scratch + 3 * c0, a->lds, a->P[0], 3 * c0, 0, (int)(a->t & 1));
     a->kern->gru_post(a, c0, c1);
 }
 
@@ -267,10 +266,10 @@ static void FN(step_gru_before)(const FN(step_args) *a, int phase, int64_t c0, i
     if (phase == 0) {
         if (a->prev)
             FN(product)(a->kern, a->B, H, 2 * (c1 - c0), a->prev, a->ldp, a->R[0] + 2 * c0, 2 * H,
-                        a->scratch + 2 * c0, 3 * H, a->P[0], 2 * c0, 0, (int)(a->t & 1));
+                        a->scratch + 2 * c0, a->lds, a->P[0], 2 * c0, 0, (int)(a->t & 1));
     } else if (a->prev) {
         FN(product)(a->kern, a->B, H, c1 - c0, a->rh, H, a->R[1] + c0, H,
-                    a->scratch + 2 * H + c0, 3 * H, a->P[1], c0, 0, (int)(a->t & 1));
+                    a->cand + c0, a->lds, a->P[1], c0, 0, (int)(a->t & 1));
     }
     a->kern->gru_before_post(a, phase, c0, c1);
 }

@@ -30,7 +30,6 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
     REAL buf[5 * CRNN__TAIL_VALUES];
     int64_t sel[CRNN__TAIL_VALUES];
     const REAL *rows[CRNN__TAIL_VALUES];
-    const int64_t H = a->H;
     const REAL *bi = a->bias ? a->bias + 4 * j0 : NULL;
     int64_t b = 0, nr, r, k;
     while ((nr = KFN(tail_rows)(a, &b, len, sel)) > 0) {
@@ -67,7 +66,7 @@ static void KFN(lstm_post_tail)(const FN(step_args) *a, int64_t j0, int64_t len)
         KFN(activate_inline)(a->ract, gi, NULL, 3 * n);
         KFN(activate_inline)(a->act, gc, NULL, n);
         for (r = 0; r < nr; ++r) { /* c in place, row by row */
-            REAL *c = a->c + sel[r] * H + j0;
+            REAL *c = a->c + sel[r] * a->ldc + j0;
             const int64_t o = r * len;
             for (k = 0; k < len; ++k) {
                 const REAL cn = KMULADD2(gf[o + k], c[k], gi[o + k], gc[o + k]);
@@ -109,7 +108,7 @@ static __attribute__((noinline)) void KFN(lstm_post)(const FN(step_args) *a, int
     const int64_t tail = KFN(tail_units)(a, c1), cb = c1 - tail;
     int64_t b, j0, k;
     for (b = 0; b < a->B && c0 < cb; ++b) {
-        REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo, *c = a->c + b * H;
+        REAL *g = a->gx + b * a->ldg, *h = a->out + b * a->ldo, *c = a->c + b * a->ldc;
         if (!CRNN__ACTIVE(a, b)) continue;
         for (j0 = c0; j0 < cb; j0 += vb) {
             const int64_t len = H - j0 < vb ? H - j0 : vb;

@@ -412,7 +412,7 @@ int crnn_rnn_info(const crnn_rnn_t *rnn, crnn_dtype *dtype, int64_t *input_size,
 int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
                      crnn__ws_layout *lay)
 {
-    size_t cursor = 0, rows, frame, gates, state, scratch, flags;
+    size_t cursor = 0, rows, frame, gates, state, scratch, flags, slack;
     const size_t es = rnn->elem_size;
     int64_t l;
     int nframes = rnn->num_layers > 1 ? 2 : 1, i, d;
@@ -430,6 +430,9 @@ int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
     CRNN_CHECK(crnn__mul(rows, (size_t)rnn->max_gates, &gates));
     CRNN_CHECK(crnn__mul((size_t)batch, (size_t)rnn->max_units, &state));
     CRNN_CHECK(crnn__mul((size_t)batch, (size_t)rnn->max_gates, &scratch));
+    slack = (CRNN__SLICES_SLACK(CRNN__MAX_THREADS) + es - 1) / es;
+    if (gates > SIZE_MAX - slack || state > SIZE_MAX - slack || scratch > SIZE_MAX - slack)
+        return CRNN_ERR_TOO_LARGE;
     memset(lay, 0, sizeof(*lay));
     for (i = 0; i < nframes; ++i) CRNN_CHECK(crnn__reserve(&cursor, frame, es, &lay->frames[i]));
     /* per direction: the second set only if a layer is bidirectional; the gated cells' buffers
@@ -438,9 +441,10 @@ int crnn__ws_offsets(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps,
         CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->hbuf[d][0]));
         CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->hbuf[d][1]));
         if (!rnn->gated) continue;
-        CRNN_CHECK(crnn__reserve(&cursor, gates, es, &lay->gates[d]));
-        CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->cbuf[d]));
-        CRNN_CHECK(crnn__reserve(&cursor, scratch, es, &lay->scratch[d]));
+        /* a units split's slices each take a region of these three (crnn__slice_region) */
+        CRNN_CHECK(crnn__reserve(&cursor, gates + slack, es, &lay->gates[d]));
+        CRNN_CHECK(crnn__reserve(&cursor, state + slack, es, &lay->cbuf[d]));
+        CRNN_CHECK(crnn__reserve(&cursor, scratch + slack, es, &lay->scratch[d]));
         CRNN_CHECK(crnn__reserve(&cursor, state, es, &lay->rh[d]));
     }
     flags = (size_t)((timesteps + CRNN__PIPE_CHUNK - 1) / CRNN__PIPE_CHUNK);

@@ -25,8 +25,11 @@ typedef struct {
     int64_t ldg;
     REAL *out;                /* h_t rows */
     int64_t ldo;
-    REAL *c;                  /* (B, H) cell state (LSTM), updated in place */
-    REAL *scratch;            /* (B, G*H) products kept apart (GRU) */
+    REAL *c;                  /* (B, H) cell state (LSTM), updated in place, rows ldc apart */
+    int64_t ldc;
+    REAL *scratch;            /* (B, G*H) products kept apart (GRU), rows lds apart */
+    int64_t lds;
+    REAL *cand;               /* reset before: the candidate's product, cand + b * lds + j */
     REAL *rh;                 /* (B, H): r * h_{t-1} (GRU, reset before) */
     const REAL *R[2], *P[2];  /* the recurrent matrices of the cell, and their panels or NULL */
     const REAL *bias;         /* (G*H) blocked, or NULL */
@@ -226,6 +229,51 @@ typedef struct {
     REAL *gates, *h[2], *c, *scratch, *rh;
 } FN(dir_buffers);
 
+/* Slice k's view of a direction's gates, c and scratch buffers (rows of its units [c0, c1)). */
+typedef struct {
+    REAL *g0;      /* g0 + t * ldgt + b * T * ldgt + G * j: unit j's first gate, row b, step t */
+    int64_t ldgt;
+    REAL *c;       /* c + b * ldc + j: unit j's c, row b */
+    int64_t ldc;
+    REAL *scratch; /* scratch + b * lds + G * j: unit j's first product, row b (GRU) */
+    int64_t lds;
+    REAL *cand;    /* cand + b * lds + j: unit j's candidate product (GRU, reset before) */
+} FN(slice_view);
+
+/* Where `regions` (a units split of a gated cell) the slice's own region of each buffer
+ * (crnn__slice_region): its rows G * (c1 - c0) (gates, scratch) or c1 - c0 (c) apart, the
+ * reset-before candidate's products after the slice's z and r; else the rows all slices share,
+ * GH and H apart. */
+static FN(slice_view) FN(slice_buffers)(const FN(dir_buffers) *buf, int regions, int64_t B,
+                                        int64_t T, int64_t G, int64_t H, int k, int64_t c0,
+                                        int64_t c1)
+{
+    FN(slice_view) v;
+    const int64_t w = c1 - c0;
+    REAL *s;
+    if (!regions) {
+        v.g0 = buf->gates;
+        v.ldgt = G * H;
+        v.c = buf->c;
+        v.ldc = H;
+        v.scratch = buf->scratch;
+        v.lds = G * H;
+        v.cand = buf->scratch + 2 * H;
+        return v;
+    }
+    /* each pointer at or after its buffer's start: a region starts at least c0 units in */
+    v.g0 = (REAL *)((char *)buf->gates +
+                    crnn__slice_region((size_t)(B * T * G) * sizeof(REAL), c0, k)) - G * c0;
+    v.ldgt = G * w;
+    v.c = (REAL *)((char *)buf->c + crnn__slice_region((size_t)B * sizeof(REAL), c0, k)) - c0;
+    v.ldc = w;
+    s = (REAL *)((char *)buf->scratch + crnn__slice_region((size_t)(B * G) * sizeof(REAL), c0, k));
+    v.scratch = s - G * c0;
+    v.lds = G * w;
+    v.cand = s + 2 * w - c0;
+    return v;
+}
+
 /* One layer, one direction: the time loop. `out` points at this direction's first column of a
  * (B, T, W) buffer; `h0` / `c0` / `hn` / `cn` are (B, H) or NULL; `flags` are this direction's
  * chunk flags (pipeline only).
@@ -254,12 +302,15 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     /* the units split's per-step barrier; the pipeline meets only per chunk */
     crnn__barrier *const barrier = split ? par->barrier : NULL;
     const int lo = barrier ? par->tid : 0, hi = barrier ? par->tid + 1 : nslices;
-    /* the projection's rows: the output frame (G = 1) or the gates buffer */
+    /* the projection's rows: the output frame (G = 1) or the gates buffer, a region a slice
+     * where the units split (FN(slice_buffers)) */
     REAL *const gx = G == 1 ? out : buf->gates;
     const int64_t ldgt = G == 1 ? W : GH; /* between timesteps */
     const int64_t ldgb = T * ldgt;        /* between batch rows */
     const int64_t ldo = T * W;
+    const int regions = nslices > 1 && G > 1;
     FN(step_args) a;
+    FN(slice_view) v;
     int64_t s, c0, c1;
     int k, phase;
 
@@ -276,8 +327,10 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     } else {
         for (k = lo; k < hi; ++k) {
             crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
-            FN(project)(kern, B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, gx + G * c0,
-                        ldgt);
+            v = FN(slice_buffers)(buf, regions, B, T, G, H, k, c0, c1);
+            if (G == 1) v.g0 = gx, v.ldgt = ldgt;
+            FN(project)(kern, B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, v.g0 + G * c0,
+                        v.ldgt);
         }
     }
 
@@ -287,8 +340,12 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     a.vb = CRNN__BLOCK_UNITS(sizeof(REAL));
     a.ldg = ldgb;
     a.ldo = ldo;
-    a.c = buf->c;
-    a.scratch = buf->scratch;
+    v = FN(slice_buffers)(buf, 0, B, T, G, H, 0, 0, H);
+    a.c = v.c;
+    a.ldc = v.ldc;
+    a.scratch = v.scratch;
+    a.lds = v.lds;
+    a.cand = v.cand;
     a.rh = buf->rh;
     for (k = 0; k < 2; ++k) {
         a.R[k] = L->off_rec[d][k] || k == 0 ? blob + L->off_rec[d][k] : NULL;
@@ -310,8 +367,9 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             else FN(zero_rows)(B, c1 - c0, buf->h[0] + c0, H);
         }
         if (ci->has_c) {
-            if (c0in) FN(copy_rows)(B, c1 - c0, c0in + c0, H, buf->c + c0, H);
-            else FN(zero_rows)(B, c1 - c0, buf->c + c0, H);
+            v = FN(slice_buffers)(buf, regions, B, T, G, H, k, c0, c1);
+            if (c0in) FN(copy_rows)(B, c1 - c0, c0in + c0, H, v.c + c0, v.ldc);
+            else FN(zero_rows)(B, c1 - c0, v.c + c0, v.ldc);
         }
     }
     if (lengths) {
@@ -341,7 +399,18 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             if (phase && barrier) crnn__barrier_wait(barrier, par->tid);
             for (k = lo; k < hi; ++k) {
                 crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
-                if (c1 > c0) step(&a, phase, c0, c1);
+                if (c1 <= c0) continue;
+                if (regions) {
+                    v = FN(slice_buffers)(buf, 1, B, T, G, H, k, c0, c1);
+                    a.gx = v.g0 + t * v.ldgt;
+                    a.ldg = T * v.ldgt;
+                    a.c = v.c;
+                    a.ldc = v.ldc;
+                    a.scratch = v.scratch;
+                    a.lds = v.lds;
+                    a.cand = v.cand;
+                }
+                step(&a, phase, c0, c1);
             }
         }
         if (lengths) {
@@ -373,7 +442,10 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     for (k = lo; k < hi; ++k) {
         crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
         if (hn) FN(copy_rows)(B, c1 - c0, a.prev + c0, a.ldp, hn + c0, H);
-        if (cn && ci->has_c) FN(copy_rows)(B, c1 - c0, buf->c + c0, H, cn + c0, H);
+        if (cn && ci->has_c) {
+            v = FN(slice_buffers)(buf, regions, B, T, G, H, k, c0, c1);
+            FN(copy_rows)(B, c1 - c0, v.c + c0, v.ldc, cn + c0, H);
+        }
     }
     /* The next layer reuses the state buffers with its own layout: nobody starts it (and
      * writes its initial states there) while another thread still copies this one's out. */
