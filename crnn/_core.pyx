@@ -36,6 +36,15 @@ cdef extern from "cpu.h" nogil:
     const char *crnn__cache_env_name(int level)
     void crnn__cache_limits(int level, size_t *lo, size_t *hi)
 
+cdef extern from "parallel.h" nogil:
+    int crnn__cpu_count()
+    ctypedef enum crnn__cpus_from:
+        CRNN__CPUS_FROM_OS
+        CRNN__CPUS_FROM_ENV
+        CRNN__CPUS_FROM_OS_ENV_IGNORED
+    crnn__cpus_from crnn__cpu_count_source()
+    int crnn__cpu_count_max()
+
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
                CRNN__PIPELINE: "pipeline"}
 
@@ -46,21 +55,26 @@ _CACHE_FROM = {CRNN__CACHE_FROM_OS: "os", CRNN__CACHE_FROM_DEFAULT: "default",
 
 def machine():
     """What the core found on this machine: ``{"isa": "avx512" | "avx2" | "base",
-    "l1_bytes": ..., "l2_bytes": ..., "l1_from": ..., "l2_from": ...}``.
+    "l1_bytes": ..., "l2_bytes": ..., "l1_from": ..., "l2_from": ..., "cpus": ...,
+    "cpus_from": ...}``.
 
     ``isa``: the kernels' instruction set, the CPU's best or less when the environment variable
     ``CRNN_ISA`` asks for it. ``l1_bytes`` / ``l2_bytes``: the per-core data cache sizes that
     size the kernel's blocks and choose the threading plans; ``l1_from`` / ``l2_from`` say where
     each came from: ``"env"`` (``CRNN_L1_BYTES`` / ``CRNN_L2_BYTES``), ``"os"`` or
-    ``"default"`` (the OS did not say: 32 KiB, 512 KiB)."""
+    ``"default"`` (the OS did not say: 32 KiB, 512 KiB). ``cpus``: the CPUs the plans count on
+    (the units split and the pipeline use at most that many threads), from ``"env"``
+    (``CRNN_CPUS``) or the ``"os"`` (the CPUs online)."""
     return {"isa": crnn__isa_name().decode(), "l1_bytes": crnn__l1_bytes(),
             "l2_bytes": crnn__l2_bytes(), "l1_from": _CACHE_FROM[crnn__cache_source(1)],
-            "l2_from": _CACHE_FROM[crnn__cache_source(2)]}
+            "l2_from": _CACHE_FROM[crnn__cache_source(2)], "cpus": crnn__cpu_count(),
+            "cpus_from": "env" if crnn__cpu_count_source() == CRNN__CPUS_FROM_ENV else "os"}
 
 
 def _warn_ignored_cache_sizes():
-    """A RuntimeWarning for each cache-size variable that is set but unusable (at import: the
-    core reads them once, and a typo would otherwise leave the OS's sizes in force unseen)."""
+    """A RuntimeWarning for each cache-size variable (and CRNN_CPUS) that is set but unusable (at
+    import: the core reads them once, and a typo would otherwise leave the OS's values in force
+    unseen)."""
     import os
     import warnings
     cdef size_t lo = 0, hi = 0
@@ -74,6 +88,12 @@ def _warn_ignored_cache_sizes():
                           f"K or M, as 49152 or 48K); using {used} bytes, "
                           + ("the OS's size" if crnn__cache_source(level) == CRNN__CACHE_FROM_OS
                              else "the default"), RuntimeWarning, stacklevel=2)
+
+
+    if crnn__cpu_count_source() == CRNN__CPUS_FROM_OS_ENV_IGNORED:
+        warnings.warn(f"CRNN_CPUS={os.environ.get('CRNN_CPUS')!r} ignored: expected a count of "
+                      f"CPUs from 1 to {crnn__cpu_count_max()} (digits only); using the OS's "
+                      f"{crnn__cpu_count()}", RuntimeWarning, stacklevel=2)
 
 
 _warn_ignored_cache_sizes()

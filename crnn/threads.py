@@ -17,6 +17,10 @@ _MAX_THREADS = 1024
 
 
 def _available_cpus() -> int:
+    """CRNN_CPUS where the core took it, else the CPUs this process may run on."""
+    m = _core.machine()
+    if m["cpus_from"] == "env":
+        return int(m["cpus"])
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -50,7 +54,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads one crnn call may use (default: the CPUs this process may run on)."""
+    """Threads one crnn call may use (default: the CPUs this process may run on, or CRNN_CPUS)."""
     return int(_core.get_num_threads())
 
 

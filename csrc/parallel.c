@@ -11,6 +11,7 @@
 #  include <unistd.h>
 #endif
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "parallel.h"
 
@@ -44,6 +45,8 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
 long long crnn__now_ns(void) { return 0; }
 long long crnn__thread_cpu_ns(void) { return -1; }
 int crnn__cpu_count(void) { return 1; }
+crnn__cpus_from crnn__cpu_count_source(void) { return CRNN__CPUS_FROM_OS; }
+int crnn__cpu_count_max(void) { return 1; }
 int crnn__hold_workers = 0;
 void crnn__barrier_wait(crnn__barrier *b, int tid) { (void)b; (void)tid; }
 void crnn__barrier_arrive(crnn__barrier *b, int tid) { (void)b; (void)tid; }
@@ -248,19 +251,50 @@ static void crnn__pool_atfork_child(void)
 static pthread_once_t crnn__pool_once = PTHREAD_ONCE_INIT;
 static void crnn__pool_init(void) { pthread_atfork(NULL, NULL, crnn__pool_atfork_child); }
 
-/* sysconf(_SC_NPROCESSORS_ONLN) reads a /sys file on every call (microseconds): ask once. */
-static int crnn__cpus = 0;
+/* CRNN_CPUS as a count of CPUs: decimal digits only, 1 to CRNN__POOL_MAX + 1; else 0. */
+static int crnn__parse_cpus(const char *s)
+{
+    long v = 0;
+    if (!s || !*s) return 0;
+    for (; *s; ++s) {
+        if (*s < '0' || *s > '9') return 0;
+        v = v * 10 + (*s - '0');
+        if (v > CRNN__POOL_MAX + 1) return 0;
+    }
+    return (int)v;
+}
+
+/* Read once: CRNN_CPUS where usable, else the OS's online count (sysconf reads a /sys file on
+ * every call, microseconds). */
+static int crnn__cpus = 0, crnn__cpus_source = CRNN__CPUS_FROM_OS;
 
 int crnn__cpu_count(void)
 {
     int c = LOAD(&crnn__cpus);
     if (c == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c = n < 1 ? 1 : (n > CRNN__POOL_MAX + 1 ? CRNN__POOL_MAX + 1 : (int)n);
+        const char *want = getenv("CRNN_CPUS");
+        const int asked = crnn__parse_cpus(want);
+        if (asked > 0) {
+            c = asked;
+            STORE(&crnn__cpus_source, CRNN__CPUS_FROM_ENV);
+        } else {
+            long n = sysconf(_SC_NPROCESSORS_ONLN);
+            c = n < 1 ? 1 : (n > CRNN__POOL_MAX + 1 ? CRNN__POOL_MAX + 1 : (int)n);
+            STORE(&crnn__cpus_source, want && *want ? CRNN__CPUS_FROM_OS_ENV_IGNORED
+                                                  : CRNN__CPUS_FROM_OS);
+        }
         STORE(&crnn__cpus, c);
     }
     return c;
 }
+
+crnn__cpus_from crnn__cpu_count_source(void)
+{
+    (void)crnn__cpu_count();
+    return (crnn__cpus_from)LOAD(&crnn__cpus_source);
+}
+
+int crnn__cpu_count_max(void) { return CRNN__POOL_MAX + 1; }
 
 /* Whether workers 0..n-2 have all joined call `gen`. */
 static int crnn__all_joined(long long gen, int n)

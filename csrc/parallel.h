@@ -65,8 +65,20 @@ long long crnn__thread_cpu_ns(void);
  * if they had no core. */
 extern int crnn__hold_workers;
 
-/* CPUs online (>= 1). */
+/* The CPUs the plans count on (>= 1): CRNN_CPUS where it holds a count from 1 to
+ * crnn__cpu_count_max(), else the CPUs online; read once. The units split and the pipeline never
+ * use more threads than this (their threads wait for each other at every step). CRNN_CPUS is for
+ * a machine whose OS counts CPUs the process cannot use (a container's CPU quota), or to plan
+ * as on a larger machine (the tests run the units split over more slices than this machine's
+ * cores that way). */
 int crnn__cpu_count(void);
+typedef enum {
+    CRNN__CPUS_FROM_OS = 0,
+    CRNN__CPUS_FROM_ENV = 1,
+    CRNN__CPUS_FROM_OS_ENV_IGNORED = 2 /* CRNN_CPUS is set but not a usable count */
+} crnn__cpus_from;
+crnn__cpus_from crnn__cpu_count_source(void);
+int crnn__cpu_count_max(void);
 
 /* Most threads one call may use (a barrier has a slot for each). */
 #define CRNN__MAX_THREADS 64
