@@ -72,7 +72,8 @@ flops = 2*B*T*G*(D*H + H*H). The GEMM peak is measured here with NumPy's OpenBLA
 ``torch.matmul`` (MKL in PyTorch's x86 builds) (float32: sgemm, float64: dgemm; N x N x N
 matmul, best of a few, at the start and again at the end of the run, the better of the two) at
 every thread count used; the peak used for "% peak" is the better of the two libraries at an
-implementation's own thread count. crnn's own BLAS (scipy-openblas32) is not callable from
+implementation's own thread count (without threadpoolctl NumPy's threads cannot be set, and its
+OpenBLAS peak is not measured). crnn's own BLAS (scipy-openblas32) is not callable from
 Python; both OpenBLAS copies and the core type each chose are recorded.
 
 ``--avx2`` runs the benchmark again in a fresh process with every library held to AVX2, standing
@@ -347,14 +348,16 @@ def gemm_peak(dtype: np.dtype, threads: List[int], blas: NumpyBlasThreads, n: in
     b = rng.standard_normal((n, n)).astype(dtype)
     c = np.empty((n, n), dtype=dtype)
     out = {}
+    if not blas.available:
+        # NumPy's BLAS then runs at its own default threads (all CPUs, for OpenBLAS): a figure
+        # measured so is no thread count's peak (on 2 CPUs it read as a 1-thread peak of 155
+        # GFLOP/s where 1 thread reaches 95), so none is recorded
+        return out
     old = blas.get()
     for t in threads:
-        if blas.available:
-            blas.set(t)
-        elif t != threads[0]:
-            continue
+        blas.set(t)
         out[t] = _best_gflops(lambda: np.matmul(a, b, out=c), n, reps)
-    if blas.available and old is not None:
+    if old is not None:
         blas.set(old)
     return out
 
@@ -953,7 +956,8 @@ def write_markdown(path: str, report: dict) -> str:
     pk = report["gemm_peak"]
     by_lib = "; ".join(
         f"{PEAK_LABELS.get(lib, lib)}: "
-        + ", ".join(f"{g:.0f} at {t} thr" for t, g in sorted(vals.items()))
+        + (", ".join(f"{g:.0f} at {t} thr" for t, g in sorted(vals.items()))
+           or "not measured (its threads cannot be set)")
         for lib, vals in pk["by_library"].items())
     lines.append(f"{pk['kind']} peak ({pk['n']}³ matmul, best of {pk['reps']} at the start and "
                  f"at the end; GFLOP/s): {by_lib}; used (the better): "
