@@ -88,8 +88,6 @@ def _warn_ignored_cache_sizes():
                           f"K or M, as 49152 or 48K); using {used} bytes, "
                           + ("the OS's size" if crnn__cache_source(level) == CRNN__CACHE_FROM_OS
                              else "the default"), RuntimeWarning, stacklevel=2)
-
-
     if crnn__cpu_count_source() == CRNN__CPUS_FROM_OS_ENV_IGNORED:
         warnings.warn(f"CRNN_CPUS={os.environ.get('CRNN_CPUS')!r} ignored: expected a count of "
                       f"CPUs from 1 to {crnn__cpu_count_max()} (digits only); using the OS's "
