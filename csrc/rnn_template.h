@@ -274,6 +274,16 @@ static FN(slice_view) FN(slice_buffers)(const FN(dir_buffers) *buf, int regions,
     return v;
 }
 
+/* Point a step's c and scratch at a slice view's. */
+static void FN(use_slice)(FN(step_args) *a, const FN(slice_view) *v)
+{
+    a->c = v->c;
+    a->ldc = v->ldc;
+    a->scratch = v->scratch;
+    a->lds = v->lds;
+    a->cand = v->cand;
+}
+
 /* One layer, one direction: the time loop. `out` points at this direction's first column of a
  * (B, T, W) buffer; `h0` / `c0` / `hn` / `cn` are (B, H) or NULL; `flags` are this direction's
  * chunk flags (pipeline only).
@@ -341,11 +351,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     a.ldg = ldgb;
     a.ldo = ldo;
     v = FN(slice_buffers)(buf, 0, B, T, G, H, 0, 0, H);
-    a.c = v.c;
-    a.ldc = v.ldc;
-    a.scratch = v.scratch;
-    a.lds = v.lds;
-    a.cand = v.cand;
+    FN(use_slice)(&a, &v);
     a.rh = buf->rh;
     for (k = 0; k < 2; ++k) {
         a.R[k] = L->off_rec[d][k] || k == 0 ? blob + L->off_rec[d][k] : NULL;
@@ -404,11 +410,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
                     v = FN(slice_buffers)(buf, 1, B, T, G, H, k, c0, c1);
                     a.gx = v.g0 + t * v.ldgt;
                     a.ldg = T * v.ldgt;
-                    a.c = v.c;
-                    a.ldc = v.ldc;
-                    a.scratch = v.scratch;
-                    a.lds = v.lds;
-                    a.cand = v.cand;
+                    FN(use_slice)(&a, &v);
                 }
                 step(&a, phase, c0, c1);
             }
