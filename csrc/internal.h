@@ -74,6 +74,10 @@ extern const crnn__cell_info crnn__cells[CRNN__NUM_CELLS];
  * time (at most 7 KB of stack). */
 #define CRNN__TAIL_ROWS 4
 #define CRNN__TAIL_VALUES 128
+/* Up to this many gathered values a gate, with Keras's activations, the tails run one pass over
+ * the values with each unit's gates in registers instead of a pass per operation (see
+ * lstm_post_tail). */
+#define CRNN__TAIL_FUSED_VALUES 32
 
 /* Before a loop whose arrays never overlap, where the compiler cannot prove it: vectorise it
  * without run-time alias checks (GCC gives up on a loop needing more than 10 of them). */
@@ -155,7 +159,13 @@ static inline int64_t crnn__slice_edge(int64_t H, int k, int nslices, int64_t al
 static inline void crnn__slice(int64_t H, int64_t G, int k, int nslices, size_t es, int64_t *c0,
                                int64_t *c1)
 {
-    const int64_t align = crnn__slice_align(H, G, nslices, es);
+    int64_t align;
+    if (nslices == 1) { /* the whole layer: asked for at every step of every call */
+        *c0 = k ? H : 0;
+        *c1 = H;
+        return;
+    }
+    align = crnn__slice_align(H, G, nslices, es);
     *c0 = crnn__slice_edge(H, k, nslices, align);
     *c1 = crnn__slice_edge(H, k + 1, nslices, align);
 }
