@@ -248,6 +248,9 @@ cdef class RNN:
     cdef object _ws_buf       # this handle's scratch memory, lent to one call at a time
     cdef size_t _ws_cap
     cdef bint _ws_busy
+    cdef int64_t _sized_b     # the last (batch, timesteps) sized, and its workspace size
+    cdef int64_t _sized_t
+    cdef size_t _sized_ws
 
     def __cinit__(self):
         self._rnn = NULL
@@ -391,6 +394,8 @@ cdef class RNN:
         self._ws_buf = None
         self._ws_cap = 0
         self._ws_busy = False
+        self._sized_b = self._sized_t = -1
+        self._sized_ws = 0
 
     @property
     def num_directions(self):
@@ -511,10 +516,15 @@ cdef class RNN:
                              f"expected {self.input_size}")
         if T == 0:
             raise ValueError(f"x: got 0 timesteps (shape {xa.shape}), expected at least 1")
-        # Size checks (overflow, 32-bit BLAS limits) before anything big is allocated.
-        status = crnn_rnn_workspace_size(handle, B, T, &ws_size)
-        if status != CRNN_OK:
-            _check(status, f"x: shape {xa.shape} with units {self.units}")
+        # Size checks (overflow, 32-bit BLAS limits) before anything big is allocated; a stream
+        # of calls of one shape asks once (the size depends on the shape and the layers only).
+        if B == self._sized_b and T == self._sized_t:
+            ws_size = self._sized_ws
+        else:
+            status = crnn_rnn_workspace_size(handle, B, T, &ws_size)
+            if status != CRNN_OK:
+                _check(status, f"x: shape {xa.shape} with units {self.units}")
+            self._sized_b, self._sized_t, self._sized_ws = B, T, ws_size
         if not fast:
             # Any other layout, dtype or byte order: one native, C-contiguous copy (or none).
             xa = np.ascontiguousarray(xa, dtype=self.dtype)

@@ -558,6 +558,31 @@ def test_handle_attributes_and_forward(dtype, rng):
     assert_close(res, _last(ref_states, 2), tol, "handle last", dtype)
 
 
+def test_handle_alternating_shapes(rng):
+    """One handle sizes its workspace for the shape it last ran and reuses that size for a call
+    of the same shape: calls that alternate shapes, with a refused one between them, each get
+    their own shape's result."""
+    D = 3
+    w = make_stack_weights(rng, D, [5, 7], 1, np.float64)
+    handle = crnn._core.RNN(w, dtype="float64")
+    shapes = [(3, 6, D), (3, 2, D), (1, 1, D), (1, 2, D), (4, 2, D), (0, 3, D)]
+    xs = {s: rng.uniform(-1, 1, s) for s in shapes}
+    refs = {s: _ref_stack(x, w)[0] for s, x in xs.items()}
+    huge = np.broadcast_to(np.zeros((1, 1, D)), (1, 2**31 // 7 + 1, D))  # T * 7 units > 2**31
+    # each shape after one that needs a smaller workspace and differs in batch or in timesteps
+    # only, and the refused shape after a call of its batch
+    order = [(3, 6, D), (3, 6, D), (3, 2, D), (3, 6, D), (1, 1, D), (1, 2, D), (4, 2, D),
+             (0, 3, D), (1, 1, D), None, (1, 1, D), None, None, (4, 2, D), (3, 6, D)]
+    for s in order:
+        if s is None:
+            with pytest.raises((ValueError, MemoryError), match="x: shape"):
+                handle.forward(huge)
+            continue
+        out = handle.forward(xs[s])
+        assert out.shape == s[:2] + (7,)
+        assert_close(out, refs[s], 1e-12, f"shape {s}", np.float64)
+
+
 def test_handle_copies_weights(rng):
     w = make_stack_weights(rng, 3, [4], 1, np.float32)
     x = rng.uniform(-1, 1, (2, 5, 3)).astype(np.float32)
