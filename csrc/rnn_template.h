@@ -235,7 +235,7 @@ typedef struct {
     int64_t ldgt;
     REAL *c;       /* c + b * ldc + j: unit j's c, row b */
     int64_t ldc;
-    REAL *scratch; /* scratch + b * lds + G * j: unit j's first product, row b (GRU) */
+    REAL *scratch; /* scratch + b * lds + rec_gates * j: unit j's first product, row b (GRU) */
     int64_t lds;
     REAL *cand;    /* cand + b * lds + j: unit j's candidate product (GRU, reset before) */
 } FN(slice_view);
@@ -245,11 +245,11 @@ typedef struct {
  * reset-before candidate's products after the slice's z and r; else the rows all slices share,
  * GH and H apart. */
 static FN(slice_view) FN(slice_buffers)(const FN(dir_buffers) *buf, int regions, int64_t B,
-                                        int64_t T, int64_t G, int64_t H, int k, int64_t c0,
-                                        int64_t c1)
+                                        int64_t T, const crnn__cell_info *ci, int64_t H, int k,
+                                        int64_t c0, int64_t c1)
 {
     FN(slice_view) v;
-    const int64_t w = c1 - c0;
+    const int64_t w = c1 - c0, G = ci->gates;
     REAL *s;
     if (!regions) {
         v.g0 = buf->gates;
@@ -268,7 +268,9 @@ static FN(slice_view) FN(slice_buffers)(const FN(dir_buffers) *buf, int regions,
     v.c = (REAL *)((char *)buf->c + crnn__slice_region((size_t)B * sizeof(REAL), c0, k)) - c0;
     v.ldc = w;
     s = (REAL *)((char *)buf->scratch + crnn__slice_region((size_t)(B * G) * sizeof(REAL), c0, k));
-    v.scratch = s - G * c0;
+    /* the first product's rec_gates values a unit (a reset-before GRU's z and r: 2), from the
+     * region's start; the candidate's after them */
+    v.scratch = s - ci->rec_gates * c0;
     v.lds = G * w;
     v.cand = s + 2 * w - c0;
     return v;
@@ -337,7 +339,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     } else {
         for (k = lo; k < hi; ++k) {
             crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
-            v = FN(slice_buffers)(buf, regions, B, T, G, H, k, c0, c1);
+            v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);
             if (G == 1) v.g0 = gx, v.ldgt = ldgt;
             FN(project)(kern, B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, v.g0 + G * c0,
                         v.ldgt);
@@ -350,7 +352,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     a.vb = CRNN__BLOCK_UNITS(sizeof(REAL));
     a.ldg = ldgb;
     a.ldo = ldo;
-    v = FN(slice_buffers)(buf, 0, B, T, G, H, 0, 0, H);
+    v = FN(slice_buffers)(buf, 0, B, T, ci, H, 0, 0, H);
     FN(use_slice)(&a, &v);
     a.rh = buf->rh;
     for (k = 0; k < 2; ++k) {
@@ -373,7 +375,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             else FN(zero_rows)(B, c1 - c0, buf->h[0] + c0, H);
         }
         if (ci->has_c) {
-            v = FN(slice_buffers)(buf, regions, B, T, G, H, k, c0, c1);
+            v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);
             if (c0in) FN(copy_rows)(B, c1 - c0, c0in + c0, H, v.c + c0, v.ldc);
             else FN(zero_rows)(B, c1 - c0, v.c + c0, v.ldc);
         }
@@ -407,7 +409,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
                 crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
                 if (c1 <= c0) continue;
                 if (regions) {
-                    v = FN(slice_buffers)(buf, 1, B, T, G, H, k, c0, c1);
+                    v = FN(slice_buffers)(buf, 1, B, T, ci, H, k, c0, c1);
                     a.gx = v.g0 + t * v.ldgt;
                     a.ldg = T * v.ldgt;
                     FN(use_slice)(&a, &v);
@@ -445,7 +447,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
         if (hn) FN(copy_rows)(B, c1 - c0, a.prev + c0, a.ldp, hn + c0, H);
         if (cn && ci->has_c) {
-            v = FN(slice_buffers)(buf, regions, B, T, G, H, k, c0, c1);
+            v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);
             FN(copy_rows)(B, c1 - c0, v.c + c0, v.ldc, cn + c0, H);
         }
     }
