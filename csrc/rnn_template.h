@@ -258,7 +258,7 @@ static FN(slice_view) FN(slice_buffers)(const FN(dir_buffers) *buf, int regions,
         v.ldc = H;
         v.scratch = buf->scratch;
         v.lds = G * H;
-        v.cand = buf->scratch + 2 * H;
+        v.cand = buf->scratch + ci->rec_gates * H;
         return v;
     }
     /* each pointer at or after its buffer's start: a region starts at least c0 units in */
@@ -272,7 +272,7 @@ static FN(slice_view) FN(slice_buffers)(const FN(dir_buffers) *buf, int regions,
      * region's start; the candidate's after them */
     v.scratch = s - ci->rec_gates * c0;
     v.lds = G * w;
-    v.cand = s + 2 * w - c0;
+    v.cand = s + ci->rec_gates * w - c0;
     return v;
 }
 
