@@ -563,12 +563,20 @@ static int crnn__every_layer(const crnn_rnn_t *rnn, int (*pred)(const crnn__laye
 }
 
 /* Whether halving a batch-1 step's recurrent weights saves more than the two cores' hand-off
- * costs each step: only where the weights fill at least twice L1, so that each half still fills
- * one core's L1. Smaller halves save less than the hand-off (a store, the other core's read of
- * it, and h_{t-1}'s lines moved across): SimpleRNN 96 units, 36 KiB, ran 0.56x as fast split
- * (Zen 4, 32 KiB L1), GRU 64 units, 48 KiB, 1.06x; SimpleRNN 128 units, 64 KiB, 1.2-1.36x there
- * but 0.77x on a Xeon with a 48 KiB L1, where 192 units (144 KiB) gained 1.07x. */
+ * costs each step: only where the weights fill at least 3/2 of L1, so that each half still fills
+ * most of one core's L1. Smaller halves save less than the hand-off (a store, the other core's
+ * read of it, and h_{t-1}'s lines moved across): SimpleRNN 96 units, 36 KiB, ran 0.56x as fast
+ * split (Zen 4, 32 KiB L1), GRU 64 units, 48 KiB, 1.06x, and 1.10-1.14x against the pipeline
+ * another day; SimpleRNN 128 units, 64 KiB, 1.2-1.36x there but 0.77x on a Xeon with a 48 KiB
+ * L1, where 192 units (144 KiB) gained 1.07x. */
 static int crnn__halving_pays(const crnn__layer *L, size_t es)
+{
+    return 2.0 * crnn__rec_bytes(L, es) >= 3.0 * (double)crnn__l1_bytes();
+}
+
+/* Whether a layer's recurrent weights fill at least twice one core's L1: a step of a few rows
+ * then streams them from L2 whichever rows it has (crnn__pipeline_beats_rows). */
+static int crnn__fills_two_l1(const crnn__layer *L, size_t es)
 {
     return crnn__rec_bytes(L, es) >= 2.0 * (double)crnn__l1_bytes();
 }
@@ -666,7 +674,9 @@ static int crnn__units_beat_rows(const crnn_rnn_t *rnn, int64_t batch, int64_t n
  * about as long as with 3 in a step that streams its weights), where the input projections
  * cost at least half the recurrent products in flops; where they split evenly, where the
  * projections cost at least as much and each step streams its weights from L2 (twice L1 or
- * more: a row split then saves little on the steps). A 2-core Xeon, 2 threads over 1,
+ * more, crnn__fills_two_l1: a row split then saves little on the steps; from 3/2 of L1, where
+ * batch 1 splits its units, GRU (4,100,72,72) pipelined ran 0.58x as fast as its rows split on
+ * Zen 4, LSTM (2,100,64,60) 0.95x, SimpleRNN (2,100,128,120) 1.18x). A 2-core Xeon, 2 threads over 1,
  * pipeline / rows split, inputs as wide as the units, float32: SimpleRNN 128 units at batch
  * 2, 3, 5 1.56 / 1.77, 1.60 / 1.23, 1.88 / 1.54; 256 units at batch 2, 3, 4 1.58 / 1.32,
  * 1.85 / 1.32, 1.77 / 1.66; LSTM 128 at batch 3 1.54 / 1.27, at batch 4 1.63 / 1.67; GRU 192
@@ -682,7 +692,7 @@ static int crnn__pipeline_beats_rows(const crnn_rnn_t *rnn, int64_t batch, int64
     int64_t l;
     const int even = batch % nt == 0;
     if (rnn->elem_size != sizeof(float) || timesteps < 2 * CRNN__PIPE_CHUNK) return 0;
-    if (even && !crnn__every_layer(rnn, crnn__halving_pays)) return 0;
+    if (even && !crnn__every_layer(rnn, crnn__fills_two_l1)) return 0;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
         proj += (double)L->ndir * (double)L->gates * (double)L->units * (double)L->in_size;

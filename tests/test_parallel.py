@@ -93,15 +93,17 @@ def test_batch1_steps_on_panels(units, dtype, threads):
 
 
 # Batch-1 layers narrower than 2 x 64 units split their units when the input is at most half as
-# wide, each half of the recurrent weights fills L1 (weights >= 2 x L1: 64 KiB with a 32 KiB
-# L1), and the halves (on blocks of 16 float32 / 8 float64 units) are within 3/5 of each other;
+# wide, each half of the recurrent weights fills most of L1 (weights >= 3/2 x L1: 48 KiB with a
+# 32 KiB L1), and the halves (on blocks of 16 float32 / 8 float64 units) are within 3/5 of each other;
 # otherwise they pipeline. (cell, dtype, input, units, split if the weights are large enough):
 BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 112, True),
                  ("lstm", np.float32, 33, 64, False),   # input wider than half the units
                  ("lstm", np.float32, 16, 48, False),   # 32 / 16: unbalanced
                  ("gru", np.float32, 16, 80, True),     # 48 / 32: the second half starts
                  ("gru", np.float32, 16, 112, True),    # inside a panel (3 x 48 columns)
-                 ("simple", np.float32, 16, 112, True),  # 49 KiB: too small with a 32 KiB L1
+                 ("gru", np.float32, 32, 64, True),     # 48 KiB: just enough with a 32 KiB
+                 ("simple", np.float32, 16, 112, True),  # L1; 49 KiB: too small with a 48 KiB L1
+                 ("simple", np.float32, 16, 96, True),   # 36 KiB: too small with 32 KiB
                  ("gru", np.float64, 16, 64, True), ("gru", np.float64, 16, 96, False),
                  ("lstm", np.float64, 8, 48, True)]
 
@@ -113,8 +115,8 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
     rng = np.random.default_rng(units + din)
     steps = 120
     gates = GATES[cell]
-    split = split and gates * units * units * np.dtype(dtype).itemsize >= \
-        2 * crnn._core.machine()["l1_bytes"]
+    split = split and 2 * gates * units * units * np.dtype(dtype).itemsize >= \
+        3 * crnn._core.machine()["l1_bytes"]
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, True)]]
     handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
     assert handle.plan(1, steps) == (("units", 2) if split else ("pipeline", 2))
@@ -140,7 +142,7 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
 
 
 # Layers of 2 x 64 units or more split their units at batch 1 only where each half of the
-# recurrent weights still fills L1 (weights >= 2 x L1), as narrower ones do: smaller halves save
+# recurrent weights still fills most of L1 (weights >= 3/2 x L1), as narrower ones do: smaller halves save
 # less per step than the two cores' hand-off costs. They pipeline otherwise. At batch 2 the
 # units split where the weights fill a quarter of L2, else a row a thread. Every batch-1 plan
 # gives bitwise the same result where the BLAS gives a column of the input projection the same
@@ -154,8 +156,8 @@ def test_batch1_units_split_of_wide_layers(cell, units, dtype):
     rng = np.random.default_rng(units)
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, cell == "gru")]]
     handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
-    split = GATES[cell] * units * units * np.dtype(dtype).itemsize >= \
-        2 * crnn._core.machine()["l1_bytes"]
+    split = 2 * GATES[cell] * units * units * np.dtype(dtype).itemsize >= \
+        3 * crnn._core.machine()["l1_bytes"]
     x = rng.uniform(-1, 1, (1, steps, din)).astype(dtype)
     crnn.set_num_threads(1)
     alone = handle.forward(x)
