@@ -53,6 +53,13 @@ sys.path.insert(0, HERE)
 
 import crnn  # noqa: E402
 from cbuild import build_shared  # noqa: E402
+from timing import settle  # noqa: E402
+
+# Seconds of calls before a batch-1 step is timed. Building a layer runs NumPy's BLAS (its
+# initialisers' QR), whose idle worker then spins on the other CPU for ~0.1 s (OpenBLAS's thread
+# timeout): crnn's two-thread calls meanwhile run at about one thread's speed (measured on a
+# 2-vCPU Zen 4: SimpleRNN (1,300,16,256) 780-880 us for ~0.2 s, then 450-520).
+WARM_S = 0.3
 
 SOURCE = os.path.join(HERE, "membw.c")
 GATES = crnn._core.GATES  # gates per cell: simple 1, lstm 4, gru 3
@@ -110,6 +117,11 @@ def measured_step(cell: str, H: int, T: int = 100, D: int = 16) -> Dict[str, obj
     xs = {t: np.random.default_rng(0).standard_normal((1, t, D)).astype(np.float32)
           for t in (T, 3 * T)}
     layer(xs[T])
+    settle()
+    for x in xs.values():
+        end = time.perf_counter() + WARM_S / 2
+        while time.perf_counter() < end:
+            layer(x)
 
     def best(x: np.ndarray) -> float:
         out = []
