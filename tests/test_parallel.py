@@ -94,8 +94,9 @@ def test_batch1_steps_on_panels(units, dtype, threads):
 
 # Batch-1 layers narrower than 2 x 64 units split their units when the input is at most half as
 # wide, each half of the recurrent weights fills most of L1 (weights >= 3/2 x L1: 48 KiB with a
-# 32 KiB L1), and the halves (on blocks of 16 float32 / 8 float64 units) are within 3/5 of each other;
-# otherwise they pipeline. (cell, dtype, input, units, split if the weights are large enough):
+# 32 KiB L1), and the halves (on blocks of 16 float32 / 8 float64 units) are within 3/5 of each
+# other; otherwise they pipeline. (cell, dtype, input, units, split if the weights are large
+# enough):
 BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 112, True),
                  ("lstm", np.float32, 33, 64, False),   # input wider than half the units
                  ("lstm", np.float32, 16, 48, False),   # 32 / 16: unbalanced
@@ -103,7 +104,7 @@ BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 11
                  ("gru", np.float32, 16, 112, True),    # inside a panel (3 x 48 columns)
                  ("gru", np.float32, 32, 64, True),     # 48 KiB: just enough with a 32 KiB
                  ("simple", np.float32, 16, 112, True),  # L1; 49 KiB: too small with a 48 KiB L1
-                 ("simple", np.float32, 16, 96, True),   # 36 KiB: too small with 32 KiB
+                 ("simple", np.float32, 16, 96, True),   # 36 KiB: too small with 32 KiB L1
                  ("gru", np.float64, 16, 64, True), ("gru", np.float64, 16, 96, False),
                  ("lstm", np.float64, 8, 48, True)]
 
@@ -142,12 +143,13 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
 
 
 # Layers of 2 x 64 units or more split their units at batch 1 only where each half of the
-# recurrent weights still fills most of L1 (weights >= 3/2 x L1), as narrower ones do: smaller halves save
-# less per step than the two cores' hand-off costs. They pipeline otherwise. At batch 2 the
-# units split where the weights fill a quarter of L2, else a row a thread. Every batch-1 plan
-# gives bitwise the same result where the BLAS gives a column of the input projection the same
-# bits whichever columns a call covers (each thread of a units split projects its own); where it
-# does not (OpenBLAS's Haswell sgemm), the split's own result is still repeatable bitwise.
+# recurrent weights still fills most of L1 (weights >= 3/2 x L1), as narrower ones do: smaller
+# halves save less per step than the two cores' hand-off costs. They pipeline otherwise. At
+# batch 2 the units split where the weights fill a quarter of L2, else a row a thread. Every
+# batch-1 plan gives bitwise the same result where the BLAS gives a column of the input
+# projection the same bits whichever columns a call covers (each thread of a units split projects
+# its own); where it does not (OpenBLAS's Haswell sgemm), the split's own result is still
+# repeatable bitwise.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell, units", [("simple", 128), ("simple", 160), ("simple", 192),
                                          ("gru", 128)])
