@@ -38,9 +38,9 @@ def set_num_threads(n: int) -> None:
     with 16 or more timesteps, pipeline (below) where the input projections cost at least as
     much as the recurrent products (at least half as much where the rows split unevenly, and
     over weights filling two L1 caches where they split evenly). Batch 1 splits the units
-    where each layer's recurrent weights fill 3/2 of an L1 cache (and then also for narrower
-    layers whose input is at most half as wide), or else has a second thread make the input
-    projection just ahead of the recurrence. Smaller calls
+    where each layer's recurrent weights fill 3/2 of an L1 cache (two for a reset-before GRU;
+    and then also for narrower layers whose input is at most half as wide), or else has a
+    second thread make the input projection just ahead of the recurrence. Smaller calls
     run on the calling thread, and so does the share of a worker thread that does not start in
     time (no free core). For a fixed setting on a machine, results are bitwise reproducible,
     whichever threads ran them.

@@ -568,10 +568,13 @@ static int crnn__every_layer(const crnn_rnn_t *rnn, int (*pred)(const crnn__laye
  * read of it, and h_{t-1}'s lines moved across): SimpleRNN 96 units, 36 KiB, ran 0.56x as fast
  * split (Zen 4, 32 KiB L1), GRU 64 units, 48 KiB, 1.06x, and 1.10-1.14x against the pipeline
  * another day; SimpleRNN 128 units, 64 KiB, 1.2-1.36x there but 0.77x on a Xeon with a 48 KiB
- * L1, where 192 units (144 KiB) gained 1.07x. */
+ * L1, where 192 units (144 KiB) gained 1.07x. A cell whose steps meet twice (phases: the
+ * reset-before GRU) pays the hand-off twice a step and needs twice L1: its GRU (1,1000,32,64)
+ * and (1,1000,32,72) ran 0.97x and 0.92x split from 3/2 of L1 on Zen 4. */
 static int crnn__halving_pays(const crnn__layer *L, size_t es)
 {
-    return 2.0 * crnn__rec_bytes(L, es) >= 3.0 * (double)crnn__l1_bytes();
+    const double need = crnn__cells[L->kind].phases > 1 ? 2.0 : 1.5;
+    return crnn__rec_bytes(L, es) >= need * (double)crnn__l1_bytes();
 }
 
 /* Whether a layer's recurrent weights fill at least twice one core's L1: a step of a few rows

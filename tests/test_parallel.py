@@ -95,8 +95,8 @@ def test_batch1_steps_on_panels(units, dtype, threads):
 # Batch-1 layers narrower than 2 x 64 units split their units when the input is at most half as
 # wide, each half of the recurrent weights fills most of L1 (weights >= 3/2 x L1: 48 KiB with a
 # 32 KiB L1), and the halves (on blocks of 16 float32 / 8 float64 units) are within 3/5 of each
-# other; otherwise they pipeline. (cell, dtype, input, units, split if the weights are large
-# enough):
+# other; otherwise they pipeline. A reset-before GRU ("gru_before"), whose steps meet twice,
+# needs twice L1. (cell, dtype, input, units, split if the weights are large enough):
 BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 112, True),
                  ("lstm", np.float32, 33, 64, False),   # input wider than half the units
                  ("lstm", np.float32, 16, 48, False),   # 32 / 16: unbalanced
@@ -106,7 +106,9 @@ BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 11
                  ("simple", np.float32, 16, 112, True),  # L1; 49 KiB: too small with a 48 KiB L1
                  ("simple", np.float32, 16, 96, True),   # 36 KiB: too small with 32 KiB L1
                  ("gru", np.float64, 16, 64, True), ("gru", np.float64, 16, 96, False),
-                 ("lstm", np.float64, 8, 48, True)]
+                 ("lstm", np.float64, 8, 48, True),
+                 ("gru_before", np.float32, 32, 64, True),  # 48 KiB: too small for two meetings
+                 ("gru_before", np.float32, 16, 80, True)]  # 75 KiB
 
 
 @pytest.mark.parametrize("cell, dtype, din, units, split", BATCH1_SPLITS,
@@ -115,16 +117,19 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
     crnn.set_num_threads(2)
     rng = np.random.default_rng(units + din)
     steps = 120
+    reset_after = cell != "gru_before"
+    cell = "gru" if cell == "gru_before" else cell
     gates = GATES[cell]
-    split = split and 2 * gates * units * units * np.dtype(dtype).itemsize >= \
-        3 * crnn._core.machine()["l1_bytes"]
-    weights = [[make_cell_weights(rng, cell, din, units, dtype, True, True)]]
-    handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
+    need = (3, 2) if reset_after else (2, 1)  # weights >= need[0] / need[1] x L1
+    split = split and need[1] * gates * units * units * np.dtype(dtype).itemsize >= \
+        need[0] * crnn._core.machine()["l1_bytes"]
+    weights = [[make_cell_weights(rng, cell, din, units, dtype, True, reset_after)]]
+    handle = crnn._core.RNN(weights, cell=cell, reset_after=reset_after, dtype=dtype)
     assert handle.plan(1, steps) == (("units", 2) if split else ("pipeline", 2))
     assert handle.plan(2, steps)[0] == "batch"  # narrower than 128 units: a row a thread
     # a second layer reads the first one's full width: the stack pipelines
     stack = crnn._core.RNN(weights + [[make_cell_weights(rng, cell, units, units, dtype)]],
-                           cell=cell, dtype=dtype)
+                           cell=cell, reset_after=reset_after, dtype=dtype)
     assert stack.plan(1, steps)[0] == "pipeline"
     x = rng.uniform(-1, 1, (1, steps, din)).astype(dtype)
     h0 = rng.uniform(-1, 1, (1, units)).astype(dtype)
@@ -134,7 +139,8 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
         again, _ = handle.forward(x, init, lengths, True, True)
         assert got.tobytes() == again.tobytes()
         exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
-                                              lengths=lengths, return_state=True, cell=cell)
+                                              lengths=lengths, return_state=True, cell=cell,
+                                              reset_after=reset_after)
         tol = derived_tol(dtype, din + units, steps)
         assert np.abs(got - exp).max() <= tol, f"lengths={lengths}"
         got_h = states[0][0] if cell == "lstm" else states[0]
