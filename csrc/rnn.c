@@ -680,8 +680,8 @@ static int crnn__units_beat_rows(const crnn_rnn_t *rnn, int64_t batch, int64_t n
  * more, crnn__fills_two_l1: a row split then saves little on the steps; from 3/2 of L1, where
  * batch 1 splits its units, GRU (4,100,72,72) pipelined ran 0.58x as fast as its rows split on
  * Zen 4, LSTM (2,100,64,60) 0.95x, SimpleRNN (2,100,128,120) 1.18x). A 2-core Xeon, 2 threads
- * over 1, pipeline / rows split, inputs as wide as the units, float32: SimpleRNN 128 units at batch
- * 2, 3, 5 1.56 / 1.77, 1.60 / 1.23, 1.88 / 1.54; 256 units at batch 2, 3, 4 1.58 / 1.32,
+ * over 1, pipeline / rows split, inputs as wide as the units, float32: SimpleRNN 128 units at
+ * batch 2, 3, 5 1.56 / 1.77, 1.60 / 1.23, 1.88 / 1.54; 256 units at batch 2, 3, 4 1.58 / 1.32,
  * 1.85 / 1.32, 1.77 / 1.66; LSTM 128 at batch 3 1.54 / 1.27, at batch 4 1.63 / 1.67; GRU 192
  * at batch 2 1.56 / 1.38. Narrower inputs split the rows (SimpleRNN (3,100,16,128) 0.98 /
  * 1.24). Float64 splits its rows, or its units, at every one of these shapes (SimpleRNN 128 at

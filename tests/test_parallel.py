@@ -97,6 +97,14 @@ def test_batch1_steps_on_panels(units, dtype, threads):
 # 32 KiB L1), and the halves (on blocks of 16 float32 / 8 float64 units) are within 3/5 of each
 # other; otherwise they pipeline. A reset-before GRU ("gru_before"), whose steps meet twice,
 # needs twice L1. (cell, dtype, input, units, split if the weights are large enough):
+def halving_pays(cell: str, units: int, dtype, reset_after: bool = True) -> bool:
+    """Whether a batch-1 layer's recurrent weights are large enough for the units split: 3/2 of
+    this machine's L1, twice L1 for a reset-before GRU (its steps meet twice)."""
+    num, den = (2, 1) if cell == "gru" and not reset_after else (3, 2)
+    return den * GATES[cell] * units * units * np.dtype(dtype).itemsize >= \
+        num * crnn._core.machine()["l1_bytes"]
+
+
 BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 112, True),
                  ("lstm", np.float32, 33, 64, False),   # input wider than half the units
                  ("lstm", np.float32, 16, 48, False),   # 32 / 16: unbalanced
@@ -119,10 +127,7 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
     steps = 120
     reset_after = cell != "gru_before"
     cell = "gru" if cell == "gru_before" else cell
-    gates = GATES[cell]
-    need = (3, 2) if reset_after else (2, 1)  # weights >= need[0] / need[1] x L1
-    split = split and need[1] * gates * units * units * np.dtype(dtype).itemsize >= \
-        need[0] * crnn._core.machine()["l1_bytes"]
+    split = split and halving_pays(cell, units, dtype, reset_after)
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, reset_after)]]
     handle = crnn._core.RNN(weights, cell=cell, reset_after=reset_after, dtype=dtype)
     assert handle.plan(1, steps) == (("units", 2) if split else ("pipeline", 2))
@@ -164,8 +169,7 @@ def test_batch1_units_split_of_wide_layers(cell, units, dtype):
     rng = np.random.default_rng(units)
     weights = [[make_cell_weights(rng, cell, din, units, dtype, True, cell == "gru")]]
     handle = crnn._core.RNN(weights, cell=cell, dtype=dtype)
-    split = 2 * GATES[cell] * units * units * np.dtype(dtype).itemsize >= \
-        3 * crnn._core.machine()["l1_bytes"]
+    split = halving_pays(cell, units, dtype)
     x = rng.uniform(-1, 1, (1, steps, din)).astype(dtype)
     crnn.set_num_threads(1)
     alone = handle.forward(x)

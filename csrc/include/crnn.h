@@ -345,7 +345,8 @@ CRNN_API int crnn_dense_forward(crnn_dtype dtype, int64_t rows, int64_t input_si
  *  per thread), and so does batch 1 when every layer's recurrent weights fill 3/2 of L1 (twice
  *  L1 for a reset-before GRU), its input is at most half as wide as it and its units halve
  *  evenly; any other small batch with >= 16 timesteps has a second thread make the input
- *  projection just ahead of the recurrence. The unit-split and pipelined ways use at most as many threads as there are CPUs.
+ *  projection just ahead of the recurrence. The unit-split and pipelined ways use at most as
+ *  many threads as there are CPUs.
  *  When the pool is busy with another call the caller computes the same pieces alone, so results
  *  are bitwise identical from run to run for a fixed setting. Read once at the start of each
  *  call.
