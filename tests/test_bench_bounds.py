@@ -79,3 +79,8 @@ def test_probe_builds_and_measures(tmp_path, monkeypatch):
     # probe bound by its own adds (vectors wider than the registers) measured both the same
     assert m["l1_bw"] > 1.2 * m["l2_bw"]
     assert m["handoff"] > 0 or m["handoff"] != m["handoff"]  # NaN: one CPU, no second thread
+    if m["handoff"] == m["handoff"]:
+        assert m["handoff"] <= m["handoff_median"] <= m["handoff_max"]
+        assert "at best (median" in bounds.markdown(
+            {"machine": m, "peak_gflops": {"1": 100.0, "2": 200.0}, "shapes": [],
+             "batch1_steps": []}, "run/peers.json")
