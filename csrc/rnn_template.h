@@ -321,11 +321,13 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     const int64_t ldgb = T * ldgt;        /* between batch rows */
     const int64_t ldo = T * W;
     const int regions = nslices > 1 && G > 1;
+    int64_t edges[CRNN__MAX_THREADS + 1]; /* slice k: the units [edges[k], edges[k + 1]) */
     FN(step_args) a;
     FN(slice_view) v;
     int64_t s, c0, c1;
     int k, phase;
 
+    crnn__slice_edges(H, G, nslices, sizeof(REAL), B == 1, edges);
     if (S) {
         if (par->barrier && par->tid == 1) { /* the projecting thread */
             int64_t j;
@@ -338,7 +340,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         }
     } else {
         for (k = lo; k < hi; ++k) {
-            crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
+            c0 = edges[k], c1 = edges[k + 1];
             v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);
             if (G == 1) v.g0 = gx, v.ldgt = ldgt;
             FN(project)(kern, B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, v.g0 + G * c0,
@@ -369,7 +371,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     a.prev = h0;
     a.ldp = H;
     for (k = lo; k < hi; ++k) {
-        crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
+        c0 = edges[k], c1 = edges[k + 1];
         if (lengths) {
             if (h0) FN(copy_rows)(B, c1 - c0, h0 + c0, H, buf->h[0] + c0, H);
             else FN(zero_rows)(B, c1 - c0, buf->h[0] + c0, H);
@@ -406,7 +408,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         for (phase = 0; phase < ci->phases; ++phase) {
             if (phase && barrier) crnn__barrier_wait(barrier, par->tid);
             for (k = lo; k < hi; ++k) {
-                crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
+                c0 = edges[k], c1 = edges[k + 1];
                 if (c1 <= c0) continue;
                 if (regions) {
                     v = FN(slice_buffers)(buf, 1, B, T, ci, H, k, c0, c1);
@@ -423,7 +425,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             REAL *next = buf->h[(s + 1) & 1];
             int64_t b;
             for (k = lo; k < hi; ++k) {
-                crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
+                c0 = edges[k], c1 = edges[k + 1];
                 for (b = 0; b < B; ++b) {
                     REAL *row = a.out + b * ldo + c0;
                     if (t < lengths[b]) {
@@ -444,7 +446,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
         if (barrier) crnn__barrier_wait(barrier, par->tid);
     }
     for (k = lo; k < hi; ++k) {
-        crnn__slice(H, G, k, nslices, sizeof(REAL), &c0, &c1);
+        c0 = edges[k], c1 = edges[k + 1];
         if (hn) FN(copy_rows)(B, c1 - c0, a.prev + c0, a.ldp, hn + c0, H);
         if (cn && ci->has_c) {
             v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);

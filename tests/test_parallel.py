@@ -113,7 +113,9 @@ BATCH1_SPLITS = [("lstm", np.float32, 16, 64, True), ("lstm", np.float32, 32, 11
                  ("gru", np.float32, 32, 64, True),     # 48 KiB: just enough with a 32 KiB
                  ("simple", np.float32, 16, 112, True),  # L1; 49 KiB: too small with a 48 KiB L1
                  ("simple", np.float32, 16, 96, True),   # 36 KiB: too small with 32 KiB L1
-                 ("gru", np.float64, 16, 64, True), ("gru", np.float64, 16, 96, False),
+                 ("gru", np.float64, 16, 64, True),
+                 ("gru", np.float64, 16, 96, True),      # 48 / 48: a batch of one's edge
+                 ("simple", np.float64, 16, 100, False),  # 64 / 36: unbalanced
                  ("lstm", np.float64, 8, 48, True),
                  ("gru_before", np.float32, 32, 64, True),  # 48 KiB: too small for two meetings
                  ("gru_before", np.float32, 16, 80, True)]  # 75 KiB
@@ -163,7 +165,7 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
 # repeatable bitwise.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell, units", [("simple", 128), ("simple", 160), ("simple", 192),
-                                         ("gru", 128)])
+                                         ("gru", 128), ("gru", 224)])
 def test_batch1_units_split_of_wide_layers(cell, units, dtype):
     steps, din = 120, 16
     rng = np.random.default_rng(units)

@@ -1,7 +1,8 @@
 /* test_pool.c - crnn's thread pool (csrc/parallel.c): how each kind of team treats a worker that
  * has not joined a call, and that a forward call computes the same bits whether its workers join
- * or not. Built from the core's sources with its internal headers (make -C csrc test-pool), since
- * it drives crnn__parallel_run() and holds the workers back with crnn__hold_workers. */
+ * or not; and the shares a units split gives its threads (crnn__slice_edges, internal.h). Built
+ * from the core's sources with its internal headers (make -C csrc test-pool), since it drives
+ * crnn__parallel_run() and holds the workers back with crnn__hold_workers. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -315,12 +316,87 @@ static void test_forward_with_held_workers(const char *name, int64_t B, int64_t 
     free(k); free(r); free(b); free(x); free(y[0]); free(y[1]); free(lengths);
 }
 
+/* The most pairs of lines any slice of `edges` reads a row (crnn__pairs_read). */
+static int64_t most_pairs(int64_t G, size_t es, int n, const int64_t *edges)
+{
+    int64_t most = 0;
+    int k;
+    for (k = 0; k < n; ++k) {
+        const int64_t p = crnn__pairs_read(G, edges[k], edges[k + 1], es);
+        if (p > most) most = p;
+    }
+    return most;
+}
+
+/* A units split's slices: whole blocks, in order, covering the layer; larger batches cut on the
+ * panel edges (crnn__slice_edge); a batch of one moves an edge only to read fewer pairs of lines
+ * at most (crnn__row_edge), never more, and balances the shapes the panel edges do not. */
+static void test_slice_edges(void)
+{
+    static const struct {
+        int64_t G, H;
+        size_t es;
+        int64_t rows_edge, one_row_edge;
+    } cases[] = {
+        {1, 192, 4, 128, 96},  /* SimpleRNN: 4 / 2 pairs of a row on panel edges, 3 / 3 */
+        {3, 224, 4, 128, 112}, /* GRU: 12 / 9 pairs, 11 / 11 */
+        {3, 160, 4, 64, 80},   /* GRU: 6 / 9, 8 / 8 */
+        {1, 160, 4, 64, 64},   /* 2 / 3 either way at 80: the panel edge stays */
+        {1, 256, 4, 128, 128}, {3, 256, 4, 128, 128}, {4, 128, 4, 64, 64},
+        {4, 200, 4, 96, 96},   /* an LSTM's panel edges are every block's: nothing to move */
+        {1, 96, 8, 64, 48},    /* float64 SimpleRNN: 4 / 2 pairs, 3 / 3 */
+        {3, 112, 8, 64, 56},   /* float64 GRU: 12 / 11, 9 / 11 */
+    };
+    const int64_t gates[3] = {1, 3, 4};
+    char what[200];
+    size_t c;
+    int g, n, e, k;
+    int64_t H;
+    for (c = 0; c < sizeof(cases) / sizeof(cases[0]); ++c) {
+        int64_t rows[3], one[3];
+        crnn__slice_edges(cases[c].H, cases[c].G, 2, cases[c].es, 0, rows);
+        crnn__slice_edges(cases[c].H, cases[c].G, 2, cases[c].es, 1, one);
+        snprintf(what, sizeof(what), "slices: G %d, %d units, %d-byte values: edges %d and %d, "
+                 "expected %d and %d", (int)cases[c].G, (int)cases[c].H, (int)cases[c].es,
+                 (int)rows[1], (int)one[1], (int)cases[c].rows_edge, (int)cases[c].one_row_edge);
+        check(rows[1] == cases[c].rows_edge && one[1] == cases[c].one_row_edge, what);
+    }
+    for (g = 0; g < 3; ++g)
+        for (e = 4; e <= 8; e += 4)
+            for (n = 2; n <= 5; ++n)
+                for (H = 1; H <= 700; ++H) {
+                    const int64_t G = gates[g], vb = CRNN__BLOCK_UNITS((size_t)e);
+                    int64_t rows[6], one[6];
+                    int ok = 1;
+                    crnn__slice_edges(H, G, n, (size_t)e, 0, rows);
+                    crnn__slice_edges(H, G, n, (size_t)e, 1, one);
+                    ok &= rows[0] == 0 && one[0] == 0 && rows[n] == H && one[n] == H;
+                    for (k = 1; k <= n; ++k) {
+                        ok &= rows[k] >= rows[k - 1] && one[k] >= one[k - 1];
+                        if (k < n) ok &= (rows[k] % vb == 0 || rows[k] == H) &&
+                                         (one[k] % vb == 0 || one[k] == H);
+                        ok &= rows[k] == crnn__slice_edge(H, k, n,
+                                                          crnn__slice_align(H, G, n, (size_t)e));
+                    }
+                    ok &= most_pairs(G, (size_t)e, n, one) <= most_pairs(G, (size_t)e, n, rows);
+                    if (!ok) {
+                        snprintf(what, sizeof(what), "slices: G %d, %d units, %d-byte values, "
+                                 "%d slices: in order, whole blocks, no more pairs a row",
+                                 (int)G, (int)H, e, n);
+                        check(0, what);
+                        return;
+                    }
+                }
+    check(1, "slices: every layer of 1-700 units, 2-5 slices");
+}
+
 int main(void)
 {
     test_free_workers();
     test_held_workers();
     test_barrier_stall();
     test_backoff();
+    test_slice_edges();
     /* 16 rows: 4 a thread; 2 rows of 256 units: slices of 128 units; 1 row of 48 units (24 KiB
      * of recurrent weights, less than any L1 twice), 64 steps: chunks projected ahead */
     test_forward_with_held_workers("batch split", 16, 12, 20, 32, CRNN__SPLIT_BATCH);
