@@ -10,6 +10,15 @@ typedef enum { CRNN__ISA_BASE = 0, CRNN__ISA_AVX2 = 1, CRNN__ISA_AVX512 = 2 } cr
 /* The kernels' instruction set: the best this CPU and OS support, or less if the environment
  * variable CRNN_ISA asks for it ("avx512", "avx2", "base"; read once, at first use). */
 crnn__isa_level crnn__isa(void);
+
+/* Whether a batch of one's product sums each column the same way whatever the width of the row
+ * tile it lies in (kernels.h, row_tile): tiles of at most 4 vectors (AVX-512, SSE2) sum even and
+ * odd k apart. AVX2's whole-panel tiles of 8 vectors sum one chain a vector, but the part of such
+ * a tile left at the edge of a units slice cut inside the panel, 4 vectors or fewer, sums even
+ * and odd k apart (summed as the whole tile, one chain a vector, its few chains cost AVX2 GRU
+ * (1,1000,32,64) 0.89x). Only where the tiles agree does a batch of one move its slice edges off
+ * the panels' (crnn__row_edge), and keep one thread's bits. */
+static inline int crnn__row_tiles_alike(void) { return crnn__isa() != CRNN__ISA_AVX2; }
 const char *crnn__isa_name(void);
 
 /* How the recurrent product runs where the kernel has panels: 1 crnn's panel kernel (default),

@@ -138,7 +138,8 @@ typedef struct {
  * in float32 16 for an LSTM, 64 for a SimpleRNN or a GRU (half that in float64). Otherwise in
  * whole blocks of units (CRNN__BLOCK_BYTES), so a slice's gates are still contiguous columns
  * (its product starts inside a panel). A batch of one moves an edge onto another block where
- * that balances the slices' reads (crnn__row_edge). Slices may be empty. */
+ * that balances the slices' reads (crnn__row_edge; not with AVX2's kernels,
+ * crnn__row_tiles_alike in cpu.h). Slices may be empty. */
 static inline int64_t crnn__slice_align(int64_t H, int64_t G, int nslices, size_t es)
 {
     const int64_t pw = CRNN__PANEL_BYTES / (int64_t)es, vb = CRNN__BLOCK_UNITS(es);
@@ -199,7 +200,8 @@ static inline int64_t crnn__row_edge(int64_t G, size_t es, int64_t prev, int64_t
     return best;
 }
 
-/* edges[0..nslices] of the slices of a layer (one_row: a batch of one, crnn__row_edge). */
+/* edges[0..nslices] of the slices of a layer (one_row: a batch of one whose kernels allow it,
+ * crnn__row_edge). */
 static inline void crnn__slice_edges(int64_t H, int64_t G, int nslices, size_t es, int one_row,
                                      int64_t *edges)
 {

@@ -591,17 +591,18 @@ static int crnn__fills_two_l1(const crnn__layer *L, size_t es)
  * the projection is the smaller part (an input at most half as wide as the layer), when halving
  * pays at all (crnn__halving_pays), and when neither half (crnn__slice_edges) has more than 3/5 of
  * the units (64 / 48 of 112: yes; 32 / 16 of 48: no). Float64 SimpleRNNs of 81-96 units and GRUs of
- * 81-106 halve evenly since a batch of one balances their halves' reads (48 / 48 units of 96, not
- * 64 / 32), and split: SimpleRNN (1,300,16,84) and (1,300,16,96) 1.40x and 1.72x faster than
- * pipelined, GRU (1,300,16,84) and (1,100,16,96) 1.49x and 1.65x (Zen 4). Balanced in pairs of
- * lines instead (crnn__pairs_read), float32 GRUs of 75-79 units (32 / 43-47) would not split, and
- * pipelined ran 0.69x and 0.81x as fast at (1,1000,16,76) and (1,300,32,78). */
+ * 81-106 halve evenly where a batch of one balances its halves' reads (48 / 48 units of 96, not 64
+ * / 32; crnn__row_tiles_alike: not with AVX2), and split: SimpleRNN (1,300,16,84) and (1,300,16,96)
+ * 1.40x and 1.72x faster than pipelined, GRU (1,300,16,84) and (1,100,16,96) 1.49x and 1.65x (Zen
+ * 4). Balanced in pairs of lines instead (crnn__pairs_read), float32 GRUs of 75-79 units (32 /
+ * 43-47) would not split, and pipelined ran 0.69x and 0.81x as fast at (1,1000,16,76) and
+ * (1,300,32,78). */
 static int crnn__units_split_pays(const crnn__layer *L, size_t es)
 {
     const int64_t align = crnn__slice_align(L->units, L->gates, 2, es);
     int64_t edges[3], half;
     if (L->units < 2 * align || 2 * L->in_size > L->units) return 0;
-    crnn__slice_edges(L->units, L->gates, 2, es, 1, edges);
+    crnn__slice_edges(L->units, L->gates, 2, es, crnn__row_tiles_alike(), edges);
     half = edges[1] > L->units - edges[1] ? edges[1] : L->units - edges[1];
     if (5 * half > 3 * L->units) return 0;
     return crnn__halving_pays(L, es);

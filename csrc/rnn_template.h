@@ -327,7 +327,7 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
     int64_t s, c0, c1;
     int k, phase;
 
-    crnn__slice_edges(H, G, nslices, sizeof(REAL), B == 1, edges);
+    crnn__slice_edges(H, G, nslices, sizeof(REAL), B == 1 && crnn__row_tiles_alike(), edges);
     if (S) {
         if (par->barrier && par->tid == 1) { /* the projecting thread */
             int64_t j;

@@ -341,7 +341,7 @@ static void test_slice_edges(void)
         {1, 192, 4, 128, 96},  /* SimpleRNN: 4 / 2 pairs of a row on panel edges, 3 / 3 */
         {3, 224, 4, 128, 112}, /* GRU: 12 / 9 pairs, 11 / 11 */
         {3, 160, 4, 64, 80},   /* GRU: 6 / 9, 8 / 8 */
-        {1, 160, 4, 64, 64},   /* 2 / 3 either way at 80: the panel edge stays */
+        {1, 160, 4, 64, 64},   /* 2 / 3 pairs, 3 / 3 at 80: no fewer at most, the edge stays */
         {1, 256, 4, 128, 128}, {3, 256, 4, 128, 128}, {4, 128, 4, 64, 64},
         {4, 200, 4, 96, 96},   /* an LSTM's panel edges are every block's: nothing to move */
         {1, 96, 8, 64, 48},    /* float64 SimpleRNN: 4 / 2 pairs, 3 / 3 */
