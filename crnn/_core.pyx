@@ -25,6 +25,7 @@ cdef extern from "internal.h" nogil:
 
 cdef extern from "cpu.h" nogil:
     const char *crnn__isa_name()
+    int crnn__isa_env_ignored()
     size_t crnn__l1_bytes()
     size_t crnn__l2_bytes()
     ctypedef enum crnn__cache_from:
@@ -71,10 +72,10 @@ def machine():
             "cpus_from": "env" if crnn__cpu_count_source() == CRNN__CPUS_FROM_ENV else "os"}
 
 
-def _warn_ignored_cache_sizes():
-    """A RuntimeWarning for each cache-size variable (and CRNN_CPUS) that is set but unusable (at
-    import: the core reads them once, and a typo would otherwise leave the OS's values in force
-    unseen)."""
+def _warn_ignored_settings():
+    """A RuntimeWarning for each cache-size variable (and CRNN_CPUS, CRNN_ISA) that is set but
+    unusable (at import: the core reads them once, and a typo would otherwise leave the OS's
+    values, or the CPU's best kernels, in force unseen)."""
     import os
     import warnings
     cdef size_t lo = 0, hi = 0
@@ -92,9 +93,13 @@ def _warn_ignored_cache_sizes():
         warnings.warn(f"CRNN_CPUS={os.environ.get('CRNN_CPUS')!r} ignored: expected a count of "
                       f"CPUs from 1 to {crnn__cpu_count_max()} (digits only); using the OS's "
                       f"{crnn__cpu_count()}", RuntimeWarning, stacklevel=2)
+    if crnn__isa_env_ignored():
+        warnings.warn(f"CRNN_ISA={os.environ.get('CRNN_ISA')!r} ignored: expected avx512, avx2 "
+                      f"or base (lower case); using the CPU's best, {crnn__isa_name().decode()}",
+                      RuntimeWarning, stacklevel=2)
 
 
-_warn_ignored_cache_sizes()
+_warn_ignored_settings()
 
 ACTIVATIONS = {"tanh": CRNN_ACTIVATION_TANH, "relu": CRNN_ACTIVATION_RELU,
                "sigmoid": CRNN_ACTIVATION_SIGMOID, "linear": CRNN_ACTIVATION_LINEAR,

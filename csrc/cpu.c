@@ -46,6 +46,13 @@ crnn__isa_level crnn__isa(void)
     return (crnn__isa_level)isa;
 }
 
+int crnn__isa_env_ignored(void)
+{
+    const char *want = getenv("CRNN_ISA");
+    return want && *want && strcmp(want, "avx512") && strcmp(want, "avx2") &&
+           strcmp(want, "base") && strcmp(want, "sse2");
+}
+
 const char *crnn__isa_name(void)
 {
     switch (crnn__isa()) {

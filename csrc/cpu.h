@@ -10,6 +10,9 @@ typedef enum { CRNN__ISA_BASE = 0, CRNN__ISA_AVX2 = 1, CRNN__ISA_AVX512 = 2 } cr
 /* The kernels' instruction set: the best this CPU and OS support, or less if the environment
  * variable CRNN_ISA asks for it ("avx512", "avx2", "base"; read once, at first use). */
 crnn__isa_level crnn__isa(void);
+/* Whether CRNN_ISA is set to none of the names crnn__isa knows ("avx512", "avx2", "base" or
+ * "sse2"; an empty value counts as unset): the CPU's best is then kept. */
+int crnn__isa_env_ignored(void);
 
 /* Whether a batch of one's product sums each column the same way whatever the width of the row
  * tile it lies in (kernels.h, row_tile): tiles of at most 4 vectors (AVX-512, SSE2) sum even and

@@ -45,10 +45,20 @@ def test_lesser_instruction_set_matches_reference(isa):
     assert " passed" in run.stdout
 
 
-def test_unknown_request_keeps_native_kernels():
+@pytest.mark.parametrize("request_", ["avx1024", "AVX2", " avx2"])
+def test_unknown_request_keeps_native_kernels_and_warns(request_):
     native = crnn._core.machine()["isa"]
-    chosen = subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-c", "import crnn; print(crnn._core.machine()['isa'])"],
-        env=_child_env("avx1024"), capture_output=True, text=True, timeout=120,
-        check=True).stdout.strip()
-    assert chosen == native
+        env=_child_env(request_), capture_output=True, text=True, timeout=120, check=True)
+    assert run.stdout.strip() == native
+    assert "RuntimeWarning" in run.stderr and f"CRNN_ISA={request_!r} ignored" in run.stderr, \
+        run.stderr
+
+
+@pytest.mark.parametrize("request_", ["avx512", "avx2", "base", "sse2", ""])
+def test_known_request_does_not_warn(request_):
+    run = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", "import crnn"],
+        env=_child_env(request_), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "CRNN_ISA" not in run.stderr, run.stderr
