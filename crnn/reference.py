@@ -260,6 +260,8 @@ def rnn_stack(
     lens = None
     if lengths is not None:
         lens = np.asarray(lengths)
+        if lens.size == 0 and lens.dtype.kind == "f":
+            lens = lens.astype(np.int64)  # [] (batch 0) becomes float64 in NumPy, as in the core
         if lens.shape != (batch,) or lens.dtype.kind not in "iu":
             raise ValueError(f"lengths: got {lens.dtype} shape {lens.shape}, expected int ({batch},)")
         if batch and (lens.min() < 0 or lens.max() > steps):

@@ -510,5 +510,9 @@ def test_empty_lengths_list_at_batch_zero(data):
     x, w = data
     h = crnn._core.RNN(w)
     assert h.forward(x[:0], lengths=[]).shape == (0, T, H)
+    # the reference takes the same arguments and returns the same (empty) result
+    assert crnn.reference.rnn_stack(x[:0], w, lengths=[]).shape == (0, T, H)
     with pytest.raises(ValueError, match=r"lengths: got int64 array of shape \(0,\), expected "):
         h.forward(x, lengths=[])
+    with pytest.raises(ValueError, match=r"lengths: got int64 shape \(0,\), expected int"):
+        crnn.reference.rnn_stack(x, w, lengths=[])
