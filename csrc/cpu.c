@@ -33,25 +33,31 @@ static crnn__isa_level crnn__detect_isa(void)
 
 static int crnn__isa_cached = -1;
 
+/* The level CRNN_ISA names ("avx512", "avx2", "base" or "sse2"); -1 where it names none, -2
+ * where it is unset or empty. */
+static int crnn__isa_asked(void)
+{
+    const char *want = getenv("CRNN_ISA");
+    if (!want || !*want) return -2;
+    if (!strcmp(want, "avx512")) return CRNN__ISA_AVX512;
+    if (!strcmp(want, "avx2")) return CRNN__ISA_AVX2;
+    if (!strcmp(want, "base") || !strcmp(want, "sse2")) return CRNN__ISA_BASE;
+    return -1;
+}
+
 crnn__isa_level crnn__isa(void)
 {
     int isa = CRNN__LOAD(&crnn__isa_cached);
     if (isa < 0) {
-        const char *want = getenv("CRNN_ISA");
+        const int asked = crnn__isa_asked();
         isa = (int)crnn__detect_isa();
-        if (want && (!strcmp(want, "base") || !strcmp(want, "sse2"))) isa = CRNN__ISA_BASE;
-        else if (want && !strcmp(want, "avx2") && isa > CRNN__ISA_AVX2) isa = CRNN__ISA_AVX2;
+        if (asked >= 0 && asked < isa) isa = asked; /* less than the CPU's best only */
         CRNN__STORE(&crnn__isa_cached, isa);
     }
     return (crnn__isa_level)isa;
 }
 
-int crnn__isa_env_ignored(void)
-{
-    const char *want = getenv("CRNN_ISA");
-    return want && *want && strcmp(want, "avx512") && strcmp(want, "avx2") &&
-           strcmp(want, "base") && strcmp(want, "sse2");
-}
+int crnn__isa_env_ignored(void) { return crnn__isa_asked() == -1; }
 
 const char *crnn__isa_name(void)
 {
