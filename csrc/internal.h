@@ -181,17 +181,18 @@ static inline int64_t crnn__row_edge(int64_t G, size_t es, int64_t prev, int64_t
                                      int64_t at, int64_t align)
 {
     const int64_t vb = CRNN__BLOCK_UNITS(es);
-    const int64_t a0 = crnn__pairs_read(G, prev, at, es), b0 = crnn__pairs_read(G, at, next, es);
-    const int64_t at_max = a0 > b0 ? a0 : b0;
-    int64_t e = at - 2 * align, best = at, bmax = at_max, bsum = a0 + b0;
+    int64_t e = at - 2 * align, best = at, bmax, bsum, a0, b0;
     if (at <= prev || at >= next) return at;
+    a0 = crnn__pairs_read(G, prev, at, es);
+    b0 = crnn__pairs_read(G, at, next, es);
+    bmax = a0 > b0 ? a0 : b0; /* an edge moves only to read fewer pairs at most than here */
+    bsum = a0 + b0;
     if (e <= prev) e = (prev + vb) / vb * vb;
     for (; e <= at + 2 * align && e < next; e += vb) {
         const int64_t a = crnn__pairs_read(G, prev, e, es), b = crnn__pairs_read(G, e, next, es);
         const int64_t m = a > b ? a : b, d = e > at ? e - at : at - e;
         const int64_t bd = best > at ? best - at : at - best;
-        if (m >= at_max) continue; /* an edge moves only to read fewer pairs at most */
-        if (best == at || m < bmax || (m == bmax && (a + b < bsum || (a + b == bsum && d < bd)))) {
+        if (m < bmax || (m == bmax && best != at && (a + b < bsum || (a + b == bsum && d < bd)))) {
             best = e;
             bmax = m;
             bsum = a + b;
