@@ -406,8 +406,14 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
          * rather than miss on it line by line inside the product (4 % at B=1, H=256) */
         if (barrier && a.prev) FN(prefetch_rows)(a.prev, B, a.ldp, H);
         for (phase = 0; phase < ci->phases; ++phase) {
+            int i;
             if (phase && barrier) crnn__barrier_wait(barrier, par->tid);
-            for (k = lo; k < hi; ++k) {
+            for (i = lo; i < hi; ++i) {
+                /* one thread computing every slice (no barrier) takes them last to first on
+                 * the steps its kernels walk their columns backward (panels_gemm), so that the
+                 * step starts on the weights the step before read last, as one slice's does:
+                 * SimpleRNN (1,1000,16,128) 1.15x, GRU (1,1000,8,64) 1.12x (Zen 4) */
+                k = (t & 1) ? hi - 1 - (i - lo) : i;
                 c0 = edges[k], c1 = edges[k + 1];
                 if (c1 <= c0) continue;
                 if (regions) {
