@@ -22,6 +22,11 @@ cdef extern from "internal.h" nogil:
         CRNN__SPLIT_UNITS
         CRNN__PIPELINE
     crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
+    ctypedef struct crnn__pace:
+        unsigned long long key
+        long long ns[2]
+        int alone
+    const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn)
 
 cdef extern from "cpu.h" nogil:
     const char *crnn__isa_name()
@@ -45,6 +50,8 @@ cdef extern from "parallel.h" nogil:
         CRNN__CPUS_FROM_OS_ENV_IGNORED
     crnn__cpus_from crnn__cpu_count_source()
     int crnn__cpu_count_max()
+    int crnn__pace_enabled()
+    int crnn__pace_env_ignored()
 
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
                CRNN__PIPELINE: "pipeline"}
@@ -65,11 +72,15 @@ def machine():
     each came from: ``"env"`` (``CRNN_L1_BYTES`` / ``CRNN_L2_BYTES``), ``"os"`` or
     ``"default"`` (the OS did not say: 32 KiB, 512 KiB). ``cpus``: the CPUs the plans count on
     (the units split and the pipeline use at most that many threads), from ``"env"``
-    (``CRNN_CPUS``) or the ``"os"`` (the CPUs online)."""
+    (``CRNN_CPUS``) or the ``"os"`` (the CPUs online). ``adapt_threads``: whether calls that
+    split their units or pipeline time their threads against one thread computing the same
+    slices or chunks and take the faster (``RNN.pace``); ``CRNN_ADAPT_THREADS=0`` turns that
+    off."""
     return {"isa": crnn__isa_name().decode(), "l1_bytes": crnn__l1_bytes(),
             "l2_bytes": crnn__l2_bytes(), "l1_from": _CACHE_FROM[crnn__cache_source(1)],
             "l2_from": _CACHE_FROM[crnn__cache_source(2)], "cpus": crnn__cpu_count(),
-            "cpus_from": "env" if crnn__cpu_count_source() == CRNN__CPUS_FROM_ENV else "os"}
+            "cpus_from": "env" if crnn__cpu_count_source() == CRNN__CPUS_FROM_ENV else "os",
+            "adapt_threads": bool(crnn__pace_enabled())}
 
 
 def _warn_ignored_settings():
@@ -93,6 +104,10 @@ def _warn_ignored_settings():
         warnings.warn(f"CRNN_CPUS={os.environ.get('CRNN_CPUS')!r} ignored: expected a count of "
                       f"CPUs from 1 to {crnn__cpu_count_max()} (digits only); using the OS's "
                       f"{crnn__cpu_count()}", RuntimeWarning, stacklevel=2)
+    if crnn__pace_env_ignored():
+        warnings.warn(f"CRNN_ADAPT_THREADS={os.environ.get('CRNN_ADAPT_THREADS')!r} ignored: "
+                      f"expected 0 or 1; calls adapt their threads (1)", RuntimeWarning,
+                      stacklevel=2)
     if crnn__isa_env_ignored():
         warnings.warn(f"CRNN_ISA={os.environ.get('CRNN_ISA')!r} ignored: expected avx512, avx2 "
                       f"or base (lower case); using the CPU's best, {crnn__isa_name().decode()}",
@@ -444,6 +459,30 @@ cdef class RNN:
             raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 and >= 1")
         mode = crnn__plan(self._rnn, batch, timesteps, &nt)
         return _PLAN_NAMES[mode], nt
+
+    def pace(self):
+        """How this handle's latest calls that split their units or pipeline ran (diagnostic).
+
+        ``None`` before any such call; else ``{"batch": ..., "mode": "units" | "pipeline",
+        "threads": ..., "ns_per_step": {"threads": ..., "alone": ...}, "alone": ...}``: the
+        calls of that batch size and plan time their threads against the caller computing the
+        same slices or chunks alone (bitwise the same result) and run the faster way, timing the
+        other now and then. ``ns_per_step`` holds the recent times per timestep of each way (0:
+        not timed yet), ``alone`` the way the calls take now. Calls of another batch size or
+        plan start the timing afresh.
+        """
+        cdef const crnn__pace *p
+        cdef unsigned long long key
+        self._require_built()
+        p = crnn__pace_of(self._rnn)
+        key = p.key
+        if key == 0:
+            return None
+        key -= 1
+        return {"batch": int(key >> 11), "mode": _PLAN_NAMES.get((key >> 8) & 7, "?"),
+                "threads": int(key & 255),
+                "ns_per_step": {"threads": int(p.ns[0]), "alone": int(p.ns[1])},
+                "alone": bool(p.alone)}
 
     def workspace_size(self, int64_t batch, int64_t timesteps):
         """Bytes of scratch memory one forward call of this shape uses."""

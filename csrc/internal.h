@@ -252,6 +252,9 @@ struct crnn_rnn_s {
     crnn__layer *layers;
     void *blob;           /* all weights, each matrix 64-byte aligned */
     void *blob_raw;
+    crnn__pace pace;      /* whether its threads make the calls faster (parallel.h); the only
+                             part a forward call writes, through a cast (the handle is const
+                             there) */
 };
 
 /* Workspace layout: byte offsets of each sub-buffer (oneDNN-style set_offsets). A row range of
@@ -338,6 +341,8 @@ void crnn__dense_f64(int64_t rows, int64_t din, int64_t units, const double *x,
 /* The plan of a call of this shape at the current thread setting; *nt receives its threads.
  * A function of the shape and the setting only (tests read it to cover every mode). */
 crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt);
+/* The handle's timing of its threads (crnn__pace; diagnostics). */
+const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn);
 
 /* 1 if every layer of the stack is bidirectional. */
 int crnn__all_bidirectional(const crnn_rnn_t *rnn);

@@ -12,6 +12,7 @@
 #endif
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "parallel.h"
 
@@ -514,4 +515,80 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
     }
     RELAXED_STORE(&b->recent_ns, t);
     RELAXED_STORE(&b->recent_stall_ns, st);
+}
+
+unsigned long long crnn__pace_key(long long batch, int mode, int nthreads)
+{
+    /* unsigned: a huge batch wraps (keys may then collide: estimates only), never overflows */
+    return (((unsigned long long)batch * 8u + (unsigned)mode) << 8) + (unsigned)nthreads + 1u;
+}
+
+static int crnn__pace_setting = -1; /* 1 adapt, 0 not; 2 adapt, the variable ignored */
+
+static int crnn__pace_setting_read(void)
+{
+    int v = RELAXED_LOAD(&crnn__pace_setting);
+    if (v < 0) {
+        const char *want = getenv("CRNN_ADAPT_THREADS");
+        if (!want || !*want || !strcmp(want, "1")) v = 1;
+        else if (!strcmp(want, "0")) v = 0;
+        else v = 2;
+        RELAXED_STORE(&crnn__pace_setting, v);
+    }
+    return v;
+}
+
+int crnn__pace_enabled(void) { return crnn__pace_setting_read() != 0; }
+
+int crnn__pace_env_ignored(void) { return crnn__pace_setting_read() == 2; }
+
+int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now)
+{
+    int way, calls;
+    long long taken, other;
+    double wait;
+    if (!crnn__pace_enabled()) return 0;
+    if (RELAXED_LOAD(&p->key) != key) {
+        RELAXED_STORE(&p->ns[0], 0LL);
+        RELAXED_STORE(&p->ns[1], 0LL);
+        RELAXED_STORE(&p->probed_ns, now);
+        RELAXED_STORE(&p->calls, 0);
+        RELAXED_STORE(&p->alone, 0);
+        RELAXED_STORE(&p->key, key);
+        return 0;
+    }
+    way = RELAXED_LOAD(&p->alone) ? 1 : 0;
+    calls = RELAXED_LOAD(&p->calls);
+    taken = RELAXED_LOAD(&p->ns[way]);
+    other = RELAXED_LOAD(&p->ns[!way]);
+    if (calls < CRNN__PACE_MIN_CALLS) return way;
+    if (!other) return !way;
+    /* a probe costs about other * timesteps: at most 1/SHARE of the time since the last one */
+    wait = (double)CRNN__PACE_SHARE * (double)other * (double)timesteps;
+    if (2 * other > 3 * taken) wait *= 4;
+    return (double)(now - RELAXED_LOAD(&p->probed_ns)) >= wait ? !way : way;
+}
+
+void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step,
+                     long long now)
+{
+    long long t, a, old;
+    int calls;
+    alone = alone ? 1 : 0;
+    if (RELAXED_LOAD(&p->key) != key) return; /* another shape took over meanwhile */
+    if (ns_per_step < 1) ns_per_step = 1;     /* 0 is "not timed" */
+    if (alone != RELAXED_LOAD(&p->alone)) {   /* a probe */
+        RELAXED_STORE(&p->ns[alone], ns_per_step);
+        RELAXED_STORE(&p->probed_ns, now);
+        RELAXED_STORE(&p->calls, 0);
+    } else {
+        old = RELAXED_LOAD(&p->ns[alone]);
+        RELAXED_STORE(&p->ns[alone],
+                      old ? old + (ns_per_step - old) / CRNN__PACE_WEIGHT : ns_per_step);
+        calls = RELAXED_LOAD(&p->calls);
+        if (calls < CRNN__PACE_MIN_CALLS * 1024) RELAXED_STORE(&p->calls, calls + 1);
+    }
+    t = RELAXED_LOAD(&p->ns[0]);
+    a = RELAXED_LOAD(&p->ns[1]);
+    RELAXED_STORE(&p->alone, t && a && a < t);
 }

@@ -502,6 +502,7 @@ typedef struct {
     crnn__args args;
     crnn__par par; /* SPLIT_BATCH: row ranges; else every thread runs the whole batch, tid set per
                       thread */
+    long long *span_ns; /* NULL, or gets task 0's time (units split, pipeline: crnn__pace) */
 } crnn__call;
 
 static int crnn__run(const crnn__call *c, int64_t b0, int64_t nb, const crnn__par *par)
@@ -519,8 +520,10 @@ static void crnn__task(void *ctx, int tid, int n)
         par.barrier = NULL;
         crnn__run(c, b0, b1 - b0, &par);
     } else {
+        const long long t0 = tid == 0 && c->span_ns ? crnn__now_ns() : 0;
         par.tid = tid;
         crnn__run(c, 0, c->args.batch, &par);
+        if (tid == 0 && c->span_ns) *c->span_ns = crnn__now_ns() - t0;
     }
 }
 
@@ -786,6 +789,8 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
     return CRNN__SERIAL;
 }
 
+const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn) { return &rnn->pace; }
+
 int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
                       const int64_t *lengths, const void *const *h0, const void *const *c0,
                       void *y, void *const *h_n, void *const *c_n, void *workspace,
@@ -835,6 +840,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     call.par.tid = 0;
     call.par.barrier = NULL;
     call.par.flags = NULL;
+    call.span_ns = NULL;
     if (call.par.mode == CRNN__SPLIT_UNITS || call.par.mode == CRNN__PIPELINE) {
         crnn__barrier_init(&barrier, nthreads);
         call.par.barrier = &barrier;
@@ -866,17 +872,30 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         const int alone = noted && crnn__backoff_alone(&crnn__pool_backoff, t0);
         const int weight = noted && !alone ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
         const long long cpu0 = weight ? crnn__thread_cpu_ns() : -1;
-        long long stalled = 0;
-        ran = alone ? CRNN__RAN_NOTHING
-                    : crnn__parallel_run(crnn__task, &call, nthreads,
-                                         crnn__team_of(call.par.mode), &stalled);
+        /* whether the threads pay now (crnn__pace); the handle's one mutable part */
+        crnn__pace *const pace = (crnn__pace *)&rnn->pace;
+        const unsigned long long key = crnn__pace_key(batch, (int)call.par.mode, nthreads);
+        const int paced = noted && !alone && crnn__pace_alone(pace, key, timesteps, t0);
+        long long stalled = 0, span = 0;
+        if (noted) call.span_ns = &span;
+        ran = alone || paced ? CRNN__RAN_NOTHING
+                             : crnn__parallel_run(crnn__task, &call, nthreads,
+                                                  crnn__team_of(call.par.mode), &stalled);
         if (ran == CRNN__RAN_NOTHING && call.par.mode == CRNN__SPLIT_BATCH) {
             int i;
             for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
-        } else if (ran <= 0) { /* backing off, the pool is busy, or the workers had no core */
+        } else if (ran <= 0) {
+            /* timed alone (crnn__pace), backing off, the pool is busy, or the workers had no
+             * core */
+            const long long s0 = paced ? crnn__now_ns() : 0;
             call.par.barrier = NULL;
             status = crnn__run(&call, 0, batch, &call.par);
+            if (paced) {
+                const long long s1 = crnn__now_ns();
+                crnn__pace_note(pace, key, 1, (s1 - s0) / timesteps, s1);
+            }
         }
+        if (ran == CRNN__RAN && noted) crnn__pace_note(pace, key, 0, span / timesteps, t0 + span);
         if (ran != CRNN__RAN_NOTHING && noted) {
             /* the threads' stalls; the whole call where a worker never joined (it ran alone) */
             const long long t1 = crnn__now_ns(), cpu1 = cpu0 >= 0 ? crnn__thread_cpu_ns() : -1;

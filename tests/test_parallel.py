@@ -12,6 +12,10 @@ path.
 Weights and tolerances come from _helpers (see its docstring for the derivation).
 """
 import itertools
+import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -394,3 +398,71 @@ def test_batch_split_over_layers_of_mixed_widths(threads):
         ref = layer(ref)
     wrong = sum(np.abs(m(x) - ref).max() > 1e-5 for _ in range(100))
     assert wrong == 0, f"{wrong} of 100 calls differ from the layer-by-layer result"
+
+
+@pytest.mark.parametrize("cell, shape", [("simple", (1, 40, 24, 256)), ("lstm", (1, 60, 16, 64)),
+                                         ("gru", (1, 60, 96, 100))],
+                         ids=["units-simple", "units-lstm", "pipeline-gru"])
+def test_calls_time_their_threads_and_keep_the_bits(cell, shape):
+    # A handle's units-split and pipelined calls time their threads against the caller computing
+    # the same slices or chunks alone, and take the faster way (RNN.pace): every call, either
+    # way, gives bitwise the first call's result, and the reference's within tolerance.
+    if crnn._core.machine()["cpus"] < 2:
+        pytest.skip("one CPU: nothing splits")
+    crnn.set_num_threads(2)
+    batch, steps, din, units = shape
+    rng = np.random.default_rng(5)
+    weights = [[make_cell_weights(rng, cell, din, units, np.float32, True, cell == "gru")]]
+    handle = crnn._core.RNN(weights, cell=cell, dtype=np.float32)
+    mode = handle.plan(batch, steps)
+    if mode[0] not in ("units", "pipeline"):
+        pytest.skip(f"planned {mode} on this machine")
+    x = rng.uniform(-1, 1, (batch, steps, din)).astype(np.float32)
+    ref = reference.rnn_stack(to64(x), to64(weights), cell=cell)
+    first = handle.forward(x)
+    assert np.abs(first - ref).max() <= derived_tol(np.float32, din + units, steps)
+    # after the first calls (which may back off, crnn__backoff) both ways get timed
+    deadline = time.monotonic() + 20
+    pace = handle.pace()
+    while time.monotonic() < deadline and not (pace and all(pace["ns_per_step"].values())):
+        for _ in range(10):
+            assert handle.forward(x).tobytes() == first.tobytes()
+        pace = handle.pace()
+    assert pace and pace["batch"] == batch and (pace["mode"], pace["threads"]) == mode, pace
+    assert all(pace["ns_per_step"].values()), f"one way never timed: {pace}"
+    # and either way keeps them: the way the calls take now, and the other when it is probed
+    for _ in range(30):
+        assert handle.forward(x).tobytes() == first.tobytes()
+    # another batch size starts the timing afresh
+    handle.forward(np.concatenate([x, x]))
+    assert handle.pace() is None or handle.pace()["batch"] in (batch, 2)
+
+
+def test_calls_keep_the_plans_threads_when_asked():
+    code = ("import numpy as np, crnn\n"
+            "from crnn import reference\n"
+            "crnn.set_num_threads(2)\n"
+            "w = [[[np.full((24, 256), 0.01, np.float32), np.eye(256, dtype=np.float32) * 0.5,\n"
+            "       np.zeros(256, np.float32)]]]\n"
+            "h = crnn._core.RNN(w, direction='forward', dtype=np.float32)\n"
+            "x = np.ones((1, 40, 24), np.float32)\n"
+            "for _ in range(200): h.forward(x)\n"
+            "m = crnn._core.machine()\n"
+            "print(m['adapt_threads'], m['cpus'] >= 2, h.plan(1, 40)[0], h.pace())\n")
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+                         env=dict(os.environ, CRNN_ADAPT_THREADS="0"), capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    # a units split where there are 2 CPUs or more, never timed
+    adapt, two, mode, pace = run.stdout.split()
+    assert (adapt, mode, pace) == ("False", "units" if two == "True" else "serial", "None")
+
+
+@pytest.mark.parametrize("value", ["2", "yes", "off"])
+def test_unusable_adapt_setting_warns(value):
+    run = subprocess.run(
+        [sys.executable, "-c", "import crnn; print(crnn._core.machine()['adapt_threads'])"],
+        env=dict(os.environ, CRNN_ADAPT_THREADS=value), capture_output=True, text=True,
+        timeout=120, check=True)
+    assert run.stdout.strip() == "True"
+    assert f"CRNN_ADAPT_THREADS={value!r} ignored" in run.stderr, run.stderr

@@ -348,8 +348,11 @@ CRNN_API int crnn_dense_forward(crnn_dtype dtype, int64_t rows, int64_t input_si
  *  projection just ahead of the recurrence. The unit-split and pipelined ways use at most as
  *  many threads as there are CPUs.
  *  When the pool is busy with another call the caller computes the same pieces alone, so results
- *  are bitwise identical from run to run for a fixed setting. Read once at the start of each
- *  call.
+ *  are bitwise identical from run to run for a fixed setting. So does it, for a handle's
+ *  unit-split and pipelined calls of one batch size, where timing them shows the threads to be
+ *  slower than computing alone (cores that pass data slowly, or share one physical core): the
+ *  calls time both ways, take the faster and time the other now and then (environment variable
+ *  CRNN_ADAPT_THREADS=0: always the threads). Read once at the start of each call.
  *  @param n threads, >= 1.
  *  @return set: CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1); get: the current setting.
  *  Thread-safe (calls already running keep the value they read). */

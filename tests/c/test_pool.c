@@ -261,6 +261,77 @@ static void test_backoff(void)
     check(weights == 64, "long calls: every one read, with a weight of 1");
 }
 
+/* The pace (crnn__pace): which way a handle's calls run, threads or alone, from their timings;
+ * when the other way is timed (a probe); a new shape starts afresh. Times are ns per step. */
+static void test_pace(void)
+{
+    const long long t = 5000000000LL, T = 100;
+    const unsigned long long key = crnn__pace_key(1, CRNN__SPLIT_UNITS, 2);
+    crnn__pace p;
+    int i, ok;
+    long long at;
+
+    check(crnn__pace_enabled(), "the calls adapt by default (CRNN_ADAPT_THREADS unset)");
+    check(key != 0 && key != crnn__pace_key(2, CRNN__SPLIT_UNITS, 2) &&
+              key != crnn__pace_key(1, CRNN__PIPELINE, 2) &&
+              key != crnn__pace_key(1, CRNN__SPLIT_UNITS, 3),
+          "the key tells batch, plan and threads apart, and is never 0 (none)");
+    memset(&p, 0, sizeof p);
+    check(!crnn__pace_alone(&p, key, T, t) && p.key == key, "a new shape runs with threads");
+    /* the first call's time is taken as it is, later ones averaged in */
+    crnn__pace_note(&p, key, 0, 600, t);
+    check(p.ns[0] == 600 && p.calls == 1, "the first time taken as it is");
+    crnn__pace_note(&p, key, 0, 1000, t);
+    check(p.ns[0] == 700, "later times averaged in with weight 1/4");
+    p.ns[0] = 600;
+    for (ok = 1, i = 2; i < CRNN__PACE_MIN_CALLS; ++i) {
+        ok &= !crnn__pace_alone(&p, key, T, t);
+        crnn__pace_note(&p, key, 0, 600, t);
+    }
+    check(ok, "with threads for the first calls");
+    /* never timed alone: the next call is, however soon */
+    check(crnn__pace_alone(&p, key, T, t), "then one call alone (a probe)");
+    crnn__pace_note(&p, key, 1, 500, t + 1000);
+    check(p.alone && p.ns[1] == 500 && p.calls == 0 && p.probed_ns == t + 1000,
+          "alone faster: the calls run alone");
+    for (ok = 1, i = 0; i < CRNN__PACE_MIN_CALLS; ++i) {
+        ok &= crnn__pace_alone(&p, key, T, t + 1000000000LL);
+        crnn__pace_note(&p, key, 1, 500, t + 1000);
+    }
+    check(ok, "no probe before the minimum of calls, however late");
+    /* a probe of the threads (600 ns a step, 100 steps) costs at most 1/64 of the time since
+     * the last */
+    at = t + 1000 + CRNN__PACE_SHARE * 600 * T;
+    check(crnn__pace_alone(&p, key, T, at - 1) && !crnn__pace_alone(&p, key, T, at),
+          "the threads timed again once a probe costs 1/64 of the time since the last");
+    crnn__pace_note(&p, key, 0, 400, at);
+    check(!p.alone && p.ns[0] == 400 && p.probed_ns == at, "threads faster again: with threads");
+    /* an alone call is ever slower: probes 4 times less often */
+    crnn__pace_note(&p, key, 1, 500, at); /* a probe alone, 500 > 400 */
+    check(!p.alone && p.ns[1] == 500, "a slower probe changes nothing");
+    p.ns[1] = 700; /* more than 1.5x the threads' 400 */
+    for (i = 0; i < CRNN__PACE_MIN_CALLS; ++i) crnn__pace_note(&p, key, 0, 400, at);
+    check(!crnn__pace_alone(&p, key, T, at + CRNN__PACE_SHARE * 700 * T) &&
+              crnn__pace_alone(&p, key, T, at + 4 * CRNN__PACE_SHARE * 700 * T),
+          "a way over 1.5x slower is timed 4 times less often");
+    /* the taken way slows down (the hand-off's slow spells): alone as soon as its average
+     * passes the other way's last time */
+    p.ns[1] = 500;
+    crnn__pace_note(&p, key, 0, 800, at);
+    check(p.ns[0] == 500 && !p.alone, "the threads' average follows them");
+    crnn__pace_note(&p, key, 0, 800, at);
+    check(p.ns[0] == 575 && p.alone, "and the calls go alone once it passes the other way's");
+    /* a time from a call of another shape is dropped; a call of another shape starts afresh */
+    crnn__pace_note(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), 0, 1, at);
+    check(p.alone && p.ns[0] == 575, "another shape's time is not counted");
+    check(!crnn__pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), T, at) && !p.alone &&
+              p.ns[0] == 0 && p.ns[1] == 0 && p.calls == 0,
+          "another shape starts afresh, with threads");
+    /* a time of 0 (a clock that does not move) still counts as timed */
+    crnn__pace_note(&p, p.key, 0, 0, at);
+    check(p.ns[0] == 1, "a time of 0 counts as 1 ns");
+}
+
 /* One LSTM layer at 2 threads, planned `want` (when the machine has 2 CPUs): the same bits with
  * the workers held (every call computed by the caller, after a together call waits for them) as
  * with the workers free, with and without lengths. */
@@ -396,6 +467,7 @@ int main(void)
     test_held_workers();
     test_barrier_stall();
     test_backoff();
+    test_pace();
     test_slice_edges();
     /* 16 rows: 4 a thread; 2 rows of 256 units: slices of 128 units; 1 row of 48 units (24 KiB
      * of recurrent weights, less than any L1 twice), 64 steps: chunks projected ahead */
