@@ -25,6 +25,7 @@ cdef extern from "internal.h" nogil:
     ctypedef struct crnn__pace:
         unsigned long long key
         long long ns[2]
+        int calls
         int alone
     const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn)
 
@@ -51,6 +52,7 @@ cdef extern from "parallel.h" nogil:
     crnn__cpus_from crnn__cpu_count_source()
     int crnn__cpu_count_max()
     int crnn__pace_enabled()
+    void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
     int crnn__pace_env_ignored()
 
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
@@ -463,18 +465,19 @@ cdef class RNN:
     def pace(self):
         """How this handle's latest calls that split their units or pipeline ran (diagnostic).
 
-        ``None`` before any such call; else ``{"batch": ..., "mode": "units" | "pipeline",
-        "threads": ..., "ns_per_step": {"threads": ..., "alone": ...}, "alone": ...}``: the
-        calls of that batch size and plan time their threads against the caller computing the
-        same slices or chunks alone (bitwise the same result) and run the faster way, timing the
-        other now and then. ``ns_per_step`` holds the recent times per timestep of each way (0:
-        not timed yet), ``alone`` the way the calls take now. Calls of another batch size or
-        plan start the timing afresh.
+        ``None`` before any such call (or with ``CRNN_ADAPT_THREADS=0``); else ``{"batch": ...,
+        "mode": "units" | "pipeline", "threads": ..., "ns_per_step": {"threads": ..., "alone":
+        ...}, "alone": ..., "calls": ...}``: the calls of that batch size and plan time their
+        threads against the caller computing the same slices or chunks alone (bitwise the same
+        result) and run the faster way, timing the other now and then. ``ns_per_step`` holds
+        the recent times per timestep of each way (0: not timed yet), ``alone`` the way the
+        calls take now, ``calls`` the calls of that way timed since the other was. Calls of
+        another batch size or plan start the timing afresh.
         """
-        cdef const crnn__pace *p
+        cdef crnn__pace p
         cdef unsigned long long key
         self._require_built()
-        p = crnn__pace_of(self._rnn)
+        crnn__pace_read(crnn__pace_of(self._rnn), &p)
         key = p.key
         if key == 0:
             return None
@@ -482,7 +485,7 @@ cdef class RNN:
         return {"batch": int(key >> 11), "mode": _PLAN_NAMES.get((key >> 8) & 7, "?"),
                 "threads": int(key & 255),
                 "ns_per_step": {"threads": int(p.ns[0]), "alone": int(p.ns[1])},
-                "alone": bool(p.alone)}
+                "alone": bool(p.alone), "calls": int(p.calls)}
 
     def workspace_size(self, int64_t batch, int64_t timesteps):
         """Bytes of scratch memory one forward call of this shape uses."""

@@ -252,9 +252,10 @@ struct crnn_rnn_s {
     crnn__layer *layers;
     void *blob;           /* all weights, each matrix 64-byte aligned */
     void *blob_raw;
-    crnn__pace pace;      /* whether its threads make the calls faster (parallel.h); the only
-                             part a forward call writes, through a cast (the handle is const
-                             there) */
+    char apart[128];      /* keeps the fields above, which every call reads, off pace's lines */
+    crnn__pace pace;      /* whether its threads make the calls faster (parallel.h): timing
+                             only, the one part a forward call writes, through a cast (the
+                             handle is const there); the weights and the results never change */
 };
 
 /* Workspace layout: byte offsets of each sub-buffer (oneDNN-style set_offsets). A row range of

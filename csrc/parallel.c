@@ -542,17 +542,20 @@ int crnn__pace_enabled(void) { return crnn__pace_setting_read() != 0; }
 
 int crnn__pace_env_ignored(void) { return crnn__pace_setting_read() == 2; }
 
-int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now)
+int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now,
+                    int *probe)
 {
     int way, calls;
     long long taken, other;
     double wait;
+    *probe = 0;
     if (!crnn__pace_enabled()) return 0;
     if (RELAXED_LOAD(&p->key) != key) {
         RELAXED_STORE(&p->ns[0], 0LL);
         RELAXED_STORE(&p->ns[1], 0LL);
         RELAXED_STORE(&p->probed_ns, now);
         RELAXED_STORE(&p->calls, 0);
+        RELAXED_STORE(&p->probing, 0);
         RELAXED_STORE(&p->alone, 0);
         RELAXED_STORE(&p->key, key);
         return 0;
@@ -561,12 +564,16 @@ int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps,
     calls = RELAXED_LOAD(&p->calls);
     taken = RELAXED_LOAD(&p->ns[way]);
     other = RELAXED_LOAD(&p->ns[!way]);
-    if (calls < CRNN__PACE_MIN_CALLS) return way;
-    if (!other) return !way;
-    /* a probe costs about other * timesteps: at most 1/SHARE of the time since the last one */
-    wait = (double)CRNN__PACE_SHARE * (double)other * (double)timesteps;
-    if (2 * other > 3 * taken) wait *= 4;
-    return (double)(now - RELAXED_LOAD(&p->probed_ns)) >= wait ? !way : way;
+    if (RELAXED_LOAD(&p->probing)) *probe = 1; /* the probe's timed call, after its warm one */
+    else if (calls < CRNN__PACE_MIN_CALLS) *probe = 0;
+    else if (!other) *probe = 1;
+    else {
+        /* a probe costs about 2 * other * timesteps: at most 2/SHARE of the time since the last */
+        wait = (double)CRNN__PACE_SHARE * (double)other * (double)timesteps;
+        if (2 * other > 3 * taken) wait *= 4;
+        *probe = (double)(now - RELAXED_LOAD(&p->probed_ns)) >= wait;
+    }
+    return *probe ? !way : way;
 }
 
 void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step,
@@ -578,6 +585,11 @@ void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long
     if (RELAXED_LOAD(&p->key) != key) return; /* another shape took over meanwhile */
     if (ns_per_step < 1) ns_per_step = 1;     /* 0 is "not timed" */
     if (alone != RELAXED_LOAD(&p->alone)) {   /* a probe */
+        if (!RELAXED_LOAD(&p->probing)) {     /* its first call only warms the caches */
+            RELAXED_STORE(&p->probing, 1);
+            return;
+        }
+        RELAXED_STORE(&p->probing, 0);
         RELAXED_STORE(&p->ns[alone], ns_per_step);
         RELAXED_STORE(&p->probed_ns, now);
         RELAXED_STORE(&p->calls, 0);
@@ -591,4 +603,17 @@ void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long
     t = RELAXED_LOAD(&p->ns[0]);
     a = RELAXED_LOAD(&p->ns[1]);
     RELAXED_STORE(&p->alone, t && a && a < t);
+}
+
+void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
+{
+    do {
+        out->key = RELAXED_LOAD(&p->key);
+        out->ns[0] = RELAXED_LOAD(&p->ns[0]);
+        out->ns[1] = RELAXED_LOAD(&p->ns[1]);
+        out->probed_ns = RELAXED_LOAD(&p->probed_ns);
+        out->calls = RELAXED_LOAD(&p->calls);
+        out->probing = RELAXED_LOAD(&p->probing);
+        out->alone = RELAXED_LOAD(&p->alone);
+    } while (RELAXED_LOAD(&p->key) != out->key);
 }

@@ -181,19 +181,23 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
  * computing the same slices or chunks alone (the same bits: see crnn_rnn_forward2) and take the
  * faster, timing the other now and then. The plan (crnn__plan) assumes that two cores pass a
  * cache line in about 50 ns. Not every machine keeps to that: two vCPUs of a 2-vCPU VM on Zen 4
- * passed one in 45-50 ns in some spells, 170-180 ns in others (each lasting seconds, nearly half
- * the time in a 40 s run) and 30 ns in a third (two vCPUs on one core); a GRU (1,1000,32,64),
- * whose units split meets every 0.5 us step, then ran at 0.60x and 0.89x of one thread, where it
- * ran 1.3x faster in the 50 ns spells. No threshold set once (at import, or from a calibration)
- * fits all three.
- * - The way the calls take is timed at every call, from the start to the end of the caller's
- *   share (a sleeping worker's wake-up is not the split's cost), in ns per timestep, averaged
- *   with weight 1/CRNN__PACE_WEIGHT. The other way is timed alone, once (a probe), after at least
+ * passed one in 45-50 ns in some spells, 170-180 ns in others (each lasting seconds, up to half
+ * the time) and 30 ns in a third (two vCPUs on one core); a GRU (1,1000,32,64), whose units split
+ * meets every 0.5 us step, then ran at 0.60x and 0.88x of one thread, where it ran 1.3x faster in
+ * the 50 ns spells. No threshold set once (at import, or from a calibration) fits all three.
+ * - The way the calls take is timed at every call (with threads, the caller's share from its
+ *   start to its end: waking a sleeping worker is left out, as a probe of the threads would
+ *   otherwise pay it where a stream of calls does not), in ns per timestep, averaged with weight
+ *   1/CRNN__PACE_WEIGHT. The other way is timed alone (a probe) after at least
  *   CRNN__PACE_MIN_CALLS calls, and then no sooner than when a probe costs at most about
- *   1/CRNN__PACE_SHARE of the time since the last (4 times later where the other way was more
+ *   2/CRNN__PACE_SHARE of the time since the last (4 times later where the other way was more
  *   than 1.5x slower): a probe of a 50 us call every 3 ms or later, of a 1 ms call every 64 ms.
- * - Calls that back off (crnn__backoff), or whose threads stalled or did not all join, are not
- *   timed. Calls of another shape (batch, plan, threads: the key) start the timing afresh, with
+ *   A probe is two calls, the first warming the caches the other way reads (the other core's
+ *   slice, or the caller's), the second timed.
+ * - The caller (crnn_rnn_forward2) notes only calls that ran clean: not backing off
+ *   (crnn__backoff), the pool not busy, every worker joined and no thread stalled; a probe also
+ *   with the caller on its CPU for all but 1/8 of the call (the threads' own calls are averaged).
+ *   A call of another shape (batch, plan, threads: the key) starts the timing afresh, with
  *   threads.
  * - Environment variable CRNN_ADAPT_THREADS=0: the calls always run on the plan's threads (read
  *   once). Concurrent callers may lose each other's updates: these are estimates. */
@@ -201,7 +205,8 @@ typedef struct {
     unsigned long long key; /* the shape timed (crnn__pace_key); 0: none yet */
     long long ns[2];        /* ns per timestep, with threads [0] and alone [1]; 0: not timed */
     long long probed_ns;    /* when the way not taken was last timed (crnn__now_ns) */
-    int calls;              /* calls timed since then */
+    int calls;              /* calls of the way taken timed since then */
+    int probing;            /* a probe's first (warming) call has run */
     int alone;              /* the way taken */
 } crnn__pace;
 
@@ -209,14 +214,18 @@ typedef struct {
 #define CRNN__PACE_MIN_CALLS 8
 #define CRNN__PACE_SHARE 64
 
-/* The key of the calls of this batch size, plan mode and thread count. */
+/* The key of the calls of this batch size, plan mode and thread count (never 0). */
 unsigned long long crnn__pace_key(long long batch, int mode, int nthreads);
 /* Whether a call of this key and length starting at `now` runs alone: the faster way so far, or
- * the other as a probe. Starts afresh (with threads) where the key is not the one timed. */
-int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now);
-/* A call of this key that ran alone (or with threads) took ns_per_step at `now`. */
+ * the other as a probe (*probe set). Starts afresh (with threads) where the key is not the one
+ * timed. */
+int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now,
+                     int *probe);
+/* A call of this key that ran alone (or with threads) took ns_per_step, ending at `now`. */
 void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step,
                      long long now);
+/* A copy of *p read field by field (for diagnostics while calls may be updating it). */
+void crnn__pace_read(const crnn__pace *p, crnn__pace *out);
 /* Whether the calls adapt (CRNN_ADAPT_THREADS unset, empty or "1"), and whether the variable is
  * set to something else than "0" or "1" (ignored: they adapt). */
 int crnn__pace_enabled(void);

@@ -870,13 +870,15 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         const int noted = call.par.mode != CRNN__SPLIT_BATCH;
         const long long t0 = noted ? crnn__now_ns() : 0;
         const int alone = noted && crnn__backoff_alone(&crnn__pool_backoff, t0);
-        const int weight = noted && !alone ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
-        const long long cpu0 = weight ? crnn__thread_cpu_ns() : -1;
-        /* whether the threads pay now (crnn__pace); the handle's one mutable part */
+        /* whether the threads pay now (crnn__pace): the handle's one mutable part */
         crnn__pace *const pace = (crnn__pace *)&rnn->pace;
         const unsigned long long key = crnn__pace_key(batch, (int)call.par.mode, nthreads);
-        const int paced = noted && !alone && crnn__pace_alone(pace, key, timesteps, t0);
-        long long stalled = 0, span = 0;
+        int probe = 0;
+        const int paced = noted && !alone && crnn__pace_alone(pace, key, timesteps, t0, &probe);
+        const int weight =
+            noted && !alone && !paced ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
+        const long long cpu0 = weight || probe ? crnn__thread_cpu_ns() : -1;
+        long long stalled = 0, span = 0, t1 = 0, cpu1 = -1;
         if (noted) call.span_ns = &span;
         ran = alone || paced ? CRNN__RAN_NOTHING
                              : crnn__parallel_run(crnn__task, &call, nthreads,
@@ -887,23 +889,25 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         } else if (ran <= 0) {
             /* timed alone (crnn__pace), backing off, the pool is busy, or the workers had no
              * core */
-            const long long s0 = paced ? crnn__now_ns() : 0;
             call.par.barrier = NULL;
             status = crnn__run(&call, 0, batch, &call.par);
-            if (paced) {
-                const long long s1 = crnn__now_ns();
-                crnn__pace_note(pace, key, 1, (s1 - s0) / timesteps, s1);
-            }
         }
-        if (ran == CRNN__RAN && noted) crnn__pace_note(pace, key, 0, span / timesteps, t0 + span);
+        if (noted) {
+            t1 = crnn__now_ns();
+            cpu1 = cpu0 >= 0 ? crnn__thread_cpu_ns() : -1;
+        }
         if (ran != CRNN__RAN_NOTHING && noted) {
             /* the threads' stalls; the whole call where a worker never joined (it ran alone) */
-            const long long t1 = crnn__now_ns(), cpu1 = cpu0 >= 0 ? crnn__thread_cpu_ns() : -1;
             if (ran > 0) stalled += crnn__barrier_stalled_ns(&barrier); /* only there a barrier */
             if (ran == CRNN__RAN_SHORT || ran == CRNN__RAN_UNJOINED) stalled = t1 - t0;
             crnn__backoff_note(&crnn__pool_backoff, t1 - t0, stalled,
-                               cpu1 >= 0 ? cpu1 - cpu0 : -1, weight, t1);
+                               cpu1 >= 0 && weight ? cpu1 - cpu0 : -1, weight, t1);
         }
+        /* the pace counts clean calls only: alone by its choice, or every thread ran without a
+         * stall; a probe with the caller on its CPU for all but 1/8 of the call */
+        if ((paced || (ran == CRNN__RAN && stalled == 0)) &&
+            (!probe || cpu1 < 0 || 8 * ((t1 - t0) - (cpu1 - cpu0)) <= t1 - t0))
+            crnn__pace_note(pace, key, paced, (paced ? t1 - t0 : span) / timesteps, t1);
     }
     free(raw);
     return status;

@@ -410,9 +410,10 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             if (phase && barrier) crnn__barrier_wait(barrier, par->tid);
             for (i = lo; i < hi; ++i) {
                 /* one thread computing every slice (no barrier) takes them last to first on
-                 * the steps its kernels walk their columns backward (panels_gemm), so that the
-                 * step starts on the weights the step before read last, as one slice's does:
-                 * SimpleRNN (1,1000,16,128) 1.15x, GRU (1,1000,8,64) 1.12x (Zen 4) */
+                 * odd steps, the steps on which its kernels walk their columns backward where
+                 * they do (panels_gemm, row_back), so that the step starts on the weights the
+                 * step before read last, as one slice's does: SimpleRNN (1,1000,16,128) 1.15x,
+                 * GRU (1,1000,8,64) 1.12x (Zen 4) */
                 k = (t & 1) ? hi - 1 - (i - lo) : i;
                 c0 = edges[k], c1 = edges[k + 1];
                 if (c1 <= c0) continue;

@@ -400,62 +400,102 @@ def test_batch_split_over_layers_of_mixed_widths(threads):
     assert wrong == 0, f"{wrong} of 100 calls differ from the layer-by-layer result"
 
 
-@pytest.mark.parametrize("cell, shape", [("simple", (1, 40, 24, 256)), ("lstm", (1, 60, 16, 64)),
-                                         ("gru", (1, 60, 96, 100))],
-                         ids=["units-simple", "units-lstm", "pipeline-gru"])
-def test_calls_time_their_threads_and_keep_the_bits(cell, shape):
+# Handles whose batch-1 calls split their units or pipeline at 2 threads (on machines with an L1
+# of up to 64 KiB): (cells, units per layer, directions, reset_after, input width, timesteps,
+# lengths). The units split of one layer, of a reset-before GRU (two phases a step) with lengths,
+# of a reversed layer over an odd number of steps, of a bidirectional layer under a forward one
+# (two slices a direction); a pipeline.
+PACE_CASES = {
+    "units-simple": (["simple"], [256], ["forward"], True, 24, 40, None),
+    "units-lstm": (["lstm"], [64], ["forward"], True, 16, 60, None),
+    "units-gru-before-lengths": (["gru"], [128], ["forward"], False, 32, 40, [33]),
+    "units-reverse": (["simple"], [256], ["reverse"], True, 24, 41, None),
+    "units-mixed-stack": (["simple", "gru"], [128, 128], ["bidirectional", "forward"], True, 16,
+                          30, [27]),
+    "pipeline-gru": (["gru"], [100], ["forward"], True, 96, 60, None),
+}
+
+
+def _pace_handle(case, rng):
+    cells, units, dirs, reset_after, din, steps, lengths = PACE_CASES[case]
+    weights, d = [], din
+    for cell, h, direction in zip(cells, units, dirs):
+        ndir = 2 if direction == "bidirectional" else 1
+        weights.append([make_cell_weights(rng, cell, d, h, np.float32, True,
+                                          cell == "gru" and reset_after) for _ in range(ndir)])
+        d = h * ndir
+    kw = dict(cell=cells, direction=dirs, reset_after=reset_after)
+    handle = crnn._core.RNN(weights, dtype=np.float32, **kw)
+    x = rng.uniform(-1, 1, (1, steps, din)).astype(np.float32)
+    lengths = None if lengths is None else np.array(lengths)
+    ref = reference.rnn_stack(to64(x), to64(weights), lengths=lengths, **kw)
+    ndir = 2 if "bidirectional" in dirs else 1
+    return handle, x, lengths, ref, derived_tol(np.float32, stack_k(din, units, ndir), steps)
+
+
+@pytest.mark.parametrize("case", list(PACE_CASES))
+def test_calls_time_their_threads_and_keep_the_bits(case):
     # A handle's units-split and pipelined calls time their threads against the caller computing
     # the same slices or chunks alone, and take the faster way (RNN.pace): every call, either
     # way, gives bitwise the first call's result, and the reference's within tolerance.
     if crnn._core.machine()["cpus"] < 2:
         pytest.skip("one CPU: nothing splits")
     crnn.set_num_threads(2)
-    batch, steps, din, units = shape
-    rng = np.random.default_rng(5)
-    weights = [[make_cell_weights(rng, cell, din, units, np.float32, True, cell == "gru")]]
-    handle = crnn._core.RNN(weights, cell=cell, dtype=np.float32)
+    handle, x, lengths, ref, tol = _pace_handle(case, np.random.default_rng(5))
+    batch, steps = x.shape[:2]
     mode = handle.plan(batch, steps)
-    if mode[0] not in ("units", "pipeline"):
+    if mode[0] != case.split("-")[0]:
         pytest.skip(f"planned {mode} on this machine")
-    x = rng.uniform(-1, 1, (batch, steps, din)).astype(np.float32)
-    ref = reference.rnn_stack(to64(x), to64(weights), cell=cell)
-    first = handle.forward(x)
-    assert np.abs(first - ref).max() <= derived_tol(np.float32, din + units, steps)
+    first = handle.forward(x, None, lengths)
+    assert np.abs(first - ref).max() <= tol
     # after the first calls (which may back off, crnn__backoff) both ways get timed
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 10
     pace = handle.pace()
     while time.monotonic() < deadline and not (pace and all(pace["ns_per_step"].values())):
         for _ in range(10):
-            assert handle.forward(x).tobytes() == first.tobytes()
+            assert handle.forward(x, None, lengths).tobytes() == first.tobytes()
         pace = handle.pace()
     assert pace and pace["batch"] == batch and (pace["mode"], pace["threads"]) == mode, pace
+    if not pace["ns_per_step"]["alone"] and pace["calls"] < 8:
+        # only clean threaded calls count towards the first probe
+        pytest.skip(f"the threads stalled or backed off for 10 s (a loaded machine): {pace}")
     assert all(pace["ns_per_step"].values()), f"one way never timed: {pace}"
     # and either way keeps them: the way the calls take now, and the other when it is probed
     for _ in range(30):
-        assert handle.forward(x).tobytes() == first.tobytes()
-    # another batch size starts the timing afresh
-    handle.forward(np.concatenate([x, x]))
-    assert handle.pace() is None or handle.pace()["batch"] in (batch, 2)
+        assert handle.forward(x, None, lengths).tobytes() == first.tobytes()
+    # a call of another batch size and plan starts the timing afresh; one of the serial path
+    # (too little work) leaves it alone
+    other = next((b for b in (2, 3, 4) if handle.plan(b, steps)[0] in ("units", "pipeline")
+                  and (b, *handle.plan(b, steps)) != (batch, *mode)), None)
+    handle.forward(x[:, :1])
+    assert handle.pace()["batch"] == batch
+    if other is not None:
+        xs = np.concatenate([x] * other)
+        ls = None if lengths is None else np.repeat(lengths, other)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and handle.pace()["batch"] != other:
+            handle.forward(xs, None, ls)  # (calls that back off are not timed)
+        pace = handle.pace()
+        assert pace["batch"] == other and pace["ns_per_step"]["alone"] == 0, pace
 
 
 def test_calls_keep_the_plans_threads_when_asked():
     code = ("import numpy as np, crnn\n"
-            "from crnn import reference\n"
             "crnn.set_num_threads(2)\n"
             "w = [[[np.full((24, 256), 0.01, np.float32), np.eye(256, dtype=np.float32) * 0.5,\n"
             "       np.zeros(256, np.float32)]]]\n"
             "h = crnn._core.RNN(w, direction='forward', dtype=np.float32)\n"
             "x = np.ones((1, 40, 24), np.float32)\n"
             "for _ in range(200): h.forward(x)\n"
-            "m = crnn._core.machine()\n"
-            "print(m['adapt_threads'], m['cpus'] >= 2, h.plan(1, 40)[0], h.pace())\n")
+            "print(crnn._core.machine()['adapt_threads'], h.plan(1, 40)[0], h.pace())\n")
     run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code],
                          env=dict(os.environ, CRNN_ADAPT_THREADS="0"), capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    # a units split where there are 2 CPUs or more, never timed
-    adapt, two, mode, pace = run.stdout.split()
-    assert (adapt, mode, pace) == ("False", "units" if two == "True" else "serial", "None")
+    adapt, mode, pace = run.stdout.split()
+    if mode != "units":
+        pytest.skip(f"planned {mode} on this machine")
+    assert (adapt, pace) == ("False", "None"), run.stdout
 
 
 @pytest.mark.parametrize("value", ["2", "yes", "off"])

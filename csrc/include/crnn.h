@@ -32,9 +32,10 @@
  *   describes it. Nothing here aborts, exits or prints.
  * - Dimensions are int64_t, byte counts size_t. All arrays are dense, row-major (C order), of the
  *   handle's dtype (float or double), and must not overlap the outputs.
- * - A handle is immutable after it is created: any number of threads may call
+ * - A handle's weights are immutable after it is created: any number of threads may call
  *   crnn_rnn_forward() / crnn_rnn_forward2() on one handle at the same time, each with its own
- *   workspace.
+ *   workspace. (A handle keeps the timings of its threaded calls, see crnn_set_num_threads(),
+ *   which choose only who computes them, never the result.)
  * - Ownership: the caller owns every array it passes; no function keeps a pointer to one after
  *   it returns (weights are copied into the handle). The library owns only its handles.
  * - Pure C: no function calls back into Python or takes a lock a caller could hold, so Python
@@ -170,7 +171,7 @@ typedef struct {
     const void *recurrent_bias;
 } crnn_weights2;
 
-/* Opaque, immutable handle. */
+/* Opaque handle: immutable weights (see the notes above). */
 typedef struct crnn_rnn_s crnn_rnn_t;
 
 /*! crnn_rnn_create() :

@@ -262,13 +262,31 @@ static void test_backoff(void)
 }
 
 /* The pace (crnn__pace): which way a handle's calls run, threads or alone, from their timings;
- * when the other way is timed (a probe); a new shape starts afresh. Times are ns per step. */
+ * when the other way is timed (a probe: a warming call, then a timed one); a new shape starts
+ * afresh. Times are ns per step. */
+static int pace_alone(crnn__pace *p, unsigned long long key, long long T, long long now, int *probe)
+{
+    return crnn__pace_alone(p, key, T, now, probe);
+}
+
+/* A probe of way `alone` at `now` taking `ns`: its two calls, both asked for and noted. */
+static int pace_probe(crnn__pace *p, unsigned long long key, long long T, long long now,
+                      int alone, long long ns)
+{
+    int probe, ok = 1, i;
+    for (i = 0; i < 2; ++i) {
+        ok &= pace_alone(p, key, T, now, &probe) == alone && probe;
+        crnn__pace_note(p, key, alone, ns, now);
+    }
+    return ok;
+}
+
 static void test_pace(void)
 {
     const long long t = 5000000000LL, T = 100;
     const unsigned long long key = crnn__pace_key(1, CRNN__SPLIT_UNITS, 2);
-    crnn__pace p;
-    int i, ok;
+    crnn__pace p, copy;
+    int i, ok, probe;
     long long at;
 
     check(crnn__pace_enabled(), "the calls adapt by default (CRNN_ADAPT_THREADS unset)");
@@ -277,7 +295,8 @@ static void test_pace(void)
               key != crnn__pace_key(1, CRNN__SPLIT_UNITS, 3),
           "the key tells batch, plan and threads apart, and is never 0 (none)");
     memset(&p, 0, sizeof p);
-    check(!crnn__pace_alone(&p, key, T, t) && p.key == key, "a new shape runs with threads");
+    check(!pace_alone(&p, key, T, t, &probe) && !probe && p.key == key,
+          "a new shape runs with threads");
     /* the first call's time is taken as it is, later ones averaged in */
     crnn__pace_note(&p, key, 0, 600, t);
     check(p.ns[0] == 600 && p.calls == 1, "the first time taken as it is");
@@ -285,35 +304,47 @@ static void test_pace(void)
     check(p.ns[0] == 700, "later times averaged in with weight 1/4");
     p.ns[0] = 600;
     for (ok = 1, i = 2; i < CRNN__PACE_MIN_CALLS; ++i) {
-        ok &= !crnn__pace_alone(&p, key, T, t);
+        ok &= !pace_alone(&p, key, T, t, &probe) && !probe;
         crnn__pace_note(&p, key, 0, 600, t);
     }
     check(ok, "with threads for the first calls");
-    /* never timed alone: the next call is, however soon */
-    check(crnn__pace_alone(&p, key, T, t), "then one call alone (a probe)");
+    /* never timed alone: a probe next, however soon; its first call's time is not kept */
+    check(pace_alone(&p, key, T, t, &probe) && probe, "then a call alone (a probe)");
+    crnn__pace_note(&p, key, 1, 100, t);
+    check(p.probing && p.ns[1] == 0 && !p.alone, "the probe's first call only warms");
+    check(pace_alone(&p, key, T, t, &probe) && probe, "its second call is alone too");
     crnn__pace_note(&p, key, 1, 500, t + 1000);
-    check(p.alone && p.ns[1] == 500 && p.calls == 0 && p.probed_ns == t + 1000,
+    check(p.alone && !p.probing && p.ns[1] == 500 && p.calls == 0 && p.probed_ns == t + 1000,
           "alone faster: the calls run alone");
     for (ok = 1, i = 0; i < CRNN__PACE_MIN_CALLS; ++i) {
-        ok &= crnn__pace_alone(&p, key, T, t + 1000000000LL);
+        ok &= pace_alone(&p, key, T, t + 1000000000LL, &probe) && !probe;
         crnn__pace_note(&p, key, 1, 500, t + 1000);
     }
     check(ok, "no probe before the minimum of calls, however late");
-    /* a probe of the threads (600 ns a step, 100 steps) costs at most 1/64 of the time since
-     * the last */
+    /* a probe of the threads (600 ns a step, 100 steps, two calls) costs at most 2/64 of the
+     * time since the last */
     at = t + 1000 + CRNN__PACE_SHARE * 600 * T;
-    check(crnn__pace_alone(&p, key, T, at - 1) && !crnn__pace_alone(&p, key, T, at),
-          "the threads timed again once a probe costs 1/64 of the time since the last");
-    crnn__pace_note(&p, key, 0, 400, at);
+    check(pace_alone(&p, key, T, at - 1, &probe) && !probe, "no probe too soon");
+    check(pace_probe(&p, key, T, at, 0, 400), "the threads probed once it costs 2/64");
     check(!p.alone && p.ns[0] == 400 && p.probed_ns == at, "threads faster again: with threads");
     /* an alone call is ever slower: probes 4 times less often */
-    crnn__pace_note(&p, key, 1, 500, at); /* a probe alone, 500 > 400 */
+    for (i = 0; i < CRNN__PACE_MIN_CALLS; ++i) crnn__pace_note(&p, key, 0, 400, at);
+    check(pace_probe(&p, key, T, at + CRNN__PACE_SHARE * 600 * T, 1, 500),
+          "alone probed");
     check(!p.alone && p.ns[1] == 500, "a slower probe changes nothing");
     p.ns[1] = 700; /* more than 1.5x the threads' 400 */
     for (i = 0; i < CRNN__PACE_MIN_CALLS; ++i) crnn__pace_note(&p, key, 0, 400, at);
-    check(!crnn__pace_alone(&p, key, T, at + CRNN__PACE_SHARE * 700 * T) &&
-              crnn__pace_alone(&p, key, T, at + 4 * CRNN__PACE_SHARE * 700 * T),
-          "a way over 1.5x slower is timed 4 times less often");
+    at = p.probed_ns;
+    ok = !pace_alone(&p, key, T, at + CRNN__PACE_SHARE * 700 * T, &probe) && !probe;
+    ok &= pace_alone(&p, key, T, at + 4 * CRNN__PACE_SHARE * 700 * T, &probe) && probe;
+    check(ok, "a way over 1.5x slower is timed 4 times less often");
+    /* a probe whose timed call never came (not clean: the caller drops it) is asked again */
+    crnn__pace_note(&p, key, 1, 700, at); /* its warming call */
+    ok = pace_alone(&p, key, T, at, &probe) && probe;
+    ok &= pace_alone(&p, key, T, at, &probe) && probe;
+    check(ok, "a probe's timed call is asked for until it is noted");
+    crnn__pace_note(&p, key, 1, 700, at);
+    check(!p.probing && !p.alone, "... and then the probe ends");
     /* the taken way slows down (the hand-off's slow spells): alone as soon as its average
      * passes the other way's last time */
     p.ns[1] = 500;
@@ -324,8 +355,12 @@ static void test_pace(void)
     /* a time from a call of another shape is dropped; a call of another shape starts afresh */
     crnn__pace_note(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), 0, 1, at);
     check(p.alone && p.ns[0] == 575, "another shape's time is not counted");
-    check(!crnn__pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), T, at) && !p.alone &&
-              p.ns[0] == 0 && p.ns[1] == 0 && p.calls == 0,
+    crnn__pace_read(&p, &copy);
+    check(copy.key == p.key && copy.ns[0] == 575 && copy.ns[1] == 500 && copy.alone,
+          "a copy reads every field");
+    p.probing = 1;
+    check(!pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), T, at, &probe) && !probe &&
+              !p.alone && !p.probing && p.ns[0] == 0 && p.ns[1] == 0 && p.calls == 0,
           "another shape starts afresh, with threads");
     /* a time of 0 (a clock that does not move) still counts as timed */
     crnn__pace_note(&p, p.key, 0, 0, at);
