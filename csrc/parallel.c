@@ -595,6 +595,8 @@ void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long
         RELAXED_STORE(&p->calls, 0);
     } else {
         old = RELAXED_LOAD(&p->ns[alone]);
+        /* one slow call (an interrupt, a page fault) moves the average by 1/8 at most */
+        if (old && ns_per_step > old + old / 2) ns_per_step = old + old / 2;
         RELAXED_STORE(&p->ns[alone],
                       old ? old + (ns_per_step - old) / CRNN__PACE_WEIGHT : ns_per_step);
         calls = RELAXED_LOAD(&p->calls);

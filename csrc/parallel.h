@@ -188,7 +188,9 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
  * - The way the calls take is timed at every call (with threads, the caller's share from its
  *   start to its end: waking a sleeping worker is left out, as a probe of the threads would
  *   otherwise pay it where a stream of calls does not), in ns per timestep, averaged with weight
- *   1/CRNN__PACE_WEIGHT. The other way is timed alone (a probe) after at least
+ *   1/CRNN__PACE_WEIGHT, a call counting as at most 1.5x the average: a single slow call (5198
+ *   ns a step against 1,725, in a run of bench/peers.py) had moved the threads' average past the
+ *   time alone and sent the next 24 calls of a GRU (1,50,64,128) alone. The other way is timed alone (a probe) after at least
  *   CRNN__PACE_MIN_CALLS calls, and then no sooner than when a probe costs at most about
  *   2/CRNN__PACE_SHARE of the time since the last (4 times later where the other way was more
  *   than 1.5x slower): a probe of a 50 us call every 3 ms or later, of a 1 ms call every 64 ms.

@@ -300,10 +300,12 @@ static void test_pace(void)
     /* the first call's time is taken as it is, later ones averaged in */
     crnn__pace_note(&p, key, 0, 600, t);
     check(p.ns[0] == 600 && p.calls == 1, "the first time taken as it is");
-    crnn__pace_note(&p, key, 0, 1000, t);
-    check(p.ns[0] == 700, "later times averaged in with weight 1/4");
+    crnn__pace_note(&p, key, 0, 800, t);
+    check(p.ns[0] == 650, "later times averaged in with weight 1/4");
+    crnn__pace_note(&p, key, 0, 6500, t);
+    check(p.ns[0] == 650 + 325 / 4, "a call counts as at most 1.5x the average");
     p.ns[0] = 600;
-    for (ok = 1, i = 2; i < CRNN__PACE_MIN_CALLS; ++i) {
+    for (ok = 1, i = 3; i < CRNN__PACE_MIN_CALLS; ++i) {
         ok &= !pace_alone(&p, key, T, t, &probe) && !probe;
         crnn__pace_note(&p, key, 0, 600, t);
     }
@@ -349,14 +351,14 @@ static void test_pace(void)
      * passes the other way's last time */
     p.ns[1] = 500;
     crnn__pace_note(&p, key, 0, 800, at);
-    check(p.ns[0] == 500 && !p.alone, "the threads' average follows them");
+    check(p.ns[0] == 450 && !p.alone, "the threads' average follows them");
     crnn__pace_note(&p, key, 0, 800, at);
-    check(p.ns[0] == 575 && p.alone, "and the calls go alone once it passes the other way's");
+    check(p.ns[0] == 506 && p.alone, "and the calls go alone once it passes the other way's");
     /* a time from a call of another shape is dropped; a call of another shape starts afresh */
     crnn__pace_note(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), 0, 1, at);
-    check(p.alone && p.ns[0] == 575, "another shape's time is not counted");
+    check(p.alone && p.ns[0] == 506, "another shape's time is not counted");
     crnn__pace_read(&p, &copy);
-    check(copy.key == p.key && copy.ns[0] == 575 && copy.ns[1] == 500 && copy.alone,
+    check(copy.key == p.key && copy.ns[0] == 506 && copy.ns[1] == 500 && copy.alone,
           "a copy reads every field");
     p.probing = 1;
     check(!pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), T, at, &probe) && !probe &&
