@@ -53,6 +53,7 @@ cdef extern from "parallel.h" nogil:
     int crnn__cpu_count_max()
     int crnn__pace_enabled()
     void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
+    void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads)
     int crnn__pace_env_ignored()
 
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
@@ -475,15 +476,14 @@ cdef class RNN:
         another batch size or plan start the timing afresh.
         """
         cdef crnn__pace p
-        cdef unsigned long long key
+        cdef long long batch = 0
+        cdef int mode = 0, nthreads = 0
         self._require_built()
         crnn__pace_read(crnn__pace_of(self._rnn), &p)
-        key = p.key
-        if key == 0:
+        if p.key == 0:
             return None
-        key -= 1
-        return {"batch": int(key >> 11), "mode": _PLAN_NAMES.get((key >> 8) & 7, "?"),
-                "threads": int(key & 255),
+        crnn__pace_key_parts(p.key, &batch, &mode, &nthreads)
+        return {"batch": batch, "mode": _PLAN_NAMES.get(mode, "?"), "threads": nthreads,
                 "ns_per_step": {"threads": int(p.ns[0]), "alone": int(p.ns[1])},
                 "alone": bool(p.alone), "calls": int(p.calls)}
 

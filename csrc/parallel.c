@@ -523,6 +523,14 @@ unsigned long long crnn__pace_key(long long batch, int mode, int nthreads)
     return (((unsigned long long)batch * 8u + (unsigned)mode) << 8) + (unsigned)nthreads + 1u;
 }
 
+void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads)
+{
+    key -= 1u;
+    *batch = (long long)(key >> 11);
+    *mode = (int)((key >> 8) & 7u);
+    *nthreads = (int)(key & 255u);
+}
+
 static int crnn__pace_setting = -1; /* 1 adapt, 0 not; 2 adapt, the variable ignored */
 
 static int crnn__pace_setting_read(void)

@@ -216,8 +216,9 @@ typedef struct {
 #define CRNN__PACE_MIN_CALLS 8
 #define CRNN__PACE_SHARE 64
 
-/* The key of the calls of this batch size, plan mode and thread count (never 0). */
+/* The key of the calls of this batch size, plan mode and thread count (never 0), and back. */
 unsigned long long crnn__pace_key(long long batch, int mode, int nthreads);
+void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads);
 /* Whether a call of this key and length starting at `now` runs alone: the faster way so far, or
  * the other as a probe (*probe set). Starts afresh (with threads) where the key is not the one
  * timed. */

@@ -294,6 +294,12 @@ static void test_pace(void)
               key != crnn__pace_key(1, CRNN__PIPELINE, 2) &&
               key != crnn__pace_key(1, CRNN__SPLIT_UNITS, 3),
           "the key tells batch, plan and threads apart, and is never 0 (none)");
+    {
+        long long kb = 0;
+        int km = 0, kt = 0;
+        crnn__pace_key_parts(crnn__pace_key(37, CRNN__PIPELINE, 5), &kb, &km, &kt);
+        check(kb == 37 && km == CRNN__PIPELINE && kt == 5, "a key gives back its parts");
+    }
     memset(&p, 0, sizeof p);
     check(!pace_alone(&p, key, T, t, &probe) && !probe && p.key == key,
           "a new shape runs with threads");
