@@ -509,13 +509,11 @@ static inline int64_t KFN(tile_row0)(int64_t t, int64_t base, int64_t extra)
 }
 
 /* Whether a batch of one walks a slice of `bytes` of weights backward (row_backward) on this
- * step (`backward`: the step's parity): where the slice is from half of L1 to twice L1, or
- * past half of L2 (see panels_gemm). */
+ * step (`backward`: the step's parity): wherever the slice is more than half of L1 (see
+ * panels_gemm). */
 static inline int KFN(row_back)(double bytes, int backward)
 {
-    const double l1 = (double)crnn__l1_bytes();
-    return backward &&
-           (bytes > (double)crnn__l2_bytes() / 2 || (bytes > l1 / 2 && bytes <= 2.0 * l1));
+    return backward && bytes > (double)crnn__l1_bytes() / 2;
 }
 
 static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const REAL *panels,
@@ -528,12 +526,19 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
     const int stream = bytes > (double)crnn__l2_bytes() / 2;
     int64_t j, jp, jend, k0, i0;
     if (B == 1 && KFN(row_back)(bytes, backward)) {
-        /* one row, walked backward on alternate steps (row_backward) where that keeps a good
-         * part of the slice in cache for the next step: from half of L1 (the slice shares L1
-         * with the rest of the step) to twice L1, or past half of L2. In between the forward
-         * walk's one unbroken stream through the panels does better. (The batched product
-         * gains nothing from it: measured 0.99-1.00x at 1 thread, LSTM (32,50,128,256), GRU
-         * (16,20,256,512), SimpleRNN (32,20,256,1024); its blocks of k are prefetched.) */
+        /* one row, walked backward on alternate steps (row_backward) wherever the slice is
+         * more than half of L1 (which it shares with the rest of the step): the next step
+         * starts on the weights this one read last, up to an L1 of them still in cache, where
+         * a step in the same order would start on the ones evicted longest ago. Each tile still
+         * streams forward through k, so the prefetchers lose nothing. Zen 4 once
+         * kept the forward walk from 2 L1 to L2 / 2; walking backward there too measured
+         * (AVX-512, in one process, calls interleaved, the same bits) LSTM (1,50,64,128) 1.04x,
+         * (1,100,16,96) 1.09x, (1,100,16,128) 1.05x at 2 threads, 1.03x at 1; SimpleRNN and
+         * GRU 0.99-1.03x, within their quartiles (AVX2: LSTM 1.03-1.14x, the others
+         * 1.00-1.01x). A loop reading 128 KiB from L2 alternately: 134 GB/s against 118
+         * forward. (The batched product gains nothing from it: measured 0.99-1.00x at 1
+         * thread, LSTM (32,50,128,256), GRU (16,20,256,512), SimpleRNN (32,20,256,1024); its
+         * blocks of k are prefetched.) */
         KFN(row_backward)(K, c0, c1, panels, A, C, accumulate);
         return;
     }

@@ -119,14 +119,16 @@ def _units_past(nbytes: int, gates: int, itemsize: int) -> int:
 @pytest.mark.parametrize("name", list(CELLS))
 def test_batch1_steps_walk_their_weights_both_ways(name, dtype, rng):
     """At batch 1 the product walks a slice of weights backward on alternate steps where the
-    slice is between half and twice L1, or past half of L2 (csrc/kernels.h, row_backward):
-    layers sized from this machine's caches into each band, at 1 and 2 threads (where the
-    units split halves the slices, and may start them inside a panel), against the reference."""
+    slice is more than half of L1 (csrc/kernels.h, row_backward): layers sized from this
+    machine's caches on both sides of that edge and past twice L1 and half of L2, at 1 and 2
+    threads (where the units split halves the slices, and may start them inside a panel),
+    against the reference."""
     cell, reset_after = CELLS[name]
     caches = crnn._core.machine()
     es, gates = np.dtype(dtype).itemsize, GATES[cell]
-    sizes = {_units_past(caches["l1_bytes"] // 2, gates, es),
-             _units_past(2 * caches["l1_bytes"], gates, es) - 1,
+    sizes = {_units_past(caches["l1_bytes"] // 2, gates, es) - 1,
+             _units_past(caches["l1_bytes"] // 2, gates, es),
+             _units_past(2 * caches["l1_bytes"], gates, es),
              _units_past(caches["l2_bytes"] // 2, gates, es)}
     for H, threads, direction in itertools.product(sorted(sizes), [1, 2],
                                                    ["forward", "reverse"]):
