@@ -295,7 +295,9 @@ typedef enum {
  *                     timesteps, each one GEMM whoever runs it. Thread 0 runs the recurrence and
  *                     projects any chunk it reaches before thread 1 has; thread 1 (only with a
  *                     barrier) projects the chunks ahead of it. flags: one per (entry, chunk),
- *                     0 free, 1 being projected, 2 done; zeroed before the call. */
+ *                     0 free, 1 being projected, 2 done; zeroed before the call.
+ *   mail: a batch of one's units split (with a barrier): where its steps hand h_t over in
+ *         tagged lines (FN(hands_over_in_lines) in rnn_template.h); cleared before the call. */
 typedef struct {
     crnn__mode mode;
     int nslices;
@@ -303,6 +305,7 @@ typedef struct {
     int tid;
     crnn__barrier *barrier;
     int *flags;
+    crnn__mailbox *mail;
 } crnn__par;
 
 /* Arguments of one forward call. */

@@ -63,6 +63,12 @@ void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 {
     (void)b; (void)tid; (void)f;
 }
+void crnn__mail_take(crnn__barrier *b, int tid, const char *line, long long tag, void *values,
+                     size_t bytes)
+{
+    (void)b; (void)tid; (void)tag;
+    memcpy(values, line, bytes);
+}
 
 #else
 
@@ -441,6 +447,20 @@ int crnn__flag_claim(int *f)
 
 void crnn__flag_done(int *f) { STORE(f, 2); }
 
+void crnn__mail_take(crnn__barrier *b, int tid, const char *line, long long tag, void *values,
+                     size_t bytes)
+{
+    const long long *t = (const long long *)(line + CRNN__MAIL_TAG);
+    if (LOAD(t) != tag) {
+        crnn__waiter w = {0, 0, 0};
+        long long stall;
+        while (LOAD(t) != tag) crnn__wait_past(&w, CRNN__STALL_NS);
+        stall = crnn__stall_of(&w);
+        if (stall) b->slot[tid].stalled_ns += stall;
+    }
+    memcpy(values, line, bytes);
+}
+
 void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 {
     crnn__barrier_slot *me = &b->slot[tid];
@@ -452,6 +472,21 @@ void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 }
 
 #endif
+
+void crnn__mail_clear(crnn__mailbox *m, int n)
+{
+    memset(m->line, 0, (size_t)n * sizeof m->line[0]);
+}
+
+void crnn__mail_post(char *line, const void *values, size_t bytes, long long tag)
+{
+    memcpy(line, values, bytes);
+#if defined(__GNUC__)
+    __atomic_store_n((long long *)(line + CRNN__MAIL_TAG), tag, __ATOMIC_RELEASE);
+#else
+    *(volatile long long *)(line + CRNN__MAIL_TAG) = tag;
+#endif
+}
 
 void crnn__barrier_init(crnn__barrier *b, int n)
 {

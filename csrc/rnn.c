@@ -799,6 +799,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     crnn__ws_layout lay;
     crnn__call call;
     crnn__barrier barrier;
+    crnn__mailbox mail;
     char *ws, *raw = NULL;
     int64_t b;
     int status, nthreads;
@@ -840,6 +841,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     call.par.tid = 0;
     call.par.barrier = NULL;
     call.par.flags = NULL;
+    call.par.mail = NULL;
     call.span_ns = NULL;
     if (call.par.mode == CRNN__SPLIT_UNITS || call.par.mode == CRNN__PIPELINE) {
         crnn__barrier_init(&barrier, nthreads);
@@ -848,6 +850,10 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     if (call.par.mode == CRNN__SPLIT_UNITS) {
         call.par.by_direction = crnn__all_bidirectional(rnn);
         call.par.nslices = call.par.by_direction ? 1 : nthreads;
+        if (batch == 1 && !call.par.by_direction && nthreads <= CRNN__MAIL_THREADS) {
+            crnn__mail_clear(&mail, nthreads);
+            call.par.mail = &mail;
+        }
     }
     if (call.par.mode == CRNN__PIPELINE) {
         call.par.flags = (int *)(ws + lay.flags);

@@ -172,6 +172,68 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
         assert np.abs(got_h - exp_h).max() <= tol
 
 
+# A batch of one's units split whose threads' slices of the recurrent weights fit L1 ends its
+# steps by handing h_t over in tagged lines, not at a barrier (csrc/rnn_template.h,
+# hands_over_in_lines): layers of that size at 2 and 3 threads, alone, reversed, bidirectional
+# under the split (a direction after the other) and stacked (the tags of every layer and
+# direction differ), over 1, 2, 3, 120 and 3 steps in one handle one after another (no tag of
+# an earlier call may pass for a later one's), and with lengths (which keep the barrier). Every
+# call: the one-thread bits where those are the split's (as above), else the first call's, and
+# the reference within tolerance; calls of 120 steps repeat until the handle has timed one on
+# its threads (RNN.pace), since a call that backs off computes the slices alone.
+HAND_OVER_CASES = {
+    "lstm": (["lstm"], [64], ["forward"]),
+    "lstm-reverse": (["lstm"], [64], ["reverse"]),
+    "simple-stack": (["simple", "simple"], [128, 128], ["forward", "forward"]),
+    # lines in both directions of the first layer, the barrier in the second (slices past L1)
+    "simple-bidirectional-gru": (["simple", "gru"], [128, 128], ["bidirectional", "forward"]),
+}
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("case", list(HAND_OVER_CASES))
+def test_batch1_units_split_hands_h_over_in_lines(case, threads):
+    cells, units, dirs = HAND_OVER_CASES[case]
+    rng = np.random.default_rng(len(case) + threads)
+    din, dtype = 16, np.float32
+    l1 = crnn._core.machine()["l1_bytes"]
+    weights, d = [], din
+    for cell, h, direction in zip(cells, units, dirs):
+        ndir = 2 if direction == "bidirectional" else 1
+        weights.append([make_cell_weights(rng, cell, d, h, dtype, True, True)
+                        for _ in range(ndir)])
+        d = h * ndir
+    kw = dict(cell=cells, direction=dirs)
+    handle = crnn._core.RNN(weights, dtype=dtype, **kw)
+    crnn.set_num_threads(threads)
+    mode, threads = handle.plan(1, 120)  # (threads: at most the machine's CPUs)
+    if mode != "units":
+        pytest.skip(f"planned {mode} on this machine")
+    # a thread's slice: about units / threads of a layer
+    if all(GATES[c] * h * -(-h // threads) * 4 > l1 for c, h in zip(cells, units)):
+        pytest.skip("slices past this machine's L1: the barrier")
+    alike = blas_column_splits_agree(dtype) and crnn._core.machine()["isa"] != "avx2"
+    ndir = 2 if "bidirectional" in dirs else 1
+    for steps in (1, 2, 3, 120, 3):
+        x = rng.uniform(-1, 1, (1, steps, din)).astype(dtype)
+        for lengths in (None, np.array([max(steps - 2, 0)])):
+            crnn.set_num_threads(1)
+            alone = handle.forward(x, None, lengths)
+            crnn.set_num_threads(threads)
+            first = handle.forward(x, None, lengths)
+            deadline = time.monotonic() + (5 if steps == 120 and lengths is None else 0)
+            calls = 0
+            while calls < 20 or (time.monotonic() < deadline and
+                                 not (handle.pace() or {}).get("ns_per_step", {}).get("threads")):
+                got = handle.forward(x, None, lengths)
+                assert got.tobytes() == (alone if alike else first).tobytes(), \
+                    f"steps={steps} lengths={lengths}"
+                calls += 1
+            exp = reference.rnn_stack(to64(x), to64(weights), lengths=lengths, **kw)
+            tol = derived_tol(dtype, stack_k(din, units, ndir), steps)
+            assert np.abs(got - exp).max() <= tol, f"steps={steps} lengths={lengths}"
+
+
 # Layers of 2 x 64 units or more split their units at batch 1 only where each half of the
 # recurrent weights still fills most of L1 (weights >= 3/2 x L1), as narrower ones do: smaller
 # halves save less per step than the two cores' hand-off costs. They pipeline otherwise. At
