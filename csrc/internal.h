@@ -296,8 +296,9 @@ typedef enum {
  *                     projects any chunk it reaches before thread 1 has; thread 1 (only with a
  *                     barrier) projects the chunks ahead of it. flags: one per (entry, chunk),
  *                     0 free, 1 being projected, 2 done; zeroed before the call.
- *   mail: a batch of one's units split (with a barrier): where its steps hand h_t over in
- *         tagged lines (FN(hands_over_in_lines) in rnn_template.h); cleared before the call. */
+ *   mail: set for a batch of one's units split (cleared before the call): the lines its steps
+ *         hand h_t over in where they do (FN(hands_over_in_lines) in rnn_template.h: only with
+ *         a barrier; a call computed alone never touches them). */
 typedef struct {
     crnn__mode mode;
     int nslices;

@@ -63,11 +63,15 @@ void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 {
     (void)b; (void)tid; (void)f;
 }
-void crnn__mail_take(crnn__barrier *b, int tid, const char *line, long long tag, void *values,
+void crnn__mail_take(crnn__waiter *w, const char *line, long long tag, void *values,
                      size_t bytes)
 {
-    (void)b; (void)tid; (void)tag;
+    (void)w; (void)tag;
     memcpy(values, line, bytes);
+}
+void crnn__mail_stall(crnn__barrier *b, int tid, const crnn__waiter *w)
+{
+    (void)b; (void)tid; (void)w;
 }
 
 #else
@@ -159,13 +163,6 @@ static void crnn__pause(int *spins)
     if (++*spins < CRNN__SPIN_WAIT) CPU_RELAX();
     else sched_yield();
 }
-
-/* One wait: its rounds so far, when it started yielding (0: not yet) and the last time it
- * looked at the clock. */
-typedef struct {
-    int spins;
-    long long start, last;
-} crnn__waiter;
 
 /* One round of a wait (crnn__pause), timed from its first yield. @return whether the wait has
  * been yielding for longer than `ns`. */
@@ -447,18 +444,18 @@ int crnn__flag_claim(int *f)
 
 void crnn__flag_done(int *f) { STORE(f, 2); }
 
-void crnn__mail_take(crnn__barrier *b, int tid, const char *line, long long tag, void *values,
+void crnn__mail_take(crnn__waiter *w, const char *line, long long tag, void *values,
                      size_t bytes)
 {
     const long long *t = (const long long *)(line + CRNN__MAIL_TAG);
-    if (LOAD(t) != tag) {
-        crnn__waiter w = {0, 0, 0};
-        long long stall;
-        while (LOAD(t) != tag) crnn__wait_past(&w, CRNN__STALL_NS);
-        stall = crnn__stall_of(&w);
-        if (stall) b->slot[tid].stalled_ns += stall;
-    }
+    while (LOAD(t) != tag) crnn__wait_past(w, CRNN__STALL_NS);
     memcpy(values, line, bytes);
+}
+
+void crnn__mail_stall(crnn__barrier *b, int tid, const crnn__waiter *w)
+{
+    const long long stall = crnn__stall_of(w);
+    if (stall) b->slot[tid].stalled_ns += stall;
 }
 
 void crnn__flag_wait(crnn__barrier *b, int tid, int *f)

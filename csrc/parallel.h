@@ -115,14 +115,22 @@ void crnn__barrier_follow(crnn__barrier *b, int tid, int lead);
 /* all the threads' time in stalls so far */
 long long crnn__barrier_stalled_ns(const crnn__barrier *b);
 
+/* One wait: its rounds so far, when it started yielding (0: not yet) and the last time it
+ * looked at the clock. */
+typedef struct {
+    int spins;
+    long long start, last;
+} crnn__waiter;
+
 /* A units split's hand-off of h_t in tagged lines (rnn_template.h, FN(hand_over)), in place of
  * the barrier that ends a step: each thread writes its slice of h_t into cache lines of its own,
  * CRNN__MAIL_VALUES values and a tag a line, and the others wait on those lines. h_t crosses
  * with the signal: the readers' misses fetch a line the writer has just written, where at a
  * barrier its flag crosses first and h_t's lines after it. Each thread has two sets of lines,
  * for even and odd steps: it writes step t + 2's over step t's only after it has read the
- * others' h_{t+1}, which each wrote after reading its h_t. The tags (crnn__mail_tag) never
- * repeat within a call, and the lines are zeroed before it (crnn__mail_clear). */
+ * others' h_{t+1}, which each wrote after reading its h_t; so every thread must post at every
+ * step (no empty slice). The tags (crnn__mail_tag) never repeat within a call, and the lines
+ * are zeroed before it (crnn__mail_clear). */
 #define CRNN__MAIL_THREADS 4 /* most threads of a split that hand over in lines */
 #define CRNN__MAIL_LINES 16  /* most lines of a thread's slice */
 #define CRNN__MAIL_TAG 56    /* the tag's offset in its line: the values before it */
@@ -147,10 +155,12 @@ static inline long long crnn__mail_tag(int64_t layer, int d, int64_t s)
 void crnn__mail_clear(crnn__mailbox *m, int n);
 /* Write `bytes` (at most CRNN__MAIL_TAG) of values into `line`, then its tag (release). */
 void crnn__mail_post(char *line, const void *values, size_t bytes, long long tag);
-/* Wait until `line` carries `tag` (acquire), then copy its first `bytes` to `values`; a stall
- * counted in thread `tid`'s slot of `b` like a barrier wait's. */
-void crnn__mail_take(crnn__barrier *b, int tid, const char *line, long long tag, void *values,
+/* Wait until `line` carries `tag` (acquire), then copy its first `bytes` to `values`. One
+ * waiter `w` (zeroed) serves every line of a step's hand-off, whose stall crnn__mail_stall
+ * then counts once, in thread `tid`'s slot of `b`, like a barrier wait's. */
+void crnn__mail_take(crnn__waiter *w, const char *line, long long tag, void *values,
                      size_t bytes);
+void crnn__mail_stall(crnn__barrier *b, int tid, const crnn__waiter *w);
 
 /* Work flags shared by the threads of one call: 0 free, 1 claimed, 2 done.
  * claim: 0 -> 1, returns 1 if this thread got it. done: -> 2 (release: the work is visible to

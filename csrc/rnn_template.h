@@ -306,9 +306,9 @@ static int FN(hands_over_in_lines)(const crnn__par *par, const crnn__cell_info *
     if (!par->mail || !par->barrier || B != 1 || lengths || ci->phases != 1 ||
         nslices < 2 || nslices > CRNN__MAIL_THREADS)
         return 0;
-    for (k = 0; k < nslices; ++k) {
+    for (k = 0; k < nslices; ++k) { /* every slice posts at every step: none empty */
         const int64_t w = edges[k + 1] - edges[k];
-        if (w > CRNN__MAIL_LINES * CRNN__MAIL_VALUES(sizeof(REAL)) ||
+        if (w <= 0 || w > CRNN__MAIL_LINES * CRNN__MAIL_VALUES(sizeof(REAL)) ||
             (double)ci->gates * (double)H * (double)w * (double)sizeof(REAL) > l1)
             return 0;
     }
@@ -322,6 +322,7 @@ static void FN(hand_over)(crnn__mailbox *m, crnn__barrier *b, int me, int nslice
                           int64_t s)
 {
     const int64_t per = CRNN__MAIL_VALUES(sizeof(REAL));
+    crnn__waiter w = {0, 0, 0};
     int64_t l, n;
     int k;
     for (l = 0; l * per < edges[me + 1] - edges[me]; ++l) {
@@ -334,10 +335,11 @@ static void FN(hand_over)(crnn__mailbox *m, crnn__barrier *b, int me, int nslice
         if (k == me) continue;
         for (l = 0; l * per < edges[k + 1] - edges[k]; ++l) {
             n = edges[k + 1] - edges[k] - l * per < per ? edges[k + 1] - edges[k] - l * per : per;
-            crnn__mail_take(b, me, crnn__mail_line(m, k, s, l), tag, hp + edges[k] + l * per,
+            crnn__mail_take(&w, crnn__mail_line(m, k, s, l), tag, hp + edges[k] + l * per,
                             (size_t)n * sizeof(REAL));
         }
     }
+    crnn__mail_stall(b, me, &w);
 }
 
 /* One layer, one direction: the time loop. `out` points at this direction's first column of a
@@ -515,7 +517,8 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             a.ldp = ldo;
         }
         /* Everyone has read all of h_{t-1} before anyone writes h_{t+1} over it (handing over
-         * in lines, each thread reads h_t from lines of its own, into hp). */
+         * in lines, each thread copies the others' lines into its own hp, and two sets of lines
+         * a thread keep step t + 2's from overwriting step t's too early: crnn__mailbox). */
         if (barrier && !mail) crnn__barrier_wait(barrier, par->tid);
     }
     for (k = lo; k < hi; ++k) {

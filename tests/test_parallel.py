@@ -174,13 +174,15 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
 
 # A batch of one's units split whose threads' slices of the recurrent weights fit L1 ends its
 # steps by handing h_t over in tagged lines, not at a barrier (csrc/rnn_template.h,
-# hands_over_in_lines): layers of that size at 2 and 3 threads, alone, reversed, bidirectional
-# under the split (a direction after the other) and stacked (the tags of every layer and
-# direction differ), over 1, 2, 3, 120 and 3 steps in one handle one after another (no tag of
-# an earlier call may pass for a later one's), and with lengths (which keep the barrier). Every
-# call: the one-thread bits where those are the split's (as above), else the first call's, and
-# the reference within tolerance; calls of 120 steps repeat until the handle has timed one on
-# its threads (RNN.pace), since a call that backs off computes the slices alone.
+# hands_over_in_lines): layers of that size alone, reversed, bidirectional under the split (a
+# direction after the other) and stacked (the tags of every layer and direction differ), over 1,
+# 2, 3, 120 and 3 steps in one handle one after another (no tag of an earlier call may pass for a
+# later one's), and with lengths (which keep the barrier). Every call: the one-thread bits where
+# those are the split's (as above), else the first call's, and the reference within tolerance;
+# calls of 120 steps repeat until the handle has timed one on its threads (RNN.pace), since a
+# call that backs off computes the slices alone. On this machine's CPUs and L1, and in a child
+# told of 3 or 4 CPUs and a larger L1 (CRNN_CPUS, CRNN_L1_BYTES), where wider layers split
+# three and four ways into slices that still fit.
 HAND_OVER_CASES = {
     "lstm": (["lstm"], [64], ["forward"]),
     "lstm-reverse": (["lstm"], [64], ["reverse"]),
@@ -188,13 +190,17 @@ HAND_OVER_CASES = {
     # lines in both directions of the first layer, the barrier in the second (slices past L1)
     "simple-bidirectional-gru": (["simple", "gru"], [128, 128], ["bidirectional", "forward"]),
 }
+# (CRNN_CPUS, CRNN_L1_BYTES, cells, units, directions)
+FORCED_HAND_OVER_CASES = {
+    "simple-3-threads": ("3", "48K", ["simple"], [192], ["forward"]),
+    "simple-4-threads": ("4", "64K", ["simple"], [256], ["reverse"]),
+    "lstm-gru-4-threads": ("4", "256K", ["lstm", "gru"], [256, 256], ["forward", "bidirectional"]),
+}
 
 
-@pytest.mark.parametrize("threads", [2, 3])
-@pytest.mark.parametrize("case", list(HAND_OVER_CASES))
-def test_batch1_units_split_hands_h_over_in_lines(case, threads):
-    cells, units, dirs = HAND_OVER_CASES[case]
-    rng = np.random.default_rng(len(case) + threads)
+def check_hand_over(cells, units, dirs, threads):
+    """The checks above on one stack at `threads` threads (skips where it does not split so)."""
+    rng = np.random.default_rng(len(cells) + sum(units) + threads)
     din, dtype = 16, np.float32
     l1 = crnn._core.machine()["l1_bytes"]
     weights, d = [], din
@@ -232,6 +238,25 @@ def test_batch1_units_split_hands_h_over_in_lines(case, threads):
             exp = reference.rnn_stack(to64(x), to64(weights), lengths=lengths, **kw)
             tol = derived_tol(dtype, stack_k(din, units, ndir), steps)
             assert np.abs(got - exp).max() <= tol, f"steps={steps} lengths={lengths}"
+    return mode, threads
+
+
+@pytest.mark.parametrize("case", list(HAND_OVER_CASES))
+def test_batch1_units_split_hands_h_over_in_lines(case):
+    check_hand_over(*HAND_OVER_CASES[case], 2)
+
+
+@pytest.mark.parametrize("case", list(FORCED_HAND_OVER_CASES))
+def test_batch1_units_split_hands_h_over_in_lines_on_more_threads(case):
+    cpus, l1, cells, units, dirs = FORCED_HAND_OVER_CASES[case]
+    code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+            "from test_parallel import check_hand_over\n"
+            f"print(*check_hand_over({cells!r}, {units!r}, {dirs!r}, {cpus}))\n")
+    run = subprocess.run([sys.executable, "-c", code, os.path.dirname(__file__)],
+                         env=dict(os.environ, CRNN_CPUS=cpus, CRNN_L1_BYTES=l1),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.split() == ["units", cpus], run.stdout
 
 
 # Layers of 2 x 64 units or more split their units at batch 1 only where each half of the

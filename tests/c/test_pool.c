@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cpu.h"
 #include "crnn.h"
 #include "internal.h"
 #include "parallel.h"
@@ -220,17 +221,19 @@ static void mail_task(void *ctx, int tid, int n)
     if (tid == 1 && m->late_ms) sleep_ms(m->late_ms);
     for (s = 0; s < m->steps; ++s) {
         const long long tag = crnn__mail_tag(3, 1, s);
+        crnn__waiter w = {0, 0, 0};
         for (i = 0; i < m->lines * per; ++i) mine[i] = mail_value(s, tid, i);
         for (l = 0; l < m->lines; ++l)
             crnn__mail_post(crnn__mail_line(&m->mail, tid, s, l), mine + l * per,
                             (size_t)per * sizeof(float), tag);
         for (k = 0; k < m->n; ++k)
             for (l = 0; l < m->lines && k != tid; ++l) {
-                crnn__mail_take(&m->barrier, tid, crnn__mail_line(&m->mail, k, s, l), tag, got,
+                crnn__mail_take(&w, crnn__mail_line(&m->mail, k, s, l), tag, got,
                                 (size_t)per * sizeof(float));
                 for (i = 0; i < per; ++i)
                     if (got[i] != mail_value(s, k, l * per + i)) m->bad[tid]++;
             }
+        crnn__mail_stall(&m->barrier, tid, &w);
     }
 }
 
@@ -521,6 +524,33 @@ static void test_forward_with_held_workers(const char *name, int64_t B, int64_t 
     free(k); free(r); free(b); free(x); free(y[0]); free(y[1]); free(lengths);
 }
 
+/* The widest LSTM (multiples of 8 units, 48-256) that a batch of one with `din` inputs splits
+ * over 2 threads into slices whose recurrent weights fit L1 (so its steps hand h over in
+ * lines), or 64 where none does on this machine (the case then fails its plan check). */
+static int64_t lines_lstm_units(int64_t din)
+{
+    int64_t H, best = 64, edges[3];
+    int nt;
+    float *zeros = (float *)calloc((size_t)(4 * 256 * (256 + din)), sizeof(float));
+    crnn_set_num_threads(2);
+    for (H = 48; H <= 256 && zeros; H += 8) {
+        crnn_layer_desc2 desc = {CRNN_CELL_LSTM, H, CRNN_ACTIVATION_TANH,
+                                 CRNN_ACTIVATION_SIGMOID, CRNN_DIRECTION_FORWARD, 0};
+        crnn_weights2 w = {zeros, zeros, zeros, NULL};
+        crnn_rnn_t *rnn = NULL;
+        if (crnn_rnn_create2(&rnn, CRNN_DTYPE_FLOAT32, din, 1, &desc, &w) != CRNN_OK) continue;
+        crnn__slice_edges(H, 4, 2, sizeof(float), crnn__row_tiles_alike(), edges);
+        if (crnn__plan(rnn, 1, 120, &nt) == CRNN__SPLIT_UNITS && nt == 2 &&
+            16 * H * (edges[1] > H - edges[1] ? edges[1] : H - edges[1]) <=
+                (int64_t)crnn__l1_bytes())
+            best = H;
+        crnn_rnn_free(rnn);
+    }
+    crnn_set_num_threads(1);
+    free(zeros);
+    return best;
+}
+
 /* The most pairs of lines any slice of `edges` reads a row (crnn__pairs_read). */
 static int64_t most_pairs(int64_t G, size_t es, int n, const int64_t *edges)
 {
@@ -608,9 +638,10 @@ int main(void)
      * of recurrent weights, less than any L1 twice), 64 steps: chunks projected ahead */
     test_forward_with_held_workers("batch split", 16, 12, 20, 32, CRNN__SPLIT_BATCH);
     test_forward_with_held_workers("units split", 2, 12, 20, 256, CRNN__SPLIT_UNITS);
-    /* 1 row of 64 units, 16 inputs: 32 units a thread (32 KiB of recurrent weights), whose
-     * steps hand h over in tagged lines where a thread's 32 KiB fit its L1 (rnn_template.h) */
-    test_forward_with_held_workers("units split, batch 1", 1, 120, 16, 64, CRNN__SPLIT_UNITS);
+    /* 1 row, 16 inputs, of an LSTM whose halves fit L1: its steps hand h over in tagged lines
+     * (rnn_template.h); 64 units with a 32 KiB L1 */
+    test_forward_with_held_workers("units split, batch 1", 1, 120, 16, lines_lstm_units(16),
+                                   CRNN__SPLIT_UNITS);
     test_forward_with_held_workers("pipeline", 1, 64, 40, 48, CRNN__PIPELINE);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
