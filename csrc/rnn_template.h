@@ -303,8 +303,8 @@ static int FN(hands_over_in_lines)(const crnn__par *par, const crnn__cell_info *
 {
     const double l1 = (double)crnn__l1_bytes();
     int k;
-    if (!par->mail || !par->barrier || B != 1 || lengths || ci->phases != 1 ||
-        nslices < 2 || nslices > CRNN__MAIL_THREADS)
+    if (!par->mail || B != 1 || lengths || ci->phases != 1 || nslices < 2 ||
+        nslices > CRNN__MAIL_THREADS)
         return 0;
     for (k = 0; k < nslices; ++k) { /* every slice posts at every step: none empty */
         const int64_t w = edges[k + 1] - edges[k];
@@ -315,29 +315,32 @@ static int FN(hands_over_in_lines)(const crnn__par *par, const crnn__cell_info *
     return 1;
 }
 
+/* The values of line l of a slice of `width` units in the hand-off's lines. */
+static inline int64_t FN(line_values)(int64_t width, int64_t l)
+{
+    const int64_t per = CRNN__MAIL_VALUES(sizeof(REAL)), left = width - l * per;
+    return left < per ? left : per;
+}
+
 /* Step s's hand-off in lines: this thread posts its slice [edges[me], edges[me + 1]) of h_t
  * (out), then gathers every slice into `hp` (h_t whole, for the next step's product). */
 static void FN(hand_over)(crnn__mailbox *m, crnn__barrier *b, int me, int nslices,
                           const int64_t *edges, const REAL *out, REAL *hp, long long tag,
                           int64_t s)
 {
-    const int64_t per = CRNN__MAIL_VALUES(sizeof(REAL));
+    const int64_t per = CRNN__MAIL_VALUES(sizeof(REAL)), mine = edges[me + 1] - edges[me];
     crnn__waiter w = {0, 0, 0};
-    int64_t l, n;
+    int64_t l;
     int k;
-    for (l = 0; l * per < edges[me + 1] - edges[me]; ++l) {
-        n = edges[me + 1] - edges[me] - l * per < per ? edges[me + 1] - edges[me] - l * per : per;
+    for (l = 0; l * per < mine; ++l)
         crnn__mail_post(crnn__mail_line(m, me, s, l), out + edges[me] + l * per,
-                        (size_t)n * sizeof(REAL), tag);
-    }
-    memcpy(hp + edges[me], out + edges[me], (size_t)(edges[me + 1] - edges[me]) * sizeof(REAL));
+                        (size_t)FN(line_values)(mine, l) * sizeof(REAL), tag);
+    memcpy(hp + edges[me], out + edges[me], (size_t)mine * sizeof(REAL));
     for (k = 0; k < nslices; ++k) {
-        if (k == me) continue;
-        for (l = 0; l * per < edges[k + 1] - edges[k]; ++l) {
-            n = edges[k + 1] - edges[k] - l * per < per ? edges[k + 1] - edges[k] - l * per : per;
+        const int64_t width = edges[k + 1] - edges[k];
+        for (l = 0; k != me && l * per < width; ++l)
             crnn__mail_take(&w, crnn__mail_line(m, k, s, l), tag, hp + edges[k] + l * per,
-                            (size_t)n * sizeof(REAL));
-        }
+                            (size_t)FN(line_values)(width, l) * sizeof(REAL));
     }
     crnn__mail_stall(b, me, &w);
 }

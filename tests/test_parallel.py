@@ -172,6 +172,18 @@ def test_batch1_units_split_of_narrow_layers(cell, dtype, din, units, split):
         assert np.abs(got_h - exp_h).max() <= tol
 
 
+def cell_stack_weights(rng, cells, units, dirs, din, dtype, reset_after=True):
+    """Weights of a stack of these cells, widths and directions, each layer reading the whole
+    output of the one before; a recurrent bias where a GRU resets after its product."""
+    weights, d = [], din
+    for cell, h, direction in zip(cells, units, dirs):
+        ndir = 2 if direction == "bidirectional" else 1
+        weights.append([make_cell_weights(rng, cell, d, h, dtype, True,
+                                          cell == "gru" and reset_after) for _ in range(ndir)])
+        d = h * ndir
+    return weights
+
+
 # A batch of one's units split whose threads' slices of the recurrent weights fit L1 ends its
 # steps by handing h_t over in tagged lines, not at a barrier (csrc/rnn_template.h,
 # hands_over_in_lines): layers of that size alone, reversed, bidirectional under the split (a
@@ -203,12 +215,7 @@ def check_hand_over(cells, units, dirs, threads):
     rng = np.random.default_rng(len(cells) + sum(units) + threads)
     din, dtype = 16, np.float32
     l1 = crnn._core.machine()["l1_bytes"]
-    weights, d = [], din
-    for cell, h, direction in zip(cells, units, dirs):
-        ndir = 2 if direction == "bidirectional" else 1
-        weights.append([make_cell_weights(rng, cell, d, h, dtype, True, True)
-                        for _ in range(ndir)])
-        d = h * ndir
+    weights = cell_stack_weights(rng, cells, units, dirs, din, dtype)
     kw = dict(cell=cells, direction=dirs)
     handle = crnn._core.RNN(weights, dtype=dtype, **kw)
     crnn.set_num_threads(threads)
@@ -505,12 +512,7 @@ PACE_CASES = {
 
 def _pace_handle(case, rng):
     cells, units, dirs, reset_after, din, steps, lengths = PACE_CASES[case]
-    weights, d = [], din
-    for cell, h, direction in zip(cells, units, dirs):
-        ndir = 2 if direction == "bidirectional" else 1
-        weights.append([make_cell_weights(rng, cell, d, h, np.float32, True,
-                                          cell == "gru" and reset_after) for _ in range(ndir)])
-        d = h * ndir
+    weights = cell_stack_weights(rng, cells, units, dirs, din, np.float32, reset_after)
     kw = dict(cell=cells, direction=dirs, reset_after=reset_after)
     handle = crnn._core.RNN(weights, dtype=np.float32, **kw)
     x = rng.uniform(-1, 1, (1, steps, din)).astype(np.float32)
