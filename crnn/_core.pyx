@@ -25,6 +25,7 @@ cdef extern from "internal.h" nogil:
     ctypedef struct crnn__pace:
         unsigned long long key
         long long ns[2]
+        int apart
         int calls
         int alone
     const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn)
@@ -55,6 +56,8 @@ cdef extern from "parallel.h" nogil:
     void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
     void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads)
     int crnn__pace_env_ignored()
+    long long crnn__wake_ns()
+    enum: CRNN__PACE_ONE
 
 _PLAN_NAMES = {CRNN__SERIAL: "serial", CRNN__SPLIT_BATCH: "batch", CRNN__SPLIT_UNITS: "units",
                CRNN__PIPELINE: "pipeline"}
@@ -468,12 +471,16 @@ cdef class RNN:
 
         ``None`` before any such call (or with ``CRNN_ADAPT_THREADS=0``); else ``{"batch": ...,
         "mode": "units" | "pipeline", "threads": ..., "ns_per_step": {"threads": ..., "alone":
-        ...}, "alone": ..., "calls": ...}``: the calls of that batch size and plan time their
-        threads against the caller computing the same slices or chunks alone (bitwise the same
-        result) and run the faster way, timing the other now and then. ``ns_per_step`` holds
-        the recent times per timestep of each way (0: not timed yet), ``alone`` the way the
-        calls take now, ``calls`` the calls of that way timed since the other was. Calls of
-        another batch size or plan start the timing afresh.
+        ...}, "alone": ..., "calls": ..., "apart": ..., "wake_ns": ...}``: the calls of that
+        batch size and plan time their threads against the caller computing the same slices or
+        chunks alone (bitwise the same result) and run the faster way, timing the other now and
+        then. ``ns_per_step`` holds the recent times per timestep of each way (0: not timed
+        yet; with threads, without any wait for a sleeping worker), ``alone`` the way the calls
+        take now, ``calls`` the calls of that way timed since the other was. ``apart`` is the
+        share of recent calls that came too late to find the worker still awake, ``wake_ns``
+        the process's recent wait for a sleeping worker to join a units split: a units split's
+        threads are charged ``apart * wake_ns`` a call. Calls of another batch size or plan
+        start the timing afresh.
         """
         cdef crnn__pace p
         cdef long long batch = 0
@@ -485,7 +492,8 @@ cdef class RNN:
         crnn__pace_key_parts(p.key, &batch, &mode, &nthreads)
         return {"batch": batch, "mode": _PLAN_NAMES.get(mode, "?"), "threads": nthreads,
                 "ns_per_step": {"threads": int(p.ns[0]), "alone": int(p.ns[1])},
-                "alone": bool(p.alone), "calls": int(p.calls)}
+                "alone": bool(p.alone), "calls": int(p.calls),
+                "apart": p.apart / <double>CRNN__PACE_ONE, "wake_ns": int(crnn__wake_ns())}
 
     def workspace_size(self, int64_t batch, int64_t timesteps):
         """Bytes of scratch memory one forward call of this shape uses."""

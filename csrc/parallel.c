@@ -17,11 +17,9 @@
 #include "parallel.h"
 
 #define CRNN__POOL_MAX 64
-/* Pause-loop iterations (a pause is ~10-140 cycles, by CPU) before an idle worker sleeps: a
- * stream of calls keeps the workers awake, an idle process stops burning CPU within ~100 us. */
-#define CRNN__SPIN 2000
-/* ... and before a thread waiting at a barrier or for the workers yields its CPU, which matters
- * when the machine has more runnable threads than cores. */
+/* Pause-loop iterations (a pause is ~10-140 cycles, by CPU) before a thread waiting at a barrier
+ * or for the workers yields its CPU, which matters when the machine has more runnable threads
+ * than cores. (An idle worker spins for a time instead: CRNN__SPIN_NS.) */
 #define CRNN__SPIN_WAIT 4000
 
 #if defined(__GNUC__)
@@ -37,12 +35,14 @@
 #if defined(_WIN32) || !defined(__GNUC__)
 
 crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team,
-                                    long long *stalled_ns)
+                                    long long *stalled_ns, long long *woke_ns)
 {
     (void)fn; (void)ctx; (void)n; (void)team;
     if (stalled_ns) *stalled_ns = 0;
+    if (woke_ns) *woke_ns = 0;
     return CRNN__RAN_NOTHING; /* no pool on this platform: callers run serially */
 }
+long long crnn__wake_ns(void) { return 0; }
 long long crnn__now_ns(void) { return 0; }
 long long crnn__thread_cpu_ns(void) { return -1; }
 int crnn__cpu_count(void) { return 1; }
@@ -99,10 +99,11 @@ static struct {
     void *ctx;
     int caller_cpu;             /* the CPU the caller ran on when it woke the workers, or -1 */
     long long verdict;
+    long long wake_ns;          /* recent waits for sleeping workers to join (crnn__wake_ns) */
     long long token[CRNN__POOL_MAX];
     long long start_generation[CRNN__POOL_MAX];
 } crnn__pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                0, 0, 0, 0, 0, CRNN__TEAM_TOGETHER, NULL, NULL, -1, 0, {0}, {0}};
+                0, 0, 0, 0, 0, CRNN__TEAM_TOGETHER, NULL, NULL, -1, 0, 0, {0}, {0}};
 
 int crnn__hold_workers = 0;
 
@@ -189,7 +190,7 @@ static void *crnn__worker(void *arg)
     const int w = (int)(size_t)arg;
     /* Created under run_lock before the call's generation bump: the current generation is
      * exactly the one before this worker's first task, whenever the thread gets to run. */
-    long long seen = crnn__pool.start_generation[w];
+    long long seen = crnn__pool.start_generation[w], idle;
     int took_part = 0;
     for (;;) {
         long long gen;
@@ -198,10 +199,17 @@ static void *crnn__worker(void *arg)
          * before the caller's): the next call of a stream often follows at once. */
         while (took_part && LOAD(&crnn__pool.generation) == seen && LOAD(&crnn__pool.ended) != seen)
             crnn__pause(&spins);
+        /* then CRNN__SPIN_NS more, the clock read every 64 pauses (a pause takes 10-140 cycles,
+         * by CPU) */
         spins = 0;
-        while ((gen = LOAD(&crnn__pool.generation)) == seen && spins < CRNN__SPIN) {
+        idle = 0;
+        while ((gen = LOAD(&crnn__pool.generation)) == seen) {
+            if (!(++spins & 63)) {
+                const long long t = crnn__now_ns();
+                if (!idle) idle = t;
+                else if (t - idle > CRNN__SPIN_NS) break;
+            }
             CPU_RELAX();
-            ++spins;
         }
         if (gen == seen) {
             pthread_mutex_lock(&crnn__pool.lock);
@@ -349,13 +357,16 @@ static crnn__run_result crnn__finish(crnn__task_fn fn, void *ctx, long long gen,
     return late ? CRNN__RAN_LATE : alone ? CRNN__RAN_SHORT : CRNN__RAN;
 }
 
+long long crnn__wake_ns(void) { return __atomic_load_n(&crnn__pool.wake_ns, __ATOMIC_RELAXED); }
+
 crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team,
-                                    long long *stalled_ns)
+                                    long long *stalled_ns, long long *woke_ns)
 {
-    long long gen, stall = 0;
+    long long gen, stall = 0, t0 = 0;
     crnn__run_result res;
     int w, joined = 1, woke;
     if (stalled_ns) *stalled_ns = 0;
+    if (woke_ns) *woke_ns = 0;
     if (n < 2 || n - 1 > CRNN__POOL_MAX) return CRNN__RAN_NOTHING;
     pthread_once(&crnn__pool_once, crnn__pool_init);
     if (pthread_mutex_trylock(&crnn__pool.run_lock) != 0) return CRNN__RAN_NOTHING;
@@ -383,8 +394,9 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
     STORE(&crnn__pool.verdict, gen * 4 + CRNN__UNDECIDED);
     for (w = 0; w < n - 1; ++w) STORE(&crnn__pool.token[w], gen * 4 + CRNN__OPEN);
     pthread_mutex_lock(&crnn__pool.lock);
-    STORE(&crnn__pool.generation, gen);
     woke = crnn__pool.sleeping > 0;
+    if (woke && team == CRNN__TEAM_TOGETHER) t0 = crnn__now_ns();
+    STORE(&crnn__pool.generation, gen);
     pthread_cond_broadcast(&crnn__pool.wake);
     pthread_mutex_unlock(&crnn__pool.lock);
     /* A woken worker often lands on this CPU (2-vCPU VMs: nearly always), where it cannot run,
@@ -394,6 +406,13 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
     if (team == CRNN__TEAM_TOGETHER) {
         joined = crnn__gather(gen, n, &stall);
         STORE(&crnn__pool.verdict, gen * 4 + (joined ? CRNN__GO : CRNN__CALLED_OFF));
+        if (woke && joined) {
+            /* the wait for a sleeping worker, averaged with weight 1/4 (under run_lock) */
+            const long long wait = crnn__now_ns() - t0, old = crnn__pool.wake_ns;
+            __atomic_store_n(&crnn__pool.wake_ns, old ? old + (wait - old) / 4 : wait,
+                             __ATOMIC_RELAXED);
+            if (woke_ns) *woke_ns = wait;
+        }
     }
     if (joined) fn(ctx, 0, n);
     res = crnn__finish(fn, ctx, gen, n, team, &stall);
@@ -583,43 +602,60 @@ int crnn__pace_enabled(void) { return crnn__pace_setting_read() != 0; }
 int crnn__pace_env_ignored(void) { return crnn__pace_setting_read() == 2; }
 
 int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now,
-                    int *probe)
+                     long long wake_ns, int *probe)
 {
     int way, calls;
-    long long taken, other;
+    long long taken, other, t, a, end, far;
     double wait;
     *probe = 0;
     if (!crnn__pace_enabled()) return 0;
     if (RELAXED_LOAD(&p->key) != key) {
         RELAXED_STORE(&p->ns[0], 0LL);
         RELAXED_STORE(&p->ns[1], 0LL);
-        RELAXED_STORE(&p->probed_ns, now);
+        RELAXED_STORE(&p->spent_ns, 0LL);
+        RELAXED_STORE(&p->ended_ns, 0LL);
+        RELAXED_STORE(&p->apart, 0);
         RELAXED_STORE(&p->calls, 0);
         RELAXED_STORE(&p->probing, 0);
         RELAXED_STORE(&p->alone, 0);
         RELAXED_STORE(&p->key, key);
         return 0;
     }
-    way = RELAXED_LOAD(&p->alone) ? 1 : 0;
+    /* how many recent calls came too late to find a worker awake */
+    end = RELAXED_LOAD(&p->ended_ns);
+    far = RELAXED_LOAD(&p->apart);
+    if (end) {
+        far += ((now - end > CRNN__SPIN_NS ? CRNN__PACE_ONE : 0) - far) / CRNN__PACE_WEIGHT;
+        RELAXED_STORE(&p->apart, (int)far);
+    }
+    /* the way taken: the faster per call, the threads paying the wait for a sleeping worker as
+     * often as the calls come that late */
+    t = RELAXED_LOAD(&p->ns[0]);
+    a = RELAXED_LOAD(&p->ns[1]);
+    way = t && a &&
+          (double)a * (double)timesteps <
+              (double)t * (double)timesteps + (double)far / CRNN__PACE_ONE * (double)wake_ns;
+    RELAXED_STORE(&p->alone, way);
     calls = RELAXED_LOAD(&p->calls);
-    taken = RELAXED_LOAD(&p->ns[way]);
-    other = RELAXED_LOAD(&p->ns[!way]);
+    taken = way ? a : t;
+    other = way ? t : a;
     if (RELAXED_LOAD(&p->probing)) *probe = 1; /* the probe's timed call, after its warm one */
     else if (calls < CRNN__PACE_MIN_CALLS) *probe = 0;
     else if (!other) *probe = 1;
     else {
-        /* a probe costs about 2 * other * timesteps: at most 2/SHARE of the time since the last */
+        /* a probe costs about 2 * other * timesteps: at most 2/SHARE of the calls' time since
+         * the last (not of the clock's: calls far apart would probe at every other call) */
         wait = (double)CRNN__PACE_SHARE * (double)other * (double)timesteps;
         if (2 * other > 3 * taken) wait *= 4;
-        *probe = (double)(now - RELAXED_LOAD(&p->probed_ns)) >= wait;
+        *probe = (double)RELAXED_LOAD(&p->spent_ns) >= wait;
     }
     return *probe ? !way : way;
 }
 
-void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step,
-                     long long now)
+void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long call_ns,
+                     long long timesteps)
 {
-    long long t, a, old;
+    long long old, ns_per_step = call_ns / (timesteps > 0 ? timesteps : 1);
     int calls;
     alone = alone ? 1 : 0;
     if (RELAXED_LOAD(&p->key) != key) return; /* another shape took over meanwhile */
@@ -631,20 +667,22 @@ void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long
         }
         RELAXED_STORE(&p->probing, 0);
         RELAXED_STORE(&p->ns[alone], ns_per_step);
-        RELAXED_STORE(&p->probed_ns, now);
+        RELAXED_STORE(&p->spent_ns, 0LL);
         RELAXED_STORE(&p->calls, 0);
-    } else {
-        old = RELAXED_LOAD(&p->ns[alone]);
-        /* one slow call (an interrupt, a page fault) moves the average by 1/8 at most */
-        if (old && ns_per_step > old + old / 2) ns_per_step = old + old / 2;
-        RELAXED_STORE(&p->ns[alone],
-                      old ? old + (ns_per_step - old) / CRNN__PACE_WEIGHT : ns_per_step);
-        calls = RELAXED_LOAD(&p->calls);
-        if (calls < CRNN__PACE_MIN_CALLS * 1024) RELAXED_STORE(&p->calls, calls + 1);
+        return;
     }
-    t = RELAXED_LOAD(&p->ns[0]);
-    a = RELAXED_LOAD(&p->ns[1]);
-    RELAXED_STORE(&p->alone, t && a && a < t);
+    old = RELAXED_LOAD(&p->ns[alone]);
+    /* one slow call (an interrupt, a page fault) moves the average by 1/8 at most */
+    if (old && ns_per_step > old + old / 2) ns_per_step = old + old / 2;
+    RELAXED_STORE(&p->ns[alone], old ? old + (ns_per_step - old) / CRNN__PACE_WEIGHT : ns_per_step);
+    calls = RELAXED_LOAD(&p->calls);
+    if (calls < CRNN__PACE_MIN_CALLS * 1024) RELAXED_STORE(&p->calls, calls + 1);
+    if (call_ns > 0) RELAXED_STORE(&p->spent_ns, RELAXED_LOAD(&p->spent_ns) + call_ns);
+}
+
+void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long now)
+{
+    if (RELAXED_LOAD(&p->key) == key) RELAXED_STORE(&p->ended_ns, now);
 }
 
 void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
@@ -653,7 +691,9 @@ void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
         out->key = RELAXED_LOAD(&p->key);
         out->ns[0] = RELAXED_LOAD(&p->ns[0]);
         out->ns[1] = RELAXED_LOAD(&p->ns[1]);
-        out->probed_ns = RELAXED_LOAD(&p->probed_ns);
+        out->spent_ns = RELAXED_LOAD(&p->spent_ns);
+        out->ended_ns = RELAXED_LOAD(&p->ended_ns);
+        out->apart = RELAXED_LOAD(&p->apart);
         out->calls = RELAXED_LOAD(&p->calls);
         out->probing = RELAXED_LOAD(&p->probing);
         out->alone = RELAXED_LOAD(&p->alone);

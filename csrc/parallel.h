@@ -53,9 +53,18 @@ typedef enum {
 } crnn__run_result;
 
 /* n >= 2. *stalled_ns (if not NULL) gets the time the caller spent in stalls waiting for its
- * workers: to join (a together call called off), or to finish. */
+ * workers: to join (a together call called off), or to finish; *woke_ns (if not NULL) the time a
+ * together call waited for workers that were asleep to join (0: none was). */
 crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team,
-                                    long long *stalled_ns);
+                                    long long *stalled_ns, long long *woke_ns);
+
+/* How long a worker stays awake after a call (spinning) before it sleeps: a stream of calls
+ * keeps the workers awake, an idle process stops burning CPU soon after. */
+#define CRNN__SPIN_NS 50000LL
+/* How long recent together calls waited for a sleeping worker to join (averaged with weight
+ * 1/4; 0: none has). Tens of us on a VM (a sleeping vCPU is woken through the host: 30-65 us on
+ * a 2-vCPU Zen 4), a few on bare metal. */
+long long crnn__wake_ns(void);
 
 /* A monotonic clock, and the CPU time of the calling thread (-1: none), in ns. */
 long long crnn__now_ns(void);
@@ -232,17 +241,25 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
  * the time) and 30 ns in a third (two vCPUs on one core); a GRU (1,1000,32,64), whose units split
  * meets every 0.5 us step, then ran at 0.60x and 0.88x of one thread, where it ran 1.3x faster in
  * the 50 ns spells. No threshold set once (at import, or from a calibration) fits all three.
- * - The way the calls take is timed at every call (with threads, the caller's share from its
- *   start to its end: waking a sleeping worker is left out, as a probe of the threads would
- *   otherwise pay it where a stream of calls does not), in ns per timestep, averaged with weight
+ * - The way the calls take is timed at every call, in ns per timestep, averaged with weight
  *   1/CRNN__PACE_WEIGHT, a call counting as at most 1.5x the average: a single slow call (5198
  *   ns a step against 1,725, in a run of bench/peers.py) had moved the threads' average past the
- *   time alone and sent the next 24 calls of a GRU (1,50,64,128) alone. The other way is timed alone (a probe) after at least
- *   CRNN__PACE_MIN_CALLS calls, and then no sooner than when a probe costs at most about
- *   2/CRNN__PACE_SHARE of the time since the last (4 times later where the other way was more
- *   than 1.5x slower): a probe of a 50 us call every 3 ms or later, of a 1 ms call every 64 ms.
- *   A probe is two calls, the first warming the caches the other way reads (the other core's
- *   slice, or the caller's), the second timed.
+ *   time alone and sent the next 24 calls of a GRU (1,50,64,128) alone. With threads, the whole
+ *   call but the wait for a sleeping worker to join, which the calls pay as often as they come
+ *   more than CRNN__SPIN_NS after the one before: the share of recent calls that did (weight
+ *   1/CRNN__PACE_WEIGHT) times the pool's recent waits (crnn__wake_ns) is added to the threads'
+ *   time per call. Left out, calls far apart ran on threads at 3x the time alone (a SimpleRNN
+ *   (1,50,64,128) 10 ms apart on a 2-vCPU Zen 4 VM: 162 us a call against 53; 30-65 us of each
+ *   waiting for the worker, against 27 us for a call on both threads in a stream). Apart, not in
+ *   the calls' own time: there the first call after each pause of a stream of bursts would
+ *   weigh on the threads' average.
+ * - The other way is timed (a probe) after at least CRNN__PACE_MIN_CALLS calls, and then no
+ *   sooner than when a probe costs at most about 2/CRNN__PACE_SHARE of the calls' time since the
+ *   last (4 times later where the other way was more than 1.5x slower): of a stream of 50 us
+ *   calls every 3 ms or later, of 1 ms calls every 64 ms. The calls' time, not the clock's:
+ *   calls far apart had a probe every other call. A probe is two calls, the first warming the
+ *   caches the other way reads (the other core's slice, or the caller's) and waking the worker,
+ *   the second timed.
  * - The caller (crnn_rnn_forward2) notes only calls that ran clean: not backing off
  *   (crnn__backoff), the pool not busy, every worker joined and no thread stalled; a probe also
  *   with the caller on its CPU for all but 1/8 of the call (the threads' own calls are averaged).
@@ -253,7 +270,10 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
 typedef struct {
     unsigned long long key; /* the shape timed (crnn__pace_key); 0: none yet */
     long long ns[2];        /* ns per timestep, with threads [0] and alone [1]; 0: not timed */
-    long long probed_ns;    /* when the way not taken was last timed (crnn__now_ns) */
+    long long spent_ns;     /* the calls' time (ns) since the way not taken was last timed */
+    long long ended_ns;     /* when the last call ended (crnn__now_ns; 0: none yet) */
+    int apart;              /* of CRNN__PACE_ONE recent calls, those that came more than
+                               CRNN__SPIN_NS after the one before */
     int calls;              /* calls of the way taken timed since then */
     int probing;            /* a probe's first (warming) call has run */
     int alone;              /* the way taken */
@@ -262,18 +282,23 @@ typedef struct {
 #define CRNN__PACE_WEIGHT 4
 #define CRNN__PACE_MIN_CALLS 8
 #define CRNN__PACE_SHARE 64
+#define CRNN__PACE_ONE 1024
 
 /* The key of the calls of this batch size, plan mode and thread count (never 0), and back. */
 unsigned long long crnn__pace_key(long long batch, int mode, int nthreads);
 void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads);
-/* Whether a call of this key and length starting at `now` runs alone: the faster way so far, or
- * the other as a probe (*probe set). Starts afresh (with threads) where the key is not the one
- * timed. */
+/* Whether a call of this key and length starting at `now` runs alone: the faster way so far
+ * (the threads paying wake_ns, a wait for a sleeping worker, as often as recent calls came too
+ * late to find it awake), or the other as a probe (*probe set). Starts afresh (with threads)
+ * where the key is not the one timed. */
 int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now,
-                     int *probe);
-/* A call of this key that ran alone (or with threads) took ns_per_step, ending at `now`. */
-void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step,
-                     long long now);
+                     long long wake_ns, int *probe);
+/* A call of this key and length that ran alone (or with threads) took call_ns (with threads,
+ * without any wait for a sleeping worker). */
+void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long call_ns,
+                     long long timesteps);
+/* A call of this key (noted or not) ended at `now`. */
+void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long now);
 /* A copy of *p read field by field (for diagnostics while calls may be updating it). */
 void crnn__pace_read(const crnn__pace *p, crnn__pace *out);
 /* Whether the calls adapt (CRNN_ADAPT_THREADS unset, empty or "1"), and whether the variable is

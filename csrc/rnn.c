@@ -502,7 +502,6 @@ typedef struct {
     crnn__args args;
     crnn__par par; /* SPLIT_BATCH: row ranges; else every thread runs the whole batch, tid set per
                       thread */
-    long long *span_ns; /* NULL, or gets task 0's time (units split, pipeline: crnn__pace) */
 } crnn__call;
 
 static int crnn__run(const crnn__call *c, int64_t b0, int64_t nb, const crnn__par *par)
@@ -520,10 +519,8 @@ static void crnn__task(void *ctx, int tid, int n)
         par.barrier = NULL;
         crnn__run(c, b0, b1 - b0, &par);
     } else {
-        const long long t0 = tid == 0 && c->span_ns ? crnn__now_ns() : 0;
         par.tid = tid;
         crnn__run(c, 0, c->args.batch, &par);
-        if (tid == 0 && c->span_ns) *c->span_ns = crnn__now_ns() - t0;
     }
 }
 
@@ -842,7 +839,6 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     call.par.barrier = NULL;
     call.par.flags = NULL;
     call.par.mail = NULL;
-    call.span_ns = NULL;
     if (call.par.mode == CRNN__SPLIT_UNITS || call.par.mode == CRNN__PIPELINE) {
         crnn__barrier_init(&barrier, nthreads);
         call.par.barrier = &barrier;
@@ -880,15 +876,17 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         crnn__pace *const pace = (crnn__pace *)&rnn->pace;
         const unsigned long long key = crnn__pace_key(batch, (int)call.par.mode, nthreads);
         int probe = 0;
-        const int paced = noted && !alone && crnn__pace_alone(pace, key, timesteps, t0, &probe);
+        /* a units split's caller waits for a sleeping worker; the pipeline's goes on */
+        const long long wake = call.par.mode == CRNN__SPLIT_UNITS ? crnn__wake_ns() : 0;
+        const int paced =
+            noted && !alone && crnn__pace_alone(pace, key, timesteps, t0, wake, &probe);
         const int weight =
             noted && !alone && !paced ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
         const long long cpu0 = weight || probe ? crnn__thread_cpu_ns() : -1;
-        long long stalled = 0, span = 0, t1 = 0, cpu1 = -1;
-        if (noted) call.span_ns = &span;
+        long long stalled = 0, woke = 0, t1 = 0, cpu1 = -1;
         ran = alone || paced ? CRNN__RAN_NOTHING
                              : crnn__parallel_run(crnn__task, &call, nthreads,
-                                                  crnn__team_of(call.par.mode), &stalled);
+                                                  crnn__team_of(call.par.mode), &stalled, &woke);
         if (ran == CRNN__RAN_NOTHING && call.par.mode == CRNN__SPLIT_BATCH) {
             int i;
             for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
@@ -910,10 +908,12 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
                                cpu1 >= 0 && weight ? cpu1 - cpu0 : -1, weight, t1);
         }
         /* the pace counts clean calls only: alone by its choice, or every thread ran without a
-         * stall; a probe with the caller on its CPU for all but 1/8 of the call */
+         * stall; a probe with the caller on its CPU for all but 1/8 of the call. The whole call,
+         * but a wait for a sleeping worker (crnn__pace weighs that apart) */
         if ((paced || (ran == CRNN__RAN && stalled == 0)) &&
             (!probe || cpu1 < 0 || 8 * ((t1 - t0) - (cpu1 - cpu0)) <= t1 - t0))
-            crnn__pace_note(pace, key, paced, (paced ? t1 - t0 : span) / timesteps, t1);
+            crnn__pace_note(pace, key, paced, t1 - t0 - woke, timesteps);
+        if (noted) crnn__pace_ended(pace, key, t1);
     }
     free(raw);
     return status;

@@ -568,6 +568,30 @@ def test_calls_time_their_threads_and_keep_the_bits(case):
         assert pace["batch"] == other and pace["ns_per_step"]["alone"] == 0, pace
 
 
+def test_calls_far_apart_weigh_waking_the_worker():
+    # A units split's threads pay a wait for the worker whenever a call comes after it went to
+    # sleep (50 us after the last call): the handle counts how many recent calls did ("apart")
+    # and charges the threads that share of the process's recent waits ("wake_ns"), so calls far
+    # apart are timed at what they cost. The bits stay the first call's either way.
+    if crnn._core.machine()["cpus"] < 2:
+        pytest.skip("one CPU: nothing splits")
+    crnn.set_num_threads(2)
+    handle, x, lengths, ref, tol = _pace_handle("units-simple", np.random.default_rng(7))
+    if handle.plan(*x.shape[:2])[0] != "units":
+        pytest.skip(f"planned {handle.plan(*x.shape[:2])} on this machine")
+    first = handle.forward(x)
+    assert np.abs(first - ref).max() <= tol
+    for _ in range(40):  # back to back
+        assert handle.forward(x).tobytes() == first.tobytes()
+    pace = handle.pace()
+    assert pace["apart"] < 0.2 and isinstance(pace["wake_ns"], int), pace
+    for _ in range(20):  # 5 ms apart
+        time.sleep(0.005)
+        assert handle.forward(x).tobytes() == first.tobytes()
+    pace = handle.pace()
+    assert pace["apart"] > 0.9, pace  # (the choice itself: tests/c/test_pool.c, test_pace)
+
+
 def test_calls_keep_the_plans_threads_when_asked():
     code = ("import numpy as np, crnn\n"
             "crnn.set_num_threads(2)\n"

@@ -65,7 +65,7 @@ static crnn__run_result run(record *r, int n, crnn__team team)
     memset(r, 0, sizeof(*r));
     r->meet = team == CRNN__TEAM_TOGETHER;
     crnn__barrier_init(&r->barrier, n);
-    return crnn__parallel_run(task, r, n, team, &last_stalled);
+    return crnn__parallel_run(task, r, n, team, &last_stalled, NULL);
 }
 
 /* The tasks ran (some on their workers or not). */
@@ -179,7 +179,7 @@ static void test_barrier_stall(void)
         for (attempt = 0; attempt < 5 && !ok; ++attempt) {
             for (k = 0; k < 50; ++k) { /* until the worker joins */
                 crnn__barrier_init(&b, 2);
-                res = crnn__parallel_run(late_task, &b, 2, CRNN__TEAM_TOGETHER, NULL);
+                res = crnn__parallel_run(late_task, &b, 2, CRNN__TEAM_TOGETHER, NULL, NULL);
                 if (res > 0) break;
             }
             stalled = crnn__barrier_stalled_ns(&b);
@@ -262,7 +262,7 @@ static void test_mail(void)
                     m.late_ms = late;
                     crnn__barrier_init(&m.barrier, n);
                     crnn__mail_clear(&m.mail, n);
-                    res = crnn__parallel_run(mail_task, &m, n, CRNN__TEAM_TOGETHER, NULL);
+                    res = crnn__parallel_run(mail_task, &m, n, CRNN__TEAM_TOGETHER, NULL, NULL);
                     if (res > 0) break;
                 }
                 stalled = crnn__barrier_stalled_ns(&m.barrier);
@@ -347,32 +347,64 @@ static void test_backoff(void)
 }
 
 /* The pace (crnn__pace): which way a handle's calls run, threads or alone, from their timings;
- * when the other way is timed (a probe: a warming call, then a timed one); a new shape starts
- * afresh. Times are ns per step. */
-static int pace_alone(crnn__pace *p, unsigned long long key, long long T, long long now, int *probe)
+ * when the other way is timed (a probe: a warming call, then a timed one), in the calls' time;
+ * calls far apart weighing the wait for a sleeping worker; a new shape starts afresh. Calls of T
+ * steps, 1 us apart unless said, their times given in ns per step. */
+static const long long pace_T = 100;
+static long long pace_now = 5000000000LL; /* the clock: each call starts 1 us after the last */
+
+static int pace_alone_at(crnn__pace *p, unsigned long long key, long long gap, long long wake,
+                         int *probe)
 {
-    return crnn__pace_alone(p, key, T, now, probe);
+    pace_now += gap;
+    return crnn__pace_alone(p, key, pace_T, pace_now, wake, probe);
 }
 
-/* A probe of way `alone` at `now` taking `ns`: its two calls, both asked for and noted. */
-static int pace_probe(crnn__pace *p, unsigned long long key, long long T, long long now,
-                      int alone, long long ns)
+static int pace_alone(crnn__pace *p, unsigned long long key, int *probe)
+{
+    return pace_alone_at(p, key, 1000, 0, probe);
+}
+
+/* a call of this key that took `ns_per_step` ended now */
+static void pace_note(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step)
+{
+    crnn__pace_note(p, key, alone, ns_per_step * pace_T, pace_T);
+    crnn__pace_ended(p, key, pace_now);
+}
+
+/* A probe of way `alone` taking `ns` a step: its two calls, both asked for and noted. */
+static int pace_probe(crnn__pace *p, unsigned long long key, int alone, long long ns)
 {
     int probe, ok = 1, i;
     for (i = 0; i < 2; ++i) {
-        ok &= pace_alone(p, key, T, now, &probe) == alone && probe;
-        crnn__pace_note(p, key, alone, ns, now);
+        ok &= pace_alone(p, key, &probe) == alone && probe;
+        pace_note(p, key, alone, ns);
     }
     return ok;
 }
 
+/* Calls of the way taken at `ns` a step until one more would make a probe of a way at `other`
+ * due (wait: 1, or 4 where `other` is over 1.5x slower); @return whether none was a probe and
+ * the next call is one. */
+static int pace_calls_until_probe(crnn__pace *p, unsigned long long key, long long ns,
+                                  long long other, int wait)
+{
+    const int way = p->alone;
+    int probe, ok = 1;
+    while ((p->spent_ns + ns * pace_T) < wait * CRNN__PACE_SHARE * other * pace_T) {
+        ok &= pace_alone(p, key, &probe) == way && !probe;
+        pace_note(p, key, way, ns);
+    }
+    ok &= pace_alone(p, key, &probe) == way && !probe;
+    pace_note(p, key, way, ns);
+    return ok && pace_alone(p, key, &probe) == !way && probe;
+}
+
 static void test_pace(void)
 {
-    const long long t = 5000000000LL, T = 100;
     const unsigned long long key = crnn__pace_key(1, CRNN__SPLIT_UNITS, 2);
     crnn__pace p, copy;
     int i, ok, probe;
-    long long at;
 
     check(crnn__pace_enabled(), "the calls adapt by default (CRNN_ADAPT_THREADS unset)");
     check(key != 0 && key != crnn__pace_key(2, CRNN__SPLIT_UNITS, 2) &&
@@ -386,77 +418,123 @@ static void test_pace(void)
         check(kb == 37 && km == CRNN__PIPELINE && kt == 5, "a key gives back its parts");
     }
     memset(&p, 0, sizeof p);
-    check(!pace_alone(&p, key, T, t, &probe) && !probe && p.key == key,
+    check(!pace_alone(&p, key, &probe) && !probe && p.key == key,
           "a new shape runs with threads");
     /* the first call's time is taken as it is, later ones averaged in */
-    crnn__pace_note(&p, key, 0, 600, t);
-    check(p.ns[0] == 600 && p.calls == 1, "the first time taken as it is");
-    crnn__pace_note(&p, key, 0, 800, t);
+    pace_note(&p, key, 0, 600);
+    check(p.ns[0] == 600 && p.calls == 1 && p.spent_ns == 600 * pace_T &&
+              p.ended_ns == pace_now,
+          "the first time taken as it is, the call's time and end kept");
+    pace_alone(&p, key, &probe);
+    pace_note(&p, key, 0, 800);
     check(p.ns[0] == 650, "later times averaged in with weight 1/4");
-    crnn__pace_note(&p, key, 0, 6500, t);
+    pace_alone(&p, key, &probe);
+    pace_note(&p, key, 0, 6500);
     check(p.ns[0] == 650 + 325 / 4, "a call counts as at most 1.5x the average");
+    pace_alone(&p, key, &probe);
+    crnn__pace_note(&p, key, 0, 601 * pace_T + pace_T - 1, pace_T);
+    check(p.ns[0] == 731 + (601 - 731) / 4, "a call's time divided into its steps");
     p.ns[0] = 600;
-    for (ok = 1, i = 3; i < CRNN__PACE_MIN_CALLS; ++i) {
-        ok &= !pace_alone(&p, key, T, t, &probe) && !probe;
-        crnn__pace_note(&p, key, 0, 600, t);
+    for (ok = 1, i = 4; i < CRNN__PACE_MIN_CALLS; ++i) {
+        ok &= !pace_alone(&p, key, &probe) && !probe;
+        pace_note(&p, key, 0, 600);
     }
-    check(ok, "with threads for the first calls");
+    check(ok && p.apart == 0, "with threads for the first calls, none of them far apart");
     /* never timed alone: a probe next, however soon; its first call's time is not kept */
-    check(pace_alone(&p, key, T, t, &probe) && probe, "then a call alone (a probe)");
-    crnn__pace_note(&p, key, 1, 100, t);
+    check(pace_alone(&p, key, &probe) && probe, "then a call alone (a probe)");
+    pace_note(&p, key, 1, 100);
     check(p.probing && p.ns[1] == 0 && !p.alone, "the probe's first call only warms");
-    check(pace_alone(&p, key, T, t, &probe) && probe, "its second call is alone too");
-    crnn__pace_note(&p, key, 1, 500, t + 1000);
-    check(p.alone && !p.probing && p.ns[1] == 500 && p.calls == 0 && p.probed_ns == t + 1000,
+    check(pace_alone(&p, key, &probe) && probe, "its second call is alone too");
+    pace_note(&p, key, 1, 500);
+    check(!p.probing && p.ns[1] == 500 && p.calls == 0 && p.spent_ns == 0, "the probe ends");
+    check(pace_alone(&p, key, &probe) && !probe && p.alone,
           "alone faster: the calls run alone");
-    for (ok = 1, i = 0; i < CRNN__PACE_MIN_CALLS; ++i) {
-        ok &= pace_alone(&p, key, T, t + 1000000000LL, &probe) && !probe;
-        crnn__pace_note(&p, key, 1, 500, t + 1000);
+    pace_note(&p, key, 1, 500);
+    for (ok = 1, i = 1; i < CRNN__PACE_MIN_CALLS - 1; ++i) {
+        ok &= pace_alone(&p, key, &probe) && !probe;
+        crnn__pace_note(&p, key, 1, 500 * 1000000LL, 1000000); /* long calls: time enough */
     }
-    check(ok, "no probe before the minimum of calls, however late");
-    /* a probe of the threads (600 ns a step, 100 steps, two calls) costs at most 2/64 of the
-     * time since the last */
-    at = t + 1000 + CRNN__PACE_SHARE * 600 * T;
-    check(pace_alone(&p, key, T, at - 1, &probe) && !probe, "no probe too soon");
-    check(pace_probe(&p, key, T, at, 0, 400), "the threads probed once it costs 2/64");
-    check(!p.alone && p.ns[0] == 400 && p.probed_ns == at, "threads faster again: with threads");
+    ok &= pace_alone(&p, key, &probe) && !probe;
+    check(ok, "no probe before the minimum of calls, however long they took");
+    /* a probe of the threads (600 ns a step, two calls) costs at most 2/64 of the calls' time
+     * since the last, however long the machine waits between calls */
+    p.spent_ns = 0;
+    p.ns[1] = 500;
+    check(pace_calls_until_probe(&p, key, 500, 600, 1),
+          "the threads probed once it costs 2/64 of the calls' time");
+    check(pace_probe(&p, key, 0, 400), "... a warming call and a timed one");
+    check(p.ns[0] == 400 && p.spent_ns == 0 && !pace_alone(&p, key, &probe) && !p.alone,
+          "threads faster again: with threads");
+    pace_note(&p, key, 0, 400);
     /* an alone call is ever slower: probes 4 times less often */
-    for (i = 0; i < CRNN__PACE_MIN_CALLS; ++i) crnn__pace_note(&p, key, 0, 400, at);
-    check(pace_probe(&p, key, T, at + CRNN__PACE_SHARE * 600 * T, 1, 500),
-          "alone probed");
-    check(!p.alone && p.ns[1] == 500, "a slower probe changes nothing");
+    check(pace_calls_until_probe(&p, key, 400, 500, 1), "alone is probed in its turn");
+    check(pace_probe(&p, key, 1, 500) && p.ns[1] == 500 && !pace_alone(&p, key, &probe),
+          "a slower probe changes nothing");
+    pace_note(&p, key, 0, 400);
     p.ns[1] = 700; /* more than 1.5x the threads' 400 */
-    for (i = 0; i < CRNN__PACE_MIN_CALLS; ++i) crnn__pace_note(&p, key, 0, 400, at);
-    at = p.probed_ns;
-    ok = !pace_alone(&p, key, T, at + CRNN__PACE_SHARE * 700 * T, &probe) && !probe;
-    ok &= pace_alone(&p, key, T, at + 4 * CRNN__PACE_SHARE * 700 * T, &probe) && probe;
-    check(ok, "a way over 1.5x slower is timed 4 times less often");
+    check(pace_calls_until_probe(&p, key, 400, 700, 4),
+          "a way over 1.5x slower is timed 4 times less often");
     /* a probe whose timed call never came (not clean: the caller drops it) is asked again */
-    crnn__pace_note(&p, key, 1, 700, at); /* its warming call */
-    ok = pace_alone(&p, key, T, at, &probe) && probe;
-    ok &= pace_alone(&p, key, T, at, &probe) && probe;
+    pace_note(&p, key, 1, 700); /* its warming call */
+    ok = pace_alone(&p, key, &probe) && probe;
+    ok &= pace_alone(&p, key, &probe) && probe;
     check(ok, "a probe's timed call is asked for until it is noted");
-    crnn__pace_note(&p, key, 1, 700, at);
-    check(!p.probing && !p.alone, "... and then the probe ends");
+    pace_note(&p, key, 1, 700);
+    check(!p.probing && !pace_alone(&p, key, &probe) && !p.alone, "... and then the probe ends");
+    pace_note(&p, key, 0, 400);
     /* the taken way slows down (the hand-off's slow spells): alone as soon as its average
      * passes the other way's last time */
     p.ns[1] = 500;
-    crnn__pace_note(&p, key, 0, 800, at);
-    check(p.ns[0] == 450 && !p.alone, "the threads' average follows them");
-    crnn__pace_note(&p, key, 0, 800, at);
-    check(p.ns[0] == 506 && p.alone, "and the calls go alone once it passes the other way's");
+    pace_alone(&p, key, &probe);
+    pace_note(&p, key, 0, 800);
+    check(p.ns[0] == 450 && !pace_alone(&p, key, &probe), "the threads' average follows them");
+    pace_note(&p, key, 0, 800);
+    check(p.ns[0] == 506 && pace_alone(&p, key, &probe) && p.alone,
+          "and the calls go alone once it passes the other way's");
+    pace_note(&p, key, 1, 500);
+    /* calls far apart: threads at 400 a step against 500 alone, a worker woken at 20 us a call
+     * (less than the 10 us a call the threads save: they stay), or at 15 us (more) */
+    p.ns[0] = 400;
+    p.ns[1] = 500;
+    check(!pace_alone_at(&p, key, 1000, 15000000, &probe), "threads: the calls come close");
+    pace_note(&p, key, 0, 400);
+    for (ok = 1, i = 0; i < 3; ++i) {
+        ok &= !pace_alone_at(&p, key, CRNN__SPIN_NS + 1000, 15000, &probe) && !probe;
+        pace_note(&p, key, 0, 400);
+    }
+    check(ok && p.apart > 0, "calls far apart with a wake cheaper than the threads save: threads");
+    for (i = 0; i < 20; ++i) {
+        pace_alone_at(&p, key, CRNN__SPIN_NS + 1000, 15000, &probe);
+        pace_note(&p, key, p.alone ^ probe, p.alone ^ probe ? 500 : 400);
+    }
+    check(p.apart > CRNN__PACE_ONE * 9 / 10 && pace_alone_at(&p, key, 20000000, 20000, &probe) &&
+              !probe && p.alone,
+          "calls far apart with a dearer wake: alone");
+    pace_note(&p, key, 1, 500);
+    for (ok = 1, i = 0; i < 12; ++i) {
+        pace_alone_at(&p, key, 1000, 20000, &probe);
+        pace_note(&p, key, p.alone ^ probe, p.alone ^ probe ? 500 : 400);
+    }
+    check(p.apart < CRNN__PACE_ONE / 10 && !pace_alone_at(&p, key, 1000, 20000, &probe) &&
+              !p.alone,
+          "and with threads again once the calls come close together");
     /* a time from a call of another shape is dropped; a call of another shape starts afresh */
-    crnn__pace_note(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), 0, 1, at);
-    check(p.alone && p.ns[0] == 506, "another shape's time is not counted");
+    pace_note(&p, key, 0, 400);
+    pace_note(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), 0, 1);
+    check(p.ns[0] == 400 && p.ended_ns == pace_now, "another shape's time is not counted");
     crnn__pace_read(&p, &copy);
-    check(copy.key == p.key && copy.ns[0] == 506 && copy.ns[1] == 500 && copy.alone,
+    check(copy.key == p.key && copy.ns[0] == p.ns[0] && copy.ns[1] == p.ns[1] &&
+              copy.alone == p.alone && copy.spent_ns == p.spent_ns && copy.calls == p.calls &&
+              copy.ended_ns == p.ended_ns && copy.apart == p.apart && copy.probing == p.probing,
           "a copy reads every field");
     p.probing = 1;
-    check(!pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), T, at, &probe) && !probe &&
-              !p.alone && !p.probing && p.ns[0] == 0 && p.ns[1] == 0 && p.calls == 0,
+    check(!crnn__pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), pace_T, pace_now, 0,
+                            &probe) &&
+              !probe && !p.alone && !p.probing && p.ns[0] == 0 && p.ns[1] == 0 &&
+              p.calls == 0 && p.spent_ns == 0 && p.ended_ns == 0 && p.apart == 0,
           "another shape starts afresh, with threads");
     /* a time of 0 (a clock that does not move) still counts as timed */
-    crnn__pace_note(&p, p.key, 0, 0, at);
+    crnn__pace_note(&p, p.key, 0, 0, pace_T);
     check(p.ns[0] == 1, "a time of 0 counts as 1 ns");
 }
 
@@ -522,6 +600,86 @@ static void test_forward_with_held_workers(const char *name, int64_t B, int64_t 
     crnn_set_num_threads(1);
     crnn_rnn_free(rnn);
     free(k); free(r); free(b); free(x); free(y[0]); free(y[1]); free(lengths);
+}
+
+/* Lets the workers go (crnn__hold_workers) `arg` microseconds after it starts. */
+static void *release_workers_later(void *arg)
+{
+    struct timespec ts = {0, (long)(size_t)arg * 1000L};
+    nanosleep(&ts, NULL);
+    __atomic_store_n(&crnn__hold_workers, 0, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* A units split called every 2 ms, whose worker (asleep by then: CRNN__SPIN_NS) joins late, held
+ * back 4 times a call's time more at each call: the pool measures the wait (crnn__wake_ns), and
+ * the handle's pace weighs it against the threads' saving and runs the calls alone. Where a call
+ * takes more than 200 us (a sanitizer's build), the wait would pass CRNN__JOIN_NS: the calls
+ * still run, unchecked. */
+static void test_pace_weighs_waking_the_worker(void)
+{
+    const int64_t B = 2, T = 12, D = 20, H = 256;
+    long long late_us = 0;
+    crnn_layer_desc2 desc = {CRNN_CELL_LSTM, H, CRNN_ACTIVATION_TANH, CRNN_ACTIVATION_SIGMOID,
+                             CRNN_DIRECTION_FORWARD, 0};
+    crnn_weights2 w;
+    crnn_rnn_t *rnn = NULL;
+    unsigned seed = 5;
+    float *k = random_array((size_t)(D * 4 * H), &seed, 0.3f);
+    float *r = random_array((size_t)(H * 4 * H), &seed, 0.3f);
+    float *b = random_array((size_t)(4 * H), &seed, 0.2f);
+    float *x = random_array((size_t)(B * T * D), &seed, 2.0f);
+    float *y = (float *)malloc((size_t)(B * T * H) * sizeof(float));
+    crnn__pace pace;
+    int nt, i, ok = 1;
+    if (crnn__cpu_count() < 2) return; /* no worker to wait for */
+    if (!k || !r || !b || !x || !y) {
+        check(0, "allocation");
+        return;
+    }
+    w.kernel = k;
+    w.recurrent_kernel = r;
+    w.bias = b;
+    w.recurrent_bias = NULL;
+    check(crnn_rnn_create2(&rnn, CRNN_DTYPE_FLOAT32, D, 1, &desc, &w) == CRNN_OK, "create");
+    crnn_set_num_threads(2);
+    if (rnn && crnn__plan(rnn, B, T, &nt) == CRNN__SPLIT_UNITS && nt == 2) {
+        long long fastest = -1;
+        for (i = 0; i < 20; ++i) { /* the calls' own time, back to back */
+            const long long t0 = now_ns();
+            ok &= crnn_rnn_forward2(rnn, B, T, x, NULL, NULL, NULL, y, NULL, NULL, NULL, 0) ==
+                  CRNN_OK;
+            if (fastest < 0 || now_ns() - t0 < fastest) fastest = now_ns() - t0;
+        }
+        late_us = 4 * fastest / 1000 > 300 ? 4 * fastest / 1000 : 300;
+        if (late_us > 800) printf("(the pace's wake test unchecked: a call takes %lld us)\n",
+                                  fastest / 1000);
+        memset((crnn__pace *)&rnn->pace, 0, sizeof(crnn__pace)); /* timed afresh: threads first */
+        for (i = 0; i < 40; ++i) {
+            pthread_t tid;
+            sleep_ms(2);
+            __atomic_store_n(&crnn__hold_workers, 1, __ATOMIC_RELEASE);
+            if (pthread_create(&tid, NULL, release_workers_later, (void *)(size_t)late_us) != 0) {
+                __atomic_store_n(&crnn__hold_workers, 0, __ATOMIC_RELEASE);
+                check(0, "a thread to let the workers go");
+                break;
+            }
+            ok &= crnn_rnn_forward2(rnn, B, T, x, NULL, NULL, NULL, y, NULL, NULL, NULL, 0) ==
+                  CRNN_OK;
+            pthread_join(tid, NULL);
+        }
+        crnn__pace_read((const crnn__pace *)&rnn->pace, &pace);
+        check(ok, "forward");
+        if (late_us <= 800) {
+            check(crnn__wake_ns() > late_us * 1000 / 2, "the wait for a sleeping worker measured");
+            check(pace.apart > CRNN__PACE_ONE * 9 / 10 && pace.alone,
+                  "calls that far apart, with that wait, run alone");
+        }
+    }
+    __atomic_store_n(&crnn__hold_workers, 0, __ATOMIC_RELEASE);
+    crnn_set_num_threads(1);
+    crnn_rnn_free(rnn);
+    free(k); free(r); free(b); free(x); free(y);
 }
 
 /* The widest LSTM (multiples of 8 units, 48-256) that a batch of one with `din` inputs splits
@@ -633,6 +791,7 @@ int main(void)
     test_mail();
     test_backoff();
     test_pace();
+    test_pace_weighs_waking_the_worker();
     test_slice_edges();
     /* 16 rows: 4 a thread; 2 rows of 256 units: slices of 128 units; 1 row of 48 units (24 KiB
      * of recurrent weights, less than any L1 twice), 64 steps: chunks projected ahead */
