@@ -248,9 +248,9 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
  *   call but the wait for a sleeping worker to join, which the calls pay as often as they come
  *   more than CRNN__SPIN_NS after the one before: the share of recent calls that did (weight
  *   1/CRNN__PACE_WEIGHT) times the pool's recent waits (crnn__wake_ns) is added to the threads'
- *   time per call. Left out, calls far apart ran on threads at 3x the time alone (a SimpleRNN
- *   (1,50,64,128) 10 ms apart on a 2-vCPU Zen 4 VM: 162 us a call against 53; 30-65 us of each
- *   waiting for the worker, against 27 us for a call on both threads in a stream). Apart, not in
+ *   time per call. Left out, calls far apart ran on threads at 2.3-2.4x the time alone (a
+ *   SimpleRNN (1,50,64,128) 10 ms apart on a 2-vCPU Zen 4 VM: 158 us a call against 65; 30-65 us
+ *   of each waiting for the worker, against 27 us for a call on both threads in a stream). Apart, not in
  *   the calls' own time: there the first call after each pause of a stream of bursts would
  *   weigh on the threads' average.
  * - The other way is timed (a probe) after at least CRNN__PACE_MIN_CALLS calls, and then no
