@@ -476,11 +476,11 @@ cdef class RNN:
         chunks alone (bitwise the same result) and run the faster way, timing the other now and
         then. ``ns_per_step`` holds the recent times per timestep of each way (0: not timed
         yet; with threads, without any wait for a sleeping worker), ``alone`` the way the calls
-        take now, ``calls`` the calls of that way timed since the other was. ``apart`` is the
-        share of recent calls that came too late to find the worker still awake, ``wake_ns``
-        the process's recent wait for a sleeping worker to join a units split: a units split's
-        threads are charged ``apart * wake_ns`` a call. Calls of another batch size or plan
-        start the timing afresh.
+        take now, ``calls`` the calls since the other was timed. ``apart`` is the share of recent
+        calls that started more than 50 us after both this handle's last call and the thread
+        pool's, when its worker is asleep; ``wake_ns`` the process's recent wait for a sleeping
+        worker to join a units split: a units split's threads are charged ``apart * wake_ns`` a
+        call. Calls of another batch size or plan start the timing afresh.
         """
         cdef crnn__pace p
         cdef long long batch = 0

@@ -43,6 +43,7 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
     return CRNN__RAN_NOTHING; /* no pool on this platform: callers run serially */
 }
 long long crnn__wake_ns(void) { return 0; }
+long long crnn__pool_ended_ns(void) { return 0; }
 long long crnn__now_ns(void) { return 0; }
 long long crnn__thread_cpu_ns(void) { return -1; }
 int crnn__cpu_count(void) { return 1; }
@@ -86,10 +87,9 @@ enum { CRNN__UNDECIDED = 0, CRNN__GO = 1, CRNN__CALLED_OFF = 2 };
 
 static struct {
     pthread_mutex_t run_lock;   /* one parallel call at a time; others run serially */
-    pthread_mutex_t lock;       /* guards sleeping / waking */
+    pthread_mutex_t lock;       /* guards asleep / waking */
     pthread_cond_t wake;
     int nworkers;               /* started workers; worker w runs task w + 1 */
-    int sleeping;               /* workers waiting on `wake` (guarded by `lock`) */
     long long generation;       /* bumped for each call */
     long long ended;            /* the generation of the last call that has returned */
     /* the current call's, set before its generation is published */
@@ -100,10 +100,12 @@ static struct {
     int caller_cpu;             /* the CPU the caller ran on when it woke the workers, or -1 */
     long long verdict;
     long long wake_ns;          /* recent waits for sleeping workers to join (crnn__wake_ns) */
+    long long end_ns;           /* when the last call returned (crnn__pool_ended_ns) */
     long long token[CRNN__POOL_MAX];
     long long start_generation[CRNN__POOL_MAX];
+    int asleep[CRNN__POOL_MAX]; /* worker w waits on `wake` (guarded by `lock`) */
 } crnn__pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                0, 0, 0, 0, 0, CRNN__TEAM_TOGETHER, NULL, NULL, -1, 0, 0, {0}, {0}};
+                0, 0, 0, 0, CRNN__TEAM_TOGETHER, NULL, NULL, -1, 0, 0, 0, {0}, {0}, {0}};
 
 int crnn__hold_workers = 0;
 
@@ -191,6 +193,7 @@ static void *crnn__worker(void *arg)
     /* Created under run_lock before the call's generation bump: the current generation is
      * exactly the one before this worker's first task, whenever the thread gets to run. */
     long long seen = crnn__pool.start_generation[w], idle;
+    unsigned pauses;
     int took_part = 0;
     for (;;) {
         long long gen;
@@ -199,24 +202,20 @@ static void *crnn__worker(void *arg)
          * before the caller's): the next call of a stream often follows at once. */
         while (took_part && LOAD(&crnn__pool.generation) == seen && LOAD(&crnn__pool.ended) != seen)
             crnn__pause(&spins);
-        /* then CRNN__SPIN_NS more, the clock read every 64 pauses (a pause takes 10-140 cycles,
-         * by CPU) */
-        spins = 0;
-        idle = 0;
-        while ((gen = LOAD(&crnn__pool.generation)) == seen) {
-            if (!(++spins & 63)) {
-                const long long t = crnn__now_ns();
-                if (!idle) idle = t;
-                else if (t - idle > CRNN__SPIN_NS) break;
-            }
+        /* then CRNN__SPIN_NS more by the clock, read every 64 pauses (a pause takes 10-140
+         * cycles, by CPU; 2^20 pauses at most, should the clock not move) */
+        idle = crnn__now_ns();
+        for (pauses = 1; (gen = LOAD(&crnn__pool.generation)) == seen; ++pauses) {
+            if (!(pauses & 63u) && (crnn__now_ns() - idle > CRNN__SPIN_NS || pauses >= 1u << 20))
+                break;
             CPU_RELAX();
         }
         if (gen == seen) {
             pthread_mutex_lock(&crnn__pool.lock);
-            ++crnn__pool.sleeping;
+            crnn__pool.asleep[w] = 1;
             while ((gen = LOAD(&crnn__pool.generation)) == seen)
                 pthread_cond_wait(&crnn__pool.wake, &crnn__pool.lock);
-            --crnn__pool.sleeping;
+            crnn__pool.asleep[w] = 0;
             pthread_mutex_unlock(&crnn__pool.lock);
         }
         seen = gen;
@@ -257,7 +256,7 @@ static void crnn__pool_atfork_child(void)
     pthread_mutex_init(&crnn__pool.lock, NULL);
     pthread_cond_init(&crnn__pool.wake, NULL);
     crnn__pool.nworkers = 0;
-    crnn__pool.sleeping = 0;
+    memset(crnn__pool.asleep, 0, sizeof(crnn__pool.asleep));
 }
 
 static pthread_once_t crnn__pool_once = PTHREAD_ONCE_INIT;
@@ -358,6 +357,10 @@ static crnn__run_result crnn__finish(crnn__task_fn fn, void *ctx, long long gen,
 }
 
 long long crnn__wake_ns(void) { return __atomic_load_n(&crnn__pool.wake_ns, __ATOMIC_RELAXED); }
+long long crnn__pool_ended_ns(void)
+{
+    return __atomic_load_n(&crnn__pool.end_ns, __ATOMIC_RELAXED);
+}
 
 crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__team team,
                                     long long *stalled_ns, long long *woke_ns)
@@ -394,7 +397,7 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
     STORE(&crnn__pool.verdict, gen * 4 + CRNN__UNDECIDED);
     for (w = 0; w < n - 1; ++w) STORE(&crnn__pool.token[w], gen * 4 + CRNN__OPEN);
     pthread_mutex_lock(&crnn__pool.lock);
-    woke = crnn__pool.sleeping > 0;
+    for (w = 0, woke = 0; w < n - 1; ++w) woke |= crnn__pool.asleep[w]; /* of those invited */
     if (woke && team == CRNN__TEAM_TOGETHER) t0 = crnn__now_ns();
     STORE(&crnn__pool.generation, gen);
     pthread_cond_broadcast(&crnn__pool.wake);
@@ -407,15 +410,18 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
         joined = crnn__gather(gen, n, &stall);
         STORE(&crnn__pool.verdict, gen * 4 + (joined ? CRNN__GO : CRNN__CALLED_OFF));
         if (woke && joined) {
-            /* the wait for a sleeping worker, averaged with weight 1/4 (under run_lock) */
+            /* the wait for a sleeping worker, averaged with weight 1/4 (under run_lock), each
+             * counting as at most CRNN__JOIN_NS (a preemption inside it is not a wake) */
             const long long wait = crnn__now_ns() - t0, old = crnn__pool.wake_ns;
-            __atomic_store_n(&crnn__pool.wake_ns, old ? old + (wait - old) / 4 : wait,
+            const long long w1 = wait < CRNN__JOIN_NS ? wait : CRNN__JOIN_NS;
+            __atomic_store_n(&crnn__pool.wake_ns, old ? old + (w1 - old) / 4 : w1,
                              __ATOMIC_RELAXED);
             if (woke_ns) *woke_ns = wait;
         }
     }
     if (joined) fn(ctx, 0, n);
     res = crnn__finish(fn, ctx, gen, n, team, &stall);
+    __atomic_store_n(&crnn__pool.end_ns, crnn__now_ns(), __ATOMIC_RELAXED);
     STORE(&crnn__pool.ended, gen);
     pthread_mutex_unlock(&crnn__pool.run_lock);
     if (stalled_ns) *stalled_ns = stall;
@@ -601,11 +607,11 @@ int crnn__pace_enabled(void) { return crnn__pace_setting_read() != 0; }
 
 int crnn__pace_env_ignored(void) { return crnn__pace_setting_read() == 2; }
 
-int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now,
+int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps,
                      long long wake_ns, int *probe)
 {
     int way, calls;
-    long long taken, other, t, a, end, far;
+    long long taken, other, t, a;
     double wait;
     *probe = 0;
     if (!crnn__pace_enabled()) return 0;
@@ -617,30 +623,28 @@ int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps,
         RELAXED_STORE(&p->apart, 0);
         RELAXED_STORE(&p->calls, 0);
         RELAXED_STORE(&p->probing, 0);
+        RELAXED_STORE(&p->refused, 0);
         RELAXED_STORE(&p->alone, 0);
         RELAXED_STORE(&p->key, key);
         return 0;
     }
-    /* how many recent calls came too late to find a worker awake */
-    end = RELAXED_LOAD(&p->ended_ns);
-    far = RELAXED_LOAD(&p->apart);
-    if (end) {
-        far += ((now - end > CRNN__SPIN_NS ? CRNN__PACE_ONE : 0) - far) / CRNN__PACE_WEIGHT;
-        RELAXED_STORE(&p->apart, (int)far);
+    if (RELAXED_LOAD(&p->probing)) { /* the probe's timed call, the way its warm one ran */
+        *probe = 1;
+        return RELAXED_LOAD(&p->probed);
     }
     /* the way taken: the faster per call, the threads paying the wait for a sleeping worker as
-     * often as the calls come that late */
+     * often as recent calls came late enough to find it asleep */
     t = RELAXED_LOAD(&p->ns[0]);
     a = RELAXED_LOAD(&p->ns[1]);
     way = t && a &&
           (double)a * (double)timesteps <
-              (double)t * (double)timesteps + (double)far / CRNN__PACE_ONE * (double)wake_ns;
+              (double)t * (double)timesteps +
+                  (double)RELAXED_LOAD(&p->apart) / CRNN__PACE_ONE * (double)wake_ns;
     RELAXED_STORE(&p->alone, way);
     calls = RELAXED_LOAD(&p->calls);
     taken = way ? a : t;
     other = way ? t : a;
-    if (RELAXED_LOAD(&p->probing)) *probe = 1; /* the probe's timed call, after its warm one */
-    else if (calls < CRNN__PACE_MIN_CALLS) *probe = 0;
+    if (calls < CRNN__PACE_MIN_CALLS) *probe = 0;
     else if (!other) *probe = 1;
     else {
         /* a probe costs about 2 * other * timesteps: at most 2/SHARE of the calls' time since
@@ -656,33 +660,62 @@ void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long
                      long long timesteps)
 {
     long long old, ns_per_step = call_ns / (timesteps > 0 ? timesteps : 1);
-    int calls;
     alone = alone ? 1 : 0;
     if (RELAXED_LOAD(&p->key) != key) return; /* another shape took over meanwhile */
     if (ns_per_step < 1) ns_per_step = 1;     /* 0 is "not timed" */
-    if (alone != RELAXED_LOAD(&p->alone)) {   /* a probe */
-        if (!RELAXED_LOAD(&p->probing)) {     /* its first call only warms the caches */
-            RELAXED_STORE(&p->probing, 1);
-            return;
-        }
+    if (RELAXED_LOAD(&p->probing) && alone == RELAXED_LOAD(&p->probed)) {
+        /* the probe's timed call */
         RELAXED_STORE(&p->probing, 0);
         RELAXED_STORE(&p->ns[alone], ns_per_step);
         RELAXED_STORE(&p->spent_ns, 0LL);
         RELAXED_STORE(&p->calls, 0);
         return;
     }
+    if (alone != RELAXED_LOAD(&p->alone)) { /* a probe's first call: it only warms the caches */
+        RELAXED_STORE(&p->probed, alone);
+        RELAXED_STORE(&p->refused, 0);
+        RELAXED_STORE(&p->probing, 1);
+        return;
+    }
     old = RELAXED_LOAD(&p->ns[alone]);
     /* one slow call (an interrupt, a page fault) moves the average by 1/8 at most */
     if (old && ns_per_step > old + old / 2) ns_per_step = old + old / 2;
     RELAXED_STORE(&p->ns[alone], old ? old + (ns_per_step - old) / CRNN__PACE_WEIGHT : ns_per_step);
-    calls = RELAXED_LOAD(&p->calls);
-    if (calls < CRNN__PACE_MIN_CALLS * 1024) RELAXED_STORE(&p->calls, calls + 1);
-    if (call_ns > 0) RELAXED_STORE(&p->spent_ns, RELAXED_LOAD(&p->spent_ns) + call_ns);
 }
 
-void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long now)
+void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long start, long long end,
+                      long long since, long long call_ns, int noted)
 {
-    if (RELAXED_LOAD(&p->key) == key) RELAXED_STORE(&p->ended_ns, now);
+    long long last, far, step;
+    int calls;
+    if (RELAXED_LOAD(&p->key) != key) return;
+    /* came late enough to find a worker asleep: CRNN__SPIN_NS after both this handle's last
+     * call and the pool's (whoever kept the worker awake) */
+    last = RELAXED_LOAD(&p->ended_ns);
+    if (since > last) last = since;
+    if (last) {
+        far = RELAXED_LOAD(&p->apart);
+        step = ((start - last > CRNN__SPIN_NS ? CRNN__PACE_ONE : 0) - far) / CRNN__PACE_WEIGHT;
+        if (!step && far != (start - last > CRNN__SPIN_NS ? CRNN__PACE_ONE : 0))
+            step = start - last > CRNN__SPIN_NS ? 1 : -1; /* on to 0 or CRNN__PACE_ONE */
+        RELAXED_STORE(&p->apart, (int)(far + step));
+    }
+    RELAXED_STORE(&p->ended_ns, end);
+    /* every call of the way taken counts towards the next probe, clean or not (a way that
+     * never runs clean is still weighed against the other now and then) */
+    if (call_ns > 0) RELAXED_STORE(&p->spent_ns, RELAXED_LOAD(&p->spent_ns) + call_ns);
+    calls = RELAXED_LOAD(&p->calls);
+    if (!RELAXED_LOAD(&p->probing) && calls < CRNN__PACE_MIN_CALLS * 1024)
+        RELAXED_STORE(&p->calls, calls + 1);
+    /* a probe whose timed call keeps being dropped (not clean) is given up */
+    if (RELAXED_LOAD(&p->probing) && !noted) {
+        const int r = RELAXED_LOAD(&p->refused) + 1;
+        RELAXED_STORE(&p->refused, r);
+        if (r >= CRNN__PACE_REFUSED) {
+            RELAXED_STORE(&p->probing, 0);
+            RELAXED_STORE(&p->spent_ns, 0LL);
+        }
+    }
 }
 
 void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
@@ -694,6 +727,8 @@ void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
         out->spent_ns = RELAXED_LOAD(&p->spent_ns);
         out->ended_ns = RELAXED_LOAD(&p->ended_ns);
         out->apart = RELAXED_LOAD(&p->apart);
+        out->probed = RELAXED_LOAD(&p->probed);
+        out->refused = RELAXED_LOAD(&p->refused);
         out->calls = RELAXED_LOAD(&p->calls);
         out->probing = RELAXED_LOAD(&p->probing);
         out->alone = RELAXED_LOAD(&p->alone);

@@ -62,9 +62,12 @@ crnn__run_result crnn__parallel_run(crnn__task_fn fn, void *ctx, int n, crnn__te
  * keeps the workers awake, an idle process stops burning CPU soon after. */
 #define CRNN__SPIN_NS 50000LL
 /* How long recent together calls waited for a sleeping worker to join (averaged with weight
- * 1/4; 0: none has). Tens of us on a VM (a sleeping vCPU is woken through the host: 30-65 us on
- * a 2-vCPU Zen 4), a few on bare metal. */
+ * 1/4, each counting as at most CRNN__JOIN_NS; 0: none has). Tens of us on a VM (a sleeping vCPU
+ * is woken through the host: 30-65 us on a 2-vCPU Zen 4), a few on bare metal. */
 long long crnn__wake_ns(void);
+/* When the pool's last call returned (crnn__now_ns; 0: none yet): its workers stay awake for
+ * CRNN__SPIN_NS after it. */
+long long crnn__pool_ended_ns(void);
 
 /* A monotonic clock, and the CPU time of the calling thread (-1: none), in ns. */
 long long crnn__now_ns(void);
@@ -245,26 +248,29 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
  *   1/CRNN__PACE_WEIGHT, a call counting as at most 1.5x the average: a single slow call (5198
  *   ns a step against 1,725, in a run of bench/peers.py) had moved the threads' average past the
  *   time alone and sent the next 24 calls of a GRU (1,50,64,128) alone. With threads, the whole
- *   call but the wait for a sleeping worker to join, which the calls pay as often as they come
- *   more than CRNN__SPIN_NS after the one before: the share of recent calls that did (weight
- *   1/CRNN__PACE_WEIGHT) times the pool's recent waits (crnn__wake_ns) is added to the threads'
- *   time per call. Left out, calls far apart ran on threads at 2.3-2.4x the time alone (a
- *   SimpleRNN (1,50,64,128) 10 ms apart on a 2-vCPU Zen 4 VM: 158 us a call against 65; 30-65 us
- *   of each waiting for the worker, against 27 us for a call on both threads in a stream). Apart, not in
- *   the calls' own time: there the first call after each pause of a stream of bursts would
- *   weigh on the threads' average.
+ *   call but any wait for a sleeping worker to join.
+ * - That wait is weighed apart: a units split's calls pay it as often as they come more than
+ *   CRNN__SPIN_NS after both the handle's last call and the pool's (whichever kept the worker
+ *   awake); the share of recent calls that did (weight 1/CRNN__PACE_WEIGHT) times the pool's
+ *   recent waits (crnn__wake_ns) is added to the threads' time per call. Left out, calls far
+ *   apart ran on threads at 2.3-2.4x the time alone (a SimpleRNN (1,50,64,128) 10 ms apart on a
+ *   2-vCPU Zen 4 VM: 158 us a call against 65; 30-65 us of each waiting for the worker, against
+ *   27 us for a call on both threads in a stream). Counted in each call's own time instead, the
+ *   first call after each pause of a stream of bursts would weigh on the threads' average.
  * - The other way is timed (a probe) after at least CRNN__PACE_MIN_CALLS calls, and then no
  *   sooner than when a probe costs at most about 2/CRNN__PACE_SHARE of the calls' time since the
  *   last (4 times later where the other way was more than 1.5x slower): of a stream of 50 us
- *   calls every 3 ms or later, of 1 ms calls every 64 ms. The calls' time, not the clock's:
- *   calls far apart had a probe every other call. A probe is two calls, the first warming the
- *   caches the other way reads (the other core's slice, or the caller's) and waking the worker,
- *   the second timed.
+ *   calls every 3 ms or later, of 1 ms calls every 64 ms. The calls' time, not the clock's (calls
+ *   far apart had a probe every other call), and every call's, clean or not (a way that never
+ *   runs clean is still weighed against the other). A probe is two calls the same way, the
+ *   first warming the caches that way reads (the other core's slice, or the caller's) and, for
+ *   the threads, waking the worker; the second timed. A probe whose timed call is dropped
+ *   CRNN__PACE_REFUSED times running is given up.
  * - The caller (crnn_rnn_forward2) notes only calls that ran clean: not backing off
  *   (crnn__backoff), the pool not busy, every worker joined and no thread stalled; a probe also
- *   with the caller on its CPU for all but 1/8 of the call (the threads' own calls are averaged).
- *   A call of another shape (batch, plan, threads: the key) starts the timing afresh, with
- *   threads.
+ *   with the caller on its CPU for all but 1/8 of the call, the wait for a sleeping worker left
+ *   out (the caller yields its CPU to it once: the threads' own calls are averaged). A call of
+ *   another shape (batch, plan, threads: the key) starts the timing afresh, with threads.
  * - Environment variable CRNN_ADAPT_THREADS=0: the calls always run on the plan's threads (read
  *   once). Concurrent callers may lose each other's updates: these are estimates. */
 typedef struct {
@@ -273,9 +279,11 @@ typedef struct {
     long long spent_ns;     /* the calls' time (ns) since the way not taken was last timed */
     long long ended_ns;     /* when the last call ended (crnn__now_ns; 0: none yet) */
     int apart;              /* of CRNN__PACE_ONE recent calls, those that came more than
-                               CRNN__SPIN_NS after the one before */
-    int calls;              /* calls of the way taken timed since then */
-    int probing;            /* a probe's first (warming) call has run */
+                               CRNN__SPIN_NS after both this handle's last call and the pool's */
+    int calls;              /* calls since the way not taken was last timed */
+    int probing;            /* a probe's first (warming) call has run ... */
+    int probed;             /* ... the way it ran (1 alone), its timed call's way */
+    int refused;            /* the probe's timed calls dropped so far (not clean) */
     int alone;              /* the way taken */
 } crnn__pace;
 
@@ -283,22 +291,25 @@ typedef struct {
 #define CRNN__PACE_MIN_CALLS 8
 #define CRNN__PACE_SHARE 64
 #define CRNN__PACE_ONE 1024
+#define CRNN__PACE_REFUSED 4 /* a probe's timed call dropped this often: the probe given up */
 
 /* The key of the calls of this batch size, plan mode and thread count (never 0), and back. */
 unsigned long long crnn__pace_key(long long batch, int mode, int nthreads);
 void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads);
-/* Whether a call of this key and length starting at `now` runs alone: the faster way so far
- * (the threads paying wake_ns, a wait for a sleeping worker, as often as recent calls came too
- * late to find it awake), or the other as a probe (*probe set). Starts afresh (with threads)
- * where the key is not the one timed. */
-int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps, long long now,
+/* Whether a call of this key and length runs alone: the faster way so far (the threads paying
+ * wake_ns, a wait for a sleeping worker, as often as recent calls came late enough to find it
+ * asleep), or the other as a probe (*probe set). Starts afresh (with threads) where the key is
+ * not the one timed. */
+int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps,
                      long long wake_ns, int *probe);
-/* A call of this key and length that ran alone (or with threads) took call_ns (with threads,
- * without any wait for a sleeping worker). */
+/* A clean call of this key and length that ran alone (or with threads) took call_ns (with
+ * threads, without any wait for a sleeping worker). */
 void crnn__pace_note(crnn__pace *p, unsigned long long key, int alone, long long call_ns,
                      long long timesteps);
-/* A call of this key (noted or not) ended at `now`. */
-void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long now);
+/* Any call of this key, noted or not, ran from `start` to `end`, taking call_ns as the pace
+ * counts it; `since`: when the pool's last call before it ended (crnn__pool_ended_ns). */
+void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long start, long long end,
+                      long long since, long long call_ns, int noted);
 /* A copy of *p read field by field (for diagnostics while calls may be updating it). */
 void crnn__pace_read(const crnn__pace *p, crnn__pace *out);
 /* Whether the calls adapt (CRNN_ADAPT_THREADS unset, empty or "1"), and whether the variable is

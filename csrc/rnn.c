@@ -871,6 +871,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
          * thread's plan) */
         const int noted = call.par.mode != CRNN__SPLIT_BATCH;
         const long long t0 = noted ? crnn__now_ns() : 0;
+        const long long pool_end = noted ? crnn__pool_ended_ns() : 0; /* (before this call's) */
         const int alone = noted && crnn__backoff_alone(&crnn__pool_backoff, t0);
         /* whether the threads pay now (crnn__pace): the handle's one mutable part */
         crnn__pace *const pace = (crnn__pace *)&rnn->pace;
@@ -879,11 +880,12 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         /* a units split's caller waits for a sleeping worker; the pipeline's goes on */
         const long long wake = call.par.mode == CRNN__SPLIT_UNITS ? crnn__wake_ns() : 0;
         const int paced =
-            noted && !alone && crnn__pace_alone(pace, key, timesteps, t0, wake, &probe);
+            noted && !alone && crnn__pace_alone(pace, key, timesteps, wake, &probe);
         const int weight =
             noted && !alone && !paced ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
         const long long cpu0 = weight || probe ? crnn__thread_cpu_ns() : -1;
         long long stalled = 0, woke = 0, t1 = 0, cpu1 = -1;
+        int clean = 0;
         ran = alone || paced ? CRNN__RAN_NOTHING
                              : crnn__parallel_run(crnn__task, &call, nthreads,
                                                   crnn__team_of(call.par.mode), &stalled, &woke);
@@ -904,16 +906,18 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
             /* the threads' stalls; the whole call where a worker never joined (it ran alone) */
             if (ran > 0) stalled += crnn__barrier_stalled_ns(&barrier); /* only there a barrier */
             if (ran == CRNN__RAN_SHORT || ran == CRNN__RAN_UNJOINED) stalled = t1 - t0;
+            /* (a wait for a sleeping worker, the caller yielding its CPU to it, is no stall) */
             crnn__backoff_note(&crnn__pool_backoff, t1 - t0, stalled,
-                               cpu1 >= 0 && weight ? cpu1 - cpu0 : -1, weight, t1);
+                               cpu1 >= 0 && weight ? cpu1 - cpu0 + woke : -1, weight, t1);
         }
         /* the pace counts clean calls only: alone by its choice, or every thread ran without a
-         * stall; a probe with the caller on its CPU for all but 1/8 of the call. The whole call,
-         * but a wait for a sleeping worker (crnn__pace weighs that apart) */
-        if ((paced || (ran == CRNN__RAN && stalled == 0)) &&
-            (!probe || cpu1 < 0 || 8 * ((t1 - t0) - (cpu1 - cpu0)) <= t1 - t0))
-            crnn__pace_note(pace, key, paced, t1 - t0 - woke, timesteps);
-        if (noted) crnn__pace_ended(pace, key, t1);
+         * stall; a probe with the caller on its CPU for all but 1/8 of the call. The whole call
+         * but a wait for a sleeping worker, which crnn__pace weighs apart (and in which the
+         * caller yields its CPU to the worker once) */
+        clean = (paced || (ran == CRNN__RAN && stalled == 0)) &&
+                (!probe || cpu1 < 0 || 8 * ((t1 - t0 - woke) - (cpu1 - cpu0)) <= t1 - t0 - woke);
+        if (clean) crnn__pace_note(pace, key, paced, t1 - t0 - woke, timesteps);
+        if (noted) crnn__pace_ended(pace, key, t0, t1, pool_end, t1 - t0 - woke, clean);
     }
     free(raw);
     return status;

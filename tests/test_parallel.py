@@ -570,7 +570,7 @@ def test_calls_time_their_threads_and_keep_the_bits(case):
 
 def test_calls_far_apart_weigh_waking_the_worker():
     # A units split's threads pay a wait for the worker whenever a call comes after it went to
-    # sleep (50 us after the last call): the handle counts how many recent calls did ("apart")
+    # sleep (50 us after the pool's last call): the handle counts how many recent calls did ("apart")
     # and charges the threads that share of the process's recent waits ("wake_ns"), so calls far
     # apart are timed at what they cost. The bits stay the first call's either way.
     if crnn._core.machine()["cpus"] < 2:
@@ -584,7 +584,8 @@ def test_calls_far_apart_weigh_waking_the_worker():
     for _ in range(40):  # back to back
         assert handle.forward(x).tobytes() == first.tobytes()
     pace = handle.pace()
-    assert pace["apart"] < 0.2 and isinstance(pace["wake_ns"], int), pace
+    # (one gap past 50 us, a page fault or a preemption, counts 1/4 and fades by 3/4 a call)
+    assert pace["apart"] < 0.5 and isinstance(pace["wake_ns"], int), pace
     for _ in range(20):  # 5 ms apart
         time.sleep(0.005)
         assert handle.forward(x).tobytes() == first.tobytes()

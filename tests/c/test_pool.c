@@ -347,17 +347,18 @@ static void test_backoff(void)
 }
 
 /* The pace (crnn__pace): which way a handle's calls run, threads or alone, from their timings;
- * when the other way is timed (a probe: a warming call, then a timed one), in the calls' time;
- * calls far apart weighing the wait for a sleeping worker; a new shape starts afresh. Calls of T
- * steps, 1 us apart unless said, their times given in ns per step. */
+ * when the other way is timed (a probe: a warming call, then a timed one the same way), in the
+ * calls' time; calls far apart weighing the wait for a sleeping worker; a new shape starts
+ * afresh. Calls of T steps on a clock of their own, each starting 1 us after the last ended
+ * unless said, their times given in ns per step. */
 static const long long pace_T = 100;
-static long long pace_now = 5000000000LL; /* the clock: each call starts 1 us after the last */
+static long long pace_now = 5000000000LL, pace_start;
 
 static int pace_alone_at(crnn__pace *p, unsigned long long key, long long gap, long long wake,
                          int *probe)
 {
-    pace_now += gap;
-    return crnn__pace_alone(p, key, pace_T, pace_now, wake, probe);
+    pace_start = pace_now += gap;
+    return crnn__pace_alone(p, key, pace_T, wake, probe);
 }
 
 static int pace_alone(crnn__pace *p, unsigned long long key, int *probe)
@@ -365,11 +366,18 @@ static int pace_alone(crnn__pace *p, unsigned long long key, int *probe)
     return pace_alone_at(p, key, 1000, 0, probe);
 }
 
-/* a call of this key that took `ns_per_step` ended now */
+/* the call asked for last took `ns_per_step`, noted (clean) or not */
+static void pace_call(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step,
+                      int noted)
+{
+    if (noted) crnn__pace_note(p, key, alone, ns_per_step * pace_T, pace_T);
+    pace_now = pace_start + ns_per_step * pace_T;
+    crnn__pace_ended(p, key, pace_start, pace_now, 0, ns_per_step * pace_T, noted);
+}
+
 static void pace_note(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step)
 {
-    crnn__pace_note(p, key, alone, ns_per_step * pace_T, pace_T);
-    crnn__pace_ended(p, key, pace_now);
+    pace_call(p, key, alone, ns_per_step, 1);
 }
 
 /* A probe of way `alone` taking `ns` a step: its two calls, both asked for and noted. */
@@ -400,6 +408,18 @@ static int pace_calls_until_probe(crnn__pace *p, unsigned long long key, long lo
     return ok && pace_alone(p, key, &probe) == !way && probe;
 }
 
+/* `n` calls `gap` apart, a wake costing `wake`, threads at `t` a step and alone at `a`, each
+ * taken as it runs (probes included) */
+static void pace_calls_apart(crnn__pace *p, unsigned long long key, int n, long long gap,
+                             long long wake, long long t, long long a)
+{
+    int probe, i;
+    for (i = 0; i < n; ++i) {
+        const int alone = pace_alone_at(p, key, gap, wake, &probe);
+        pace_note(p, key, alone, alone ? a : t);
+    }
+}
+
 static void test_pace(void)
 {
     const unsigned long long key = crnn__pace_key(1, CRNN__SPLIT_UNITS, 2);
@@ -422,8 +442,7 @@ static void test_pace(void)
           "a new shape runs with threads");
     /* the first call's time is taken as it is, later ones averaged in */
     pace_note(&p, key, 0, 600);
-    check(p.ns[0] == 600 && p.calls == 1 && p.spent_ns == 600 * pace_T &&
-              p.ended_ns == pace_now,
+    check(p.ns[0] == 600 && p.calls == 1 && p.spent_ns == 600 * pace_T && p.ended_ns == pace_now,
           "the first time taken as it is, the call's time and end kept");
     pace_alone(&p, key, &probe);
     pace_note(&p, key, 0, 800);
@@ -434,6 +453,7 @@ static void test_pace(void)
     pace_alone(&p, key, &probe);
     crnn__pace_note(&p, key, 0, 601 * pace_T + pace_T - 1, pace_T);
     check(p.ns[0] == 731 + (601 - 731) / 4, "a call's time divided into its steps");
+    pace_call(&p, key, 0, 601, 0);
     p.ns[0] = 600;
     for (ok = 1, i = 4; i < CRNN__PACE_MIN_CALLS; ++i) {
         ok &= !pace_alone(&p, key, &probe) && !probe;
@@ -443,19 +463,24 @@ static void test_pace(void)
     /* never timed alone: a probe next, however soon; its first call's time is not kept */
     check(pace_alone(&p, key, &probe) && probe, "then a call alone (a probe)");
     pace_note(&p, key, 1, 100);
-    check(p.probing && p.ns[1] == 0 && !p.alone, "the probe's first call only warms");
+    check(p.probing && p.probed == 1 && p.ns[1] == 0 && !p.alone,
+          "the probe's first call only warms");
     check(pace_alone(&p, key, &probe) && probe, "its second call is alone too");
     pace_note(&p, key, 1, 500);
-    check(!p.probing && p.ns[1] == 500 && p.calls == 0 && p.spent_ns == 0, "the probe ends");
-    check(pace_alone(&p, key, &probe) && !probe && p.alone,
-          "alone faster: the calls run alone");
+    check(!p.probing && p.ns[1] == 500, "the probe ends");
+    check(pace_alone(&p, key, &probe) && !probe && p.alone, "alone faster: the calls run alone");
     pace_note(&p, key, 1, 500);
-    for (ok = 1, i = 1; i < CRNN__PACE_MIN_CALLS - 1; ++i) {
+    for (ok = 1, i = 0; p.calls < CRNN__PACE_MIN_CALLS; ++i) {
         ok &= pace_alone(&p, key, &probe) && !probe;
-        crnn__pace_note(&p, key, 1, 500 * 1000000LL, 1000000); /* long calls: time enough */
+        /* long calls, clean or not: time enough */
+        if (i & 1) crnn__pace_note(&p, key, 1, 500 * 1000000LL, 1000000);
+        crnn__pace_ended(&p, key, pace_now, pace_now + 1, 0, 500 * 1000000LL, i & 1);
     }
-    ok &= pace_alone(&p, key, &probe) && !probe;
-    check(ok, "no probe before the minimum of calls, however long they took");
+    check(ok && !pace_alone(&p, key, &probe) && probe,
+          "no probe before the minimum of calls, however long they took");
+    pace_note(&p, key, 0, 600); /* (that probe's warming call) */
+    pace_alone(&p, key, &probe);
+    pace_note(&p, key, 0, 600);
     /* a probe of the threads (600 ns a step, two calls) costs at most 2/64 of the calls' time
      * since the last, however long the machine waits between calls */
     p.spent_ns = 0;
@@ -463,73 +488,90 @@ static void test_pace(void)
     check(pace_calls_until_probe(&p, key, 500, 600, 1),
           "the threads probed once it costs 2/64 of the calls' time");
     check(pace_probe(&p, key, 0, 400), "... a warming call and a timed one");
-    check(p.ns[0] == 400 && p.spent_ns == 0 && !pace_alone(&p, key, &probe) && !p.alone,
+    check(p.ns[0] == 400 && !pace_alone(&p, key, &probe) && !p.alone,
           "threads faster again: with threads");
     pace_note(&p, key, 0, 400);
-    /* an alone call is ever slower: probes 4 times less often */
-    check(pace_calls_until_probe(&p, key, 400, 500, 1), "alone is probed in its turn");
+    /* calls that are not clean count towards a probe too */
+    p.spent_ns = 0;
+    for (ok = 1, i = 0; i < CRNN__PACE_SHARE * 5 / 4; ++i) {
+        ok &= !pace_alone(&p, key, &probe) && !probe;
+        pace_call(&p, key, 0, 400, 0);
+    }
+    check(ok && pace_alone(&p, key, &probe) && probe, "alone probed after calls not clean");
     check(pace_probe(&p, key, 1, 500) && p.ns[1] == 500 && !pace_alone(&p, key, &probe),
           "a slower probe changes nothing");
     pace_note(&p, key, 0, 400);
     p.ns[1] = 700; /* more than 1.5x the threads' 400 */
     check(pace_calls_until_probe(&p, key, 400, 700, 4),
           "a way over 1.5x slower is timed 4 times less often");
-    /* a probe whose timed call never came (not clean: the caller drops it) is asked again */
+    /* a probe whose timed call never came (not clean: the caller drops it) is asked again,
+     * CRNN__PACE_REFUSED times, then given up */
     pace_note(&p, key, 1, 700); /* its warming call */
-    ok = pace_alone(&p, key, &probe) && probe;
-    ok &= pace_alone(&p, key, &probe) && probe;
-    check(ok, "a probe's timed call is asked for until it is noted");
-    pace_note(&p, key, 1, 700);
-    check(!p.probing && !pace_alone(&p, key, &probe) && !p.alone, "... and then the probe ends");
+    for (ok = 1, i = 0; i < CRNN__PACE_REFUSED; ++i) {
+        ok &= pace_alone(&p, key, &probe) && probe && p.probing;
+        pace_call(&p, key, 1, 700, 0);
+    }
+    check(ok && !p.probing && p.spent_ns == 0 && !pace_alone(&p, key, &probe) && !probe,
+          "a probe's timed call is asked for until it is noted, or given up");
     pace_note(&p, key, 0, 400);
-    /* the taken way slows down (the hand-off's slow spells): alone as soon as its average
-     * passes the other way's last time */
+    /* the timed call runs the way the warm one did, whatever the choice meanwhile */
+    p.spent_ns = 4 * CRNN__PACE_SHARE * 700 * pace_T;
+    check(pace_alone(&p, key, &probe) && probe, "a probe of the caller alone");
+    pace_note(&p, key, 1, 700);
+    p.ns[0] = 800; /* the threads slow down meanwhile: alone would be the way taken */
+    check(pace_alone(&p, key, &probe) && probe, "its timed call alone");
+    pace_note(&p, key, 1, 700);
+    check(!p.probing && p.ns[1] == 700 && pace_alone(&p, key, &probe) && p.alone,
+          "then alone, the faster way");
+    pace_note(&p, key, 1, 700);
+    /* the taken way slows down (the hand-off's slow spells): the other way as soon as its
+     * average passes the other way's last time */
+    p.ns[0] = 400;
     p.ns[1] = 500;
-    pace_alone(&p, key, &probe);
+    check(!pace_alone(&p, key, &probe), "with threads");
     pace_note(&p, key, 0, 800);
     check(p.ns[0] == 450 && !pace_alone(&p, key, &probe), "the threads' average follows them");
     pace_note(&p, key, 0, 800);
     check(p.ns[0] == 506 && pace_alone(&p, key, &probe) && p.alone,
           "and the calls go alone once it passes the other way's");
     pace_note(&p, key, 1, 500);
-    /* calls far apart: threads at 400 a step against 500 alone, a worker woken at 20 us a call
-     * (less than the 10 us a call the threads save: they stay), or at 15 us (more) */
+    /* calls far apart: threads at 400 a step against 500 alone (10 us a call saved), a worker
+     * woken at 5 us a call (they stay with threads) or at 15 us (alone) */
     p.ns[0] = 400;
     p.ns[1] = 500;
-    check(!pace_alone_at(&p, key, 1000, 15000000, &probe), "threads: the calls come close");
+    pace_calls_apart(&p, key, 40, CRNN__SPIN_NS + 1000, 5000, 400, 500);
+    check(p.apart == CRNN__PACE_ONE && !pace_alone_at(&p, key, CRNN__SPIN_NS + 1000, 5000, &probe),
+          "calls far apart with a wake cheaper than the threads save: threads");
     pace_note(&p, key, 0, 400);
-    for (ok = 1, i = 0; i < 3; ++i) {
-        ok &= !pace_alone_at(&p, key, CRNN__SPIN_NS + 1000, 15000, &probe) && !probe;
-        pace_note(&p, key, 0, 400);
-    }
-    check(ok && p.apart > 0, "calls far apart with a wake cheaper than the threads save: threads");
-    for (i = 0; i < 20; ++i) {
-        pace_alone_at(&p, key, CRNN__SPIN_NS + 1000, 15000, &probe);
-        pace_note(&p, key, p.alone ^ probe, p.alone ^ probe ? 500 : 400);
-    }
-    check(p.apart > CRNN__PACE_ONE * 9 / 10 && pace_alone_at(&p, key, 20000000, 20000, &probe) &&
-              !probe && p.alone,
+    check(pace_alone_at(&p, key, CRNN__SPIN_NS + 1000, 15000, &probe) && p.alone,
           "calls far apart with a dearer wake: alone");
     pace_note(&p, key, 1, 500);
-    for (ok = 1, i = 0; i < 12; ++i) {
-        pace_alone_at(&p, key, 1000, 20000, &probe);
-        pace_note(&p, key, p.alone ^ probe, p.alone ^ probe ? 500 : 400);
-    }
-    check(p.apart < CRNN__PACE_ONE / 10 && !pace_alone_at(&p, key, 1000, 20000, &probe) &&
-              !p.alone,
+    pace_calls_apart(&p, key, 40, 1000, 15000, 400, 500);
+    check(p.apart == 0 && !pace_alone_at(&p, key, 1000, 15000, &probe) && !p.alone,
           "and with threads again once the calls come close together");
-    /* a time from a call of another shape is dropped; a call of another shape starts afresh */
     pace_note(&p, key, 0, 400);
+    /* a call far from the handle's last but close to the pool's (another handle's threads kept
+     * the worker awake) finds it awake */
+    for (i = 0; i < 40; ++i) {
+        const int alone = pace_alone_at(&p, key, 20000000, 15000, &probe);
+        if (alone == 0) crnn__pace_note(&p, key, 0, 400 * pace_T, pace_T);
+        pace_now = pace_start + 400 * pace_T;
+        crnn__pace_ended(&p, key, pace_start, pace_now, pace_start - 1000, 400 * pace_T,
+                         alone == 0);
+    }
+    check(p.apart == 0 && !p.alone, "the pool's last call counts as the handle's");
+    /* a time from a call of another shape is dropped; a call of another shape starts afresh */
     pace_note(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), 0, 1);
-    check(p.ns[0] == 400 && p.ended_ns == pace_now, "another shape's time is not counted");
+    check(p.ns[0] == 400 && p.ended_ns != pace_now, "another shape's call is not counted");
     crnn__pace_read(&p, &copy);
     check(copy.key == p.key && copy.ns[0] == p.ns[0] && copy.ns[1] == p.ns[1] &&
               copy.alone == p.alone && copy.spent_ns == p.spent_ns && copy.calls == p.calls &&
-              copy.ended_ns == p.ended_ns && copy.apart == p.apart && copy.probing == p.probing,
+              copy.ended_ns == p.ended_ns && copy.apart == p.apart &&
+              copy.probing == p.probing && copy.probed == p.probed && copy.refused == p.refused,
           "a copy reads every field");
     p.probing = 1;
-    check(!crnn__pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), pace_T, pace_now, 0,
-                            &probe) &&
+    p.apart = 9;
+    check(!crnn__pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), pace_T, 0, &probe) &&
               !probe && !p.alone && !p.probing && p.ns[0] == 0 && p.ns[1] == 0 &&
               p.calls == 0 && p.spent_ns == 0 && p.ended_ns == 0 && p.apart == 0,
           "another shape starts afresh, with threads");
@@ -672,6 +714,8 @@ static void test_pace_weighs_waking_the_worker(void)
         check(ok, "forward");
         if (late_us <= 800) {
             check(crnn__wake_ns() > late_us * 1000 / 2, "the wait for a sleeping worker measured");
+            check(pace.ns[0] && pace.ns[0] * T < crnn__wake_ns(),
+                  "... and left out of the threads' own time");
             check(pace.apart > CRNN__PACE_ONE * 9 / 10 && pace.alone,
                   "calls that far apart, with that wait, run alone");
         }
