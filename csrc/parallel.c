@@ -701,8 +701,8 @@ void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long start, lo
         RELAXED_STORE(&p->apart, (int)(far + step));
     }
     RELAXED_STORE(&p->ended_ns, end);
-    /* every call of the way taken counts towards the next probe, clean or not (a way that
-     * never runs clean is still weighed against the other now and then) */
+    /* every call counts towards the next probe, clean or not (a way that never runs clean is
+     * still weighed against the other now and then) */
     if (call_ns > 0) RELAXED_STORE(&p->spent_ns, RELAXED_LOAD(&p->spent_ns) + call_ns);
     calls = RELAXED_LOAD(&p->calls);
     if (!RELAXED_LOAD(&p->probing) && calls < CRNN__PACE_MIN_CALLS * 1024)

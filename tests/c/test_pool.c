@@ -580,37 +580,58 @@ static void test_pace(void)
     check(p.ns[0] == 1, "a time of 0 counts as 1 ns");
 }
 
+/* One LSTM layer of H units on D inputs, random weights, and a random input of (B, T, D). */
+typedef struct {
+    crnn_rnn_t *rnn;
+    float *k, *r, *b, *x;
+} lstm_case;
+
+static lstm_case lstm_case_new(int64_t B, int64_t T, int64_t D, int64_t H, unsigned seed)
+{
+    crnn_layer_desc2 desc = {CRNN_CELL_LSTM, H, CRNN_ACTIVATION_TANH, CRNN_ACTIVATION_SIGMOID,
+                             CRNN_DIRECTION_FORWARD, 0};
+    crnn_weights2 w;
+    lstm_case c;
+    c.rnn = NULL;
+    c.k = random_array((size_t)(D * 4 * H), &seed, 0.3f);
+    c.r = random_array((size_t)(H * 4 * H), &seed, 0.3f);
+    c.b = random_array((size_t)(4 * H), &seed, 0.2f);
+    c.x = random_array((size_t)(B * T * D), &seed, 2.0f);
+    if (!c.k || !c.r || !c.b || !c.x) return c;
+    w.kernel = c.k;
+    w.recurrent_kernel = c.r;
+    w.bias = c.b;
+    w.recurrent_bias = NULL;
+    check(crnn_rnn_create2(&c.rnn, CRNN_DTYPE_FLOAT32, D, 1, &desc, &w) == CRNN_OK, "create");
+    return c;
+}
+
+static void lstm_case_free(lstm_case *c)
+{
+    crnn_rnn_free(c->rnn);
+    free(c->k); free(c->r); free(c->b); free(c->x);
+}
+
 /* One LSTM layer at 2 threads, planned `want` (when the machine has 2 CPUs): the same bits with
  * the workers held (every call computed by the caller, after a together call waits for them) as
  * with the workers free, with and without lengths. */
 static void test_forward_with_held_workers(const char *name, int64_t B, int64_t T, int64_t D,
                                            int64_t H, crnn__mode want)
 {
-    crnn_layer_desc2 desc = {CRNN_CELL_LSTM, H, CRNN_ACTIVATION_TANH, CRNN_ACTIVATION_SIGMOID,
-                             CRNN_DIRECTION_FORWARD, 0};
-    crnn_weights2 w;
-    crnn_rnn_t *rnn = NULL;
-    unsigned seed = 11;
-    float *k = random_array((size_t)(D * 4 * H), &seed, 0.3f);
-    float *r = random_array((size_t)(H * 4 * H), &seed, 0.3f);
-    float *b = random_array((size_t)(4 * H), &seed, 0.2f);
-    float *x = random_array((size_t)(B * T * D), &seed, 2.0f);
+    lstm_case c = lstm_case_new(B, T, D, H, 11);
+    crnn_rnn_t *rnn = c.rnn;
+    const float *x = c.x;
     float *y[2] = {(float *)malloc((size_t)(B * T * H) * sizeof(float)),
                    (float *)malloc((size_t)(B * T * H) * sizeof(float))};
     int64_t *lengths = (int64_t *)malloc((size_t)B * sizeof(int64_t));
     int64_t i;
     int nt, len, held;
     char what[200];
-    if (!k || !r || !b || !x || !y[0] || !y[1] || !lengths) {
+    if (!c.x || !y[0] || !y[1] || !lengths) {
         check(0, "allocation");
         return;
     }
     for (i = 0; i < B; ++i) lengths[i] = (T * (i + 1)) / B - (i % 3);
-    w.kernel = k;
-    w.recurrent_kernel = r;
-    w.bias = b;
-    w.recurrent_bias = NULL;
-    check(crnn_rnn_create2(&rnn, CRNN_DTYPE_FLOAT32, D, 1, &desc, &w) == CRNN_OK, "create");
     crnn_set_num_threads(2);
     if (rnn && crnn__cpu_count() >= 2) {
         snprintf(what, sizeof(what), "%s: planned as the test means", name);
@@ -640,8 +661,8 @@ static void test_forward_with_held_workers(const char *name, int64_t B, int64_t 
         check(same, what);
     }
     crnn_set_num_threads(1);
-    crnn_rnn_free(rnn);
-    free(k); free(r); free(b); free(x); free(y[0]); free(y[1]); free(lengths);
+    lstm_case_free(&c);
+    free(y[0]); free(y[1]); free(lengths);
 }
 
 /* Lets the workers go (crnn__hold_workers) `arg` microseconds after it starts. */
@@ -662,28 +683,23 @@ static void test_pace_weighs_waking_the_worker(void)
 {
     const int64_t B = 2, T = 12, D = 20, H = 256;
     long long late_us = 0;
-    crnn_layer_desc2 desc = {CRNN_CELL_LSTM, H, CRNN_ACTIVATION_TANH, CRNN_ACTIVATION_SIGMOID,
-                             CRNN_DIRECTION_FORWARD, 0};
-    crnn_weights2 w;
-    crnn_rnn_t *rnn = NULL;
-    unsigned seed = 5;
-    float *k = random_array((size_t)(D * 4 * H), &seed, 0.3f);
-    float *r = random_array((size_t)(H * 4 * H), &seed, 0.3f);
-    float *b = random_array((size_t)(4 * H), &seed, 0.2f);
-    float *x = random_array((size_t)(B * T * D), &seed, 2.0f);
-    float *y = (float *)malloc((size_t)(B * T * H) * sizeof(float));
+    lstm_case c;
+    crnn_rnn_t *rnn;
+    const float *x;
+    float *y;
     crnn__pace pace;
     int nt, i, ok = 1;
     if (crnn__cpu_count() < 2) return; /* no worker to wait for */
-    if (!k || !r || !b || !x || !y) {
+    c = lstm_case_new(B, T, D, H, 5);
+    rnn = c.rnn;
+    x = c.x;
+    y = (float *)malloc((size_t)(B * T * H) * sizeof(float));
+    if (!x || !y) {
         check(0, "allocation");
+        lstm_case_free(&c);
+        free(y);
         return;
     }
-    w.kernel = k;
-    w.recurrent_kernel = r;
-    w.bias = b;
-    w.recurrent_bias = NULL;
-    check(crnn_rnn_create2(&rnn, CRNN_DTYPE_FLOAT32, D, 1, &desc, &w) == CRNN_OK, "create");
     crnn_set_num_threads(2);
     if (rnn && crnn__plan(rnn, B, T, &nt) == CRNN__SPLIT_UNITS && nt == 2) {
         long long fastest = -1;
@@ -722,8 +738,8 @@ static void test_pace_weighs_waking_the_worker(void)
     }
     __atomic_store_n(&crnn__hold_workers, 0, __ATOMIC_RELEASE);
     crnn_set_num_threads(1);
-    crnn_rnn_free(rnn);
-    free(k); free(r); free(b); free(x); free(y);
+    lstm_case_free(&c);
+    free(y);
 }
 
 /* The widest LSTM (multiples of 8 units, 48-256) that a batch of one with `din` inputs splits
