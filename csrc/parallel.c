@@ -648,10 +648,12 @@ int crnn__pace_alone(crnn__pace *p, unsigned long long key, long long timesteps,
     else if (!other) *probe = 1;
     else {
         /* a probe costs about 2 * other * timesteps: at most 2/SHARE of the calls' time since
-         * the last (not of the clock's: calls far apart would probe at every other call) */
+         * the last (not of the clock's: calls far apart would probe at every other call), and
+         * comes at least every CRNN__PACE_MAX_CALLS calls (the other way's time may be one of a
+         * few slow calls, a stream's first ones after a pause) */
         wait = (double)CRNN__PACE_SHARE * (double)other * (double)timesteps;
         if (2 * other > 3 * taken) wait *= 4;
-        *probe = (double)RELAXED_LOAD(&p->spent_ns) >= wait;
+        *probe = (double)RELAXED_LOAD(&p->spent_ns) >= wait || calls >= CRNN__PACE_MAX_CALLS;
     }
     return *probe ? !way : way;
 }
@@ -714,6 +716,7 @@ void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long start, lo
         if (r >= CRNN__PACE_REFUSED) {
             RELAXED_STORE(&p->probing, 0);
             RELAXED_STORE(&p->spent_ns, 0LL);
+            RELAXED_STORE(&p->calls, 0);
         }
     }
 }

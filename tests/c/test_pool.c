@@ -391,20 +391,21 @@ static int pace_probe(crnn__pace *p, unsigned long long key, int alone, long lon
     return ok;
 }
 
-/* Calls of the way taken at `ns` a step until one more would make a probe of a way at `other`
- * due (wait: 1, or 4 where `other` is over 1.5x slower); @return whether none was a probe and
- * the next call is one. */
+/* Calls of the way taken at `ns` a step, each lasting `stretch` times that (a call's time is
+ * what the budget counts), until a probe of a way at `other` is due (wait: 1, or 4 where `other`
+ * is over 1.5x slower); @return whether none was a probe before and one comes then, in fewer
+ * than CRNN__PACE_MAX_CALLS calls. */
 static int pace_calls_until_probe(crnn__pace *p, unsigned long long key, long long ns,
-                                  long long other, int wait)
+                                  long long stretch, long long other, int wait)
 {
     const int way = p->alone;
     int probe, ok = 1;
-    while ((p->spent_ns + ns * pace_T) < wait * CRNN__PACE_SHARE * other * pace_T) {
-        ok &= pace_alone(p, key, &probe) == way && !probe;
-        pace_note(p, key, way, ns);
+    while (p->spent_ns < wait * CRNN__PACE_SHARE * other * pace_T) {
+        ok &= p->calls < CRNN__PACE_MAX_CALLS && pace_alone(p, key, &probe) == way && !probe;
+        crnn__pace_note(p, key, way, ns * pace_T, pace_T);
+        pace_now = pace_start + ns * stretch * pace_T;
+        crnn__pace_ended(p, key, pace_start, pace_now, 0, ns * stretch * pace_T, 1);
     }
-    ok &= pace_alone(p, key, &probe) == way && !probe;
-    pace_note(p, key, way, ns);
     return ok && pace_alone(p, key, &probe) == !way && probe;
 }
 
@@ -485,24 +486,28 @@ static void test_pace(void)
      * since the last, however long the machine waits between calls */
     p.spent_ns = 0;
     p.ns[1] = 500;
-    check(pace_calls_until_probe(&p, key, 500, 600, 1),
+    check(pace_calls_until_probe(&p, key, 500, 4, 600, 1),
           "the threads probed once it costs 2/64 of the calls' time");
     check(pace_probe(&p, key, 0, 400), "... a warming call and a timed one");
     check(p.ns[0] == 400 && !pace_alone(&p, key, &probe) && !p.alone,
           "threads faster again: with threads");
     pace_note(&p, key, 0, 400);
-    /* calls that are not clean count towards a probe too */
+    /* calls that are not clean count towards a probe too; a probe comes at least every
+     * CRNN__PACE_MAX_CALLS calls, however short */
     p.spent_ns = 0;
-    for (ok = 1, i = 0; i < CRNN__PACE_SHARE * 5 / 4; ++i) {
+    p.calls = 0;
+    for (ok = 1, i = 0; i < CRNN__PACE_MAX_CALLS; ++i) {
         ok &= !pace_alone(&p, key, &probe) && !probe;
         pace_call(&p, key, 0, 400, 0);
     }
-    check(ok && pace_alone(&p, key, &probe) && probe, "alone probed after calls not clean");
+    check(ok && p.spent_ns < CRNN__PACE_SHARE * 500 * pace_T && pace_alone(&p, key, &probe) &&
+              probe,
+          "alone probed after CRNN__PACE_MAX_CALLS calls, not clean ones too");
     check(pace_probe(&p, key, 1, 500) && p.ns[1] == 500 && !pace_alone(&p, key, &probe),
           "a slower probe changes nothing");
     pace_note(&p, key, 0, 400);
     p.ns[1] = 700; /* more than 1.5x the threads' 400 */
-    check(pace_calls_until_probe(&p, key, 400, 700, 4),
+    check(pace_calls_until_probe(&p, key, 400, 16, 700, 4),
           "a way over 1.5x slower is timed 4 times less often");
     /* a probe whose timed call never came (not clean: the caller drops it) is asked again,
      * CRNN__PACE_REFUSED times, then given up */
@@ -515,7 +520,9 @@ static void test_pace(void)
           "a probe's timed call is asked for until it is noted, or given up");
     pace_note(&p, key, 0, 400);
     /* the timed call runs the way the warm one did, whatever the choice meanwhile */
+    check(p.calls == 1, "(the calls count afresh after a probe given up)");
     p.spent_ns = 4 * CRNN__PACE_SHARE * 700 * pace_T;
+    p.calls = CRNN__PACE_MIN_CALLS;
     check(pace_alone(&p, key, &probe) && probe, "a probe of the caller alone");
     pace_note(&p, key, 1, 700);
     p.ns[0] = 800; /* the threads slow down meanwhile: alone would be the way taken */
