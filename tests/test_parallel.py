@@ -570,9 +570,9 @@ def test_calls_time_their_threads_and_keep_the_bits(case):
 
 def test_calls_far_apart_weigh_waking_the_worker():
     # A units split's threads pay a wait for the worker whenever a call comes after it went to
-    # sleep (50 us after the pool's last call): the handle counts how many recent calls did ("apart")
-    # and charges the threads that share of the process's recent waits ("wake_ns"), so calls far
-    # apart are timed at what they cost. The bits stay the first call's either way.
+    # sleep (50 us after the pool's last call): the handle counts how many recent calls did
+    # ("apart") and charges the threads that share of the process's recent waits ("wake_ns"), so
+    # calls far apart are timed at what they cost. The bits stay the first call's either way.
     if crnn._core.machine()["cpus"] < 2:
         pytest.skip("one CPU: nothing splits")
     crnn.set_num_threads(2)
