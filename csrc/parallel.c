@@ -696,10 +696,10 @@ void crnn__pace_ended(crnn__pace *p, unsigned long long key, long long start, lo
     last = RELAXED_LOAD(&p->ended_ns);
     if (since > last) last = since;
     if (last) {
+        const long long to = start - last > CRNN__SPIN_NS ? CRNN__PACE_ONE : 0;
         far = RELAXED_LOAD(&p->apart);
-        step = ((start - last > CRNN__SPIN_NS ? CRNN__PACE_ONE : 0) - far) / CRNN__PACE_WEIGHT;
-        if (!step && far != (start - last > CRNN__SPIN_NS ? CRNN__PACE_ONE : 0))
-            step = start - last > CRNN__SPIN_NS ? 1 : -1; /* on to 0 or CRNN__PACE_ONE */
+        step = (to - far) / CRNN__PACE_WEIGHT;
+        if (!step && far != to) step = to > far ? 1 : -1; /* on to 0 or CRNN__PACE_ONE */
         RELAXED_STORE(&p->apart, (int)(far + step));
     }
     RELAXED_STORE(&p->ended_ns, end);

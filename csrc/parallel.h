@@ -264,10 +264,10 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
  *   far apart had a probe every other call), and every call's, clean or not (a way that never
  *   runs clean is still weighed against the other); and at least every CRNN__PACE_MAX_CALLS
  *   calls: a few slow calls (a stream's first after a pause) had kept a SimpleRNN (1,50,64,128)
- *   stream of 30-call bursts alone for 370 calls (37 us a call against 26 with threads). A probe is two calls the same way, the
- *   first warming the caches that way reads (the other core's slice, or the caller's) and, for
- *   the threads, waking the worker; the second timed. A probe whose timed call is dropped
- *   CRNN__PACE_REFUSED times running is given up.
+ *   stream of 30-call bursts alone for 370 calls (37 us a call against 26 with threads). A
+ *   probe is two calls the same way, the first warming the caches that way reads (the other
+ *   core's slice, or the caller's) and, for the threads, waking the worker; the second timed. A
+ *   probe whose timed call is dropped CRNN__PACE_REFUSED times running is given up.
  * - The caller (crnn_rnn_forward2) notes only calls that ran clean: not backing off
  *   (crnn__backoff), the pool not busy, every worker joined and no thread stalled; a probe also
  *   with the caller on its CPU for all but 1/8 of the call, the wait for a sleeping worker left

@@ -884,7 +884,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         const int weight =
             noted && !alone && !paced ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
         const long long cpu0 = weight || probe ? crnn__thread_cpu_ns() : -1;
-        long long stalled = 0, woke = 0, t1 = 0, cpu1 = -1;
+        long long stalled = 0, woke = 0, t1 = 0, cpu1 = -1, own;
         int clean = 0;
         ran = alone || paced ? CRNN__RAN_NOTHING
                              : crnn__parallel_run(crnn__task, &call, nthreads,
@@ -914,10 +914,11 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
          * stall; a probe with the caller on its CPU for all but 1/8 of the call. The whole call
          * but a wait for a sleeping worker, which crnn__pace weighs apart (and in which the
          * caller yields its CPU to the worker once) */
+        own = t1 - t0 - woke;
         clean = (paced || (ran == CRNN__RAN && stalled == 0)) &&
-                (!probe || cpu1 < 0 || 8 * ((t1 - t0 - woke) - (cpu1 - cpu0)) <= t1 - t0 - woke);
-        if (clean) crnn__pace_note(pace, key, paced, t1 - t0 - woke, timesteps);
-        if (noted) crnn__pace_ended(pace, key, t0, t1, pool_end, t1 - t0 - woke, clean);
+                (!probe || cpu1 < 0 || 8 * (own - (cpu1 - cpu0)) <= own);
+        if (clean) crnn__pace_note(pace, key, paced, own, timesteps);
+        if (noted) crnn__pace_ended(pace, key, t0, t1, pool_end, own, clean);
     }
     free(raw);
     return status;

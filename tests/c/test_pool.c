@@ -366,13 +366,20 @@ static int pace_alone(crnn__pace *p, unsigned long long key, int *probe)
     return pace_alone_at(p, key, 1000, 0, probe);
 }
 
-/* the call asked for last took `ns_per_step`, noted (clean) or not */
+/* the call asked for last took `ns_per_step` (noted, if clean) and lasted `stretch` times
+ * that (the time the probe budget counts), the pool's last call having ended at `since` */
+static void pace_call_as(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step,
+                         long long stretch, long long since, int noted)
+{
+    if (noted) crnn__pace_note(p, key, alone, ns_per_step * pace_T, pace_T);
+    pace_now = pace_start + ns_per_step * stretch * pace_T;
+    crnn__pace_ended(p, key, pace_start, pace_now, since, ns_per_step * stretch * pace_T, noted);
+}
+
 static void pace_call(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step,
                       int noted)
 {
-    if (noted) crnn__pace_note(p, key, alone, ns_per_step * pace_T, pace_T);
-    pace_now = pace_start + ns_per_step * pace_T;
-    crnn__pace_ended(p, key, pace_start, pace_now, 0, ns_per_step * pace_T, noted);
+    pace_call_as(p, key, alone, ns_per_step, 1, 0, noted);
 }
 
 static void pace_note(crnn__pace *p, unsigned long long key, int alone, long long ns_per_step)
@@ -402,9 +409,7 @@ static int pace_calls_until_probe(crnn__pace *p, unsigned long long key, long lo
     int probe, ok = 1;
     while (p->spent_ns < wait * CRNN__PACE_SHARE * other * pace_T) {
         ok &= p->calls < CRNN__PACE_MAX_CALLS && pace_alone(p, key, &probe) == way && !probe;
-        crnn__pace_note(p, key, way, ns * pace_T, pace_T);
-        pace_now = pace_start + ns * stretch * pace_T;
-        crnn__pace_ended(p, key, pace_start, pace_now, 0, ns * stretch * pace_T, 1);
+        pace_call_as(p, key, way, ns, stretch, 0, 1);
     }
     return ok && pace_alone(p, key, &probe) == !way && probe;
 }
@@ -561,10 +566,7 @@ static void test_pace(void)
      * the worker awake) finds it awake */
     for (i = 0; i < 40; ++i) {
         const int alone = pace_alone_at(&p, key, 20000000, 15000, &probe);
-        if (alone == 0) crnn__pace_note(&p, key, 0, 400 * pace_T, pace_T);
-        pace_now = pace_start + 400 * pace_T;
-        crnn__pace_ended(&p, key, pace_start, pace_now, pace_start - 1000, 400 * pace_T,
-                         alone == 0);
+        pace_call_as(&p, key, 0, 400, 1, pace_start - 1000, alone == 0);
     }
     check(p.apart == 0 && !p.alone, "the pool's last call counts as the handle's");
     /* a time from a call of another shape is dropped; a call of another shape starts afresh */
