@@ -6,6 +6,7 @@ needed; inputs are never written), allocate outputs. Then exactly one ``nogil`` 
 map the status through one table to a Python exception.
 """
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 
 cimport numpy as cnp
@@ -151,6 +152,26 @@ cdef enum:
 # constant: a module global is a dictionary lookup on every call.)
 cdef size_t _POOLED_WORKSPACE_MAX = 512 << 20
 
+# Outputs of at least this many bytes are made on memory the handle keeps (RNN._output): an
+# output nobody holds any more lends its memory to a later call's. NumPy asks for memory this
+# large with mmap (glibc), so every call's output would fault its pages in afresh, and with
+# NumPy's huge pages the kernel at times compacts memory inside the fault: GRU
+# (256,100,256,512), 2 threads, 52 MB of output, 5 calls in 16 took 329-353 ms against 283-298
+# (50-70 ms of system time on both cores). Sound with the GIL only (the module does not declare
+# itself free-threading compatible, so a free-threaded Python runs it with the GIL).
+cdef size_t _KEPT_OUTPUT_MIN = 1 << 20
+KEPT_OUTPUT_MIN = _KEPT_OUTPUT_MIN
+
+cdef inline bint _fits(object buf, size_t nbytes):
+    """Whether a kept output buffer (uint8, 64 bytes of slack for alignment) suits an output of
+    ``nbytes``: large enough, and not more than twice as large."""
+    cdef size_t cap = <size_t>cnp.PyArray_SIZE(<cnp.ndarray>buf) - 64
+    return nbytes <= cap <= 2 * nbytes
+
+cdef extern from "Python.h":
+    # the reference count through a borrowed pointer (no reference taken to read it)
+    Py_ssize_t _refcount "Py_REFCNT" (PyObject *o)
+
 
 cdef int _check(int status, str context) except -1:
     """Raise the exception mapped to a C status, with the C message and our context."""
@@ -277,6 +298,8 @@ cdef class RNN:
     cdef int64_t _sized_b     # the last (batch, timesteps) sized, and its workspace size
     cdef int64_t _sized_t
     cdef size_t _sized_ws
+    cdef object _out_old      # the two latest kept outputs' buffers (RNN._output), or None
+    cdef object _out_new
 
     def __cinit__(self):
         self._rnn = NULL
@@ -422,6 +445,7 @@ cdef class RNN:
         self._ws_busy = False
         self._sized_b = self._sized_t = -1
         self._sized_ws = 0
+        self._out_old = self._out_new = None
 
     @property
     def num_directions(self):
@@ -517,6 +541,47 @@ cdef class RNN:
             raise ValueError(f"{what}: got shape {sa.shape}, expected ({B}, {self._entry_units[e]})")
         return np.ascontiguousarray(sa)
 
+    cdef object _output(self, cnp.npy_intp *dims, size_t nbytes):
+        """A new (dims[0], dims[1], dims[2]) array of our dtype for a call to fill.
+
+        From ``_KEPT_OUTPUT_MIN`` bytes (up to ``_POOLED_WORKSPACE_MAX``) it is made on a buffer
+        the handle keeps: the handle holds the buffers of its two latest such outputs, and one
+        that nothing else references any more (no output, no view of one: each has the buffer
+        as its ``base``) is taken again, so a loop that drops or replaces each call's output
+        writes the next into memory already mapped. The array does not own its data
+        (``flags.owndata`` is False)."""
+        cdef size_t addr
+        cdef object buf = None
+        if nbytes < _KEPT_OUTPUT_MIN or nbytes > _POOLED_WORKSPACE_MAX:
+            return cnp.PyArray_EMPTY(3, dims, self._typenum, 0)
+        # Only the handle holds a buffer whose count is 1 (read without taking a reference);
+        # `buf` claims it before anything here can run other Python code (an allocation may
+        # collect garbage, and a finalizer can let another thread in).
+        if (self._out_new is not None and _refcount(<PyObject *>self._out_new) == 1
+                and _fits(self._out_new, nbytes)):
+            buf = self._out_new
+        elif (self._out_old is not None and _refcount(<PyObject *>self._out_old) == 1
+                and _fits(self._out_old, nbytes)):
+            buf = self._out_old
+            self._out_old = self._out_new
+            self._out_new = buf
+        else:
+            buf = np.empty(nbytes + 64, np.uint8)
+            # a free buffer of another size is let go; of two held ones, the older
+            if self._out_old is not None and _refcount(<PyObject *>self._out_old) == 1:
+                self._out_old = None
+            if self._out_new is not None and _refcount(<PyObject *>self._out_new) == 1:
+                self._out_new = None
+            if self._out_new is not None:
+                self._out_old = self._out_new
+            self._out_new = buf
+        addr = <size_t>cnp.PyArray_DATA(<cnp.ndarray>buf)
+        out = cnp.PyArray_New(np.ndarray, 3, dims, self._typenum, NULL,
+                              <void *>((addr + 63) & ~(<size_t>63)), 0, cnp.NPY_ARRAY_CARRAY,
+                              None)
+        cnp.set_array_base(out, buf)
+        return out
+
     def forward(self, x, initial_state=None, lengths=None, bint return_sequences=True,
                 bint return_state=False):
         """Run the stack on ``x`` of shape (batch, timesteps, input_size).
@@ -525,7 +590,9 @@ cdef class RNN:
         ``(batch, units)`` array, or for an LSTM entry ``[h, c]`` (either may be None). Returns
         what :func:`crnn.reference.rnn_stack` returns for the same arguments: the output, or
         ``(output, states)`` when ``return_state``, ``states`` holding one entry per (layer,
-        direction): the final h, or ``[h, c]`` for an LSTM entry.
+        direction): the final h, or ``[h, c]`` for an LSTM entry. An output (sequences) of
+        ``KEPT_OUTPUT_MIN`` bytes or more is made on memory the handle keeps and reuses once
+        nothing references that output any more (``RNN._output``).
         """
         cdef int64_t B, T, D, e, first_state
         cdef cnp.npy_intp *xdims
@@ -630,7 +697,8 @@ cdef class RNN:
             dims[0] = B
             dims[1] = T
             dims[2] = self._output_size
-            y = cnp.PyArray_EMPTY(3, dims, self._typenum, 0)
+            y = self._output(dims, <size_t>B * <size_t>T * <size_t>self._output_size *
+                             (4 if self._typenum == cnp.NPY_FLOAT32 else 8))
             yp = cnp.PyArray_DATA(y)
         # Final states: all of them for return_state, the last layer's h for a last-step output.
         first_state = 0 if return_state else (self.num_entries if return_sequences

@@ -12,6 +12,7 @@ exact 4 for tanh/sigmoid so those run well into saturation; recurrent kernels ha
 0.5, so relu/linear states stay below |x @ kernel + b| / (1 - 0.5) after any number of steps.
 """
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -20,8 +21,8 @@ import crnn
 from crnn import reference
 
 from _helpers import (ACTIVATIONS, BOUNDED_GAIN, DIRECTIONS, assert_close, assert_unchanged,
-                      deep_copy, derived_tol, make_layer_weights, make_stack_weights, scaled,
-                      stack_k, to64, value_scale)
+                      deep_copy, derived_tol, make_cell_weights, make_layer_weights,
+                      make_stack_weights, run_threaded, scaled, stack_k, to64, value_scale)
 
 DT_IDS = {np.float32: "f32", np.float64: "f64"}
 
@@ -641,3 +642,135 @@ def test_batch_rows_do_not_depend_on_each_other(rng):
     for i in (0, 7, 15):
         alone = crnn.simple_rnn_stack(x[i:i + 1], w, direction="bidirectional")
         assert_close(full[i:i + 1], alone, tol, f"row {i} alone vs in batch", np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# large outputs: made on memory the handle keeps (RNN._output)
+# ---------------------------------------------------------------------------------------------
+
+def _data_address(a):
+    return a.__array_interface__["data"][0]
+
+
+def _large_output_case(rng, cell="simple", direction="forward", dtype=np.float32, units=256):
+    """A handle and an input whose output (B, T, units * ndir) is past KEPT_OUTPUT_MIN."""
+    ndir = _ndir(direction)
+    B, D = 2, 8
+    T = crnn._core.KEPT_OUTPUT_MIN // (B * units * ndir * np.dtype(dtype).itemsize) + 7
+    w = [[make_cell_weights(rng, cell, D, units, dtype, recurrent_bias=cell == "gru")
+          for _ in range(ndir)]]
+    handle = crnn._core.RNN(w, cell=cell, direction=direction, dtype=dtype)
+    x = rng.uniform(-1, 1, (B, T, D)).astype(dtype)
+    return handle, w, x
+
+
+def test_large_output_reuses_memory_nobody_holds(rng):
+    """An output past KEPT_OUTPUT_MIN is made on a buffer the handle keeps: once nothing holds
+    an output any more, a later call writes into its memory, so a loop that replaces each
+    call's output alternates between two buffers; the outputs are ordinary arrays otherwise."""
+    handle, w, x = _large_output_case(rng)
+    first = handle.forward(x)
+    assert first.nbytes >= crnn._core.KEPT_OUTPUT_MIN
+    assert first.flags.c_contiguous and first.flags.writeable and first.flags.aligned
+    assert not first.flags.owndata and _data_address(first) % 64 == 0
+    expected = first.copy()
+    ref = reference.rnn_stack(to64(x), to64(w))
+    assert_close(first, ref, derived_tol(np.float32, x.shape[2] + 256, x.shape[1]), "first call",
+                 np.float32)
+    address = _data_address(first)
+    del first
+    again = handle.forward(x)
+    assert _data_address(again) == address
+    assert again.tobytes() == expected.tobytes()
+    addresses = set()
+    for _ in range(6):
+        again = handle.forward(x)  # the previous output is dropped only after the call
+        addresses.add(_data_address(again))
+        assert again.tobytes() == expected.tobytes()
+    assert len(addresses) == 2
+    # a small output owns its data as before
+    small = handle.forward(x[:, :3])
+    assert small.flags.owndata
+
+
+@pytest.mark.parametrize("cell,direction,dtype,lengths", [
+    ("simple", "forward", np.float32, False),
+    ("lstm", "bidirectional", np.float32, True),
+    ("gru", "reverse", np.float64, True),
+])
+def test_large_output_reused_memory_is_written_whole(cell, direction, dtype, lengths, rng):
+    """A reused buffer holds the previous output's values (here NaN, written by the caller):
+    every element of the next output is written again, masked steps' zeros included."""
+    handle, w, x = _large_output_case(rng, cell, direction, dtype, units=128)
+    B, T = x.shape[:2]
+    lens = np.array([T, T // 3]) if lengths else None
+    first = handle.forward(x, None, lens)
+    expected = first.copy()
+    ref = reference.rnn_stack(to64(x), to64(w), cell=cell, direction=direction, lengths=lens)
+    assert_close(first, ref, 1e-5 if dtype == np.float32 else 1e-12, "first call", dtype)
+    for _ in range(3):
+        address = _data_address(first)
+        first[...] = np.nan
+        del first
+        first = handle.forward(x, None, lens)
+        assert _data_address(first) == address
+        assert first.tobytes() == expected.tobytes()
+
+
+def test_large_outputs_still_held_are_never_written(rng):
+    """Whatever still reaches an output's memory keeps it: the output itself, a view of it, a
+    memoryview, an output passed back in as the input; later calls (other inputs, other
+    shapes) write elsewhere."""
+    handle, w, x = _large_output_case(rng, units=256)
+    B, T, D = x.shape
+    other = rng.uniform(-1, 1, x.shape).astype(np.float32)
+    held = handle.forward(x)
+    held_copy = held.copy()
+    view = handle.forward(x)[1, 5:]  # the output itself is dropped at once
+    view_copy = view.copy()
+    mem = memoryview(handle.forward(x))
+    mem_copy = np.asarray(mem).copy()
+    keep = [held, view, mem]
+    for shape_t in (T, T, 2 * T, T // 2 + 1, T):
+        new = handle.forward(np.ascontiguousarray(np.resize(other, (B, shape_t, D))))
+        for h in keep:
+            assert not np.shares_memory(new, np.asarray(h))
+        keep.append(new.copy())  # values only: `new` itself is dropped
+    assert held.tobytes() == held_copy.tobytes()
+    assert view.tobytes() == view_copy.tobytes()
+    assert np.asarray(mem).tobytes() == mem_copy.tobytes()
+    # an output fed back into a handle whose input width is the output's
+    w2 = [[make_cell_weights(rng, "simple", 256, 256, np.float32)]]
+    h2 = crnn._core.RNN(w2)
+    y1 = h2.forward(held)
+    y1_copy = y1.copy()
+    y2 = h2.forward(y1)
+    assert y1.tobytes() == y1_copy.tobytes()
+    assert y2.tobytes() == h2.forward(y1_copy).tobytes()
+
+
+def test_large_outputs_from_threads_sharing_a_handle(rng):
+    """Calls from several threads on one handle each get an output nobody else writes: each
+    thread keeps some of its outputs while dropping others (buffers come free while other
+    threads' calls run) and checks the kept ones once every thread is done."""
+    handle, w, x = _large_output_case(rng, units=256)
+    xs = [np.ascontiguousarray(np.roll(x, i, axis=1)) for i in range(4)]
+    expected = [handle.forward(xi).tobytes() for xi in xs]
+    done = threading.Barrier(4)
+
+    def work(i):
+        kept = []
+        try:
+            for r in range(8):
+                j = (i + r) % 4
+                out = handle.forward(xs[j])
+                assert out.tobytes() == expected[j]
+                if r % 3 == 0:
+                    kept.append((j, out))
+        except BaseException:
+            done.abort()  # the others' wait raises instead of hanging
+            raise
+        done.wait(timeout=120)
+        return all(out.tobytes() == expected[j] for j, out in kept)
+
+    assert all(run_threaded(work, n_threads=4))
