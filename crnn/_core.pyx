@@ -6,10 +6,12 @@ needed; inputs are never written), allocate outputs. Then exactly one ``nogil`` 
 map the status through one table to a Python exception.
 """
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from cpython.ref cimport PyObject
+from cpython.pycapsule cimport PyCapsule_New
 from libc.stdint cimport int64_t
 
 cimport numpy as cnp
+import os
+
 import numpy as np
 
 from crnn.crnn cimport *
@@ -152,25 +154,144 @@ cdef enum:
 # constant: a module global is a dictionary lookup on every call.)
 cdef size_t _POOLED_WORKSPACE_MAX = 512 << 20
 
-# Outputs of at least this many bytes are made on memory the handle keeps (RNN._output): an
-# output nobody holds any more lends its memory to a later call's. NumPy asks for memory this
-# large with mmap (glibc), so every call's output would fault its pages in afresh, and with
-# NumPy's huge pages the kernel at times compacts memory inside the fault: GRU
-# (256,100,256,512), 2 threads, 52 MB of output, 5 calls in 16 took 329-353 ms against 283-298
-# (50-70 ms of system time on both cores). Sound with the GIL only (the module does not declare
-# itself free-threading compatible, so a free-threaded Python runs it with the GIL).
+# Outputs of at least this many bytes (up to _KEPT_OUTPUT_MAX) are allocated through a NumPy
+# memory handler of crnn's own (crnn_kept_*, below): freeing such an output keeps its memory for
+# the next one instead of unmapping it. NumPy asks for memory this large with mmap (glibc), so
+# every call's output would fault its pages in afresh, and with NumPy's huge pages the kernel at
+# times compacts memory inside the fault: GRU (256,100,256,512), 2 threads, 52 MB of output, 5
+# calls in 16 took 329-353 ms against 283-298 (50-70 ms of system time on both cores).
 cdef size_t _KEPT_OUTPUT_MIN = 1 << 20
+cdef size_t _KEPT_OUTPUT_MAX = 512 << 20
 KEPT_OUTPUT_MIN = _KEPT_OUTPUT_MIN
 
-cdef inline bint _fits(object buf, size_t nbytes):
-    """Whether a kept output buffer (uint8, 64 bytes of slack for alignment) suits an output of
-    ``nbytes``: large enough, and not more than twice as large."""
-    cdef size_t cap = <size_t>cnp.PyArray_SIZE(<cnp.ndarray>buf) - 64
-    return nbytes <= cap <= 2 * nbytes
+cdef extern from *:
+    """
+    /* crnn's NumPy memory handler for large outputs. Blocks carry a 64-byte header holding their
+     * capacity, so the data start 64-byte aligned. A freed block whose capacity is in [min, max]
+     * goes to a cache of the CRNN_KEPT_BLOCKS latest ones (max bytes in all; the oldest leave
+     * first); an allocation takes a cached block at least as large as asked and at most twice,
+     * else makes a new one. A spin lock guards the cache (held for a few loads and stores; NumPy
+     * may free from any thread). */
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sys/mman.h>
+    #define CRNN_KEPT_BLOCKS 2
+    #define CRNN_KEPT_HEAD 64
+    static size_t crnn_kept_min_, crnn_kept_max_, crnn_kept_total_;
+    static void *crnn_kept_block_[CRNN_KEPT_BLOCKS]; /* oldest first */
+    static int crnn_kept_n_, crnn_kept_lock_;
+    static size_t crnn_kept_cap(void *p) { return *(size_t *)((char *)p - CRNN_KEPT_HEAD); }
+    static void crnn_kept_acquire(void) {
+        while (__atomic_exchange_n(&crnn_kept_lock_, 1, __ATOMIC_ACQUIRE))
+            while (__atomic_load_n(&crnn_kept_lock_, __ATOMIC_RELAXED)) {}
+    }
+    static void crnn_kept_release(void) { __atomic_store_n(&crnn_kept_lock_, 0, __ATOMIC_RELEASE); }
+    static void crnn_kept_drop(void *p) { if (p) free((char *)p - CRNN_KEPT_HEAD); }
+    static void *crnn_kept_new(size_t size) {
+        void *raw = NULL;
+        if (size > (size_t)-1 - 2 * CRNN_KEPT_HEAD ||
+            posix_memalign(&raw, CRNN_KEPT_HEAD, size + CRNN_KEPT_HEAD))
+            return NULL;
+    #ifdef MADV_HUGEPAGE
+        if (size >= ((size_t)1 << 22)) { /* as NumPy's own allocator does */
+            const size_t page = 4096, a = ((size_t)raw + page - 1) & ~(page - 1);
+            const size_t end = ((size_t)raw + size + CRNN_KEPT_HEAD) & ~(page - 1);
+            if (end > a) madvise((void *)a, end - a, MADV_HUGEPAGE);
+        }
+    #endif
+        *(size_t *)raw = size;
+        return (char *)raw + CRNN_KEPT_HEAD;
+    }
+    static void *crnn_kept_malloc(void *ctx, size_t size) {
+        void *p = NULL;
+        int i;
+        (void)ctx;
+        crnn_kept_acquire();
+        for (i = crnn_kept_n_ - 1; i >= 0; --i) { /* the latest first */
+            const size_t cap = crnn_kept_cap(crnn_kept_block_[i]);
+            if (size <= cap && cap / 2 <= size) {
+                p = crnn_kept_block_[i];
+                crnn_kept_total_ -= cap;
+                memmove(crnn_kept_block_ + i, crnn_kept_block_ + i + 1,
+                        (size_t)(crnn_kept_n_ - 1 - i) * sizeof(void *));
+                --crnn_kept_n_;
+                break;
+            }
+        }
+        crnn_kept_release();
+        return p ? p : crnn_kept_new(size ? size : 1);
+    }
+    static void *crnn_kept_calloc(void *ctx, size_t n, size_t size) {
+        void *p;
+        if (size && n > (size_t)-1 / size) return NULL;
+        p = crnn_kept_malloc(ctx, n * size);
+        if (p) memset(p, 0, n * size);
+        return p;
+    }
+    static void crnn_kept_free(void *ctx, void *p, size_t size) {
+        void *out[CRNN_KEPT_BLOCKS + 1] = {NULL};
+        size_t cap;
+        int nout = 0;
+        (void)ctx;
+        (void)size; /* the header's capacity: a block taken for less, or resized, knows its own */
+        if (!p) return;
+        cap = crnn_kept_cap(p);
+        if (cap < crnn_kept_min_ || cap > crnn_kept_max_) {
+            crnn_kept_drop(p);
+            return;
+        }
+        crnn_kept_acquire();
+        while (crnn_kept_n_ && (crnn_kept_n_ == CRNN_KEPT_BLOCKS ||
+                                crnn_kept_total_ + cap > crnn_kept_max_)) {
+            out[nout++] = crnn_kept_block_[0]; /* the oldest leaves */
+            crnn_kept_total_ -= crnn_kept_cap(crnn_kept_block_[0]);
+            memmove(crnn_kept_block_, crnn_kept_block_ + 1, (size_t)(--crnn_kept_n_) * sizeof(void *));
+        }
+        crnn_kept_block_[crnn_kept_n_++] = p;
+        crnn_kept_total_ += cap;
+        crnn_kept_release();
+        while (nout) crnn_kept_drop(out[--nout]);
+    }
+    static void *crnn_kept_realloc(void *ctx, void *p, size_t size) {
+        void *q;
+        if (!p) return crnn_kept_malloc(ctx, size);
+        if (size <= crnn_kept_cap(p)) return p;
+        if (!(q = crnn_kept_malloc(ctx, size))) return NULL;
+        memcpy(q, p, crnn_kept_cap(p));
+        crnn_kept_free(ctx, p, 0);
+        return q;
+    }
+    /* Forget the cache without freeing it (a forked child: another thread may hold the lock). */
+    static void crnn_kept_forget(void) { crnn_kept_n_ = 0; crnn_kept_total_ = 0; crnn_kept_lock_ = 0; }
+    static int crnn_kept_cached(void) {
+        int n;
+        crnn_kept_acquire();
+        n = crnn_kept_n_;
+        crnn_kept_release();
+        return n;
+    }
+    static void crnn_kept_setup(size_t min, size_t max) { crnn_kept_min_ = min; crnn_kept_max_ = max; }
+    static PyDataMem_Handler crnn_kept_handler = {
+        "crnn_kept_outputs", 1,
+        {NULL, crnn_kept_malloc, crnn_kept_calloc, crnn_kept_realloc, crnn_kept_free}};
+    """
+    ctypedef struct PyDataMem_Handler:
+        pass
+    PyDataMem_Handler crnn_kept_handler
+    void crnn_kept_setup(size_t min, size_t max)
+    void crnn_kept_forget()
+    int crnn_kept_cached()
+    object PyDataMem_SetHandler(object handler)
 
-cdef extern from "Python.h":
-    # the reference count through a borrowed pointer (no reference taken to read it)
-    Py_ssize_t _refcount "Py_REFCNT" (PyObject *o)
+crnn_kept_setup(_KEPT_OUTPUT_MIN, _KEPT_OUTPUT_MAX)
+# The handler as NumPy takes it: a capsule named "mem_handler" (NumPy >= 1.22).
+cdef object _kept_handler = PyCapsule_New(&crnn_kept_handler, b"mem_handler", NULL)
+os.register_at_fork(after_in_child=crnn_kept_forget)
+
+
+def kept_outputs() -> int:
+    """How many freed large outputs' blocks crnn holds for the next ones (a diagnostic)."""
+    return crnn_kept_cached()
 
 
 cdef int _check(int status, str context) except -1:
@@ -298,8 +419,6 @@ cdef class RNN:
     cdef int64_t _sized_b     # the last (batch, timesteps) sized, and its workspace size
     cdef int64_t _sized_t
     cdef size_t _sized_ws
-    cdef object _out_old      # the two latest kept outputs' buffers (RNN._output), or None
-    cdef object _out_new
 
     def __cinit__(self):
         self._rnn = NULL
@@ -445,7 +564,6 @@ cdef class RNN:
         self._ws_busy = False
         self._sized_b = self._sized_t = -1
         self._sized_ws = 0
-        self._out_old = self._out_new = None
 
     @property
     def num_directions(self):
@@ -542,45 +660,16 @@ cdef class RNN:
         return np.ascontiguousarray(sa)
 
     cdef object _output(self, cnp.npy_intp *dims, size_t nbytes):
-        """A new (dims[0], dims[1], dims[2]) array of our dtype for a call to fill.
-
-        From ``_KEPT_OUTPUT_MIN`` bytes (up to ``_POOLED_WORKSPACE_MAX``) it is made on a buffer
-        the handle keeps: the handle holds the buffers of its two latest such outputs, and one
-        that nothing else references any more (no output, no view of one: each has the buffer
-        as its ``base``) is taken again, so a loop that drops or replaces each call's output
-        writes the next into memory already mapped. The array does not own its data
-        (``flags.owndata`` is False)."""
-        cdef size_t addr
-        cdef object buf = None
-        if nbytes < _KEPT_OUTPUT_MIN or nbytes > _POOLED_WORKSPACE_MAX:
+        """A new (dims[0], dims[1], dims[2]) array of our dtype for a call to fill, owning its
+        data; from ``KEPT_OUTPUT_MIN`` bytes on, its memory comes from (and, freed, goes back
+        to) crnn's memory handler, which keeps the latest freed outputs' for the next ones."""
+        if nbytes < _KEPT_OUTPUT_MIN or nbytes > _KEPT_OUTPUT_MAX:
             return cnp.PyArray_EMPTY(3, dims, self._typenum, 0)
-        # Only the handle holds a buffer whose count is 1 (read without taking a reference);
-        # `buf` claims it before anything here can run other Python code (an allocation may
-        # collect garbage, and a finalizer can let another thread in).
-        if (self._out_new is not None and _refcount(<PyObject *>self._out_new) == 1
-                and _fits(self._out_new, nbytes)):
-            buf = self._out_new
-        elif (self._out_old is not None and _refcount(<PyObject *>self._out_old) == 1
-                and _fits(self._out_old, nbytes)):
-            buf = self._out_old
-            self._out_old = self._out_new
-            self._out_new = buf
-        else:
-            buf = np.empty(nbytes + 64, np.uint8)
-            # a free buffer of another size is let go; of two held ones, the older
-            if self._out_old is not None and _refcount(<PyObject *>self._out_old) == 1:
-                self._out_old = None
-            if self._out_new is not None and _refcount(<PyObject *>self._out_new) == 1:
-                self._out_new = None
-            if self._out_new is not None:
-                self._out_old = self._out_new
-            self._out_new = buf
-        addr = <size_t>cnp.PyArray_DATA(<cnp.ndarray>buf)
-        out = cnp.PyArray_New(np.ndarray, 3, dims, self._typenum, NULL,
-                              <void *>((addr + 63) & ~(<size_t>63)), 0, cnp.NPY_ARRAY_CARRAY,
-                              None)
-        cnp.set_array_base(out, buf)
-        return out
+        old = PyDataMem_SetHandler(_kept_handler)
+        try:
+            return cnp.PyArray_EMPTY(3, dims, self._typenum, 0)
+        finally:
+            PyDataMem_SetHandler(old)
 
     def forward(self, x, initial_state=None, lengths=None, bint return_sequences=True,
                 bint return_state=False):
@@ -591,8 +680,8 @@ cdef class RNN:
         what :func:`crnn.reference.rnn_stack` returns for the same arguments: the output, or
         ``(output, states)`` when ``return_state``, ``states`` holding one entry per (layer,
         direction): the final h, or ``[h, c]`` for an LSTM entry. An output (sequences) of
-        ``KEPT_OUTPUT_MIN`` bytes or more is made on memory the handle keeps and reuses once
-        nothing references that output any more (``RNN._output``).
+        ``KEPT_OUTPUT_MIN`` bytes or more leaves its memory to a later call's once freed
+        (``RNN._output``).
         """
         cdef int64_t B, T, D, e, first_state
         cdef cnp.npy_intp *xdims

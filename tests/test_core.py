@@ -12,6 +12,7 @@ exact 4 for tanh/sigmoid so those run well into saturation; recurrent kernels ha
 0.5, so relu/linear states stay below |x @ kernel + b| / (1 - 0.5) after any number of steps.
 """
 import itertools
+import sys
 import threading
 
 import numpy as np
@@ -645,7 +646,7 @@ def test_batch_rows_do_not_depend_on_each_other(rng):
 
 
 # ---------------------------------------------------------------------------------------------
-# large outputs: made on memory the handle keeps (RNN._output)
+# large outputs: their memory kept for the next ones (RNN._output)
 # ---------------------------------------------------------------------------------------------
 
 def _data_address(a):
@@ -665,20 +666,22 @@ def _large_output_case(rng, cell="simple", direction="forward", dtype=np.float32
 
 
 def test_large_output_reuses_memory_nobody_holds(rng):
-    """An output past KEPT_OUTPUT_MIN is made on a buffer the handle keeps: once nothing holds
-    an output any more, a later call writes into its memory, so a loop that replaces each
-    call's output alternates between two buffers; the outputs are ordinary arrays otherwise."""
+    """An output past KEPT_OUTPUT_MIN leaves its memory, once freed, to a later output: a loop
+    that replaces each call's output alternates between two blocks, another handle's output of
+    the size takes a freed one too; the outputs are ordinary arrays owning their data."""
     handle, w, x = _large_output_case(rng)
     first = handle.forward(x)
     assert first.nbytes >= crnn._core.KEPT_OUTPUT_MIN
     assert first.flags.c_contiguous and first.flags.writeable and first.flags.aligned
-    assert not first.flags.owndata and _data_address(first) % 64 == 0
+    assert first.flags.owndata and first.base is None and _data_address(first) % 64 == 0
+    assert sys.getsizeof(first) > first.nbytes
     expected = first.copy()
     ref = reference.rnn_stack(to64(x), to64(w))
     assert_close(first, ref, derived_tol(np.float32, x.shape[2] + 256, x.shape[1]), "first call",
                  np.float32)
     address = _data_address(first)
     del first
+    assert crnn._core.kept_outputs() >= 1
     again = handle.forward(x)
     assert _data_address(again) == address
     assert again.tobytes() == expected.tobytes()
@@ -688,9 +691,18 @@ def test_large_output_reuses_memory_nobody_holds(rng):
         addresses.add(_data_address(again))
         assert again.tobytes() == expected.tobytes()
     assert len(addresses) == 2
-    # a small output owns its data as before
-    small = handle.forward(x[:, :3])
-    assert small.flags.owndata
+    address = _data_address(again)
+    del again
+    other = crnn._core.RNN(w).forward(x)  # a handle of its own
+    assert _data_address(other) == address and other.tobytes() == expected.tobytes()
+    # NumPy's own operations on such an output, as on any array
+    other.resize((x.shape[0], x.shape[1] + 3, 256), refcheck=False)
+    flat = other.ravel()  # resize keeps the flat order and zeroes what it adds
+    assert flat[:expected.size].tobytes() == expected.tobytes() and not flat[expected.size:].any()
+    del other
+    for t in (300, 900, 1500, 2100, 2700, 3300):  # many sizes: two blocks kept at most
+        handle.forward(np.resize(x, (x.shape[0], t, x.shape[2])).astype(np.float32))
+        assert crnn._core.kept_outputs() <= 2
 
 
 @pytest.mark.parametrize("cell,direction,dtype,lengths", [
