@@ -711,7 +711,7 @@ def test_large_output_reuses_memory_nobody_holds(rng):
     ("gru", "reverse", np.float64, True),
 ])
 def test_large_output_reused_memory_is_written_whole(cell, direction, dtype, lengths, rng):
-    """A reused buffer holds the previous output's values (here NaN, written by the caller):
+    """Reused memory holds the previous output's values (here NaN, written by the caller):
     every element of the next output is written again, masked steps' zeros included."""
     handle, w, x = _large_output_case(rng, cell, direction, dtype, units=128)
     B, T = x.shape[:2]
@@ -738,7 +738,7 @@ def test_large_outputs_still_held_are_never_written(rng):
     other = rng.uniform(-1, 1, x.shape).astype(np.float32)
     held = handle.forward(x)
     held_copy = held.copy()
-    view = handle.forward(x)[1, 5:]  # the output itself is dropped at once
+    view = handle.forward(x)[1, 5:]  # the output itself is dropped at once, its view kept
     view_copy = view.copy()
     mem = memoryview(handle.forward(x))
     mem_copy = np.asarray(mem).copy()
@@ -763,7 +763,7 @@ def test_large_outputs_still_held_are_never_written(rng):
 
 def test_large_outputs_from_threads_sharing_a_handle(rng):
     """Calls from several threads on one handle each get an output nobody else writes: each
-    thread keeps some of its outputs while dropping others (buffers come free while other
+    thread keeps some of its outputs while dropping others (memory comes free while other
     threads' calls run) and checks the kept ones once every thread is done."""
     handle, w, x = _large_output_case(rng, units=256)
     xs = [np.ascontiguousarray(np.roll(x, i, axis=1)) for i in range(4)]
