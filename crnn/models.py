@@ -755,16 +755,26 @@ class Sequential:
         auto = verbose == "auto"
         start = time.perf_counter()
         bar = _ProgressBar(len(starts), verbose, start) if verbose and not auto else None
-        outs = []
+        # Each batch's output goes into the result as it comes, and is freed before the next
+        # call: a large one leaves its memory to the next batch's (crnn's memory handler, see
+        # crnn._core), and the batches' outputs are never all held at once.
+        result = None
         for i, s in enumerate(starts):
-            outs.append(self(xa if len(starts) == 1 else xa[s:s + batch_size]))
+            out = self(xa if len(starts) == 1 else xa[s:s + batch_size])
+            if len(starts) == 1:
+                result = out
+            else:
+                if result is None:
+                    result = np.empty((n,) + out.shape[1:], out.dtype)
+                result[s:s + batch_size] = out
+            del out
             if auto and time.perf_counter() - start >= _AUTO_BAR_DELAY:
                 auto = False
                 if getattr(sys.stdout, "isatty", lambda: False)():
                     bar = _ProgressBar(len(starts), 1, start)
             if bar is not None:
                 bar.update(i + 1)
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return result
 
     # ------------------------------------------------------------------ display
     def summary(self, line_length: Optional[int] = None,

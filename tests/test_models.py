@@ -355,6 +355,25 @@ def test_predict_batches_and_progress_bar(capsys, rng):
     assert ids_model.predict(rng.integers(0, 9, (40, 4)), verbose=0).shape == (40, 3)
 
 
+def test_predict_writes_each_batch_into_the_result(rng):
+    """predict puts each batch's output into the result as it comes (a large one then leaves
+    its memory to the next batch's): bitwise the batches' outputs one after the other, for
+    sequences past crnn._core.KEPT_OUTPUT_MIN, a Dense head, float64 and a last batch short."""
+    for dtype, head in (("float32", False), ("float64", True)):
+        layers = [crnn.SimpleRNN(256, input_shape=(None, 8), return_sequences=True, dtype=dtype)]
+        if head:
+            layers.append(crnn.Dense(300, dtype=dtype))
+        model = crnn.Sequential(layers)
+        x = rng.uniform(-1, 1, (70, 40, 8)).astype(dtype)
+        batches = [model(x[s:s + 32]) for s in range(0, 70, 32)]
+        assert batches[0].nbytes >= crnn._core.KEPT_OUTPUT_MIN
+        expected = np.concatenate(batches)
+        del batches
+        out = model.predict(x, verbose=0)
+        assert out.dtype == np.dtype(dtype) and out.flags.c_contiguous
+        assert out.tobytes() == expected.tobytes()
+
+
 def test_auto_progress_bar_only_for_long_jobs_on_a_terminal(capsys, monkeypatch, rng):
     import sys
 
