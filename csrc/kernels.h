@@ -15,7 +15,8 @@
  *   packed once at create time into panels (see CRNN__PANEL_BYTES): every weight is read from
  *   its packed copy (OpenBLAS would copy the whole kernel into its own packed form on every
  *   call, and a recurrent step is a small M times a large kernel), the sums of a tile of KMR rows
- *   by 4 vectors of columns stay in registers over a block of k (panel_kc: a quarter of L2 where
+ *   by 4 vectors of columns (the layer's last tile: only the vectors its columns reach) stay in
+ *   registers over a block of k (panel_kc: a quarter of L2 where
  *   the tile is a panel wide, all of k for the usual sizes; 3/4 of L1 where it is narrower), so
  *   each block of weights comes from memory or L3 once per step and from cache for every
  *   further row tile. One row (B = 1): tiles a whole panel row wide where that is at most 8
@@ -226,23 +227,25 @@ static void KFN(tiny_gemm)(int64_t rows, int64_t K, int64_t N, const REAL *in, i
 #define KPW ((int64_t)(CRNN__PANEL_BYTES / sizeof(REAL)))    /* columns of a panel */
 #define KLD(v, p) memcpy(&(v), (p), sizeof(v))
 #define KST(p, v) memcpy((p), &(v), sizeof(v))
-/* Keep a loaded weight vector in a register where a tile's sums, its 4 weights and a broadcast
- * fit the vector registers (mr * 4 + 4 + 1: every height with AVX-512's 32, up to 2 rows with
- * 16): else GCC folds the load into every FMA that uses it, and the tile waits on mr times as
- * many loads as it needs (AVX2, Zen 3, the product alone, batch-first strides: 4 rows (2 + 2)
- * 64 -> 81 GFLOP/s, 8 (3 + 3 + 2) 83 -> 88, 16 (3 x 4 + 2 x 2) 84 -> 91). Not where they do
- * not fit (3 rows with 16 registers: 12 + 4 + 1): the loop spills (measured 1.3-1.6x slower);
- * the folded loads are cheaper there. */
+/* Keep a loaded weight vector in a register where a tile's sums, its nv weights and a broadcast
+ * fit the vector registers ((mr + 1) * nv + 1: every height with AVX-512's 32; with 16, up to
+ * 2 rows of 4 vectors, 3 rows of 3): else GCC folds the load into every FMA that uses it, and
+ * the tile waits on mr times as many loads as it needs (AVX2, Zen 3, the product alone,
+ * batch-first strides: 4 rows (2 + 2) 64 -> 81 GFLOP/s, 8 (3 + 3 + 2) 83 -> 88, 16 (3 x 4 +
+ * 2 x 2) 84 -> 91). Not where they do not fit (3 rows of 4 vectors with 16 registers: 12 + 4 +
+ * 1): the loop spills (measured 1.3-1.6x slower); the folded loads are cheaper there. */
 #if defined(__GNUC__) && defined(__x86_64__)
 #define KPIN(v)                                                                                \
-    if (mr * 4 + 4 + 1 <= (KVBYTES == 64 ? 32 : 16)) __asm__("" : "+v"(v))
+    if ((mr + 1) * nv + 1 <= (KVBYTES == 64 ? 32 : 16)) __asm__("" : "+v"(v))
 #else
 #define KPIN(v) ((void)0)
 #endif
 
 /* One tile: rows [0, mr) (mr <= KMR <= KMR_MAX, a constant where inlined) of C (rows `ldc`
- * apart, n <= KCW columns) (+)= A (rows `lda` apart) times `kc` rows of a tile of 4 vectors of
- * columns at w (rows KPW apart). The sums live in named variables from C back to C (an array of
+ * apart, n <= nv * KVW columns) (+)= A (rows `lda` apart) times `kc` rows of a tile of nv
+ * (1-4, a constant where inlined) vectors of columns at w (rows KPW apart): a tile narrower
+ * than 4 vectors (the last of a layer whose columns end inside a panel) does only the products
+ * of the vectors it keeps. The sums live in named variables from C back to C (an array of
  * vectors indexed in loops ends up on the stack, and its loads and stores around every block of
  * k cost as much as 40-60 k of products); `load` says whether they start from C or from zero. A
  * partial tile (n < KCW) goes through a zero-padded copy. Over the first `npf` k it also
@@ -259,7 +262,8 @@ static __attribute__((noinline)) void KFN(store_part)(REAL *dst, int64_t n, KFN(
     const KFN(uvec) u[4] = {v0, v1, v2, v3};
     memcpy(dst, u, (size_t)n * sizeof(REAL));
 }
-static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, const REAL *A,
+static inline __attribute__((always_inline)) void KFN(tile)(int mr, int nv, int64_t kc,
+                                                            const REAL *A,
                                                             int64_t lda, const REAL *w, REAL *C,
                                                             int64_t ldc, int64_t n, int load,
                                                             const char *pf, int64_t npf)
@@ -277,9 +281,9 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, 
             src = tmp;                                                                         \
         }                                                                                      \
         KLD(c##r##0, src);                                                                     \
-        KLD(c##r##1, src + KVW);                                                               \
-        KLD(c##r##2, src + 2 * KVW);                                                           \
-        KLD(c##r##3, src + 3 * KVW);                                                           \
+        if (nv > 1) KLD(c##r##1, src + KVW);                                                   \
+        if (nv > 2) KLD(c##r##2, src + 2 * KVW);                                               \
+        if (nv > 3) KLD(c##r##3, src + 3 * KVW);                                               \
     }
     KSUMS(0) KSUMS(1) KSUMS(2) KSUMS(3) KSUMS(4) KSUMS(5)
 #undef KSUMS
@@ -288,21 +292,21 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int64_t kc, 
     if (KMR > r && mr > r) {                                                                   \
         const REAL x = a##r[k];                                                                \
         c##r##0 += x * w0;                                                                     \
-        c##r##1 += x * w1;                                                                     \
-        c##r##2 += x * w2;                                                                     \
-        c##r##3 += x * w3;                                                                     \
+        if (nv > 1) c##r##1 += x * w1;                                                         \
+        if (nv > 2) c##r##2 += x * w2;                                                         \
+        if (nv > 3) c##r##3 += x * w3;                                                         \
     }
 #define KSTEP                                                                                  \
     {                                                                                          \
-        KFN(vec) w0, w1, w2, w3;                                                               \
+        KFN(vec) w0, w1 = zero, w2 = zero, w3 = zero;                                          \
         KLD(w0, w);                                                                            \
-        KLD(w1, w + KVW);                                                                      \
-        KLD(w2, w + 2 * KVW);                                                                  \
-        KLD(w3, w + 3 * KVW);                                                                  \
+        if (nv > 1) KLD(w1, w + KVW);                                                          \
+        if (nv > 2) KLD(w2, w + 2 * KVW);                                                      \
+        if (nv > 3) KLD(w3, w + 3 * KVW);                                                      \
         KPIN(w0);                                                                              \
-        KPIN(w1);                                                                              \
-        KPIN(w2);                                                                              \
-        KPIN(w3);                                                                              \
+        if (nv > 1) KPIN(w1);                                                                  \
+        if (nv > 2) KPIN(w2);                                                                  \
+        if (nv > 3) KPIN(w3);                                                                  \
         KROW(0) KROW(1) KROW(2) KROW(3) KROW(4) KROW(5)                                        \
     }
     /* the same step twice: with a prefetch for the first npf k, then without (no test per k) */
@@ -611,15 +615,29 @@ static void KFN(panels_gemm)(int64_t B, int64_t K, int64_t c0, int64_t c1, const
                     REAL *cj = C + (j - c0) + i0 * ldc;
                     const REAL *ai = A + i0 * lda + k0;
                     const int64_t np = j == jp ? npf : 0;
-                    switch (mr) { /* a loop compiled for each height, no test per row and k */
+                    /* a loop compiled for each height and width, no test per row and k. A
+                     * layer whose columns end inside a panel ends on a tile of 1-3 vectors:
+                     * all 4 there did up to 4x its products (LSTM 50 units: 200 columns, the
+                     * last tile 8 of them). Zen 4, 2 threads, two processes alternating, 4
+                     * vectors against these (float32: the same bits): SimpleRNN
+                     * (24,64,100,200) 1.15x, LSTM (24,64,100,50) 1.07x, (16,50,128,100)
+                     * 1.07x, GRU (32,50,128,200) 1.03x, (24,64,100,50) 1.02x, shapes without
+                     * a narrow tile 1.00x; AVX2 1.01-1.05x. */
+#define KTILE_NV(m, v)                                                                         \
+                    case v: KFN(tile)(m, v, kc, ai, lda, pw, cj, ldc, n, load, pf, np); break;
 #define KTILE(m)                                                                               \
                     case m:                                                                    \
-                        if (KMR >= m) KFN(tile)(m, kc, ai, lda, pw, cj, ldc, n, load, pf, np);  \
+                        if (KMR >= m) switch ((int)((n + KVW - 1) / KVW)) {                    \
+                            KTILE_NV(m, 1) KTILE_NV(m, 2) KTILE_NV(m, 3)                       \
+                            default: KFN(tile)(m, 4, kc, ai, lda, pw, cj, ldc, n, load, pf, np); \
+                            }                                                                  \
                         break;
+                    switch (mr) {
                     KTILE(1) KTILE(2) KTILE(3) KTILE(4) KTILE(5) KTILE(6)
-#undef KTILE
                     default: break;
                     }
+#undef KTILE
+#undef KTILE_NV
                 }
             }
         }
