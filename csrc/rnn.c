@@ -625,7 +625,15 @@ static int crnn__outgrows_l2(const crnn__layer *L, size_t es)
  * a thread. A 2-core AMD EPYC Zen 3, AVX2 (512 KiB L2): LSTM 256 units (1 MiB) 1.18x at batch
  * 8, 0.98-1.08x at 16, 0.91x at 32 (where ONNX Runtime, which splits the rows, then took 0.91x
  * crnn's time instead of 0.77x); GRU 256 and LSTM and SimpleRNN 512 units at 32 0.98-1.00x:
- * up to 8 rows a thread. SSE2 (a quarter of AVX2's multiply-adds a cycle): 4, not measured. */
+ * up to 8 rows a thread. SSE2 (a quarter of AVX2's multiply-adds a cycle): 4, not measured.
+ * The 2-vCPU Zen 4 VM (AVX-512, 1 MiB L2) does not fit these: units over rows there, in two
+ * processes alternating, LSTM 256 units (1 MiB) 0.83x at 16 rows a thread in a slow hand-off
+ * spell (a line between the cores in 260 ns), 0.99x in a fast one (50-60 ns), 0.89-0.92x at 8
+ * rows in both; SimpleRNN 1024 units (4 MiB) 0.87x and GRU 512 (3 MiB) 0.98x at 16; LSTM 512
+ * units (4 MiB) 0.99x at 16, 1.00x at 4; LSTM 384 units (2.25 MiB) 1.11x at 2. The outputs of
+ * the two plans were the same bits where compared (LSTM (32,50,128,256)). A threshold from the
+ * machine (the L3's bandwidth per core against the kernel's rate, and the hand-off) would need
+ * a calibration; not built. */
 static int64_t crnn__stream_max_rows(void)
 {
     switch (crnn__isa()) {
