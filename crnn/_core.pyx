@@ -659,10 +659,12 @@ cdef class RNN:
             raise ValueError(f"{what}: got shape {sa.shape}, expected ({B}, {self._entry_units[e]})")
         return np.ascontiguousarray(sa)
 
-    cdef object _output(self, cnp.npy_intp *dims, size_t nbytes):
+    cdef object _output(self, cnp.npy_intp *dims):
         """A new (dims[0], dims[1], dims[2]) array of our dtype for a call to fill, owning its
         data; from ``KEPT_OUTPUT_MIN`` bytes on, its memory comes from (and, freed, goes back
         to) crnn's memory handler, which keeps the latest freed outputs' for the next ones."""
+        cdef size_t nbytes = (<size_t>dims[0] * <size_t>dims[1] * <size_t>dims[2] *
+                              (4 if self._typenum == cnp.NPY_FLOAT32 else 8))
         if nbytes < _KEPT_OUTPUT_MIN or nbytes > _KEPT_OUTPUT_MAX:
             return cnp.PyArray_EMPTY(3, dims, self._typenum, 0)
         old = PyDataMem_SetHandler(_kept_handler)
@@ -786,8 +788,7 @@ cdef class RNN:
             dims[0] = B
             dims[1] = T
             dims[2] = self._output_size
-            y = self._output(dims, <size_t>B * <size_t>T * <size_t>self._output_size *
-                             (4 if self._typenum == cnp.NPY_FLOAT32 else 8))
+            y = self._output(dims)
             yp = cnp.PyArray_DATA(y)
         # Final states: all of them for return_state, the last layer's h for a last-step output.
         first_state = 0 if return_state else (self.num_entries if return_sequences
