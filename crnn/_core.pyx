@@ -25,6 +25,8 @@ cdef extern from "internal.h" nogil:
         CRNN__SPLIT_UNITS
         CRNN__PIPELINE
     crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
+    crnn__mode crnn__plan_rival(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt,
+                                int *rival)
     ctypedef struct crnn__pace:
         unsigned long long key
         long long ns[2]
@@ -57,7 +59,10 @@ cdef extern from "parallel.h" nogil:
     int crnn__cpu_count_max()
     int crnn__pace_enabled()
     void crnn__pace_read(const crnn__pace *p, crnn__pace *out)
-    void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads)
+    void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads,
+                              int *rival)
+    void crnn__pace_pin(int way)
+    int crnn__pace_pinned()
     int crnn__pace_env_ignored()
     long long crnn__wake_ns()
     enum: CRNN__PACE_ONE
@@ -306,6 +311,17 @@ def version():
     """Version of the compiled C core as ``(major, minor, patch)``."""
     cdef unsigned v = crnn_version()
     return (v // 10000, (v // 100) % 100, v % 100)
+
+
+def _pin_way(way=None):
+    """Diagnostics (tests, benchmarks): every call that ``RNN.pace`` would time takes way 0
+    (the plan's threads) or 1 (the other way: alone, or the row-split rival), untimed, process
+    wide; ``None`` lets the pace choose again. Returns the previous pin (``None``: none)."""
+    cdef int old = crnn__pace_pinned()
+    if way is not None and way not in (0, 1):
+        raise ValueError(f"way: got {way!r}, expected 0, 1 or None")
+    crnn__pace_pin(-1 if way is None else int(way))
+    return None if old < 0 else old
 
 
 def set_num_threads(int n):
@@ -608,17 +624,37 @@ cdef class RNN:
         mode = crnn__plan(self._rnn, batch, timesteps, &nt)
         return _PLAN_NAMES[mode], nt
 
+    def plan_rival(self, int64_t batch, int64_t timesteps):
+        """The threads of a row split ("batch") that a call of this shape, planned as a units
+        split, is timed against at run time (``RNN.pace``), or 0 where it has none. Such a rival
+        exists where the batch splits its rows but every layer's recurrent weights outgrow L2
+        (few rows a thread then do better splitting the units on some machines, worse on
+        others) and the two ways give bitwise the same result: every layer's units a multiple of
+        16 (float32) or 8 (float64), the recurrent product on crnn's own kernels. Diagnostic
+        only.
+        """
+        cdef int nt = 1, rival = 0
+        self._require_built()
+        if batch < 0 or timesteps < 1:
+            raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 "
+                             f"and >= 1")
+        crnn__plan_rival(self._rnn, batch, timesteps, &nt, &rival)
+        return rival
+
     def pace(self):
         """How this handle's latest calls that split their units or pipeline ran (diagnostic).
 
         ``None`` before any such call (or with ``CRNN_ADAPT_THREADS=0``); else ``{"batch": ...,
-        "mode": "units" | "pipeline", "threads": ..., "ns_per_step": {"threads": ..., "alone":
-        ...}, "alone": ..., "calls": ..., "apart": ..., "wake_ns": ...}``: the calls of that
-        batch size and plan time their threads against the caller computing the same slices or
-        chunks alone (bitwise the same result) and run the faster way, timing the other now and
-        then. ``ns_per_step`` holds the recent times per timestep of each way (0: not timed
-        yet; with threads, without any wait for a sleeping worker), ``alone`` the way the calls
-        take now, ``calls`` the calls since the other was timed. ``apart`` is the share of recent
+        "mode": "units" | "pipeline", "threads": ..., "other": "alone" | "batch", "ns_per_step":
+        {"threads": ..., "alone": ...}, "alone": ..., "calls": ..., "apart": ..., "wake_ns":
+        ...}``: the calls of that batch size and plan time the plan's threads against another
+        way that gives bitwise the same result, ``other``: the caller computing the same slices
+        or chunks alone, or, for a units split that has one (``RNN.plan_rival``), the row split
+        ("batch") on its threads; and run the faster way, timing the other now and then.
+        ``ns_per_step`` holds the recent times per timestep of each way ("alone": the other
+        way's; 0: not timed yet; with threads, without any wait for a sleeping worker),
+        ``alone`` whether the calls take the other way now, ``calls`` the calls since the way
+        not taken was timed. ``apart`` is the share of recent
         calls that started more than 50 us after both this handle's last call and the thread
         pool's, when its worker is asleep; ``wake_ns`` the process's recent wait for a sleeping
         worker to join a units split: a units split's threads are charged ``apart * wake_ns`` a
@@ -626,13 +662,14 @@ cdef class RNN:
         """
         cdef crnn__pace p
         cdef long long batch = 0
-        cdef int mode = 0, nthreads = 0
+        cdef int mode = 0, nthreads = 0, rival = 0
         self._require_built()
         crnn__pace_read(crnn__pace_of(self._rnn), &p)
         if p.key == 0:
             return None
-        crnn__pace_key_parts(p.key, &batch, &mode, &nthreads)
+        crnn__pace_key_parts(p.key, &batch, &mode, &nthreads, &rival)
         return {"batch": batch, "mode": _PLAN_NAMES.get(mode, "?"), "threads": nthreads,
+                "other": "batch" if rival else "alone",
                 "ns_per_step": {"threads": int(p.ns[0]), "alone": int(p.ns[1])},
                 "alone": bool(p.alone), "calls": int(p.calls),
                 "apart": p.apart / <double>CRNN__PACE_ONE, "wake_ns": int(crnn__wake_ns())}

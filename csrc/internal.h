@@ -298,12 +298,17 @@ typedef enum {
  *                     0 free, 1 being projected, 2 done; zeroed before the call.
  *   mail: set for a batch of one's units split (cleared before the call): the lines its steps
  *         hand h_t over in where they do (FN(hands_over_in_lines) in rnn_template.h: only with
- *         a barrier; a call computed alone never touches them). */
+ *         a barrier; a call computed alone never touches them).
+ *   proj_rows, proj_slices: a units split with a row split for a rival (crnn__plan_rival in
+ *         rnn.c), which computes the same bits: both cut each layer's input projection into
+ *         the same GEMMs, the row split's proj_rows row ranges by the units split's
+ *         proj_slices slices (a BLAS's sums can depend on a GEMM's shape). Else 1 and 1. */
 typedef struct {
     crnn__mode mode;
     int nslices;
     int by_direction;
     int tid;
+    int proj_rows, proj_slices;
     crnn__barrier *barrier;
     int *flags;
     crnn__mailbox *mail;
@@ -346,6 +351,10 @@ void crnn__dense_f64(int64_t rows, int64_t din, int64_t units, const double *x,
 /* The plan of a call of this shape at the current thread setting; *nt receives its threads.
  * A function of the shape and the setting only (tests read it to cover every mode). */
 crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt);
+/* The same; *rival receives the threads of a row split that computes the same bits as the
+ * planned units split and is timed against it at run time (crnn_rnn_forward2), else 0. */
+crnn__mode crnn__plan_rival(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt,
+                            int *rival);
 /* The handle's timing of its threads (crnn__pace; diagnostics). */
 const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn);
 

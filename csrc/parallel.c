@@ -574,19 +574,31 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
     RELAXED_STORE(&b->recent_stall_ns, st);
 }
 
-unsigned long long crnn__pace_key(long long batch, int mode, int nthreads)
+unsigned long long crnn__pace_key(long long batch, int mode, int nthreads, int rival)
 {
     /* unsigned: a huge batch wraps (keys may then collide: estimates only), never overflows */
-    return (((unsigned long long)batch * 8u + (unsigned)mode) << 8) + (unsigned)nthreads + 1u;
+    return (((unsigned long long)batch * 16u + (rival ? 8u : 0u) + (unsigned)mode) << 8) +
+           (unsigned)nthreads + 1u;
 }
 
-void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads)
+void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads,
+                          int *rival)
 {
     key -= 1u;
-    *batch = (long long)(key >> 11);
+    *batch = (long long)(key >> 12);
+    *rival = (int)((key >> 11) & 1u);
     *mode = (int)((key >> 8) & 7u);
     *nthreads = (int)(key & 255u);
 }
+
+static int crnn__pace_pin_way = -1;
+
+void crnn__pace_pin(int way)
+{
+    RELAXED_STORE(&crnn__pace_pin_way, way == 0 || way == 1 ? way : -1);
+}
+
+int crnn__pace_pinned(void) { return RELAXED_LOAD(&crnn__pace_pin_way); }
 
 static int crnn__pace_setting = -1; /* 1 adapt, 0 not; 2 adapt, the variable ignored */
 

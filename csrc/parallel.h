@@ -238,12 +238,16 @@ void crnn__backoff_note(crnn__backoff *b, long long ns, long long stalled_ns, lo
 /* Whether the threads of a units split or a pipeline make its calls faster, now, on this
  * machine: per handle (crnn_rnn_t), the calls of one shape time their threads against the caller
  * computing the same slices or chunks alone (the same bits: see crnn_rnn_forward2) and take the
- * faster, timing the other now and then. The plan (crnn__plan) assumes that two cores pass a
- * cache line in about 50 ns. Not every machine keeps to that: two vCPUs of a 2-vCPU VM on Zen 4
- * passed one in 45-50 ns in some spells, 170-180 ns in others (each lasting seconds, up to half
- * the time) and 30 ns in a third (two vCPUs on one core); a GRU (1,1000,32,64), whose units split
- * meets every 0.5 us step, then ran at 0.60x and 0.88x of one thread, where it ran 1.3x faster in
- * the 50 ns spells. No threshold set once (at import, or from a calibration) fits all three.
+ * faster, timing the other now and then. A units split that has a row split for a rival
+ * (crnn__plan_rival: weights past L2, where the row split is faster on some machines and slower
+ * on others, and the same bits) is timed against that instead of the caller alone: the "alone"
+ * way below is then the row split on its threads. The plan (crnn__plan) assumes that two cores
+ * pass a cache line in about 50 ns. Not every machine keeps to that: two vCPUs of a 2-vCPU VM
+ * on Zen 4 passed one in 45-50 ns in some spells, 170-180 ns in others (each lasting seconds, up
+ * to half the time) and 30 ns in a third (two vCPUs on one core); a GRU (1,1000,32,64), whose
+ * units split meets every 0.5 us step, then ran at 0.60x and 0.88x of one thread, where it ran
+ * 1.3x faster in the 50 ns spells. No threshold set once (at import, or from a calibration)
+ * fits all three.
  * - The way the calls take is timed at every call, in ns per timestep, averaged with weight
  *   1/CRNN__PACE_WEIGHT, a call counting as at most 1.5x the average: a single slow call (5198
  *   ns a step against 1,725, in a run of bench/peers.py) had moved the threads' average past the
@@ -296,9 +300,15 @@ typedef struct {
 #define CRNN__PACE_ONE 1024
 #define CRNN__PACE_REFUSED 4 /* a probe's timed call dropped this often: the probe given up */
 
-/* The key of the calls of this batch size, plan mode and thread count (never 0), and back. */
-unsigned long long crnn__pace_key(long long batch, int mode, int nthreads);
-void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads);
+/* The key of the calls of this batch size, plan mode and thread count (never 0), their other
+ * way the row-split rival (rival 1) or the caller alone (0); and back. */
+unsigned long long crnn__pace_key(long long batch, int mode, int nthreads, int rival);
+void crnn__pace_key_parts(unsigned long long key, long long *batch, int *mode, int *nthreads,
+                          int *rival);
+/* Diagnostics (tests, benchmarks): every call that the pace would time takes way `way` (0 the
+ * plan's threads, 1 the other way), untimed, until pinned to -1 (no way: the pace chooses). */
+void crnn__pace_pin(int way);
+int crnn__pace_pinned(void);
 /* Whether a call of this key and length runs alone: the faster way so far (the threads paying
  * wake_ns, a wait for a sleeping worker, as often as recent calls came late enough to find it
  * asleep), or the other as a probe (*probe set). Starts afresh (with threads) where the key is

@@ -630,10 +630,14 @@ static int crnn__outgrows_l2(const crnn__layer *L, size_t es)
  * processes alternating, LSTM 256 units (1 MiB) 0.83x at 16 rows a thread in a slow hand-off
  * spell (a line between the cores in 260 ns), 0.99x in a fast one (50-60 ns), 0.89-0.92x at 8
  * rows in both; SimpleRNN 1024 units (4 MiB) 0.87x and GRU 512 (3 MiB) 0.98x at 16; LSTM 512
- * units (4 MiB) 0.99x at 16, 1.00x at 4; LSTM 384 units (2.25 MiB) 1.11x at 2. The outputs of
- * the two plans were the same bits where compared (LSTM (32,50,128,256)). A threshold from the
- * machine (the L3's bandwidth per core against the kernel's rate, and the hand-off) would need
- * a calibration; not built. */
+ * units (4 MiB) 0.99x at 16, 1.00x at 4; LSTM 384 units (2.25 MiB) 1.11x at 2. No threshold
+ * fits both machines, and one from the machine would weigh the L3's bandwidth per core against
+ * the kernel's rate and the hand-off, which drifts on a VM. So where the two give the same bits
+ * (crnn__rows_match_units), the row split is the units split's rival: the calls time both and
+ * take the faster (crnn_rnn_forward2, crnn__pace), as the Zen 4 VM then did (rows 1.00-1.49x
+ * the units split's speed there, measured whole calls against the build before). This limit
+ * bounds the batches that contest, and alone chooses the units split for the rest (a layer
+ * whose units end in a partial block). */
 static int64_t crnn__stream_max_rows(void)
 {
     switch (crnn__isa()) {
@@ -719,12 +723,30 @@ static int crnn__pipeline_beats_rows(const crnn_rnn_t *rnn, int64_t batch, int64
     return (even ? 1.0 : 2.0) * proj >= rec;
 }
 
+/* Whether a units split of this stack over a batch of at least 2 * CRNN__MIN_ROWS_PER_THREAD
+ * rows computes the same bits as a split of its rows, given the same GEMMs for the input
+ * projections (crnn__par: proj_rows, proj_slices): every product but those (a BLAS's sums can
+ * depend on a GEMM's shape) runs on crnn's own kernels, whose sums for a row do not depend on the
+ * rows beside it or the columns it computes (kernels.h: panels_gemm), and no layer has a narrow
+ * last block (H % CRNN__BLOCK_UNITS), whose rows are gathered in chunks of however many rows the
+ * thread has (lstm_post_tail), nor a batch of one's kernels (a range of at least 4 rows). Checked
+ * by tests/test_parallel.py over every cell, both dtypes and each instruction set. */
+static int crnn__rows_match_units(const crnn_rnn_t *rnn)
+{
+    int64_t l;
+    if (!crnn__use_panels()) return 0;
+    for (l = 0; l < rnn->num_layers; ++l)
+        if (rnn->layers[l].units % CRNN__BLOCK_UNITS(rnn->elem_size) != 0) return 0;
+    return 1;
+}
+
 /* How to spread this call over threads: a function of the shape, the thread setting, the L1 and
  * L2 sizes (cpu.h: the OS's, or CRNN_L1_BYTES / CRNN_L2_BYTES) and the kernels' instruction set
  * (crnn__isa: the CPU's best, or CRNN_ISA) only, so results are bitwise reproducible for a fixed
  * setting on a machine. Large batches split into row ranges (no synchronisation at all), except
  * batches of up to 16 rows a thread (AVX-512; 8 AVX2, 4 SSE2) whose layers' weights outgrow L2
- * (crnn__units_split_streams_less).
+ * (crnn__units_split_streams_less); where the row split gives the same bits (*rival: its
+ * threads), the calls time it against the units split (crnn_rnn_forward2) and take the faster.
  * Those, small batches over large weights (crnn__units_beat_rows) and batch 1 over wide layers
  * (that crnn__halving_pays for, or narrower ones that crnn__units_split_pays for) split each
  * layer's units, every thread keeping its slice of the recurrent weights hot in its own cache.
@@ -733,10 +755,11 @@ static int crnn__pipeline_beats_rows(const crnn_rnn_t *rnn, int64_t batch, int64
  * pipeline: a second thread makes the input projection a few steps ahead of the recurrence,
  * which then runs alone on its core (the per-step product is bound by that core's cache
  * bandwidth, and the projection is 10-20 % of the call at B = 1). */
-crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
+crnn__mode crnn__plan_rival(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt,
+                            int *rival)
 {
     double flops = 0;
-    int64_t l, n = crnn__num_threads(), min_units = rnn->layers[0].units, by;
+    int64_t l, n = crnn__num_threads(), min_units = rnn->layers[0].units, by, rows_nt;
     int streams;
     for (l = 0; l < rnn->num_layers; ++l) {
         const crnn__layer *L = &rnn->layers[l];
@@ -745,12 +768,14 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
         if (L->units < min_units) min_units = L->units;
     }
     *nt = 1;
+    *rival = 0;
     if (n > CRNN__MAX_THREADS) n = CRNN__MAX_THREADS;
     if (n <= 1 || flops < CRNN__PARALLEL_MIN_FLOPS) return CRNN__SERIAL;
     streams = crnn__units_split_streams_less(rnn, batch, n, min_units);
     by = batch / CRNN__MIN_ROWS_PER_THREAD;
+    rows_nt = n < by ? n : by; /* the rows split's threads */
     if (by >= 2 && !streams) {
-        *nt = (int)(n < by ? n : by);
+        *nt = (int)rows_nt;
         return CRNN__SPLIT_BATCH;
     }
     /* The units split and the pipeline wait for each other every step or chunk: never more
@@ -766,16 +791,19 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
         /* weights past L2 (crnn__units_split_streams_less), or a few rows a thread over large
          * weights, split the units; other small batches pipeline or split their rows, down to
          * a row a thread */
-        const int64_t rows_nt = n < batch ? n : batch;
-        if (by >= 2 && (streams || crnn__units_beat_rows(rnn, batch, rows_nt))) {
+        const int64_t small_nt = n < batch ? n : batch;
+        if (by >= 2 && (streams || crnn__units_beat_rows(rnn, batch, small_nt))) {
             *nt = (int)(n < by ? n : by);
+            /* past L2 with a batch the rows split would take: the two are timed against each
+             * other (crnn_rnn_forward2) where they give the same bits */
+            if (streams && rows_nt >= 2 && crnn__rows_match_units(rnn)) *rival = (int)rows_nt;
             return CRNN__SPLIT_UNITS;
         }
-        if (crnn__pipeline_beats_rows(rnn, batch, rows_nt, timesteps)) {
+        if (crnn__pipeline_beats_rows(rnn, batch, small_nt, timesteps)) {
             *nt = 2;
             return CRNN__PIPELINE;
         }
-        *nt = (int)rows_nt;
+        *nt = (int)small_nt;
         return CRNN__SPLIT_BATCH;
     }
     /* wide layers split their units at batch 1 where halving each one pays */
@@ -794,6 +822,12 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
     return CRNN__SERIAL;
 }
 
+crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
+{
+    int rival;
+    return crnn__plan_rival(rnn, batch, timesteps, nt, &rival);
+}
+
 const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn) { return &rnn->pace; }
 
 int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
@@ -807,7 +841,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     crnn__mailbox mail;
     char *ws, *raw = NULL;
     int64_t b;
-    int status, nthreads;
+    int status, nthreads, rival;
     crnn__run_result ran;
 
     if (!rnn) return CRNN_ERR_NULL_POINTER;
@@ -840,8 +874,11 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     call.args.c_n = c_n;
     call.args.ws = ws;
     call.args.lay = &lay;
-    call.par.mode = crnn__plan(rnn, batch, timesteps, &nthreads);
+    call.par.mode = crnn__plan_rival(rnn, batch, timesteps, &nthreads, &rival);
     call.par.nslices = 1;
+    /* a units split and its row-split rival cut the projections alike (crnn__par) */
+    call.par.proj_rows = rival ? rival : 1;
+    call.par.proj_slices = rival ? nthreads : 1;
     call.par.by_direction = 0;
     call.par.tid = 0;
     call.par.barrier = NULL;
@@ -881,22 +918,36 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         const long long t0 = noted ? crnn__now_ns() : 0;
         const long long pool_end = noted ? crnn__pool_ended_ns() : 0; /* (before this call's) */
         const int alone = noted && crnn__backoff_alone(&crnn__pool_backoff, t0);
-        /* whether the threads pay now (crnn__pace): the handle's one mutable part */
+        /* whether the plan's threads pay now (crnn__pace): the handle's one mutable part. The
+         * other way: the row-split rival where there is one (crnn__plan_rival), else the
+         * caller computing the same slices or chunks alone */
         crnn__pace *const pace = (crnn__pace *)&rnn->pace;
-        const unsigned long long key = crnn__pace_key(batch, (int)call.par.mode, nthreads);
+        const unsigned long long key =
+            crnn__pace_key(batch, (int)call.par.mode, nthreads, rival > 0);
+        const int pin = crnn__pace_pinned();
         int probe = 0;
         /* a units split's caller waits for a sleeping worker; the pipeline's goes on */
         const long long wake = call.par.mode == CRNN__SPLIT_UNITS ? crnn__wake_ns() : 0;
-        const int paced =
-            noted && !alone && crnn__pace_alone(pace, key, timesteps, wake, &probe);
+        const int paced = noted && !alone &&
+                          (pin >= 0 ? pin : crnn__pace_alone(pace, key, timesteps, wake, &probe));
+        const int rows = paced && rival;
         const int weight =
             noted && !alone && !paced ? crnn__backoff_clock_weight(&crnn__pool_backoff) : 0;
         const long long cpu0 = weight || probe ? crnn__thread_cpu_ns() : -1;
         long long stalled = 0, woke = 0, t1 = 0, cpu1 = -1, own;
         int clean = 0;
-        ran = alone || paced ? CRNN__RAN_NOTHING
-                             : crnn__parallel_run(crnn__task, &call, nthreads,
-                                                  crnn__team_of(call.par.mode), &stalled, &woke);
+        if (rows) {
+            /* the rival: row ranges, as a SPLIT_BATCH plan, the projections cut alike */
+            call.par.mode = CRNN__SPLIT_BATCH;
+            call.par.nslices = 1;
+            call.par.barrier = NULL;
+            call.par.mail = NULL;
+            nthreads = rival;
+        }
+        ran = alone || (paced && !rows)
+                  ? CRNN__RAN_NOTHING
+                  : crnn__parallel_run(crnn__task, &call, nthreads, crnn__team_of(call.par.mode),
+                                       &stalled, &woke);
         if (ran == CRNN__RAN_NOTHING && call.par.mode == CRNN__SPLIT_BATCH) {
             int i;
             for (i = 0; i < nthreads; ++i) crnn__task(&call, i, nthreads);
@@ -910,8 +961,9 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
             t1 = crnn__now_ns();
             cpu1 = cpu0 >= 0 ? crnn__thread_cpu_ns() : -1;
         }
-        if (ran != CRNN__RAN_NOTHING && noted) {
-            /* the threads' stalls; the whole call where a worker never joined (it ran alone) */
+        if (ran != CRNN__RAN_NOTHING && noted && !rows) {
+            /* the threads' stalls; the whole call where a worker never joined (it ran alone).
+             * (Row ranges back off from nothing, as a SPLIT_BATCH plan's.) */
             if (ran > 0) stalled += crnn__barrier_stalled_ns(&barrier); /* only there a barrier */
             if (ran == CRNN__RAN_SHORT || ran == CRNN__RAN_UNJOINED) stalled = t1 - t0;
             /* (a wait for a sleeping worker, the caller yielding its CPU to it, is no stall) */
@@ -923,10 +975,10 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
          * but a wait for a sleeping worker, which crnn__pace weighs apart (and in which the
          * caller yields its CPU to the worker once) */
         own = t1 - t0 - woke;
-        clean = (paced || (ran == CRNN__RAN && stalled == 0)) &&
+        clean = ((paced && !rows) || (ran == CRNN__RAN && stalled == 0)) &&
                 (!probe || cpu1 < 0 || 8 * (own - (cpu1 - cpu0)) <= own);
-        if (clean) crnn__pace_note(pace, key, paced, own, timesteps);
-        if (noted) crnn__pace_ended(pace, key, t0, t1, pool_end, own, clean);
+        if (clean && pin < 0) crnn__pace_note(pace, key, paced, own, timesteps);
+        if (noted && pin < 0) crnn__pace_ended(pace, key, t0, t1, pool_end, own, clean);
     }
     free(raw);
     return status;

@@ -209,6 +209,35 @@ static const FN(step_fn) FN(cell_steps)[CRNN__NUM_CELLS] = {
     [CRNN__CELL_GRU_BEFORE] = FN(step_gru_before),
 };
 
+/* The input projection of units [c0, c1) (G * (c1 - c0) columns of K, whose rows are G * H
+ * apart) for B rows of T steps, din inputs each, into g0 (g0 + r * ldgt + G * j: step row r,
+ * unit j), cut into `ranges` row ranges (as crnn__task cuts a batch) by the slices that meet
+ * [c0, c1) of those edges[0..nslices] (NULL: the units split's of nslices, crnn__slice_edges):
+ * one GEMM each. A units split and its row-split rival (crnn__par: proj_rows, proj_slices) make
+ * the same GEMMs. Not inlined: once a layer, kept out of the time loop's function. */
+static __attribute__((noinline)) void FN(project_units)(
+    const FN(kernel_table) *kern, int64_t B, int64_t T, int64_t din, int64_t H, int64_t G,
+    const REAL *in, const REAL *K, REAL *g0, int64_t ldgt, int64_t c0, int64_t c1, int ranges,
+    int nslices, const int64_t *edges)
+{
+    int64_t cut[CRNN__MAX_THREADS + 1];
+    int i, j;
+    if (!edges) {
+        crnn__slice_edges(H, G, nslices, sizeof(REAL), 0, cut);
+        edges = cut;
+    }
+    for (i = 0; i < ranges; ++i) {
+        const int64_t b0 = B * i / ranges, b1 = B * (i + 1) / ranges;
+        for (j = 0; j < nslices; ++j) {
+            const int64_t e0 = edges[j] > c0 ? edges[j] : c0;
+            const int64_t e1 = edges[j + 1] < c1 ? edges[j + 1] : c1;
+            if (e1 > e0)
+                FN(project)(kern, (b1 - b0) * T, din, G * (e1 - e0), in + b0 * T * din,
+                            K + G * e0, G * H, g0 + b0 * T * ldgt + G * e0, ldgt);
+        }
+    }
+}
+
 /* Pipelined projection, chunk `j` of one direction: timesteps [j * S, (j + 1) * S) in processing
  * order (from the end when reversed), one GEMM per batch row, however many threads there are. */
 static void FN(project_chunk)(const FN(kernel_table) *kern, const crnn__layer *L, int64_t B,
@@ -407,8 +436,14 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
             c0 = edges[k], c1 = edges[k + 1];
             v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);
             if (G == 1) v.g0 = gx, v.ldgt = ldgt;
-            FN(project)(kern, B * T, L->in_size, G * (c1 - c0), in, K + G * c0, GH, v.g0 + G * c0,
-                        v.ldgt);
+            /* where a units split has a row-split rival, each slice in the rival's row ranges,
+             * and the rival's rows in the split's slices (crnn__par) */
+            if (split)
+                FN(project_units)(kern, B, T, L->in_size, H, G, in, K, v.g0, v.ldgt, c0, c1,
+                                  par->proj_rows, nslices, edges);
+            else
+                FN(project_units)(kern, B, T, L->in_size, H, G, in, K, v.g0, v.ldgt, c0, c1, 1,
+                                  par->proj_slices, NULL);
         }
     }
 

@@ -23,8 +23,9 @@ import pytest
 import crnn
 from crnn import reference
 
-from _helpers import GATES, blas_column_splits_agree, derived_tol, make_cell_weights, \
-    make_stack_weights, run_threaded, stack_k, to64, units_for_bytes
+from _helpers import GATES, REPO_ROOT, blas_column_splits_agree, derived_tol, describe, \
+    make_cell_weights, make_stack_weights, run_threaded, stack_k, to64, units_for_bytes
+from _helpers import _child_env as child_env
 
 
 @pytest.fixture(autouse=True)
@@ -345,6 +346,159 @@ def test_batched_steps_on_streamed_weights(batch, cell, reset_after, dtype, thre
     exp = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init), cell=cell,
                               reset_after=reset_after)
     assert np.abs(got - exp).max() <= derived_tol(dtype, din + units, steps)
+
+
+# Where the units split of weights past L2 takes a batch the rows split would (8 rows or more,
+# 4 a thread), and the two give bitwise the same result (every layer's units a whole number of
+# blocks: 16 float32 values, 8 float64; the recurrent products on crnn's kernels), the calls
+# time the row split (its "rival", RNN.plan_rival) against the units split and take the faster
+# (RNN.pace). Both cut each input projection into the same GEMMs (a BLAS's sums can depend on a
+# GEMM's shape: inputs of 700 values are blocked by OpenBLAS in some calls and not in others).
+# Each way pinned (crnn._core._pin_way): every cell, both dtypes, lengths, initial states, a
+# stack over a bidirectional layer, every batch with a rival up to 40 rows, 2 threads and 3 (3
+# row ranges against 2 slices: the projections cut 3 x 2); the same bits, the reference's within
+# tolerance. (test_isa.py runs this under each lesser instruction set.)
+RIVAL_CASES = {  # cells, directions, reset_after, input width, timesteps, lengths
+    "simple": (["simple"], ["forward"], True, 700, 5, False),
+    "lstm": (["lstm"], ["forward"], True, 700, 4, False),
+    "gru-after-reverse": (["gru"], ["reverse"], True, 700, 4, True),
+    "gru-before": (["gru"], ["forward"], False, 300, 6, True),
+    "lstm-bidirectional-gru": (["lstm", "gru"], ["bidirectional", "forward"], True, 40, 3, True),
+}
+
+
+def rival_units(cell: str, dtype) -> int:
+    """The fewest units of whole blocks whose recurrent weights outgrow this machine's L2."""
+    es = np.dtype(dtype).itemsize
+    vb = 64 // es
+    need = units_for_bytes(crnn._core.machine()["l2_bytes"], GATES[cell], es)
+    return max(-(-need // vb) * vb, 128)
+
+
+def rival_handle(case, dtype, rng):
+    cells, dirs, reset_after, din, steps, use_lengths = RIVAL_CASES[case]
+    units = [rival_units(c, dtype) for c in cells]
+    weights = cell_stack_weights(rng, cells, units, dirs, din, dtype, reset_after)
+    kw = dict(cell=cells, direction=dirs, reset_after=reset_after)
+    return crnn._core.RNN(weights, dtype=dtype, **kw), weights, kw, units
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", list(RIVAL_CASES))
+def test_units_split_and_its_row_split_rival_give_the_same_bits(case, dtype, threads):
+    if crnn._core.machine()["cpus"] < 2:
+        pytest.skip("one CPU: nothing splits")
+    crnn.set_num_threads(threads)
+    rng = np.random.default_rng(sum(map(ord, case)) + threads)
+    handle, weights, kw, units = rival_handle(case, dtype, rng)
+    _, dirs, _, din, steps, use_lengths = RIVAL_CASES[case]
+    batches = [b for b in (8, 9, 13, 24, 31, 32, 40) if handle.plan_rival(b, steps)]
+    # 8 rows at least up to 4 a thread (SSE2's limit), at most 16 a thread (AVX-512's)
+    assert batches[:1] == [8] and max(batches) <= 32, batches
+    ndir = [2 if d == "bidirectional" else 1 for d in dirs]
+    for batch in batches:
+        what = f"{case} batch={batch} units={units}"
+        assert handle.plan(batch, steps) == ("units", 2), what
+        assert handle.plan_rival(batch, steps) == min(threads, batch // 4), what
+        x = rng.uniform(-1, 1, (batch, steps, din)).astype(dtype)
+        lengths = rng.integers(0, steps + 1, batch) if use_lengths else None
+        h0 = [rng.uniform(-1, 1, (batch, h)).astype(dtype)
+              for h, n in zip(units, ndir) for _ in range(n)]
+        init = [[h, h * dtype(0.5)] if c == "lstm" else h
+                for h, c in zip(h0, [c for c, n in zip(kw["cell"], ndir) for _ in range(n)])]
+        got = []
+        try:
+            for way in (0, 1, 0, 1):
+                crnn._core._pin_way(way)
+                out, states = handle.forward(x, init, lengths, return_state=True)
+                got.append(out.tobytes() + b"".join(
+                    a.tobytes() for e in states for a in (e if isinstance(e, list) else [e])))
+        finally:
+            crnn._core._pin_way(None)
+        assert got[0] == got[2] and got[1] == got[3], what + ": a way not repeatable"
+        assert got[0] == got[1], what + ": the units split and the row split differ"
+        exp = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
+                                  lengths=lengths, **kw)
+        tol = derived_tol(dtype, stack_k(din, units, max(ndir)), steps * len(units))
+        assert np.abs(out - exp).max() <= tol, what
+
+
+def test_rival_only_where_the_bits_are_the_same():
+    # units of a partial last block, batches under 8 rows, a stack of bidirectional layers only
+    # (one direction a thread): no rival; the plan's threads are timed against the caller alone
+    if crnn._core.machine()["cpus"] < 2:
+        pytest.skip("one CPU: nothing splits")
+    crnn.set_num_threads(2)
+    rng = np.random.default_rng(11)
+    h = rival_units("lstm", np.float32)
+    whole = crnn._core.RNN([[make_cell_weights(rng, "lstm", 16, h, np.float32)]], cell="lstm")
+    odd = crnn._core.RNN([[make_cell_weights(rng, "lstm", 16, h + 1, np.float32)]], cell="lstm")
+    f64 = crnn._core.RNN([[make_cell_weights(rng, "lstm", 16, h + 8, np.float64)]], cell="lstm",
+                         dtype=np.float64)
+    assert whole.plan(8, 10) == odd.plan(8, 10) == f64.plan(8, 10) == ("units", 2)
+    assert whole.plan_rival(8, 10) == 2 and f64.plan_rival(8, 10) == 2  # 8 float64 a block
+    assert odd.plan_rival(8, 10) == 0
+    assert whole.plan(7, 10)[0] != "batch" and whole.plan_rival(7, 10) == 0
+    assert whole.plan_rival(1, 10) == whole.plan_rival(0, 10) == 0
+    both = crnn._core.RNN([[make_cell_weights(rng, "lstm", 16, h, np.float32)] * 2],
+                          cell="lstm", direction="bidirectional")
+    assert both.plan(8, 10) == ("batch", 2) and both.plan_rival(8, 10) == 0
+    x = rng.uniform(-1, 1, (8, 10, 16)).astype(np.float32)
+    for handle in (whole, odd):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and handle.pace() is None:
+            handle.forward(x)
+        assert handle.pace()["other"] == ("batch" if handle is whole else "alone")
+    with pytest.raises(ValueError, match="way"):
+        crnn._core._pin_way(2)
+
+
+@pytest.mark.parametrize("setting, rival", [("", 2), ("blas", 0)])
+def test_rival_plan_follows_the_recurrent_setting(setting, rival):
+    # with the BLAS on the recurrent products (CRNN_RECURRENT=blas) the two ways' products are
+    # GEMMs of other shapes: no rival
+    if crnn._core.machine()["cpus"] < 2:
+        pytest.skip("one CPU: nothing splits")
+    code = ("import numpy as np, crnn\n"
+            "crnn.set_num_threads(2)\n"
+            f"w = [[[np.full((16, {4 * rival_units('lstm', np.float32)}), 0.01, np.float32)]]]\n"
+            "h = w[0][0][0].shape[1] // 4\n"
+            "w[0][0] += [np.eye(h, 4 * h, dtype=np.float32), np.zeros(4 * h, np.float32)]\n"
+            "r = crnn._core.RNN(w, cell='lstm')\n"
+            "print(*r.plan(8, 10), r.plan_rival(8, 10))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=REPO_ROOT,
+                          env=dict(child_env(), CRNN_RECURRENT=setting))
+    assert proc.returncode == 0 and proc.stdout.split() == ["units", "2", str(rival)], \
+        describe(proc)
+
+
+def test_calls_time_the_row_split_rival_and_keep_the_bits():
+    # unpinned, the calls time both ways (the units split first) and keep the first call's bits
+    if crnn._core.machine()["cpus"] < 2:
+        pytest.skip("one CPU: nothing splits")
+    crnn.set_num_threads(2)
+    rng = np.random.default_rng(3)
+    handle, weights, kw, units = rival_handle("lstm", np.float32, rng)
+    x = rng.uniform(-1, 1, (8, 12, 700)).astype(np.float32)
+    assert handle.plan_rival(8, 12) == 2
+    first = handle.forward(x)
+    exp = reference.rnn_stack(to64(x), to64(weights), **kw)
+    assert np.abs(first - exp).max() <= derived_tol(np.float32, 700 + units[0], 12)
+    deadline = time.monotonic() + 10
+    pace = handle.pace()
+    while time.monotonic() < deadline and not (pace and all(pace["ns_per_step"].values())):
+        for _ in range(10):
+            assert handle.forward(x).tobytes() == first.tobytes()
+        pace = handle.pace()
+    assert pace and (pace["batch"], pace["mode"], pace["threads"], pace["other"]) == (
+        8, "units", 2, "batch"), pace
+    if not pace["ns_per_step"]["alone"] and pace["calls"] < 8:
+        pytest.skip(f"the threads stalled or backed off for 10 s (a loaded machine): {pace}")
+    assert all(pace["ns_per_step"].values()), f"one way never timed: {pace}"
+    for _ in range(20):
+        assert handle.forward(x).tobytes() == first.tobytes()
 
 
 # Batches of 2-7 rows at two threads (fewer than 4 rows a thread) over weights within L2: the

@@ -428,20 +428,26 @@ static void pace_calls_apart(crnn__pace *p, unsigned long long key, int n, long 
 
 static void test_pace(void)
 {
-    const unsigned long long key = crnn__pace_key(1, CRNN__SPLIT_UNITS, 2);
+    const unsigned long long key = crnn__pace_key(1, CRNN__SPLIT_UNITS, 2, 0);
     crnn__pace p, copy;
     int i, ok, probe;
 
     check(crnn__pace_enabled(), "the calls adapt by default (CRNN_ADAPT_THREADS unset)");
-    check(key != 0 && key != crnn__pace_key(2, CRNN__SPLIT_UNITS, 2) &&
-              key != crnn__pace_key(1, CRNN__PIPELINE, 2) &&
-              key != crnn__pace_key(1, CRNN__SPLIT_UNITS, 3),
-          "the key tells batch, plan and threads apart, and is never 0 (none)");
+    check(key != 0 && key != crnn__pace_key(2, CRNN__SPLIT_UNITS, 2, 0) &&
+              key != crnn__pace_key(1, CRNN__PIPELINE, 2, 0) &&
+              key != crnn__pace_key(1, CRNN__SPLIT_UNITS, 3, 0) &&
+              key != crnn__pace_key(1, CRNN__SPLIT_UNITS, 2, 1),
+          "the key tells batch, plan, threads and the other way apart, and is never 0 (none)");
     {
         long long kb = 0;
-        int km = 0, kt = 0;
-        crnn__pace_key_parts(crnn__pace_key(37, CRNN__PIPELINE, 5), &kb, &km, &kt);
-        check(kb == 37 && km == CRNN__PIPELINE && kt == 5, "a key gives back its parts");
+        int km = 0, kt = 0, kr = 0;
+        crnn__pace_key_parts(crnn__pace_key(37, CRNN__PIPELINE, 5, 0), &kb, &km, &kt, &kr);
+        check(kb == 37 && km == CRNN__PIPELINE && kt == 5 && kr == 0,
+              "a key gives back its parts");
+        crnn__pace_key_parts(crnn__pace_key(1000003, CRNN__SPLIT_UNITS, 255, 1), &kb, &km, &kt,
+                             &kr);
+        check(kb == 1000003 && km == CRNN__SPLIT_UNITS && kt == 255 && kr == 1,
+              "a key with the row-split rival gives back its parts");
     }
     memset(&p, 0, sizeof p);
     check(!pace_alone(&p, key, &probe) && !probe && p.key == key,
@@ -570,7 +576,7 @@ static void test_pace(void)
     }
     check(p.apart == 0 && !p.alone, "the pool's last call counts as the handle's");
     /* a time from a call of another shape is dropped; a call of another shape starts afresh */
-    pace_note(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), 0, 1);
+    pace_note(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2, 0), 0, 1);
     check(p.ns[0] == 400 && p.ended_ns != pace_now, "another shape's call is not counted");
     crnn__pace_read(&p, &copy);
     check(copy.key == p.key && copy.ns[0] == p.ns[0] && copy.ns[1] == p.ns[1] &&
@@ -580,7 +586,7 @@ static void test_pace(void)
           "a copy reads every field");
     p.probing = 1;
     p.apart = 9;
-    check(!crnn__pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2), pace_T, 0, &probe) &&
+    check(!crnn__pace_alone(&p, crnn__pace_key(2, CRNN__SPLIT_UNITS, 2, 0), pace_T, 0, &probe) &&
               !probe && !p.alone && !p.probing && p.ns[0] == 0 && p.ns[1] == 0 &&
               p.calls == 0 && p.spent_ns == 0 && p.ended_ns == 0 && p.apart == 0,
           "another shape starts afresh, with threads");
