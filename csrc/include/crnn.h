@@ -340,20 +340,24 @@ CRNN_API int crnn_dense_forward(crnn_dtype dtype, int64_t rows, int64_t input_si
  *  Python package sets the CPUs available to the process at import). A call with enough work
  *  (~2 Mflop) runs on the caller's thread plus workers of a persistent pool (started on first
  *  use, asleep when idle, restarted after fork()), in one of three ways chosen from the shape,
- *  this setting and the L1 size the OS reports: a batch of >= 8 splits into contiguous row
- *  ranges, one per thread; a smaller batch whose layers all have >= 128 units splits each layer's
- *  units, the threads meeting after every step (an all-bidirectional stack runs one direction
- *  per thread), and so does batch 1 when every layer's recurrent weights fill 3/2 of L1 (twice
- *  L1 for a reset-before GRU), its input is at most half as wide as it and its units halve
- *  evenly; any other small batch with >= 16 timesteps has a second thread make the input
- *  projection just ahead of the recurrence. The unit-split and pipelined ways use at most as
- *  many threads as there are CPUs.
+ *  this setting and the L1 and L2 sizes the OS reports: a batch of >= 8 splits into contiguous
+ *  row ranges, one per thread, unless every layer's recurrent weights outgrow L2 and it has few
+ *  rows a thread (up to 16 with AVX-512 kernels, 8 with AVX2, 4 with SSE2); those, and a smaller
+ *  batch whose layers all have >= 128 units, split each layer's units, the threads meeting after
+ *  every step (an all-bidirectional stack runs one direction per thread), and so does batch 1
+ *  when every layer's recurrent weights fill 3/2 of L1 (twice L1 for a reset-before GRU), its
+ *  input is at most half as wide as it and its units halve evenly; any other small batch with
+ *  >= 16 timesteps has a second thread make the input projection just ahead of the recurrence.
+ *  The unit-split and pipelined ways use at most as many threads as there are CPUs.
  *  When the pool is busy with another call the caller computes the same pieces alone, so results
  *  are bitwise identical from run to run for a fixed setting. So does it, for a handle's
  *  unit-split and pipelined calls of one batch size, where timing them shows the threads to be
  *  slower than computing alone (cores that pass data slowly, or share one physical core): the
  *  calls time both ways, take the faster and time the other now and then (environment variable
- *  CRNN_ADAPT_THREADS=0: always the threads). Read once at the start of each call.
+ *  CRNN_ADAPT_THREADS=0: always the threads). A unit split of a batch of >= 8 over weights past
+ *  L2 is timed against the row split instead, where that gives the same bits (every layer's
+ *  units a multiple of 16 float or 8 double values): which is faster there depends on the
+ *  machine. Read once at the start of each call.
  *  @param n threads, >= 1.
  *  @return set: CRNN_OK or CRNN_ERR_INVALID_ARGUMENT (n < 1); get: the current setting.
  *  Thread-safe (calls already running keep the value they read). */
