@@ -474,6 +474,23 @@ def test_rival_plan_follows_the_recurrent_setting(setting, rival):
         describe(proc)
 
 
+def time_both_ways(handle, call, first, expect):
+    """Calls ``call()`` until ``handle.pace()`` has timed both ways (10 s at most), every call
+    giving ``first``'s bits, and checks the pace's fields ``expect``. Skips where the
+    threads stalled or backed off all along (only clean threaded calls count towards the first
+    probe)."""
+    deadline = time.monotonic() + 10
+    pace = handle.pace()
+    while time.monotonic() < deadline and not (pace and all(pace["ns_per_step"].values())):
+        for _ in range(10):
+            assert call().tobytes() == first.tobytes()
+        pace = handle.pace()
+    assert pace and {k: pace[k] for k in expect} == expect, pace
+    if not pace["ns_per_step"]["alone"] and pace["calls"] < 8:
+        pytest.skip(f"the threads stalled or backed off for 10 s (a loaded machine): {pace}")
+    assert all(pace["ns_per_step"].values()), f"one way never timed: {pace}"
+
+
 def test_calls_time_the_row_split_rival_and_keep_the_bits():
     # unpinned, the calls time both ways (the units split first) and keep the first call's bits
     if crnn._core.machine()["cpus"] < 2:
@@ -486,17 +503,8 @@ def test_calls_time_the_row_split_rival_and_keep_the_bits():
     first = handle.forward(x)
     exp = reference.rnn_stack(to64(x), to64(weights), **kw)
     assert np.abs(first - exp).max() <= derived_tol(np.float32, 700 + units[0], 12)
-    deadline = time.monotonic() + 10
-    pace = handle.pace()
-    while time.monotonic() < deadline and not (pace and all(pace["ns_per_step"].values())):
-        for _ in range(10):
-            assert handle.forward(x).tobytes() == first.tobytes()
-        pace = handle.pace()
-    assert pace and (pace["batch"], pace["mode"], pace["threads"], pace["other"]) == (
-        8, "units", 2, "batch"), pace
-    if not pace["ns_per_step"]["alone"] and pace["calls"] < 8:
-        pytest.skip(f"the threads stalled or backed off for 10 s (a loaded machine): {pace}")
-    assert all(pace["ns_per_step"].values()), f"one way never timed: {pace}"
+    time_both_ways(handle, lambda: handle.forward(x), first,
+                   {"batch": 8, "mode": "units", "threads": 2, "other": "batch"})
     for _ in range(20):
         assert handle.forward(x).tobytes() == first.tobytes()
 
@@ -692,17 +700,8 @@ def test_calls_time_their_threads_and_keep_the_bits(case):
     first = handle.forward(x, None, lengths)
     assert np.abs(first - ref).max() <= tol
     # after the first calls (which may back off, crnn__backoff) both ways get timed
-    deadline = time.monotonic() + 10
-    pace = handle.pace()
-    while time.monotonic() < deadline and not (pace and all(pace["ns_per_step"].values())):
-        for _ in range(10):
-            assert handle.forward(x, None, lengths).tobytes() == first.tobytes()
-        pace = handle.pace()
-    assert pace and pace["batch"] == batch and (pace["mode"], pace["threads"]) == mode, pace
-    if not pace["ns_per_step"]["alone"] and pace["calls"] < 8:
-        # only clean threaded calls count towards the first probe
-        pytest.skip(f"the threads stalled or backed off for 10 s (a loaded machine): {pace}")
-    assert all(pace["ns_per_step"].values()), f"one way never timed: {pace}"
+    time_both_ways(handle, lambda: handle.forward(x, None, lengths), first,
+                   {"batch": batch, "mode": mode[0], "threads": mode[1]})
     # and either way keeps them: the way the calls take now, and the other when it is probed
     for _ in range(30):
         assert handle.forward(x, None, lengths).tobytes() == first.tobytes()
