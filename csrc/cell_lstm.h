@@ -193,7 +193,13 @@ static __attribute__((noinline)) void KFN(lstm_post)(const FN(step_args) *a, int
  * thread 1.03x, float64 (1,1000,32,64) 1.01x at 2 threads and 1.05x at 1; AVX2 1.00-1.06x. Not
  * with SSE2 (0.97-1.03x). Everything in this function is inlined into it (flatten: with the
  * product beside it GCC stopped inlining the float64 tanh, and the element-wise loop stayed
- * scalar, 14x slower), but lstm_post (noinline). */
+ * scalar, 14x slower), but lstm_post (noinline).
+ * Two or more rows gain nothing from it: panels_gemm calling back after each row tile's sums of
+ * a block, for that tile's element-wise part before the next tile's products (the same bits),
+ * measured in one process against the product then lstm_post (float32, AVX-512, 2-vCPU Xeon):
+ * LSTM (8,50,128,128) 0.99x at 1 thread, (16,50,128,128) 1.02x and (32,50,128,256) 1.01x at 2,
+ * (4,100,64,64) 0.98x at 1. A batched product keeps the multiply-add ports busy, and the
+ * element-wise part needs those same ports; a batch of one's product waits on L2. */
 static __attribute__((flatten)) void KFN(lstm_step_row)(const FN(step_args) *a, int64_t c0,
                                                          int64_t c1)
 {

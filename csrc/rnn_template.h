@@ -218,7 +218,15 @@ static const FN(step_fn) FN(cell_steps)[CRNN__NUM_CELLS] = {
  * unit j), cut into `ranges` row ranges (as crnn__task cuts a batch) by the slices that meet
  * [c0, c1) of those edges[0..nslices] (NULL: the units split's of nslices, crnn__slice_edges):
  * one GEMM each. A units split and its row-split rival (crnn__par: proj_rows, proj_slices) make
- * the same GEMMs. Not inlined: once a layer, kept out of the time loop's function. */
+ * the same GEMMs. Not inlined: once a layer, kept out of the time loop's function.
+ * A row split projects each thread's rows. Cut by columns instead (every thread all rows, its
+ * share of the columns, then the row ranges): OpenBLAS packs only that share of the weights, and
+ * the GEMM alone ran 1.17-1.23x as fast (NumPy's OpenBLAS, one thread, the projections of
+ * (12,25,300,176) and (6,30,300,300)); but a single-layer LSTM or GRU cut so measured 0.83-0.99x
+ * on whole calls in one process (2 threads, 2-vCPU Xeon): GRU (12,25,300,176) 0.83-0.90x, LSTM
+ * 0.98-0.99x, LSTM (16,50,128,128) 0.93x, GRU (48,35,64,320) 0.96x, LSTM (8,20,300,128) 0.99x.
+ * Each thread then reads half of its rows' gates from the other core's cache, and the call
+ * forks twice. */
 static __attribute__((noinline)) void FN(project_units)(
     const FN(kernel_table) *kern, int64_t B, int64_t T, int64_t din, int64_t H, int64_t G,
     const REAL *in, const REAL *K, REAL *g0, int64_t ldgt, int64_t c0, int64_t c1, int ranges,

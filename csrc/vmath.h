@@ -12,6 +12,11 @@
  * float64 sigmoid: 1 / (1 + exp(-x)) via the same exp of -|x| clamped at -700; max abs error
  *   2.3e-16.
  * tests/test_vmath.py checks these bounds through the public API.
+ * The float32 division is the hardware's: a reciprocal estimated from the bits and refined by
+ * three Newton steps instead (7 multiply-adds, no divider) measured 0.98x on LSTM, 1.00x on GRU
+ * and 0.99x on SimpleRNN (8,50,128,128) at 1 thread (AVX-512, 2-vCPU Xeon, processes
+ * alternating): their element-wise loops wait on their multiply-add ports and their chains, not
+ * on the divider.
  * NaN propagates in every function.
  * The selects are compare-and-select: GCC if-converts them into vector blends only under
  * -fno-trapping-math (setup.py, Makefile) when the target has no AVX-512 masks; without it the
