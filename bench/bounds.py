@@ -12,6 +12,11 @@ Measured here (``bench/membw.c``, compiled on first use like ``bench/onednn_rnn.
   20 short probes, with their median and slowest beside it, since on a VM it depends on where
   the host runs the two vCPUs at the moment (a 2-vCPU Zen 4 measured 45-50 ns in some spells and
   170-200 ns in others, seconds apart);
+* a units split's step with nothing but its reads, for the batch-1 layers crnn splits over two
+  cores: two threads each sum their share of the step's weights (a buffer of their own) and
+  meet after every pass as crnn's threads meet after every step; the best of 5 probes of 2,000
+  passes. It holds what the two figures above leave out: that the two cores finish their passes
+  at slightly different times, and that a meeting costs more than one hand-off;
 * the sgemm peak on 1 and 2 threads is the peers run's own (its ``gemm_peak``).
 
 For a layer of H units, G gates (SimpleRNN 1, LSTM 4, GRU 3) and B rows, a step must read the
@@ -32,8 +37,9 @@ two-thread peak where that is slower: ``required = max(best / 2, flops / (0.8 ·
 target is **met** when crnn's time is at most ``required``, **ruled out** when even the floor is
 above it, and **open** otherwise. For batch 1 the per-step figure is also measured directly
 (slope between T and 3T, as the batch-1 target is stated per step) and set against the time to
-stream the step's weights from L2 on the cores crnn's plan uses (the issue's 1.5× target),
-for layers of 32 units or more (a step of a tinier one is a few instructions; the tiny-call
+stream the step's weights from L2 on the cores crnn's plan uses (the issue's 1.5× target), and,
+where that is two cores, against the measured step of reads and meetings above, for layers of 32
+units or more (a step of a tinier one is a few instructions; the tiny-call
 target covers those).
 
 The peers' times are the run's; the bandwidths are measured when this script runs: run it right
@@ -65,6 +71,8 @@ from timing import settle  # noqa: E402
 WARM_S = 0.3
 # Short hand-off probes (20,000 round trips each), spread over about a second.
 HANDOFF_PROBES = 20
+# Probes of the two-core step of reads and meetings, and the passes of each.
+SYNCED_PROBES, SYNCED_PASSES = 5, 2000
 
 SOURCE = os.path.join(HERE, "membw.c")
 GATES = crnn._core.GATES  # gates per cell: simple 1, lstm 4, gru 3
@@ -77,13 +85,33 @@ def build() -> str:
                         ["-pthread"])
 
 
-def measure_machine() -> Dict[str, float]:
-    """L1 / L2 read bandwidth of one core (bytes/s), and the core-to-core hand-off (s)."""
+def _probe() -> ctypes.CDLL:
+    """The compiled probe, loaded, its functions typed."""
     lib = ctypes.CDLL(build())
     lib.membw_read_gbps.restype = ctypes.c_double
     lib.membw_read_gbps.argtypes = [ctypes.c_size_t, ctypes.c_int]
     lib.membw_handoff_ns.restype = ctypes.c_double
     lib.membw_handoff_ns.argtypes = [ctypes.c_int]
+    lib.membw_synced_ns.restype = ctypes.c_double
+    lib.membw_synced_ns.argtypes = [ctypes.c_size_t, ctypes.c_int]
+    return lib
+
+
+def synced_step(share_bytes: int) -> float:
+    """Seconds of a two-core step that only reads `share_bytes` on each core and meets after it
+    (membw_synced_ns): the best of SYNCED_PROBES probes; NaN with one CPU."""
+    lib = _probe()
+    got = []
+    for _ in range(SYNCED_PROBES):
+        got.append(lib.membw_synced_ns(share_bytes, SYNCED_PASSES))
+        time.sleep(0.05)
+    got = [g for g in got if g > 0]
+    return min(got) * 1e-9 if got else float("nan")
+
+
+def measure_machine() -> Dict[str, float]:
+    """L1 / L2 read bandwidth of one core (bytes/s), and the core-to-core hand-off (s)."""
+    lib = _probe()
     m = crnn._core.machine()
     l1, l2 = int(m["l1_bytes"]), int(m["l2_bytes"])
     bw1 = max(lib.membw_read_gbps(l1 // 2, 400) for _ in range(3)) * 1e9
@@ -182,9 +210,12 @@ def run(peers: dict, mach: Dict[str, float], max_batch: int) -> dict:
             got = measured_step(cell, H)
             cores = got["threads"] if got["mode"] == "units" else 1
             l2_bound = G * H * H * 4 / cores / mach["l2_bw"]
+            synced = synced_step(G * H * H * 4 // 2) if cores == 2 else None
             steps.append({"cell": cell, "H": H, "step_us": got["step"] * 1e6,
                           "mode": got["mode"], "cores": cores, "l2_bound_us": l2_bound * 1e6,
                           "ratio": got["step"] / l2_bound,
+                          "synced_us": synced * 1e6 if synced is not None else None,
+                          "synced_ratio": got["step"] / synced if synced else None,
                           "floor_us": min(step_floor(G, 1, H, c, mach, peak1)
                                           for c in (1, 2)) * 1e6})
     return {"machine": mach, "peak_gflops": {"1": peak1 / 1e9, "2": peak2 / 1e9},
@@ -220,12 +251,16 @@ def markdown(rep: dict, source: str) -> str:
     if rep["batch1_steps"]:
         out += ["", "## Batch 1, per step (slope between T = 100 and 300, D = 16)", "",
                 "| cell | H | crnn µs/step | plan | L2 bound µs (cores of the plan) | ratio | "
-                "floor µs (best of 1 and 2 cores, with the hand-off) |",
-                "|---|---|---|---|---|---|---|"]
+                "floor µs (best of 1 and 2 cores, with the hand-off) | two cores reading and "
+                "meeting µs (measured) | crnn / that |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for s in rep["batch1_steps"]:
+            synced = s.get("synced_us")
+            measured = synced is not None and synced == synced  # NaN: one CPU
+            both = f"{synced:.3g} | {s['synced_ratio']:.2f}" if measured else "— | —"
             out.append(f"| {s['cell']} | {s['H']} | {s['step_us']:.3g} | {s['mode']} | "
                        f"{s['l2_bound_us']:.3g} ({s['cores']}) | {s['ratio']:.2f} | "
-                       f"{s['floor_us']:.3g} |")
+                       f"{s['floor_us']:.3g} | {both} |")
     return "\n".join(out) + "\n"
 
 

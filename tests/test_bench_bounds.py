@@ -65,6 +65,9 @@ def test_verdicts(crnn_us, peer_us, verdict):
     assert "| lstm | (1,100,128,256) |" in bounds.markdown(rep, "test.json")
     (step,) = rep["batch1_steps"]  # measured on this machine: only its shape is checked here
     assert step["H"] == 256 and step["step_us"] > 0 and step["cores"] in (1, 2)
+    # the two-core step of reads and meetings only where the plan is two cores (NaN: one CPU)
+    assert (step["synced_us"] is None) == (step["cores"] == 1)
+    assert "| crnn / that |" in bounds.markdown(rep, "test.json")
 
 
 def test_batches_above_the_range_are_left_out():
@@ -84,3 +87,14 @@ def test_probe_builds_and_measures(tmp_path, monkeypatch):
         assert "at best (median" in bounds.markdown(
             {"machine": m, "peak_gflops": {"1": 100.0, "2": 200.0}, "shapes": [],
              "batch1_steps": []}, "run/peers.json")
+
+
+def test_synced_step_reads_and_meets(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRNN_BENCH_CACHE", str(tmp_path))
+    small, large = bounds.synced_step(1024), bounds.synced_step(256 * 1024)
+    if small != small:  # NaN: one CPU, no second thread
+        assert large != large
+        return
+    # a pass over 1 KiB is mostly its meeting (0.15-0.3 us on 2-vCPU VMs); 256 KiB from L2 takes
+    # microseconds on any core
+    assert 0 < small < large
