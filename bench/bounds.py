@@ -39,8 +39,7 @@ above it, and **open** otherwise. For batch 1 the per-step figure is also measur
 (slope between T and 3T, as the batch-1 target is stated per step) and set against the time to
 stream the step's weights from L2 on the cores crnn's plan uses (the issue's 1.5× target), and,
 where that is two cores, against the measured step of reads and meetings above, for layers of 32
-units or more (a step of a tinier one is a few instructions; the tiny-call
-target covers those).
+units or more (a step of a tinier one is a few instructions; the tiny-call target covers those).
 
 The peers' times are the run's; the bandwidths are measured when this script runs: run it right
 after ``peers.py`` on the same machine.
