@@ -96,6 +96,7 @@ double membw_read_gbps(size_t bytes, int reps)
 typedef struct {
     _Alignas(64) volatile int64_t turn; /* even: the first thread's turn; odd: the second's */
     int64_t iters;
+    double ns; /* the first thread's one-way time */
 } membw_pingpong;
 
 static void membw_pin(int cpu)
@@ -104,6 +105,23 @@ static void membw_pin(int cpu)
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set); /* best effort */
+}
+
+/* first(arg) on this thread, pinned to CPU 0, while second(arg) runs on a new thread (which pins
+ * itself to CPU 1); this thread's CPUs restored after. 0, or -1 where the process has one CPU
+ * (no second core to meet) or the second thread cannot start. */
+static int membw_on_two_cpus(void (*first)(void *), void *(*second)(void *), void *arg)
+{
+    pthread_t th;
+    cpu_set_t old;
+    int pinned = pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0;
+    if (pinned && CPU_COUNT(&old) < 2) return -1;
+    if (pthread_create(&th, NULL, second, arg) != 0) return -1;
+    membw_pin(0);
+    first(arg);
+    pthread_join(th, NULL);
+    if (pinned) (void)pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+    return 0;
 }
 
 static void *membw_second(void *arg)
@@ -119,29 +137,25 @@ static void *membw_second(void *arg)
     return NULL;
 }
 
+static void membw_first(void *arg)
+{
+    membw_pingpong *p = (membw_pingpong *)arg;
+    int64_t i;
+    double t = membw_now();
+    for (i = 0; i < p->iters; ++i) {
+        __atomic_store_n(&p->turn, 2 * i + 1, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&p->turn, __ATOMIC_ACQUIRE) != 2 * i + 2) {
+        }
+    }
+    p->ns = (membw_now() - t) / (double)p->iters / 2 * 1e9;
+}
+
 double membw_handoff_ns(int iters)
 {
     membw_pingpong p;
-    pthread_t th;
-    cpu_set_t old;
-    int64_t i;
-    double t;
-    int pinned = pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0;
-    if (pinned && CPU_COUNT(&old) < 2) return -1.0; /* one CPU: no second core to hand to */
     memset(&p, 0, sizeof(p));
     p.iters = iters;
-    if (pthread_create(&th, NULL, membw_second, &p) != 0) return -1.0;
-    membw_pin(0);
-    t = membw_now();
-    for (i = 0; i < iters; ++i) {
-        __atomic_store_n(&p.turn, 2 * i + 1, __ATOMIC_RELEASE);
-        while (__atomic_load_n(&p.turn, __ATOMIC_ACQUIRE) != 2 * i + 2) {
-        }
-    }
-    t = membw_now() - t;
-    pthread_join(th, NULL);
-    if (pinned) (void)pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
-    return t / iters / 2 * 1e9;
+    return membw_on_two_cpus(membw_first, membw_second, &p) == 0 ? p.ns : -1.0;
 }
 
 /* membw_synced_ns's two threads: thread `tid`'s count of passes, a line pair of its own. */
@@ -178,6 +192,8 @@ static void membw_synced_run(membw_synced *s, int tid)
     free(buf);
 }
 
+static void membw_synced_first(void *arg) { membw_synced_run((membw_synced *)arg, 0); }
+
 static void *membw_synced_second(void *arg)
 {
     membw_pin(1);
@@ -188,17 +204,10 @@ static void *membw_synced_second(void *arg)
 double membw_synced_ns(size_t bytes, int passes)
 {
     membw_synced s;
-    pthread_t th;
-    cpu_set_t old;
-    int pinned = pthread_getaffinity_np(pthread_self(), sizeof(old), &old) == 0;
-    if (passes < 1 || (pinned && CPU_COUNT(&old) < 2)) return -1.0;
+    if (passes < 1) return -1.0;
     memset(&s, 0, sizeof(s));
     s.n = bytes / sizeof(membw_vec) / 8 * 8;
     s.passes = passes;
-    if (pthread_create(&th, NULL, membw_synced_second, &s) != 0) return -1.0;
-    membw_pin(0);
-    membw_synced_run(&s, 0);
-    pthread_join(th, NULL);
-    if (pinned) (void)pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+    if (membw_on_two_cpus(membw_synced_first, membw_synced_second, &s) != 0) return -1.0;
     return s.failed ? -1.0 : s.ns;
 }
