@@ -148,6 +148,40 @@ def test_batch1_steps_walk_their_weights_both_ways(name, dtype, rng):
             assert_close(s, e, tol, what + f" state {i}", dtype)
 
 
+#: (batch, timesteps, input_dim, units per cell): input projections of 150-250 rows whose gates
+#: are no multiple of 64 columns, past the BLAS small-matrix kernel's 1e6 multiply-adds, with input
+#: rows of at most 256 KiB (csrc/blas_shim.c: tiles of 64-column blocks and 120 rows at D = 128,
+#: 52 at D = 300, each with a ragged last block and tile).
+TILED = [(5, 50, 128, {"simple": 200, "lstm": 50, "gru": 67}),
+         (3, 37, 300, {"simple": 180, "lstm": 45, "gru": 61})]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_input_projection_in_tiles(name, dtype, rng):
+    """The input projection cut into tiles of rows and columns where OpenBLAS has its
+    small-matrix kernel (and into column blocks, or not at all, elsewhere): every tile's rows and
+    columns land where they belong, at 1 and 2 threads, both directions, against the
+    reference."""
+    cell, reset_after = CELLS[name]
+    for (B, T, D, units), threads, direction in itertools.product(TILED, [1, 2],
+                                                                  ["forward", "reverse"]):
+        H = units[cell]
+        weights = [[make_cell_weights(rng, cell, D, H, dtype, True, True)]]
+        x = rng.uniform(-1, 1, (B, T, D)).astype(dtype)
+        kw = dict(cell=cell, activation="tanh", recurrent_activation="sigmoid",
+                  reset_after=reset_after, direction=direction)
+        crnn.set_num_threads(threads)
+        got, states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, None, None, True,
+                                                                        True)
+        exp, exp_states = reference.rnn_stack(to64(x), to64(weights), return_state=True, **kw)
+        tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
+        what = f"{name} B,T,D,H={B, T, D, H} threads={threads} {direction}"
+        assert_close(got, exp, tol, what + " output", dtype)
+        for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+            assert_close(s, e, tol, what + f" state {i}", dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_batch1_lstm_steps_block_by_block(dtype, rng):
     """A batch of one's LSTM step computes each block of units' product, then that block's
