@@ -115,6 +115,25 @@ def _units_past(nbytes: int, gates: int, itemsize: int) -> int:
     return h
 
 
+def _check_one_layer(rng, name: str, dtype, shape, threads: int, direction: str) -> None:
+    """One layer of cell `name` (Keras's activations, both biases) on random data of `shape`
+    (B, T, D, H) at `threads` threads, its output and states against the reference."""
+    cell, reset_after = CELLS[name]
+    B, T, D, H = shape
+    weights = [[make_cell_weights(rng, cell, D, H, dtype, True, True)]]
+    x = rng.uniform(-1, 1, (B, T, D)).astype(dtype)
+    kw = dict(cell=cell, activation="tanh", recurrent_activation="sigmoid",
+              reset_after=reset_after, direction=direction)
+    crnn.set_num_threads(threads)
+    got, states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, None, None, True, True)
+    exp, exp_states = reference.rnn_stack(to64(x), to64(weights), return_state=True, **kw)
+    tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
+    what = f"{name} B,T,D,H={B, T, D, H} threads={threads} {direction}"
+    assert_close(got, exp, tol, what + " output", dtype)
+    for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+        assert_close(s, e, tol, what + f" state {i}", dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("name", list(CELLS))
 def test_batch1_steps_walk_their_weights_both_ways(name, dtype, rng):
@@ -123,29 +142,15 @@ def test_batch1_steps_walk_their_weights_both_ways(name, dtype, rng):
     machine's caches on both sides of that edge and past twice L1 and half of L2, at 1 and 2
     threads (where the units split halves the slices, and may start them inside a panel),
     against the reference."""
-    cell, reset_after = CELLS[name]
     caches = crnn._core.machine()
-    es, gates = np.dtype(dtype).itemsize, GATES[cell]
+    es, gates = np.dtype(dtype).itemsize, GATES[CELLS[name][0]]
     sizes = {_units_past(caches["l1_bytes"] // 2, gates, es) - 1,
              _units_past(caches["l1_bytes"] // 2, gates, es),
              _units_past(2 * caches["l1_bytes"], gates, es),
              _units_past(caches["l2_bytes"] // 2, gates, es)}
     for H, threads, direction in itertools.product(sorted(sizes), [1, 2],
                                                    ["forward", "reverse"]):
-        T, D = 7, 5
-        weights = [[make_cell_weights(rng, cell, D, H, dtype, True, True)]]
-        x = rng.uniform(-1, 1, (1, T, D)).astype(dtype)
-        kw = dict(cell=cell, activation="tanh", recurrent_activation="sigmoid",
-                  reset_after=reset_after, direction=direction)
-        crnn.set_num_threads(threads)
-        got, states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, None, None, True,
-                                                                        True)
-        exp, exp_states = reference.rnn_stack(to64(x), to64(weights), return_state=True, **kw)
-        tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
-        what = f"{name} H={H} threads={threads} {direction}"
-        assert_close(got, exp, tol, what + " output", dtype)
-        for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
-            assert_close(s, e, tol, what + f" state {i}", dtype)
+        _check_one_layer(rng, name, dtype, (1, 7, 5, H), threads, direction)
 
 
 #: (batch, timesteps, input_dim, units per cell): input projections of 150-250 rows whose gates
@@ -163,23 +168,9 @@ def test_input_projection_in_tiles(name, dtype, rng):
     small-matrix kernel (and into column blocks, or not at all, elsewhere): every tile's rows and
     columns land where they belong, at 1 and 2 threads, both directions, against the
     reference."""
-    cell, reset_after = CELLS[name]
     for (B, T, D, units), threads, direction in itertools.product(TILED, [1, 2],
                                                                   ["forward", "reverse"]):
-        H = units[cell]
-        weights = [[make_cell_weights(rng, cell, D, H, dtype, True, True)]]
-        x = rng.uniform(-1, 1, (B, T, D)).astype(dtype)
-        kw = dict(cell=cell, activation="tanh", recurrent_activation="sigmoid",
-                  reset_after=reset_after, direction=direction)
-        crnn.set_num_threads(threads)
-        got, states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, None, None, True,
-                                                                        True)
-        exp, exp_states = reference.rnn_stack(to64(x), to64(weights), return_state=True, **kw)
-        tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
-        what = f"{name} B,T,D,H={B, T, D, H} threads={threads} {direction}"
-        assert_close(got, exp, tol, what + " output", dtype)
-        for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
-            assert_close(s, e, tol, what + f" state {i}", dtype)
+        _check_one_layer(rng, name, dtype, (B, T, D, units[CELLS[name][0]]), threads, direction)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
