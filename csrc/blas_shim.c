@@ -63,12 +63,20 @@
 static int crnn__small_kernel(void)
 {
     static int known = -1;
+#if defined(__GNUC__)
     int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+#else
+    int v = known;
+#endif
     if (v < 0) {
         const char *core = CRNN__CORENAME();
         v = core && (!strcmp(core, "SkylakeX") || !strcmp(core, "Cooperlake") ||
                      !strcmp(core, "SapphireRapids"));
+#if defined(__GNUC__)
         __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+#else
+        known = v;
+#endif
     }
     return v;
 }
