@@ -734,6 +734,13 @@ def test_calls_far_apart_weigh_waking_the_worker():
         pytest.skip(f"planned {handle.plan(*x.shape[:2])} on this machine")
     first = handle.forward(x)
     assert np.abs(first - ref).max() <= tol
+    # calls that back off (crnn__backoff: the worker stalled, as under other load on the CPUs)
+    # are not timed: none of this handle's may be yet
+    deadline = time.monotonic() + 10
+    while handle.pace() is None and time.monotonic() < deadline:
+        assert handle.forward(x).tobytes() == first.tobytes()
+    if handle.pace() is None:
+        pytest.skip("every call backed off for 10 s: other load on the CPUs")
     for _ in range(40):  # back to back
         assert handle.forward(x).tobytes() == first.tobytes()
     pace = handle.pace()
