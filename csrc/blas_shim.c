@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "cpu.h"
 
 #ifdef CRNN_BLAS_SCIPY_OPENBLAS
 #  define CRNN__CBLAS(name) scipy_cblas_##name
@@ -59,24 +60,16 @@
 #define CRNN__TILE_INPUT_BYTES (256 * 1024)
 
 /* Whether OpenBLAS's kernels for this CPU (or OPENBLAS_CORETYPE) include the small-matrix
- * kernel. Asked once; racing first callers find the same answer. */
+ * kernel, asked once (CRNN__LOAD). */
 static int crnn__small_kernel(void)
 {
     static int known = -1;
-#if defined(__GNUC__)
-    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
-#else
-    int v = known;
-#endif
+    int v = CRNN__LOAD(&known);
     if (v < 0) {
         const char *core = CRNN__CORENAME();
         v = core && (!strcmp(core, "SkylakeX") || !strcmp(core, "Cooperlake") ||
                      !strcmp(core, "SapphireRapids"));
-#if defined(__GNUC__)
-        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
-#else
-        known = v;
-#endif
+        CRNN__STORE(&known, v);
     }
     return v;
 }

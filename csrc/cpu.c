@@ -10,14 +10,6 @@
 
 #include "cpu.h"
 
-#if defined(__GNUC__)
-#  define CRNN__LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
-#  define CRNN__STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
-#else
-#  define CRNN__LOAD(p) (*(p))
-#  define CRNN__STORE(p, v) (*(p) = (v))
-#endif
-
 static crnn__isa_level crnn__detect_isa(void)
 {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(CRNN_NO_CLONES)

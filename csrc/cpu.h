@@ -4,6 +4,16 @@
 
 #include <stddef.h>
 
+/* A fact read once and cached in a static (-1: not yet): racing first callers find the same
+ * value, each stores it. No atomics without GCC's builtins (no pool there either). */
+#if defined(__GNUC__)
+#  define CRNN__LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
+#  define CRNN__STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+#else
+#  define CRNN__LOAD(p) (*(p))
+#  define CRNN__STORE(p, v) (*(p) = (v))
+#endif
+
 /* Instruction sets with kernels of their own (kernels.h), best last. */
 typedef enum { CRNN__ISA_BASE = 0, CRNN__ISA_AVX2 = 1, CRNN__ISA_AVX512 = 2 } crnn__isa_level;
 
