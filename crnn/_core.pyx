@@ -27,6 +27,7 @@ cdef extern from "internal.h" nogil:
     crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt)
     crnn__mode crnn__plan_rival(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt,
                                 int *rival)
+    int crnn__plan_blocks(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps)
     ctypedef struct crnn__pace:
         unsigned long long key
         long long ns[2]
@@ -623,6 +624,20 @@ cdef class RNN:
             raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 and >= 1")
         mode = crnn__plan(self._rnn, batch, timesteps, &nt)
         return _PLAN_NAMES[mode], nt
+
+    def plan_blocks(self, int64_t batch, int64_t timesteps):
+        """The blocks a row split ("batch") of this shape cuts its rows into at the current
+        setting, or 0 (another plan, or one range of rows a thread). Each thread has two blocks,
+        which it runs a few steps at a time in turn; a thread done with its own takes free
+        blocks of the others', so a thread on a slower core hands some of its rows over. Where
+        every layer's recurrent weights fit in half of L2 and each block keeps at least 4 rows.
+        Which thread runs a block changes none of the result's bits. Diagnostic only.
+        """
+        self._require_built()
+        if batch < 0 or timesteps < 1:
+            raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 "
+                             f"and >= 1")
+        return crnn__plan_blocks(self._rnn, batch, timesteps)
 
     def plan_rival(self, int64_t batch, int64_t timesteps):
         """The threads of a row split ("batch") that a call of this shape, planned as a units

@@ -221,7 +221,7 @@ static inline void crnn__slice_edges(int64_t H, int64_t G, int nslices, size_t e
 }
 
 /* Under a units split each slice keeps its rows of the per-direction gates and c buffers in a
- * region of its own (rnn_template.h layer_direction): the slices' regions one after the other,
+ * region of its own (rnn_template.h FN(dir_run)): the slices' regions one after the other,
  * slice k's starting at the first cache line past `per_unit` bytes a unit of the units before it
  * plus k gaps of CRNN__SLICE_GAP bytes. Interleaved in shared rows (a slice's columns of each
  * row), the cache line at each slice's edge was written by two threads, and the hardware
@@ -277,12 +277,16 @@ typedef struct {
 
 /* Timesteps per input-projection chunk when the projection is pipelined (see crnn__plan). */
 #define CRNN__PIPE_CHUNK 8
+/* Timesteps a row block runs at a time, on whichever thread takes it (crnn__blocks). */
+#define CRNN__BLOCK_STEPS 8
 
 /* How a forward call spreads over threads: decided once per call (crnn__plan in rnn.c) from the
  * shape and the thread setting only, outside the time loop and the cells. */
 typedef enum {
     CRNN__SERIAL,      /* the caller alone */
-    CRNN__SPLIT_BATCH, /* contiguous row ranges, one per thread, no synchronisation */
+    CRNN__SPLIT_BATCH, /* contiguous row ranges, one per thread, no synchronisation; or two row
+                          blocks a thread that any thread may run a chunk of steps of at a
+                          time (crnn__blocks) */
     CRNN__SPLIT_UNITS, /* every thread owns a slice of each layer's units (or, for an
                           all-bidirectional stack, a direction) and they meet every step */
     CRNN__PIPELINE     /* a second thread projects the input ahead of the recurrence */
@@ -299,6 +303,9 @@ typedef enum {
  *   mail: set for a batch of one's units split (cleared before the call): the lines its steps
  *         hand h_t over in where they do (FN(hands_over_in_lines) in rnn_template.h: only with
  *         a barrier; a call computed alone never touches them).
+ *   blocks: a row split's rows in blocks (crnn__blocks in parallel.h; crnn__row_blocks in
+ *         rnn.c), taken a chunk of CRNN__BLOCK_STEPS steps at a time by any thread; NULL: row
+ *         ranges, one a thread.
  *   proj_rows, proj_slices: a units split with a row split for a rival (crnn__plan_rival in
  *         rnn.c), which computes the same bits: both cut each layer's input projection into
  *         the same GEMMs, the row split's proj_rows row ranges by the units split's
@@ -312,6 +319,7 @@ typedef struct {
     crnn__barrier *barrier;
     int *flags;
     crnn__mailbox *mail;
+    crnn__blocks *blocks;
 } crnn__par;
 
 /* Arguments of one forward call. */
@@ -336,6 +344,11 @@ int crnn__forward_f32(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, in
                       const crnn__par *par);
 int crnn__forward_f64(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, int64_t nb,
                       const crnn__par *par);
+/* Thread tid's part in a row split in blocks (par->blocks, crnn__blocks in parallel.h). */
+void crnn__forward_blocks_f32(const crnn_rnn_t *rnn, const crnn__args *a, const crnn__par *par,
+                              int tid);
+void crnn__forward_blocks_f64(const crnn_rnn_t *rnn, const crnn__args *a, const crnn__par *par,
+                              int tid);
 
 /* Repack a (rows, G*H) matrix of Keras gate-major columns, rows `ld` elements apart, into
  * blocks (see CRNN__BLOCK_BYTES), Keras gate g to block position order[g]; elements of `es`
@@ -355,6 +368,10 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
  * planned units split and is timed against it at run time (crnn_rnn_forward2), else 0. */
 crnn__mode crnn__plan_rival(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, int *nt,
                             int *rival);
+/* The blocks a call of this shape cuts its rows into where it splits them (crnn__blocks in
+ * parallel.h), else 0: none (a serial call, another split, or a row split as one range a
+ * thread). */
+int crnn__plan_blocks(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps);
 /* The handle's timing of its threads (crnn__pace; diagnostics). */
 const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn);
 

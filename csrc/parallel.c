@@ -74,6 +74,19 @@ void crnn__mail_stall(crnn__barrier *b, int tid, const crnn__waiter *w)
 {
     (void)b; (void)tid; (void)w;
 }
+int crnn__blocks_take(crnn__blocks *bs, int tid, int *next)
+{
+    int i;
+    (void)tid; (void)next;
+    for (i = 0; i < bs->n; ++i) /* one thread: every block in turn, to its end */
+        if (!bs->block[i].done) return i;
+    return -1;
+}
+void crnn__blocks_put(crnn__blocks *bs, int i, long long left)
+{
+    bs->block[i].left = left;
+    bs->block[i].done = left == 0;
+}
 
 #else
 
@@ -483,6 +496,58 @@ void crnn__mail_stall(crnn__barrier *b, int tid, const crnn__waiter *w)
     if (stall) b->slot[tid].stalled_ns += stall;
 }
 
+/* Claim block i if it is free and unfinished. */
+static int crnn__block_claim(crnn__block *b)
+{
+    int expected = 0;
+    if (LOAD(&b->done) || LOAD(&b->owner)) return 0;
+    if (!__atomic_compare_exchange_n(&b->owner, &expected, 1, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_RELAXED))
+        return 0;
+    if (LOAD(&b->done)) { /* finished between the two loads and the claim */
+        STORE(&b->owner, 0);
+        return 0;
+    }
+    return 1;
+}
+
+int crnn__blocks_take(crnn__blocks *bs, int tid, int *next)
+{
+    const int own0 = bs->n * tid / bs->nt, own1 = bs->n * (tid + 1) / bs->nt, nown = own1 - own0;
+    int spins = 0;
+    for (;;) {
+        int k, i, best = -1, open = 0;
+        long long most = 0;
+        for (k = 0; k < nown; ++k) {
+            i = own0 + (*next - own0 + k) % nown;
+            if (crnn__block_claim(&bs->block[i])) {
+                *next = i + 1 < own1 ? i + 1 : own0;
+                return i;
+            }
+        }
+        for (i = 0; i < bs->n; ++i) {
+            crnn__block *b = &bs->block[i];
+            if (LOAD(&b->done)) continue;
+            open = 1;
+            if (!LOAD(&b->owner) && __atomic_load_n(&b->left, __ATOMIC_RELAXED) > most) {
+                most = __atomic_load_n(&b->left, __ATOMIC_RELAXED);
+                best = i;
+            }
+        }
+        if (!open) return -1;
+        if (best >= 0 && crnn__block_claim(&bs->block[best])) return best;
+        crnn__pause(&spins); /* every unfinished block is being run: wait for a chunk's end */
+    }
+}
+
+void crnn__blocks_put(crnn__blocks *bs, int i, long long left)
+{
+    crnn__block *b = &bs->block[i];
+    __atomic_store_n(&b->left, left, __ATOMIC_RELAXED);
+    if (left == 0) STORE(&b->done, 1);
+    STORE(&b->owner, 0);
+}
+
 void crnn__flag_wait(crnn__barrier *b, int tid, int *f)
 {
     crnn__barrier_slot *me = &b->slot[tid];
@@ -517,6 +582,19 @@ void crnn__barrier_init(crnn__barrier *b, int n)
     for (i = 0; i < n; ++i) {
         b->slot[i].arrived = 0;
         b->slot[i].stalled_ns = 0;
+    }
+}
+
+void crnn__blocks_init(crnn__blocks *bs, int n, int nt, long long left)
+{
+    int i;
+    bs->n = n;
+    bs->nt = nt;
+    for (i = 0; i < n; ++i) {
+        bs->block[i].owner = 0;
+        bs->block[i].done = 0;
+        bs->block[i].left = left;
+        bs->block[i].fresh = 1;
     }
 }
 

@@ -134,6 +134,41 @@ typedef struct {
     long long start, last;
 } crnn__waiter;
 
+/* A row split's rows in blocks that any of its threads may run a few steps of at a time
+ * (rnn_template.h: FN(run_blocks)), so that a thread whose core runs slower (a busy SMT sibling
+ * or neighbour on the host, a hybrid CPU's efficiency core) hands part of its rows over to a
+ * faster one instead of keeping it waiting. Each thread has its own blocks, which it runs in
+ * turn, a chunk of steps each; a thread whose own blocks are all done or taken runs a chunk of
+ * the free block with the most steps left. A block is run by one thread at a time (its owner
+ * flag, taken with a compare-and-swap and released after the chunk), and its cursor (where its
+ * rows stand: layer, direction, step, the step's arguments) is set up by the first thread to
+ * take it. Which thread runs which chunk changes nothing in the result: a block's rows are
+ * computed by the same calls whoever makes them. */
+#define CRNN__MAX_BLOCKS 16
+#define CRNN__CURSOR_BYTES 512 /* FN(rows_run): 440 on x86-64 */
+typedef struct {
+    int owner;        /* 1 while a thread runs a chunk of this block */
+    int done;         /* 1 once its rows went through every layer */
+    long long left;   /* steps left (a thief's choice) */
+    int fresh;        /* 1 until its cursor is set up */
+    long long cursor[CRNN__CURSOR_BYTES / sizeof(long long)]; /* rnn_template.h: FN(rows_run) */
+} CRNN__SLOT_ALIGN crnn__block;
+
+typedef struct {
+    int n;            /* blocks, <= CRNN__MAX_BLOCKS */
+    int nt;           /* threads; thread t's own blocks are [n * t / nt, n * (t + 1) / nt) */
+    crnn__block block[CRNN__MAX_BLOCKS];
+} crnn__blocks;
+
+/* n blocks over nt threads, each with `left` steps to run. */
+void crnn__blocks_init(crnn__blocks *bs, int n, int nt, long long left);
+/* Take a block for thread tid: its own blocks in turn from *next on (*next: the one after the
+ * block it ran last), else the free block with the most steps left; waits while every unfinished
+ * block is taken. Returns the block, or -1 once every block is done. */
+int crnn__blocks_take(crnn__blocks *bs, int tid, int *next);
+/* Give block i back after a chunk, `left` steps left (0: done). */
+void crnn__blocks_put(crnn__blocks *bs, int i, long long left);
+
 /* A units split's hand-off of h_t in tagged lines (rnn_template.h, FN(hand_over)), in place of
  * the barrier that ends a step: each thread writes its slice of h_t into cache lines of its own,
  * CRNN__MAIL_VALUES values and a tag a line, and the others wait on those lines. h_t crosses

@@ -514,7 +514,10 @@ static void crnn__task(void *ctx, int tid, int n)
 {
     const crnn__call *c = (const crnn__call *)ctx;
     crnn__par par = c->par;
-    if (par.mode == CRNN__SPLIT_BATCH) {
+    if (par.mode == CRNN__SPLIT_BATCH && par.blocks) {
+        if (c->rnn->dtype == CRNN_DTYPE_FLOAT32) crnn__forward_blocks_f32(c->rnn, &c->args, &par, tid);
+        else crnn__forward_blocks_f64(c->rnn, &c->args, &par, tid);
+    } else if (par.mode == CRNN__SPLIT_BATCH) {
         const int64_t b0 = c->args.batch * tid / n, b1 = c->args.batch * (tid + 1) / n;
         par.barrier = NULL;
         crnn__run(c, b0, b1 - b0, &par);
@@ -528,12 +531,13 @@ static void crnn__task(void *ctx, int tid, int n)
  * their threads did not each have a core (parallel.h). */
 static crnn__backoff crnn__pool_backoff;
 
-/* How a plan's tasks depend on each other: row ranges share nothing; the pipeline's second
- * thread only projects chunks ahead of the first, which projects any it reaches first; unit
- * slices (and directions) meet at barriers. */
-static crnn__team crnn__team_of(crnn__mode mode)
+/* How a plan's tasks depend on each other: row ranges share nothing, and row blocks
+ * (crnn__blocks) are run by any thread, task 0 running every block the others have not; the
+ * pipeline's second thread only projects chunks ahead of the first, which projects any it
+ * reaches first; unit slices (and directions) meet at barriers. */
+static crnn__team crnn__team_of(crnn__mode mode, int blocks)
 {
-    if (mode == CRNN__SPLIT_BATCH) return CRNN__TEAM_INDEPENDENT;
+    if (mode == CRNN__SPLIT_BATCH) return blocks ? CRNN__TEAM_HELPERS : CRNN__TEAM_INDEPENDENT;
     if (mode == CRNN__PIPELINE) return CRNN__TEAM_HELPERS;
     return CRNN__TEAM_TOGETHER;
 }
@@ -606,6 +610,33 @@ static int crnn__units_split_pays(const crnn__layer *L, size_t es)
     half = edges[1] > L->units - edges[1] ? edges[1] : L->units - edges[1];
     if (5 * half > 3 * L->units) return 0;
     return crnn__halving_pays(L, es);
+}
+
+/* Whether a layer's recurrent weights fit in half of one core's L2, where a batched step
+ * reads them from L2 (panels_gemm streams them past that). */
+static int crnn__within_half_l2(const crnn__layer *L, size_t es)
+{
+    return 2.0 * crnn__rec_bytes(L, es) <= (double)crnn__l2_bytes();
+}
+
+/* The blocks a row split over nt threads cuts its rows into (crnn__blocks in parallel.h): two a
+ * thread, so that a thread whose core runs slower hands some of its rows' steps to a faster one,
+ * where each block keeps CRNN__MIN_ROWS_PER_THREAD rows and every layer's recurrent weights stay
+ * in L2 (crnn__within_half_l2): a step then reads them from L2 whichever rows it has, and half
+ * a thread's rows cost half its time (LSTM 128 units, 256 KiB, one thread: 85.7 us a row at
+ * batch 4, 86.5 at batch 8). Weights streamed from L3 or memory are read once a step for all
+ * of a thread's rows, and twice for two blocks: there, and with fewer rows, one block a thread
+ * (nt: the rows split as ranges, none handed over). On the 2-vCPU Xeon, float32, 2 threads:
+ * with both vCPUs equally fast as fast as the ranges (LSTM (16,50,128,128) 713-740 us against
+ * 709-728, SimpleRNN (32,50,128,256) 970-978 against 997-1,011); timed in chunks of 5 calls
+ * after idle pauses, after which one vCPU often ran 1.5x slower, LSTM (16,50,128,128) 1.10x
+ * faster (median of 80 paired rounds), GRU (32,50,128,256) 1.015x, others 0.99-1.04x. */
+static int crnn__row_blocks(const crnn_rnn_t *rnn, int64_t batch, int nt)
+{
+    if (nt < 2 || 2 * nt > CRNN__MAX_BLOCKS) return nt;
+    if (batch < 2 * (int64_t)nt * CRNN__MIN_ROWS_PER_THREAD) return nt;
+    if (!crnn__every_layer(rnn, crnn__within_half_l2)) return nt;
+    return 2 * nt;
 }
 
 /* Whether a layer's recurrent weights fill at least one core's L2. */
@@ -743,7 +774,9 @@ static int crnn__rows_match_units(const crnn_rnn_t *rnn)
 /* How to spread this call over threads: a function of the shape, the thread setting, the L1 and
  * L2 sizes (cpu.h: the OS's, or CRNN_L1_BYTES / CRNN_L2_BYTES) and the kernels' instruction set
  * (crnn__isa: the CPU's best, or CRNN_ISA) only, so results are bitwise reproducible for a fixed
- * setting on a machine. Large batches split into row ranges (no synchronisation at all), except
+ * setting on a machine. Large batches split their rows: into ranges, one a thread (no
+ * synchronisation at all), or into two blocks a thread that the threads run a chunk of steps at a
+ * time, a thread done with its own taking others' (crnn__row_blocks), except
  * batches of up to 16 rows a thread (AVX-512; 8 AVX2, 4 SSE2) whose layers' weights outgrow L2
  * (crnn__units_split_streams_less); where the row split gives the same bits (*rival: its
  * threads), the calls time it against the units split (crnn_rnn_forward2) and take the faster.
@@ -828,6 +861,14 @@ crnn__mode crnn__plan(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, i
     return crnn__plan_rival(rnn, batch, timesteps, nt, &rival);
 }
 
+int crnn__plan_blocks(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps)
+{
+    int nt, n;
+    if (crnn__plan(rnn, batch, timesteps, &nt) != CRNN__SPLIT_BATCH) return 0;
+    n = crnn__row_blocks(rnn, batch, nt);
+    return n > nt ? n : 0;
+}
+
 const crnn__pace *crnn__pace_of(const crnn_rnn_t *rnn) { return &rnn->pace; }
 
 int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, const void *x,
@@ -839,6 +880,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     crnn__call call;
     crnn__barrier barrier;
     crnn__mailbox mail;
+    crnn__blocks blocks;
     char *ws, *raw = NULL;
     int64_t b;
     int status, nthreads, rival;
@@ -884,6 +926,17 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     call.par.barrier = NULL;
     call.par.flags = NULL;
     call.par.mail = NULL;
+    call.par.blocks = NULL;
+    if (call.par.mode == CRNN__SPLIT_BATCH) {
+        const int nblocks = crnn__row_blocks(rnn, batch, nthreads); /* (crnn__plan_blocks) */
+        if (nblocks > nthreads) {
+            long long steps = 0;
+            int64_t l;
+            for (l = 0; l < rnn->num_layers; ++l) steps += (long long)timesteps * rnn->layers[l].ndir;
+            crnn__blocks_init(&blocks, nblocks, nthreads, steps);
+            call.par.blocks = &blocks;
+        }
+    }
     if (call.par.mode == CRNN__SPLIT_UNITS || call.par.mode == CRNN__PIPELINE) {
         crnn__barrier_init(&barrier, nthreads);
         call.par.barrier = &barrier;
@@ -902,8 +955,8 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
     }
     /* The result depends only on the plan, never on which threads ran it: when the pool is
      * busy with another call (or backing off, or a worker cannot start or is late), this thread
-     * computes the same row ranges, unit slices, directions or projection chunks one after
-     * another. */
+     * computes the same row ranges or blocks, unit slices, directions or projection chunks one
+     * after another. */
     status = CRNN_OK;
     if (call.par.mode == CRNN__SERIAL) {
         status = crnn__run(&call, 0, batch, &call.par);
@@ -946,7 +999,7 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         }
         ran = alone || (paced && !rows)
                   ? CRNN__RAN_NOTHING
-                  : crnn__parallel_run(crnn__task, &call, nthreads, crnn__team_of(call.par.mode),
+                  : crnn__parallel_run(crnn__task, &call, nthreads, crnn__team_of(call.par.mode, call.par.blocks != NULL),
                                        &stalled, &woke);
         if (ran == CRNN__RAN_NOTHING && call.par.mode == CRNN__SPLIT_BATCH) {
             int i;

@@ -386,9 +386,13 @@ static void FN(hand_over)(crnn__mailbox *m, crnn__barrier *b, int me, int nslice
     crnn__mail_stall(b, me, &w);
 }
 
-/* One layer, one direction: the time loop. `out` points at this direction's first column of a
- * (B, T, W) buffer; `h0` / `c0` / `hn` / `cn` are (B, H) or NULL; `flags` are this direction's
- * chunk flags (pipeline only).
+/* One layer, one direction of B rows (a thread's, or a row block's: crnn__blocks): what its
+ * time loop reads and where it stands, so that it can run in parts (FN(dir_begin): the
+ * projection and the initial states; FN(dir_steps): steps up to some step; FN(dir_end): the
+ * final states), as a row split's blocks do, a few steps at a time on whichever thread takes
+ * them (FN(run_blocks)). `out` points at this direction's first column of a (B, T, W) buffer;
+ * `h0` / `c0in` / `hn` / `cn` are (B, H) or NULL; `flags` are this direction's chunk flags
+ * (pipeline only); `hp` room for h_t whole where a units split hands it over in lines.
  * Units split (SPLIT_UNITS, nslices > 1): the hidden units are cut into slices, each computed by
  * its own products; with a barrier this thread computes slice `tid` and meets the threads
  * owning the others after each step (the next step reads every unit of this one: at the
@@ -396,156 +400,224 @@ static void FN(hand_over)(crnn__mailbox *m, crnn__barrier *b, int me, int nslice
  * phases; without one it computes every slice in turn, which gives bitwise the same
  * result. Pipeline: the input projection is made chunk by chunk just ahead of the steps that
  * read it, by thread 1 if it gets there first, else by thread 0 when it reaches the chunk. */
-static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int d, int64_t B,
-                                int64_t T, const REAL *in, REAL *out, int64_t W,
-                                const int64_t *lengths, const REAL *h0, const REAL *c0in,
-                                REAL *hn, REAL *cn, const FN(dir_buffers) *buf,
-                                const crnn__par *par, int *flags)
-{
-    const crnn__cell_info *ci = &crnn__cells[L->kind];
-    const FN(step_fn) step = FN(cell_steps)[L->kind];
-    const FN(kernel_table) *const kern = FN(kernels)();
-    const REAL *blob = (const REAL *)rnn->blob;
-    const int64_t H = L->units, G = L->gates, GH = G * H;
-    const REAL *K = blob + L->off_kernel[d];
-    const int reverse = L->direction == CRNN_DIRECTION_REVERSE || d == 1;
-    const int64_t S = par->mode == CRNN__PIPELINE ? CRNN__PIPE_CHUNK : 0;
-    const int split = par->mode == CRNN__SPLIT_UNITS && !par->by_direction;
-    const int nslices = split ? par->nslices : 1;
+typedef struct {
+    const crnn_rnn_t *rnn;
+    const crnn__layer *L;
+    int d;
+    int64_t B, T, W;
+    const REAL *in;
+    REAL *out;
+    const int64_t *lengths;
+    const REAL *h0, *c0in;
+    REAL *hn, *cn;
+    FN(dir_buffers) buf;
+    const crnn__par *par;
+    int *flags;
+    REAL *hp;
+    int mail;        /* whether the steps hand h_t over in lines (FN(hands_over_in_lines)) */
+    int64_t s;       /* the next step, in processing order */
+    FN(step_args) a; /* the steps' arguments, h_{t-1} carried from one step to the next */
+} FN(dir_run);
+
+/* What a direction's parts derive alike from its run. */
+typedef struct {
+    const crnn__cell_info *ci;
+    int64_t H, G, GH;
+    const REAL *K;
+    int reverse;
+    int64_t S; /* the pipeline's chunk; 0: no pipeline */
+    int split, nslices, lo, hi, regions;
     /* the units split's per-step barrier; the pipeline meets only per chunk */
-    crnn__barrier *const barrier = split ? par->barrier : NULL;
-    const int lo = barrier ? par->tid : 0, hi = barrier ? par->tid + 1 : nslices;
+    crnn__barrier *barrier;
     /* the projection's rows: the output frame (G = 1) or the gates buffer, a region a slice
      * where the units split (FN(slice_buffers)) */
-    REAL *const gx = G == 1 ? out : buf->gates;
-    const int64_t ldgt = G == 1 ? W : GH; /* between timesteps */
-    const int64_t ldgb = T * ldgt;        /* between batch rows */
-    const int64_t ldo = T * W;
-    const int regions = nslices > 1 && G > 1;
+    REAL *gx;
+    int64_t ldgt; /* between timesteps */
+    int64_t ldgb; /* between batch rows */
+    int64_t ldo;
     int64_t edges[CRNN__MAX_THREADS + 1]; /* slice k: the units [edges[k], edges[k + 1]) */
-    /* h_t whole where the steps hand over in lines (FN(hand_over)) */
-    REAL hp[CRNN__MAIL_THREADS * CRNN__MAIL_LINES * CRNN__MAIL_VALUES(sizeof(REAL))];
-    int mail;
-    FN(step_args) a;
+} FN(dir_plan);
+
+static void FN(plan_dir)(const FN(dir_run) *r, FN(dir_plan) *p)
+{
+    const crnn__layer *L = r->L;
+    const crnn__par *par = r->par;
+    p->ci = &crnn__cells[L->kind];
+    p->H = L->units;
+    p->G = L->gates;
+    p->GH = p->G * p->H;
+    p->K = (const REAL *)r->rnn->blob + L->off_kernel[r->d];
+    p->reverse = L->direction == CRNN_DIRECTION_REVERSE || r->d == 1;
+    p->S = par->mode == CRNN__PIPELINE ? CRNN__PIPE_CHUNK : 0;
+    p->split = par->mode == CRNN__SPLIT_UNITS && !par->by_direction;
+    p->nslices = p->split ? par->nslices : 1;
+    p->barrier = p->split ? par->barrier : NULL;
+    p->lo = p->barrier ? par->tid : 0;
+    p->hi = p->barrier ? par->tid + 1 : p->nslices;
+    p->regions = p->nslices > 1 && p->G > 1;
+    p->gx = p->G == 1 ? r->out : r->buf.gates;
+    p->ldgt = p->G == 1 ? r->W : p->GH;
+    p->ldgb = r->T * p->ldgt;
+    p->ldo = r->T * r->W;
+    crnn__slice_edges(p->H, p->G, p->nslices, sizeof(REAL), r->B == 1 && crnn__row_tiles_alike(),
+                      p->edges);
+}
+
+/* The projection (all of it, or the pipeline's projecting thread's chunks) and the initial
+ * states. @return 0 where this thread has nothing more to do in this direction (the pipeline's
+ * projecting thread), else 1. */
+static int FN(dir_begin)(FN(dir_run) *r)
+{
+    const crnn__par *par = r->par;
+    const crnn__layer *L = r->L;
+    const FN(kernel_table) *const kern = FN(kernels)();
+    const REAL *blob = (const REAL *)r->rnn->blob;
+    const int64_t B = r->B, T = r->T;
+    FN(step_args) *const a = &r->a;
+    FN(dir_plan) p;
+    FN(slice_view) v;
+    int64_t c0, c1;
+    int k;
+
+    FN(plan_dir)(r, &p);
+    r->mail = p.barrier && FN(hands_over_in_lines)(par, p.ci, B, p.H, p.nslices, p.edges,
+                                                   r->lengths);
+    r->s = 0;
+    if (p.S) {
+        if (par->barrier && par->tid == 1) { /* the projecting thread */
+            int64_t j;
+            for (j = 0; j * p.S < T; ++j)
+                if (crnn__flag_claim(&r->flags[j])) {
+                    FN(project_chunk)(kern, L, B, T, p.reverse, r->in, p.K, p.gx, p.ldgt, p.S, j);
+                    crnn__flag_done(&r->flags[j]);
+                }
+            return 0;
+        }
+    } else {
+        for (k = p.lo; k < p.hi; ++k) {
+            c0 = p.edges[k], c1 = p.edges[k + 1];
+            v = FN(slice_buffers)(&r->buf, p.regions, B, T, p.ci, p.H, k, c0, c1);
+            if (p.G == 1) v.g0 = p.gx, v.ldgt = p.ldgt;
+            /* where a units split has a row-split rival, each slice in the rival's row ranges,
+             * and the rival's rows in the split's slices (crnn__par) */
+            if (p.split)
+                FN(project_units)(kern, B, T, L->in_size, p.H, p.G, r->in, p.K, v.g0, v.ldgt, c0,
+                                  c1, par->proj_rows, p.nslices, p.edges);
+            else
+                FN(project_units)(kern, B, T, L->in_size, p.H, p.G, r->in, p.K, v.g0, v.ldgt, c0,
+                                  c1, 1, par->proj_slices, NULL);
+        }
+    }
+
+    a->kern = kern;
+    a->B = B;
+    a->H = p.H;
+    a->vb = CRNN__BLOCK_UNITS(sizeof(REAL));
+    a->ldg = p.ldgb;
+    a->ldo = p.ldo;
+    v = FN(slice_buffers)(&r->buf, 0, B, T, p.ci, p.H, 0, 0, p.H);
+    FN(use_slice)(a, &v);
+    a->rh = r->buf.rh;
+    for (k = 0; k < 2; ++k) {
+        a->R[k] = L->off_rec[r->d][k] || k == 0 ? blob + L->off_rec[r->d][k] : NULL;
+        a->P[k] = L->off_panels[r->d][k] ? blob + L->off_panels[r->d][k] : NULL;
+    }
+    a->bias = L->has_bias[r->d] ? blob + L->off_bias[r->d] : NULL;
+    a->rbias = L->has_rbias[r->d] ? blob + L->off_rbias[r->d] : NULL;
+    a->act = L->activation;
+    a->ract = L->recurrent_activation;
+    a->lengths = r->lengths;
+
+    /* Initial states, each thread its slice: with lengths h_{t-1} lives in buf.h[]. */
+    a->prev = r->h0;
+    a->ldp = p.H;
+    for (k = p.lo; k < p.hi; ++k) {
+        c0 = p.edges[k], c1 = p.edges[k + 1];
+        if (r->lengths) {
+            if (r->h0) FN(copy_rows)(B, c1 - c0, r->h0 + c0, p.H, r->buf.h[0] + c0, p.H);
+            else FN(zero_rows)(B, c1 - c0, r->buf.h[0] + c0, p.H);
+        }
+        if (p.ci->has_c) {
+            v = FN(slice_buffers)(&r->buf, p.regions, B, T, p.ci, p.H, k, c0, c1);
+            if (r->c0in) FN(copy_rows)(B, c1 - c0, r->c0in + c0, p.H, v.c + c0, v.ldc);
+            else FN(zero_rows)(B, c1 - c0, v.c + c0, v.ldc);
+        }
+    }
+    if (r->lengths) {
+        a->prev = r->h0 ? r->buf.h[0] : NULL;
+        if (p.barrier) crnn__barrier_wait(p.barrier, par->tid);
+    }
+    return 1;
+}
+
+/* Steps r->s .. end - 1 (in processing order: from the last timestep when reversed). */
+static void FN(dir_steps)(FN(dir_run) *r, int64_t end)
+{
+    const crnn__par *par = r->par;
+    const crnn__layer *L = r->L;
+    const FN(step_fn) step = FN(cell_steps)[L->kind];
+    const int64_t B = r->B, T = r->T, H = L->units;
+    const int64_t *const lengths = r->lengths;
+    REAL *const out = r->out, *const hp = r->hp;
+    const int64_t W = r->W;
+    const int mail = r->mail;
+    FN(step_args) *const a = &r->a;
+    FN(dir_plan) p;
     FN(slice_view) v;
     int64_t s, c0, c1;
     int k, phase;
 
-    crnn__slice_edges(H, G, nslices, sizeof(REAL), B == 1 && crnn__row_tiles_alike(), edges);
-    mail = barrier && FN(hands_over_in_lines)(par, ci, B, H, nslices, edges, lengths);
-    if (S) {
-        if (par->barrier && par->tid == 1) { /* the projecting thread */
-            int64_t j;
-            for (j = 0; j * S < T; ++j)
-                if (crnn__flag_claim(&flags[j])) {
-                    FN(project_chunk)(kern, L, B, T, reverse, in, K, gx, ldgt, S, j);
-                    crnn__flag_done(&flags[j]);
-                }
-            return;
-        }
-    } else {
-        for (k = lo; k < hi; ++k) {
-            c0 = edges[k], c1 = edges[k + 1];
-            v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);
-            if (G == 1) v.g0 = gx, v.ldgt = ldgt;
-            /* where a units split has a row-split rival, each slice in the rival's row ranges,
-             * and the rival's rows in the split's slices (crnn__par) */
-            if (split)
-                FN(project_units)(kern, B, T, L->in_size, H, G, in, K, v.g0, v.ldgt, c0, c1,
-                                  par->proj_rows, nslices, edges);
-            else
-                FN(project_units)(kern, B, T, L->in_size, H, G, in, K, v.g0, v.ldgt, c0, c1, 1,
-                                  par->proj_slices, NULL);
-        }
-    }
-
-    a.kern = kern;
-    a.B = B;
-    a.H = H;
-    a.vb = CRNN__BLOCK_UNITS(sizeof(REAL));
-    a.ldg = ldgb;
-    a.ldo = ldo;
-    v = FN(slice_buffers)(buf, 0, B, T, ci, H, 0, 0, H);
-    FN(use_slice)(&a, &v);
-    a.rh = buf->rh;
-    for (k = 0; k < 2; ++k) {
-        a.R[k] = L->off_rec[d][k] || k == 0 ? blob + L->off_rec[d][k] : NULL;
-        a.P[k] = L->off_panels[d][k] ? blob + L->off_panels[d][k] : NULL;
-    }
-    a.bias = L->has_bias[d] ? blob + L->off_bias[d] : NULL;
-    a.rbias = L->has_rbias[d] ? blob + L->off_rbias[d] : NULL;
-    a.act = L->activation;
-    a.ract = L->recurrent_activation;
-    a.lengths = lengths;
-
-    /* Initial states, each thread its slice: with lengths h_{t-1} lives in buf->h[]. */
-    a.prev = h0;
-    a.ldp = H;
-    for (k = lo; k < hi; ++k) {
-        c0 = edges[k], c1 = edges[k + 1];
-        if (lengths) {
-            if (h0) FN(copy_rows)(B, c1 - c0, h0 + c0, H, buf->h[0] + c0, H);
-            else FN(zero_rows)(B, c1 - c0, buf->h[0] + c0, H);
-        }
-        if (ci->has_c) {
-            v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);
-            if (c0in) FN(copy_rows)(B, c1 - c0, c0in + c0, H, v.c + c0, v.ldc);
-            else FN(zero_rows)(B, c1 - c0, v.c + c0, v.ldc);
-        }
-    }
-    if (lengths) {
-        a.prev = h0 ? buf->h[0] : NULL;
-        if (barrier) crnn__barrier_wait(barrier, par->tid);
-    }
-
-    for (s = 0; s < T; ++s) {
-        const int64_t t = reverse ? T - 1 - s : s;
-        if (S && s % S == 0) {
-            int *f = &flags[s / S];
+    FN(plan_dir)(r, &p);
+    for (s = r->s; s < end; ++s) {
+        const int64_t t = p.reverse ? T - 1 - s : s;
+        if (p.S && s % p.S == 0) {
+            int *f = &r->flags[s / p.S];
             if (crnn__flag_claim(f)) {
-                FN(project_chunk)(kern, L, B, T, reverse, in, K, gx, ldgt, S, s / S);
+                FN(project_chunk)(a->kern, L, B, T, p.reverse, r->in, p.K, p.gx, p.ldgt, p.S,
+                                  s / p.S);
                 crnn__flag_done(f);
             } else {
                 crnn__flag_wait(par->barrier, par->tid, f);
             }
         }
-        a.t = t;
-        a.gx = gx + t * ldgt;
-        a.out = out + t * W;
-        if (S && s + 1 < T) FN(prefetch_rows)(a.gx + (reverse ? -ldgt : ldgt), B, ldgb, GH);
+        a->t = t;
+        a->gx = p.gx + t * p.ldgt;
+        a->out = out + t * W;
+        if (p.S && s + 1 < T)
+            FN(prefetch_rows)(a->gx + (p.reverse ? -p.ldgt : p.ldgt), B, p.ldgb, p.GH);
         /* units split: part of prev was written by the other threads; fetch it all at once
          * rather than miss on it line by line inside the product (4 % at B=1, H=256) */
-        if (barrier && a.prev) FN(prefetch_rows)(a.prev, B, a.ldp, H);
-        for (phase = 0; phase < ci->phases; ++phase) {
+        if (p.barrier && a->prev) FN(prefetch_rows)(a->prev, B, a->ldp, H);
+        for (phase = 0; phase < p.ci->phases; ++phase) {
             int i;
-            if (phase && barrier) crnn__barrier_wait(barrier, par->tid);
-            for (i = lo; i < hi; ++i) {
+            if (phase && p.barrier) crnn__barrier_wait(p.barrier, par->tid);
+            for (i = p.lo; i < p.hi; ++i) {
                 /* one thread computing every slice (no barrier) takes them last to first on
                  * odd steps, the steps on which its kernels walk their columns backward where
                  * they do (panels_gemm, row_back), so that the step starts on the weights the
                  * step before read last, as one slice's does: SimpleRNN (1,1000,16,128) 1.15x,
                  * GRU (1,1000,8,64) 1.12x (Zen 4) */
-                k = (t & 1) ? hi - 1 - (i - lo) : i;
-                c0 = edges[k], c1 = edges[k + 1];
+                k = (t & 1) ? p.hi - 1 - (i - p.lo) : i;
+                c0 = p.edges[k], c1 = p.edges[k + 1];
                 if (c1 <= c0) continue;
-                if (regions) {
-                    v = FN(slice_buffers)(buf, 1, B, T, ci, H, k, c0, c1);
-                    a.gx = v.g0 + t * v.ldgt;
-                    a.ldg = T * v.ldgt;
-                    FN(use_slice)(&a, &v);
+                if (p.regions) {
+                    v = FN(slice_buffers)(&r->buf, 1, B, T, p.ci, H, k, c0, c1);
+                    a->gx = v.g0 + t * v.ldgt;
+                    a->ldg = T * v.ldgt;
+                    FN(use_slice)(a, &v);
                 }
-                step(&a, phase, c0, c1);
+                step(a, phase, c0, c1);
             }
         }
         if (lengths) {
             /* h_t of the rows inside their sequence; the others keep h_{t-1} and output 0 */
-            const REAL *pv = buf->h[s & 1];
-            REAL *next = buf->h[(s + 1) & 1];
+            const REAL *pv = r->buf.h[s & 1];
+            REAL *next = r->buf.h[(s + 1) & 1];
             int64_t b;
-            for (k = lo; k < hi; ++k) {
-                c0 = edges[k], c1 = edges[k + 1];
+            for (k = p.lo; k < p.hi; ++k) {
+                c0 = p.edges[k], c1 = p.edges[k + 1];
                 for (b = 0; b < B; ++b) {
-                    REAL *row = a.out + b * ldo + c0;
+                    REAL *row = a->out + b * p.ldo + c0;
                     if (t < lengths[b]) {
                         memcpy(next + b * H + c0, row, (size_t)(c1 - c0) * sizeof(REAL));
                     } else {
@@ -554,17 +626,17 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
                     }
                 }
             }
-            a.prev = next;
-            a.ldp = H;
+            a->prev = next;
+            a->ldp = H;
         } else if (mail && s + 1 < T) {
             /* the last step's h_T is not handed over: hn takes this thread's slice only */
-            FN(hand_over)(par->mail, barrier, par->tid, nslices, edges, a.out, hp,
-                          crnn__mail_tag(L - rnn->layers, d, s), s);
-            a.prev = hp;
-            a.ldp = H;
+            FN(hand_over)(par->mail, p.barrier, par->tid, p.nslices, p.edges, a->out, hp,
+                          crnn__mail_tag(L - r->rnn->layers, r->d, s), s);
+            a->prev = hp;
+            a->ldp = H;
         } else {
-            a.prev = a.out;
-            a.ldp = ldo;
+            a->prev = a->out;
+            a->ldp = p.ldo;
         }
         /* Everyone has read all of h_{t-1} before anyone writes h_{t+1} over it (handing over
          * in lines, each thread copies the others' lines into its own hp, and two sets of lines
@@ -575,19 +647,31 @@ static void FN(layer_direction)(const crnn_rnn_t *rnn, const crnn__layer *L, int
          * in one process, calls interleaved: SimpleRNN 256 and 512 units, LSTM 128 and 256, GRU
          * 128 and 256. The parts lose the backward walk's L1 reuse (row_back), and the others
          * still wait for thread 0's slice at the start of every step. */
-        if (barrier && !mail) crnn__barrier_wait(barrier, par->tid);
+        if (p.barrier && !mail) crnn__barrier_wait(p.barrier, par->tid);
     }
-    for (k = lo; k < hi; ++k) {
-        c0 = edges[k], c1 = edges[k + 1];
-        if (hn) FN(copy_rows)(B, c1 - c0, a.prev + c0, a.ldp, hn + c0, H);
-        if (cn && ci->has_c) {
-            v = FN(slice_buffers)(buf, regions, B, T, ci, H, k, c0, c1);
-            FN(copy_rows)(B, c1 - c0, v.c + c0, v.ldc, cn + c0, H);
+    r->s = end;
+}
+
+/* The final states, once every step has run. */
+static void FN(dir_end)(FN(dir_run) *r)
+{
+    const FN(step_args) *const a = &r->a;
+    FN(dir_plan) p;
+    FN(slice_view) v;
+    int64_t c0, c1;
+    int k;
+    FN(plan_dir)(r, &p);
+    for (k = p.lo; k < p.hi; ++k) {
+        c0 = p.edges[k], c1 = p.edges[k + 1];
+        if (r->hn) FN(copy_rows)(r->B, c1 - c0, a->prev + c0, a->ldp, r->hn + c0, p.H);
+        if (r->cn && p.ci->has_c) {
+            v = FN(slice_buffers)(&r->buf, p.regions, r->B, r->T, p.ci, p.H, k, c0, c1);
+            FN(copy_rows)(r->B, c1 - c0, v.c + c0, v.ldc, r->cn + c0, p.H);
         }
     }
     /* The next layer reuses the state buffers with its own layout: nobody starts it (and
      * writes its initial states there) while another thread still copies this one's out. */
-    if (barrier) crnn__barrier_wait(barrier, par->tid);
+    if (p.barrier) crnn__barrier_wait(p.barrier, r->par->tid);
 }
 
 /* This thread's block of a buffer of `per_row` elements per batch row, at byte offset `off`. */
@@ -596,59 +680,172 @@ static REAL *FN(rows_of)(char *ws, size_t off, int64_t b0, int64_t per_row)
     return (REAL *)(ws + off) + b0 * per_row;
 }
 
+/* Rows [b0, b0 + nb) of the batch on their way through the stack: the layer, direction and
+ * entry (of h0, c0, h_n, c_n) they are at, and that direction's run where it has begun.
+ * Every buffer is cut into row blocks: in y, this range's rows; in each workspace buffer, the
+ * range's share sized for the widest layer, in which each layer's rows are dense. Blocks of two
+ * row ranges are disjoint whatever the layers' widths, so rows that run ahead into layer l + 2
+ * (reusing layer l's frame) never write where other rows still read layer l. */
+typedef struct {
+    int64_t b0, nb;
+    int64_t l, d, e;
+    int begun;
+    FN(dir_run) run;
+} FN(rows_run);
+
+/* The output frame of layer l for rows from b0 on. */
+static REAL *FN(layer_out)(const crnn_rnn_t *rnn, const crnn__args *a, int64_t l, int64_t b0)
+{
+    const int64_t T = a->timesteps, W = rnn->layers[l].units * rnn->layers[l].ndir;
+    if (l == rnn->num_layers - 1 && a->y) return (REAL *)a->y + b0 * T * W;
+    return FN(rows_of)(a->ws, a->lay->frames[l % 2], b0, T * rnn->max_width);
+}
+
+static void FN(rows_start)(FN(rows_run) *c, int64_t b0, int64_t nb)
+{
+    c->b0 = b0;
+    c->nb = nb;
+    c->l = c->d = c->e = 0;
+    c->begun = 0;
+}
+
+/* Direction c->d of layer c->l, for c's rows: set up its run. */
+static void FN(rows_direction)(FN(rows_run) *c, const crnn_rnn_t *rnn, const crnn__args *a,
+                               const crnn__par *par)
+{
+    const crnn__ws_layout *lay = a->lay;
+    const crnn__layer *L = &rnn->layers[c->l];
+    const int64_t T = a->timesteps, H = L->units, b0 = c->b0, e = c->e;
+    const int64_t nchunks = par->flags ? (T + CRNN__PIPE_CHUNK - 1) / CRNN__PIPE_CHUNK : 0;
+    const int d = (int)c->d;
+    FN(dir_run) *r = &c->run;
+    r->rnn = rnn;
+    r->L = L;
+    r->d = d;
+    r->B = c->nb;
+    r->T = T;
+    r->W = H * L->ndir;
+    r->in = c->l == 0 ? (const REAL *)a->x + b0 * T * rnn->input_size
+                      : FN(layer_out)(rnn, a, c->l - 1, b0);
+    r->out = FN(layer_out)(rnn, a, c->l, b0) + d * H;
+    r->lengths = a->lengths ? a->lengths + b0 : NULL;
+    r->h0 = a->h0 && a->h0[e] ? (const REAL *)a->h0[e] + b0 * H : NULL;
+    r->c0in = a->c0 && a->c0[e] ? (const REAL *)a->c0[e] + b0 * H : NULL;
+    r->hn = a->h_n && a->h_n[e] ? (REAL *)a->h_n[e] + b0 * H : NULL;
+    r->cn = a->c_n && a->c_n[e] ? (REAL *)a->c_n[e] + b0 * H : NULL;
+    r->buf.gates = FN(rows_of)(a->ws, lay->gates[d], b0, T * rnn->max_gates);
+    r->buf.h[0] = FN(rows_of)(a->ws, lay->hbuf[d][0], b0, rnn->max_units);
+    r->buf.h[1] = FN(rows_of)(a->ws, lay->hbuf[d][1], b0, rnn->max_units);
+    r->buf.c = FN(rows_of)(a->ws, lay->cbuf[d], b0, rnn->max_units);
+    r->buf.scratch = FN(rows_of)(a->ws, lay->scratch[d], b0, rnn->max_gates);
+    r->buf.rh = FN(rows_of)(a->ws, lay->rh[d], b0, rnn->max_units);
+    r->par = par;
+    r->flags = par->flags ? par->flags + e * nchunks : NULL;
+}
+
+/* Take c's rows further through the stack: up to `chunk` steps of one direction (a direction's
+ * projection and initial states come with its first chunk, its final states with its last), or
+ * to the end where chunk <= 0. `hp`: room for h_t whole (the units split's hand-off in lines;
+ * NULL where there is none). @return 1 once the rows went through every layer. */
+static int FN(rows_advance)(FN(rows_run) *c, const crnn_rnn_t *rnn, const crnn__args *a,
+                            const crnn__par *par, int64_t chunk, REAL *hp)
+{
+    int ran = 0; /* whether this call has run steps (a chunk ends before the next direction) */
+    /* this thread's part and room (a block's direction begun on another thread, whose par and
+     * stack are its own, goes on here) */
+    c->run.par = par;
+    c->run.hp = hp;
+    while (c->l < rnn->num_layers) {
+        const crnn__layer *L = &rnn->layers[c->l];
+        FN(dir_run) *r = &c->run;
+        if (c->d == L->ndir) {
+            /* The next layer reads every unit of this one. The pipeline's projecting thread
+             * waits for the recurrence to finish it (and is done after the last layer: the
+             * caller waits for it to finish, and a thread that waits may lose its core); the
+             * recurrence never waits for that thread, which has nothing left to do in this
+             * layer. */
+            if (par->by_direction && par->barrier) {
+                crnn__barrier_wait(par->barrier, par->tid);
+            } else if (par->mode == CRNN__PIPELINE && par->barrier &&
+                       c->l + 1 < rnn->num_layers) {
+                if (par->tid == 0) crnn__barrier_arrive(par->barrier, 0);
+                else crnn__barrier_follow(par->barrier, par->tid, 0);
+            }
+            c->l++;
+            c->d = 0;
+            continue;
+        }
+        if (par->by_direction && par->barrier && c->d != par->tid) {
+            c->d++, c->e++; /* the other thread's direction */
+            continue;
+        }
+        if (!c->begun) {
+            if (ran && chunk > 0) return 0;
+            FN(rows_direction)(c, rnn, a, par);
+            if (!FN(dir_begin)(r)) {
+                c->d++, c->e++;
+                continue;
+            }
+            c->begun = 1;
+        }
+        if (r->s < r->T) {
+            const int64_t end = chunk > 0 && r->T - r->s > chunk ? r->s + chunk : r->T;
+            FN(dir_steps)(r, end);
+            ran = 1;
+            if (end < r->T) return 0;
+        }
+        FN(dir_end)(r);
+        c->begun = 0;
+        c->d++, c->e++;
+    }
+    return 1;
+}
+
 int FN(crnn__forward)(const crnn_rnn_t *rnn, const crnn__args *a, int64_t b0, int64_t nb,
                       const crnn__par *par)
 {
-    /* Rows [b0, b0 + nb) of the batch. Every buffer is cut into row blocks: in y, this range's
-     * rows; in each workspace buffer, the range's share sized for the widest layer, in which
-     * each layer's rows are dense. Blocks of two row ranges are disjoint whatever the layers'
-     * widths, so a thread that runs ahead into layer l + 2 (reusing layer l's frame) never
-     * writes where another thread still reads layer l. par says how this thread shares the
-     * layers with the others (see crnn__par): by direction, with a barrier, thread `tid` runs
-     * direction `tid` of each layer, meeting the other after it. The pipeline's threads meet
-     * after each layer too: the next one projects this one's output. */
-    const crnn__ws_layout *lay = a->lay;
-    const int64_t T = a->timesteps;
-    const REAL *in = (const REAL *)a->x + b0 * T * rnn->input_size;
-    const int64_t nchunks = par->flags ? (T + CRNN__PIPE_CHUNK - 1) / CRNN__PIPE_CHUNK : 0;
-    const int64_t *lengths = a->lengths ? a->lengths + b0 : NULL;
-    int64_t l, e = 0;
-    for (l = 0; l < rnn->num_layers; ++l) {
-        const crnn__layer *L = &rnn->layers[l];
-        const int64_t W = L->units * L->ndir, H = L->units;
-        REAL *out = (l == rnn->num_layers - 1 && a->y)
-                        ? (REAL *)a->y + b0 * T * W
-                        : FN(rows_of)(a->ws, lay->frames[l % 2], b0, T * rnn->max_width);
-        int d;
-        for (d = 0; d < L->ndir; ++d, ++e) {
-            const REAL *h0 = a->h0 && a->h0[e] ? (const REAL *)a->h0[e] + b0 * H : NULL;
-            const REAL *c0 = a->c0 && a->c0[e] ? (const REAL *)a->c0[e] + b0 * H : NULL;
-            REAL *hn = a->h_n && a->h_n[e] ? (REAL *)a->h_n[e] + b0 * H : NULL;
-            REAL *cn = a->c_n && a->c_n[e] ? (REAL *)a->c_n[e] + b0 * H : NULL;
-            FN(dir_buffers) buf;
-            if (par->by_direction && par->barrier && d != par->tid) continue;
-            buf.gates = FN(rows_of)(a->ws, lay->gates[d], b0, T * rnn->max_gates);
-            buf.h[0] = FN(rows_of)(a->ws, lay->hbuf[d][0], b0, rnn->max_units);
-            buf.h[1] = FN(rows_of)(a->ws, lay->hbuf[d][1], b0, rnn->max_units);
-            buf.c = FN(rows_of)(a->ws, lay->cbuf[d], b0, rnn->max_units);
-            buf.scratch = FN(rows_of)(a->ws, lay->scratch[d], b0, rnn->max_gates);
-            buf.rh = FN(rows_of)(a->ws, lay->rh[d], b0, rnn->max_units);
-            FN(layer_direction)(rnn, L, d, nb, T, in, out + d * H, W, lengths, h0, c0, hn, cn,
-                                &buf, par, par->flags ? par->flags + e * nchunks : NULL);
-        }
-        /* The next layer reads every unit of this one. The pipeline's projecting thread waits
-         * for the recurrence to finish it (and is done after the last layer: the caller waits
-         * for it to finish, and a thread that waits may lose its core); the recurrence never
-         * waits for that thread, which has nothing left to do in this layer. */
-        if (par->by_direction && par->barrier) {
-            crnn__barrier_wait(par->barrier, par->tid);
-        } else if (par->mode == CRNN__PIPELINE && par->barrier && l + 1 < rnn->num_layers) {
-            if (par->tid == 0) crnn__barrier_arrive(par->barrier, 0);
-            else crnn__barrier_follow(par->barrier, par->tid, 0);
-        }
-        in = out;
-    }
+    /* Rows [b0, b0 + nb) of the batch, all the way (FN(rows_run)). par says how this thread
+     * shares the layers with the others (see crnn__par): by direction, with a barrier, thread
+     * `tid` runs direction `tid` of each layer, meeting the other after it. The pipeline's
+     * threads meet after each layer too: the next one projects this one's output. */
+    REAL hp[CRNN__MAIL_THREADS * CRNN__MAIL_LINES * CRNN__MAIL_VALUES(sizeof(REAL))];
+    FN(rows_run) c;
+    FN(rows_start)(&c, b0, nb);
+    FN(rows_advance)(&c, rnn, a, par, 0, hp);
     return CRNN_OK;
+}
+
+/* A row block's cursor fits the room crnn__block has for it. */
+typedef char FN(cursor_fits)[sizeof(FN(rows_run)) <= CRNN__CURSOR_BYTES ? 1 : -1];
+
+void FN(crnn__forward_blocks)(const crnn_rnn_t *rnn, const crnn__args *a, const crnn__par *par,
+                              int tid)
+{
+    /* Thread tid's part in a row split whose rows are in blocks (crnn__blocks): block i is
+     * rows [B * i / n, B * (i + 1) / n), run CRNN__BLOCK_STEPS steps at a time by whichever
+     * thread takes it. A block's rows go through the same calls whoever runs them (each
+     * chunk takes the cursor where the last left it), so the result does not depend on who
+     * ran what. */
+    crnn__blocks *const bs = par->blocks;
+    const int64_t B = a->batch;
+    const long long per_entry = (long long)a->timesteps;
+    long long total = 0;
+    int64_t l;
+    int i, next = bs->n * tid / bs->nt;
+    for (l = 0; l < rnn->num_layers; ++l) total += per_entry * rnn->layers[l].ndir;
+    while ((i = crnn__blocks_take(bs, tid, &next)) >= 0) {
+        crnn__block *blk = &bs->block[i];
+        FN(rows_run) *c = (FN(rows_run) *)(void *)blk->cursor;
+        long long left;
+        int done;
+        if (blk->fresh) {
+            FN(rows_start)(c, B * i / bs->n, B * (i + 1) / bs->n - B * i / bs->n);
+            blk->fresh = 0;
+        }
+        done = FN(rows_advance)(c, rnn, a, par, CRNN__BLOCK_STEPS, NULL);
+        left = total - (long long)c->e * per_entry - (c->begun ? c->run.s : 0);
+        crnn__blocks_put(bs, i, done ? 0 : left > 0 ? left : 1);
+    }
 }
 
 void FN(crnn__dense)(int64_t rows, int64_t din, int64_t units, const REAL *x, const REAL *kernel,

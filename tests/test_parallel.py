@@ -552,6 +552,79 @@ def test_small_batch_plans(cell, dtype):
         assert np.abs(got - exp).max() <= derived_tol(dtype, din + units, steps), what
 
 
+@pytest.mark.parametrize("cell", ["simple", "lstm", "gru"])
+def test_row_blocks_plan(cell):
+    # A row split cuts its rows into two blocks a thread where every block keeps 4 rows and
+    # every layer's recurrent weights fit in half of L2; else one range a thread (0 blocks).
+    l2 = crnn._core.machine()["l2_bytes"]
+    G, es = GATES[cell], 4
+    small = 64
+    past_half = units_for_bytes(l2 / 2, G, es) + 16  # past L2 / 2, under L2
+    rng = np.random.default_rng(5)
+
+    def handle(units_list):
+        weights, din = [], 12
+        for units in units_list:
+            weights.append([make_cell_weights(rng, cell, din, units, np.float32, True,
+                                              cell == "gru")])
+            din = units
+        return crnn._core.RNN(weights, cell=cell, dtype=np.float32)
+
+    h = handle([small])
+    for threads, batch, blocks in [(2, 16, 4), (2, 15, 0), (2, 40, 4), (3, 16, 0), (3, 24, 6),
+                                   (1, 64, 0), (8, 64, 16), (9, 72, 0)]:
+        crnn.set_num_threads(threads)
+        assert h.plan(batch, 20)[0] == ("batch" if threads > 1 else "serial"), (threads, batch)
+        assert h.plan_blocks(batch, 20) == blocks, (threads, batch)
+    crnn.set_num_threads(2)
+    assert handle([small, past_half]).plan(16, 20) == ("batch", 2)
+    assert handle([small, past_half]).plan_blocks(16, 20) == 0  # one layer past L2 / 2
+    assert handle([past_half - 32, small]).plan_blocks(16, 20) == 4
+    with pytest.raises(ValueError, match="batch, timesteps"):
+        h.plan_blocks(16, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_row_blocks_on_more_threads_than_cpus(cell, dtype):
+    # Four threads on (typically) two CPUs: threads lose their core in the middle of a block's
+    # chunk, the others take the free blocks, and blocks begun on one thread go on on another.
+    # Every call gives the bits of the first and the reference's values: a bidirectional layer
+    # over a reverse one, lengths, initial states in, final states (LSTM: h and c) out.
+    crnn.set_num_threads(4)
+    rng = np.random.default_rng(17)
+    batch, steps, din, units = 37, 23, 11, 48
+    weights = [[make_cell_weights(rng, cell, din, units, dtype, True, cell == "gru")
+                for _ in range(2)],
+               [make_cell_weights(rng, cell, 2 * units, units, dtype, True, cell == "gru")]]
+    handle = crnn._core.RNN(weights, cell=cell, dtype=dtype,
+                            direction=["bidirectional", "reverse"])
+    assert handle.plan(batch, steps) == ("batch", 4)
+    assert handle.plan_blocks(batch, steps) == 8
+    x = rng.uniform(-1, 1, (batch, steps, din)).astype(dtype)
+    lengths = rng.integers(0, steps + 1, batch)
+    state = [rng.uniform(-1, 1, (batch, units)).astype(dtype) for _ in range(3)]
+    if cell == "lstm":
+        state = [[h, rng.uniform(-1, 1, (batch, units)).astype(dtype)] for h in state]
+    first, first_states = handle.forward(x, state, lengths=lengths, return_state=True)
+    exp, exp_states = reference.rnn_stack(to64(x), to64(weights), cell=cell,
+                                          direction=["bidirectional", "reverse"],
+                                          initial_state=to64(state), lengths=lengths,
+                                          return_state=True)
+    tol = derived_tol(dtype, 2 * units + units, steps)
+    assert np.abs(first - exp).max() <= tol
+    def flat(states):  # the final states, one (batch, units) array each (LSTM: h, c)
+        return [a for st in states for a in (st if isinstance(st, (list, tuple)) else [st])]
+
+    assert len(flat(first_states)) == len(flat(exp_states)) == (6 if cell == "lstm" else 3)
+    for got, want in zip(flat(first_states), flat(exp_states)):
+        assert np.abs(got - want).max() <= tol
+    for call in range(40):
+        out, states = handle.forward(x, state, lengths=lengths, return_state=True)
+        assert out.tobytes() == first.tobytes(), f"call {call}"
+        assert [a.tobytes() for a in flat(states)] == [a.tobytes() for a in flat(first_states)]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("units", [9, 65, 130])
 def test_batch1_infinite_projection_is_not_nan(units, dtype):
@@ -587,15 +660,19 @@ def test_pipeline_waits_for_chunks_in_flight():
         assert handle.forward(x).tobytes() == first.tobytes()
 
 
-@pytest.mark.parametrize("shape", [(1, 60, 96, 100), (1, 16, 40, 260)], ids=["pipeline", "units"])
+@pytest.mark.parametrize("shape", [(1, 60, 96, 100), (1, 16, 40, 260), (16, 30, 24, 64)],
+                         ids=["pipeline", "units", "row blocks"])
 def test_busy_pool_gives_the_same_bits(shape):
-    # While one call holds the worker threads, concurrent calls compute the same chunks or
-    # slices on their own thread: every result must be bitwise the one of a lone call.
+    # While one call holds the worker threads, concurrent calls compute the same chunks, slices
+    # or row blocks on their own thread (the caller then runs every block, its own and the
+    # others'): every result must be bitwise the one of a lone call.
     crnn.set_num_threads(2)
     batch, steps, din, units = shape
     rng = np.random.default_rng(11)
     weights = make_stack_weights(rng, din, [units, units], 1, np.float32)
     handle = crnn._core.RNN(weights, direction="forward", dtype=np.float32)
+    if batch > 1:
+        assert handle.plan_blocks(batch, steps) == 4, handle.plan(batch, steps)
     xs = [rng.uniform(-1, 1, (batch, steps, din)).astype(np.float32) for _ in range(4)]
     lengths = np.array([steps - 3] * batch)
     expected = [handle.forward(x, lengths=lengths).tobytes() for x in xs]

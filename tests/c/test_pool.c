@@ -152,6 +152,66 @@ static void test_held_workers(void)
     check(ok, "let go: the workers join again");
 }
 
+/* A row split's blocks (crnn__blocks): every block runs its chunks one after another, never on
+ * two threads at once, whoever takes it; a thread that has run its own blocks takes others' that
+ * are free; with the workers held, the caller runs every block. */
+#define BLOCK_CHUNKS 40
+typedef struct {
+    crnn__blocks bs;
+    int chunks[CRNN__MAX_BLOCKS];   /* chunks run, written only by the block's owner */
+    int busy[CRNN__MAX_BLOCKS];     /* set while a thread runs a chunk of the block */
+    int overlaps;                   /* chunks that found their block busy */
+    int by[CRNN__MAX_BLOCKS][MAXN]; /* chunks of each block run by each task */
+    int slow_tid;                   /* this task's chunks take longer (-1: none) */
+} block_record;
+
+static void block_task(void *ctx, int tid, int n)
+{
+    block_record *r = (block_record *)ctx;
+    int i, next = r->bs.n * tid / r->bs.nt;
+    (void)n;
+    while ((i = crnn__blocks_take(&r->bs, tid, &next)) >= 0) {
+        volatile int spin;
+        int left;
+        if (__atomic_exchange_n(&r->busy[i], 1, __ATOMIC_ACQ_REL))
+            __atomic_add_fetch(&r->overlaps, 1, __ATOMIC_RELAXED);
+        for (spin = 0; spin < (tid == r->slow_tid ? 200000 : 20000); ++spin) {}
+        left = BLOCK_CHUNKS - ++r->chunks[i];
+        ++r->by[i][tid];
+        __atomic_store_n(&r->busy[i], 0, __ATOMIC_RELEASE);
+        crnn__blocks_put(&r->bs, i, left);
+    }
+}
+
+static void test_blocks(void)
+{
+    static block_record r;
+    int round, i, t, held, stolen = 0;
+    char what[160];
+    for (round = 0; round < 6; ++round) {
+        const int nt = 2 + round % 3, n = 2 * nt;
+        held = round >= 3;
+        memset(&r, 0, sizeof r);
+        r.slow_tid = held ? -1 : 1; /* task 1 runs 10x slower: the others take some of its blocks */
+        crnn__blocks_init(&r.bs, n, nt, BLOCK_CHUNKS);
+        __atomic_store_n(&crnn__hold_workers, held, __ATOMIC_RELEASE);
+        (void)crnn__parallel_run(block_task, &r, nt, CRNN__TEAM_HELPERS, NULL, NULL);
+        __atomic_store_n(&crnn__hold_workers, 0, __ATOMIC_RELEASE);
+        for (i = 0; i < n; ++i) {
+            snprintf(what, sizeof what, "blocks (%d threads%s): block %d ran %d chunks of %d", nt,
+                     held ? ", held" : "", i, r.chunks[i], BLOCK_CHUNKS);
+            check(r.chunks[i] == BLOCK_CHUNKS && r.bs.block[i].done, what);
+            if (held)
+                for (t = 1; t < nt; ++t) check(r.by[i][t] == 0, "blocks, held: the caller ran all");
+            else if (i >= n / nt && i < 2 * n / nt) /* task 1's own */
+                for (t = 0; t < nt; ++t) stolen += t != 1 && r.by[i][t] > 0;
+        }
+        check(r.overlaps == 0, "blocks: no block ran on two threads at once");
+        check(crnn__blocks_take(&r.bs, 0, &i) == -1, "blocks: none left to take");
+    }
+    if (crnn__cpu_count() >= 2) check(stolen > 0, "blocks: the slow task's blocks were shared");
+}
+
 /* Task 1 arrives at a barrier `late_ms` late: the thread waiting for it records a stall of about
  * that time in its slot (crnn__barrier_stalled_ns) when it passes CRNN__STALL_NS, else none. */
 static int late_ms;
@@ -868,6 +928,7 @@ int main(void)
     test_pace();
     test_pace_weighs_waking_the_worker();
     test_slice_edges();
+    test_blocks();
     /* 16 rows: 4 a thread; 2 rows of 256 units: slices of 128 units; 1 row of 48 units (24 KiB
      * of recurrent weights, less than any L1 twice), 64 steps: chunks projected ahead */
     test_forward_with_held_workers("batch split", 16, 12, 20, 32, CRNN__SPLIT_BATCH);
