@@ -630,7 +630,10 @@ static int crnn__within_half_l2(const crnn__layer *L, size_t es)
  * with both vCPUs equally fast as fast as the ranges (LSTM (16,50,128,128) 713-740 us against
  * 709-728, SimpleRNN (32,50,128,256) 970-978 against 997-1,011); timed in chunks of 5 calls
  * after idle pauses, after which one vCPU often ran 1.5x slower, LSTM (16,50,128,128) 1.10x
- * faster (median of 80 paired rounds), GRU (32,50,128,256) 1.015x, others 0.99-1.04x. */
+ * faster (median of 80 paired rounds), GRU (32,50,128,256) 1.015x, others 0.99-1.04x. Three
+ * blocks of 12-15 rows over two threads (one and two) ran 0.87-0.90x as fast as two ranges with
+ * both vCPUs equally fast (LSTM, GRU, SimpleRNN (12,25,300,176), LSTM (14,50,128,128)): the
+ * thread with one block takes half of another's at the end, its gates made on the other core. */
 static int crnn__row_blocks(const crnn_rnn_t *rnn, int64_t batch, int nt)
 {
     if (nt < 2 || 2 * nt > CRNN__MAX_BLOCKS) return nt;
