@@ -135,15 +135,15 @@ typedef struct {
 } crnn__waiter;
 
 /* A row split's rows in blocks that any of its threads may run a few steps of at a time
- * (rnn_template.h: FN(run_blocks)), so that a thread whose core runs slower (a busy SMT sibling
- * or neighbour on the host, a hybrid CPU's efficiency core) hands part of its rows over to a
- * faster one instead of keeping it waiting. Each thread has its own blocks, which it runs in
- * turn, a chunk of steps each; a thread whose own blocks are all done or taken runs a chunk of
- * the free block with the most steps left. A block is run by one thread at a time (its owner
- * flag, taken with a compare-and-swap and released after the chunk), and its cursor (where its
- * rows stand: layer, direction, step, the step's arguments) is set up by the first thread to
- * take it. Which thread runs which chunk changes nothing in the result: a block's rows are
- * computed by the same calls whoever makes them. */
+ * (rnn_template.h: FN(crnn__forward_blocks)), so that a thread whose core runs slower (a busy SMT
+ * sibling or neighbour on the host, a hybrid CPU's efficiency core) hands part of its rows over to
+ * a faster one instead of keeping it waiting. Each thread has its own blocks, which it runs in
+ * turn, a chunk of steps each; a thread whose own blocks are all done or taken runs a chunk of the
+ * free block with the most steps left. A block is run by one thread at a time (its owner flag,
+ * taken with a compare-and-swap and released after the chunk), and its cursor (where its rows
+ * stand: layer, direction, step, the step's arguments) is set up by the first thread to take it.
+ * Which thread runs which chunk changes nothing in the result: a block's rows are computed by the
+ * same calls whoever makes them. */
 #define CRNN__MAX_BLOCKS 16
 #define CRNN__CURSOR_BYTES 512 /* FN(rows_run): 440 on x86-64 */
 typedef struct {

@@ -515,8 +515,10 @@ static void crnn__task(void *ctx, int tid, int n)
     const crnn__call *c = (const crnn__call *)ctx;
     crnn__par par = c->par;
     if (par.mode == CRNN__SPLIT_BATCH && par.blocks) {
-        if (c->rnn->dtype == CRNN_DTYPE_FLOAT32) crnn__forward_blocks_f32(c->rnn, &c->args, &par, tid);
-        else crnn__forward_blocks_f64(c->rnn, &c->args, &par, tid);
+        if (c->rnn->dtype == CRNN_DTYPE_FLOAT32)
+            crnn__forward_blocks_f32(c->rnn, &c->args, &par, tid);
+        else
+            crnn__forward_blocks_f64(c->rnn, &c->args, &par, tid);
     } else if (par.mode == CRNN__SPLIT_BATCH) {
         const int64_t b0 = c->args.batch * tid / n, b1 = c->args.batch * (tid + 1) / n;
         par.barrier = NULL;
@@ -935,7 +937,8 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         if (nblocks > nthreads) {
             long long steps = 0;
             int64_t l;
-            for (l = 0; l < rnn->num_layers; ++l) steps += (long long)timesteps * rnn->layers[l].ndir;
+            for (l = 0; l < rnn->num_layers; ++l)
+                steps += (long long)timesteps * rnn->layers[l].ndir;
             crnn__blocks_init(&blocks, nblocks, nthreads, steps);
             call.par.blocks = &blocks;
         }
@@ -1002,7 +1005,8 @@ int crnn_rnn_forward2(const crnn_rnn_t *rnn, int64_t batch, int64_t timesteps, c
         }
         ran = alone || (paced && !rows)
                   ? CRNN__RAN_NOTHING
-                  : crnn__parallel_run(crnn__task, &call, nthreads, crnn__team_of(call.par.mode, call.par.blocks != NULL),
+                  : crnn__parallel_run(crnn__task, &call, nthreads,
+                                       crnn__team_of(call.par.mode, call.par.blocks != NULL),
                                        &stalled, &woke);
         if (ran == CRNN__RAN_NOTHING && call.par.mode == CRNN__SPLIT_BATCH) {
             int i;

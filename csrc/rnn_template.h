@@ -386,20 +386,20 @@ static void FN(hand_over)(crnn__mailbox *m, crnn__barrier *b, int me, int nslice
     crnn__mail_stall(b, me, &w);
 }
 
-/* One layer, one direction of B rows (a thread's, or a row block's: crnn__blocks): what its
- * time loop reads and where it stands, so that it can run in parts (FN(dir_begin): the
- * projection and the initial states; FN(dir_steps): steps up to some step; FN(dir_end): the
- * final states), as a row split's blocks do, a few steps at a time on whichever thread takes
- * them (FN(run_blocks)). `out` points at this direction's first column of a (B, T, W) buffer;
+/* One layer, one direction of B rows (a thread's, or a row block's: crnn__blocks): what its time
+ * loop reads and where it stands, so that it can run in parts (FN(dir_begin): the projection and
+ * the initial states; FN(dir_steps): steps up to some step; FN(dir_end): the final states), as a
+ * row split's blocks do, a few steps at a time on whichever thread takes them
+ * (FN(crnn__forward_blocks)). `out` points at this direction's first column of a (B, T, W) buffer;
  * `h0` / `c0in` / `hn` / `cn` are (B, H) or NULL; `flags` are this direction's chunk flags
- * (pipeline only); `hp` room for h_t whole where a units split hands it over in lines.
- * Units split (SPLIT_UNITS, nslices > 1): the hidden units are cut into slices, each computed by
- * its own products; with a barrier this thread computes slice `tid` and meets the threads
- * owning the others after each step (the next step reads every unit of this one: at the
- * barrier, or handing h_t over in tagged lines, FN(hands_over_in_lines)) and between a cell's
- * phases; without one it computes every slice in turn, which gives bitwise the same
- * result. Pipeline: the input projection is made chunk by chunk just ahead of the steps that
- * read it, by thread 1 if it gets there first, else by thread 0 when it reaches the chunk. */
+ * (pipeline only); `hp` room for h_t whole where a units split hands it over in lines. Units split
+ * (SPLIT_UNITS, nslices > 1): the hidden units are cut into slices, each computed by its own
+ * products; with a barrier this thread computes slice `tid` and meets the threads owning the others
+ * after each step (the next step reads every unit of this one: at the barrier, or handing h_t over
+ * in tagged lines, FN(hands_over_in_lines)) and between a cell's phases; without one it computes
+ * every slice in turn, which gives bitwise the same result. Pipeline: the input projection is made
+ * chunk by chunk just ahead of the steps that read it, by thread 1 if it gets there first, else by
+ * thread 0 when it reaches the chunk. */
 typedef struct {
     const crnn_rnn_t *rnn;
     const crnn__layer *L;
