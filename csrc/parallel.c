@@ -585,15 +585,16 @@ void crnn__barrier_init(crnn__barrier *b, int n)
     }
 }
 
-void crnn__blocks_init(crnn__blocks *bs, int n, int nt, long long left)
+void crnn__blocks_init(crnn__blocks *bs, int n, int nt, long long steps)
 {
     int i;
     bs->n = n;
     bs->nt = nt;
+    bs->steps = steps;
     for (i = 0; i < n; ++i) {
         bs->block[i].owner = 0;
         bs->block[i].done = 0;
-        bs->block[i].left = left;
+        bs->block[i].left = steps;
         bs->block[i].fresh = 1;
     }
 }

@@ -157,11 +157,12 @@ typedef struct {
 typedef struct {
     int n;            /* blocks, <= CRNN__MAX_BLOCKS */
     int nt;           /* threads; thread t's own blocks are [n * t / nt, n * (t + 1) / nt) */
+    long long steps;  /* the steps each block runs in all */
     crnn__block block[CRNN__MAX_BLOCKS];
 } crnn__blocks;
 
-/* n blocks over nt threads, each with `left` steps to run. */
-void crnn__blocks_init(crnn__blocks *bs, int n, int nt, long long left);
+/* n blocks over nt threads, each with `steps` steps to run. */
+void crnn__blocks_init(crnn__blocks *bs, int n, int nt, long long steps);
 /* Take a block for thread tid: its own blocks in turn from *next on (*next: the one after the
  * block it ran last), else the free block with the most steps left; waits while every unfinished
  * block is taken. Returns the block, or -1 once every block is done. */

@@ -828,23 +828,19 @@ void FN(crnn__forward_blocks)(const crnn_rnn_t *rnn, const crnn__args *a, const 
      * ran what. */
     crnn__blocks *const bs = par->blocks;
     const int64_t B = a->batch;
-    const long long per_entry = (long long)a->timesteps;
-    long long total = 0;
-    int64_t l;
     int i, next = bs->n * tid / bs->nt;
-    for (l = 0; l < rnn->num_layers; ++l) total += per_entry * rnn->layers[l].ndir;
     while ((i = crnn__blocks_take(bs, tid, &next)) >= 0) {
         crnn__block *blk = &bs->block[i];
         FN(rows_run) *c = (FN(rows_run) *)(void *)blk->cursor;
-        long long left;
         int done;
         if (blk->fresh) {
             FN(rows_start)(c, B * i / bs->n, B * (i + 1) / bs->n - B * i / bs->n);
             blk->fresh = 0;
         }
         done = FN(rows_advance)(c, rnn, a, par, CRNN__BLOCK_STEPS, NULL);
-        left = total - (long long)c->e * per_entry - (c->begun ? c->run.s : 0);
-        crnn__blocks_put(bs, i, done ? 0 : left > 0 ? left : 1);
+        /* steps left: at least the rest of a direction while rows remain */
+        crnn__blocks_put(bs, i, done ? 0 : bs->steps - c->e * a->timesteps -
+                                                   (c->begun ? c->run.s : 0));
     }
 }
 
