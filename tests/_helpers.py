@@ -195,6 +195,12 @@ def blas_column_splits_agree(dtype) -> bool:
     return True
 
 
+def flat_states(states) -> list:
+    """Final states as returned (one entry per layer and direction: h, or [h, c] for an LSTM)
+    as one flat list of arrays; None: empty."""
+    return [a for e in (states or []) for a in (e if isinstance(e, (list, tuple)) else [e])]
+
+
 def to64(obj):
     """Recursively upcast arrays (in lists) to float64; keeps None."""
     if obj is None:

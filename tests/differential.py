@@ -45,8 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crnn  # noqa: E402
 from crnn import reference  # noqa: E402
 
-from _helpers import (ACTIVATIONS, assert_close, derived_tol, make_cell_weights,  # noqa: E402
-                      state_tol, to64, value_scale)
+from _helpers import (ACTIVATIONS, assert_close, derived_tol, flat_states,  # noqa: E402
+                      make_cell_weights, state_tol, to64, value_scale)
 from _model_oracle import merge, ref_dense, ref_rnn  # noqa: E402
 
 MODES = ("serial", "batch", "units", "pipeline")
@@ -217,11 +217,6 @@ def stack_tolerance(case: StackCase, expected) -> float:
     return state_tol(case.dtype, k, steps, value_scale(expected))
 
 
-def _flat(states: Optional[list]) -> list:
-    """States h, [h, c], ... as one flat list of arrays (None: empty)."""
-    return [a for e in (states or []) for a in (e if isinstance(e, list) else [e])]
-
-
 def check_stack_case(case: StackCase, threads: Sequence[int] = THREADS,
                      repeats: int = 2) -> Dict[int, str]:
     """Run ``case`` at each thread count ``repeats`` times; return {threads: planned mode}."""
@@ -240,13 +235,13 @@ def check_stack_case(case: StackCase, threads: Sequence[int] = THREADS,
             out, states = got if case.return_state else (got, None)
             what = f"{case.describe()} threads={n} ({planned[n]}) repeat={r}"
             if first is None:
-                first = (out, _flat(states))
+                first = (out, flat_states(states))
                 assert_close(out, exp_out, tol, what + ": output", dtype=case.dtype)
-                for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+                for i, (s, e) in enumerate(zip(flat_states(states), flat_states(exp_states))):
                     assert_close(s, e, tol, what + f": state {i}", dtype=case.dtype)
             else:
                 assert out.tobytes() == first[0].tobytes(), what + ": output not bitwise repeatable"
-                for i, s in enumerate(_flat(states)):
+                for i, s in enumerate(flat_states(states)):
                     assert s.tobytes() == first[1][i].tobytes(), \
                         what + f": state {i} not bitwise repeatable"
     return planned

@@ -24,7 +24,8 @@ import crnn
 from crnn import reference
 
 from _helpers import GATES, REPO_ROOT, blas_column_splits_agree, derived_tol, describe, \
-    make_cell_weights, make_stack_weights, run_threaded, stack_k, to64, units_for_bytes
+    flat_states, make_cell_weights, make_stack_weights, run_threaded, stack_k, to64, \
+    units_for_bytes
 from _helpers import _child_env as child_env
 
 
@@ -613,16 +614,13 @@ def test_row_blocks_on_more_threads_than_cpus(cell, dtype):
                                           return_state=True)
     tol = derived_tol(dtype, 2 * units + units, steps)
     assert np.abs(first - exp).max() <= tol
-    def flat(states):  # the final states, one (batch, units) array each (LSTM: h, c)
-        return [a for st in states for a in (st if isinstance(st, (list, tuple)) else [st])]
-
-    assert len(flat(first_states)) == len(flat(exp_states)) == (6 if cell == "lstm" else 3)
-    for got, want in zip(flat(first_states), flat(exp_states)):
+    assert len(flat_states(first_states)) == len(flat_states(exp_states)) == (6 if cell == "lstm" else 3)
+    for got, want in zip(flat_states(first_states), flat_states(exp_states)):
         assert np.abs(got - want).max() <= tol
     for call in range(40):
         out, states = handle.forward(x, state, lengths=lengths, return_state=True)
         assert out.tobytes() == first.tobytes(), f"call {call}"
-        assert [a.tobytes() for a in flat(states)] == [a.tobytes() for a in flat(first_states)]
+        assert [a.tobytes() for a in flat_states(states)] == [a.tobytes() for a in flat_states(first_states)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

@@ -19,8 +19,8 @@ import pytest
 import crnn
 from crnn import reference
 
-from _helpers import GATES, assert_close, assert_unchanged, deep_copy, make_cell_weights, \
-    state_tol, to64, units_for_bytes, value_scale
+from _helpers import GATES, assert_close, assert_unchanged, deep_copy, flat_states, \
+    make_cell_weights, state_tol, to64, units_for_bytes, value_scale
 
 CELLS = {"simple": ("simple", True), "lstm": ("lstm", True), "gru": ("gru", True),
          "gru_before": ("gru", False)}
@@ -39,10 +39,6 @@ def one_thread():
     crnn.set_num_threads(1)
     yield
     crnn.set_num_threads(old)
-
-
-def _flat(states):
-    return [a for e in states for a in (e if isinstance(e, list) else [e])]
 
 
 def _case(rng, cell, reset_after, dtype, B, T, D, H, layers, ndir, state_mode):
@@ -90,12 +86,12 @@ def test_cell_grid_matches_reference(name, dtype, rng):
         exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
                                               lengths=lengths, return_state=True, **kw)
         K = D + H if layers == 1 else max(D, H * ndir) + H
-        tol = state_tol(dtype, K, T * layers, value_scale(exp, _flat(exp_states)))
+        tol = state_tol(dtype, K, T * layers, value_scale(exp, flat_states(exp_states)))
         what = f"{name} {act}/{ract} {direction} layers={layers} B,T,D,H={B, T, D, H} " \
                f"lengths={use_lengths} states={state_mode}"
         assert_close(got, exp, tol, what + " output", dtype)
         assert len(states) == layers * ndir
-        for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+        for i, (s, e) in enumerate(zip(flat_states(states), flat_states(exp_states))):
             assert_close(s, e, tol, what + f" state {i}", dtype)
         if use_lengths:
             # a sequence of length 0 outputs zeros (and keeps its initial states: compared above)
@@ -127,10 +123,10 @@ def _check_one_layer(rng, name: str, dtype, shape, threads: int, direction: str)
     crnn.set_num_threads(threads)
     got, states = crnn._core.RNN(weights, dtype=dtype, **kw).forward(x, None, None, True, True)
     exp, exp_states = reference.rnn_stack(to64(x), to64(weights), return_state=True, **kw)
-    tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
+    tol = state_tol(dtype, D + H, T, value_scale(exp, flat_states(exp_states)))
     what = f"{name} B,T,D,H={B, T, D, H} threads={threads} {direction}"
     assert_close(got, exp, tol, what + " output", dtype)
-    for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+    for i, (s, e) in enumerate(zip(flat_states(states), flat_states(exp_states))):
         assert_close(s, e, tol, what + f" state {i}", dtype)
 
 
@@ -196,11 +192,11 @@ def test_batch1_lstm_steps_block_by_block(dtype, rng):
                                                                             True, True)
         exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
                                               lengths=lengths, return_state=True, **kw)
-        tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
+        tol = state_tol(dtype, D + H, T, value_scale(exp, flat_states(exp_states)))
         what = f"H={H} {act}/{ract} bias={bias} threads={threads} {direction} " \
                f"lengths={lengths} states={states}"
         assert_close(got, exp, tol, what + " output", dtype)
-        for i, (s, e) in enumerate(zip(_flat(got_states), _flat(exp_states))):
+        for i, (s, e) in enumerate(zip(flat_states(got_states), flat_states(exp_states))):
             assert_close(s, e, tol, what + f" state {i}", dtype)
 
 
@@ -238,10 +234,10 @@ def test_narrow_last_block_gathered_from_the_rows(name, dtype, rng):
         got, states = handle.forward(x, init, lengths, True, True)
         exp, exp_states = reference.rnn_stack(to64(x), to64(weights), initial_state=to64(init),
                                               lengths=lengths, return_state=True, **kw)
-        tol = state_tol(dtype, D + H, T, value_scale(exp, _flat(exp_states)))
+        tol = state_tol(dtype, D + H, T, value_scale(exp, flat_states(exp_states)))
         what = f"{name} {act}/{ract} B={B} H={H} threads={threads}"
         assert_close(got, exp, tol, what + " output", dtype)
-        for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+        for i, (s, e) in enumerate(zip(flat_states(states), flat_states(exp_states))):
             assert_close(s, e, tol, what + f" state {i}", dtype)
         checked += 1
 
@@ -274,7 +270,7 @@ def test_mixed_cells_in_one_stack(dtype, rng):
     exp = inp
     tol = state_tol(dtype, 16, T * len(spec), value_scale(exp))
     assert_close(got, exp, tol, "mixed stack", dtype)
-    for i, (s, e) in enumerate(zip(_flat(states), _flat(exp_states))):
+    for i, (s, e) in enumerate(zip(flat_states(states), flat_states(exp_states))):
         assert_close(s, e, tol, f"mixed stack state {i}", dtype)
 
 
