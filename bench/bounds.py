@@ -35,7 +35,10 @@ peak at best. The floor under a call is the better way of placing the two:
 The issue's small-batch target for a shape is ``best peer / 2``, or the time at 80 % of the
 two-thread peak where that is slower: ``required = max(best / 2, flops / (0.8 · peak_2))``. A
 target is **met** when crnn's time is at most ``required``, **ruled out** when even the floor is
-above it, and **open** otherwise. For batch 1 the per-step figure is also measured directly
+above it, and **open** otherwise. The same target on the run's paired figures (``peers.py``:
+round by round, the fastest peer over crnn and crnn's share of the peak probed at the round's
+end) gives a second verdict, met where the paired speed-up is at least 2 or the paired share at
+least 80 % (crnn <= max(a, b) is crnn <= a or crnn <= b). For batch 1 the per-step figure is also measured directly
 (slope between T and 3T, as the batch-1 target is stated per step) and set against the time to
 stream the step's weights from L2 on the cores crnn's plan uses (the issue's 1.5× target), and,
 where that is two cores, against the measured step of reads and meetings above, for layers of 32
@@ -199,9 +202,17 @@ def run(peers: dict, mach: Dict[str, float], max_batch: int) -> dict:
         floor = call_floor(res["cell"], res["shape"], mach, peak1, peak2) * 1e6
         verdict = ("met" if crnn_us <= required else
                    "ruled out" if floor > required else "open")
+        # the same target on the round-by-round figures (peers.py's paired()): crnn <= max(best
+        # / 2, time at 80 % of the peak) is a speed-up of 2 or 80 % of the peak
+        pr = res.get("paired") or {}
+        ps, pp = pr.get("speedup"), pr.get("pct_peak")
+        paired_verdict = (None if ps is None and pp is None else
+                          "met" if (ps or 0) >= 2 or (pp or 0) >= 80 else
+                          "ruled out" if floor > required else "open")
         rows.append({"cell": res["cell"], "shape": res["shape"], "best_peer": res["best_peer"],
                      "best_peer_us": best_us, "required_us": required, "crnn_us": crnn_us,
-                     "floor_us": floor, "verdict": verdict})
+                     "floor_us": floor, "verdict": verdict, "paired_speedup": ps,
+                     "paired_pct_peak": pp, "paired_verdict": paired_verdict})
     for cell in sorted({r["cell"] for r in rows}, key=list(GATES).index):
         for H in sorted({r["shape"][3] for r in rows
                          if r["cell"] == cell and r["shape"][0] == 1 and r["shape"][3] >= 32}):
@@ -238,15 +249,23 @@ def markdown(rep: dict, source: str) -> str:
         "",
         "required = max(best peer / 2, time at 80 % of the 2-thread peak); floor: the least time "
         "any implementation needs (bench/bounds.py's docstring). met: crnn <= required; ruled "
-        "out: floor > required; open: neither.",
+        "out: floor > required; open: neither. Paired: the same target on the run's "
+        "round-by-round figures (peers.py: the fastest peer over crnn, and crnn's share of the "
+        "GEMM peak probed at each round's end, medians over the rounds): met where the paired "
+        "speed-up is at least 2 or the paired share at least 80 %.",
         "",
-        "| cell | (B,T,D,H) | best peer | its µs | required µs | crnn µs | floor µs | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| cell | (B,T,D,H) | best peer | its µs | required µs | crnn µs | floor µs | verdict "
+        "| paired speed-up / % peak | paired verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rep["shapes"]:
+        ps, pp = r.get("paired_speedup"), r.get("paired_pct_peak")
+        paired = (f"{ps:.2f}× / {pp:.0f} %" if ps is not None and pp is not None else
+                  f"{ps:.2f}× / —" if ps is not None else "—")
         out.append(f"| {r['cell']} | ({','.join(map(str, r['shape']))}) | {r['best_peer']} | "
                    f"{r['best_peer_us']:.4g} | {r['required_us']:.4g} | {r['crnn_us']:.4g} | "
-                   f"{r['floor_us']:.4g} | {r['verdict']} |")
+                   f"{r['floor_us']:.4g} | {r['verdict']} | {paired} | "
+                   f"{r.get('paired_verdict') or '—'} |")
     if rep["batch1_steps"]:
         out += ["", "## Batch 1, per step (slope between T = 100 and 300, D = 16)", "",
                 "| cell | H | crnn µs/step | plan | L2 bound µs (cores of the plan) | ratio | "

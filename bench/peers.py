@@ -76,6 +76,16 @@ implementation's own thread count (without threadpoolctl NumPy's threads cannot 
 OpenBLAS peak is not measured). crnn's own BLAS (scipy-openblas32) is not callable from
 Python; both OpenBLAS copies and the core type each chose are recorded.
 
+Paired figures, beside those: on a shared machine whole seconds run slower (another tenant on
+the core, a vCPU back from idle), so the run's medians pool fast and slow spells, in proportions
+that differ from one implementation to the next, and its peak is the best moment of the start
+and the end. A round takes a fraction of a second, so the run also reports, per shape, the
+median over the rounds of (the fastest peer's median in the round / crnn's in the same round),
+and of crnn's GFLOP/s in the round over the two-thread GEMM peak probed at the end of that round
+(one untimed and the faster of two timed N x N x N matmuls, on the library with the better
+peak at the start): a spell slows both sides of each ratio. On a quiet machine the two kinds of
+figure agree.
+
 ``--avx2`` runs the benchmark again in a fresh process with every library held to AVX2, standing
 in for an older CPU: ``OPENBLAS_CORETYPE=Haswell`` (both OpenBLAS copies),
 ``MKL_ENABLE_INSTRUCTIONS=AVX2`` and ``ATEN_CPU_CAPABILITY=avx2`` (PyTorch),
@@ -391,6 +401,45 @@ def _best_gflops(call: Callable[[], object], n: int, reps: int) -> float:
     return 2.0 * n ** 3 / best  # GFLOP/s (flops / ns)
 
 
+class RoundPeak:
+    """The GEMM peak of the moment, probed at the end of every round (``time_interleaved``):
+    one untimed and the faster of two timed n x n x n matmuls on ``threads`` threads of ``lib``
+    (the library with the better peak at the start of the run), its GFLOP/s. The matrices are
+    made once."""
+
+    def __init__(self, dtype: np.dtype, threads: int, blas: NumpyBlasThreads, n: int, lib: str):
+        self.threads, self.n, self.lib, self.blas = threads, n, lib, blas
+        if lib == "openblas":
+            rng = np.random.default_rng(0)
+            self.a, self.b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+            self.c = np.empty((n, n), dtype=dtype)
+        else:
+            import torch
+            dt = torch.float32 if dtype == np.float32 else torch.float64
+            gen = torch.Generator().manual_seed(0)
+            self.a, self.b = (torch.randn(n, n, generator=gen, dtype=dt) for _ in range(2))
+            self.c = torch.empty(n, n, dtype=dt)
+
+    def __call__(self) -> Optional[float]:
+        if self.lib == "openblas":
+            if not self.blas.available:
+                return None
+            old = self.blas.get()
+            self.blas.set(self.threads)
+            try:
+                return _best_gflops(lambda: np.matmul(self.a, self.b, out=self.c), self.n, 2)
+            finally:
+                if old is not None:
+                    self.blas.set(old)
+        import torch
+        old = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return _best_gflops(lambda: torch.matmul(self.a, self.b, out=self.c), self.n, 2)
+        finally:
+            torch.set_num_threads(old)
+
+
 def measure_peaks(dtype, threads, blas, n, reps, with_torch: bool) -> Dict[str, Dict[int, float]]:
     peaks = {"openblas": gemm_peak(dtype, threads, blas, n, reps)}
     if with_torch:
@@ -464,6 +513,7 @@ class Impl:
         self._chunk = chunk
         self.note = note
         self.samples: List[int] = []
+        self.sample_rounds: List[int] = []  # the round of each sample (time_interleaved)
         self.status = "ok"  # ok | wrong | skipped | error
         self.max_err: Optional[float] = None
         self.est_ns: Optional[float] = None
@@ -764,15 +814,19 @@ def check(imp: Impl, ref: np.ndarray, tol: float) -> None:
         imp.status, imp.note = "error", f"{type(err).__name__}: {err}"
 
 
-def time_interleaved(impls: List[Impl], repeats: int, budget_s: float, rounds: int) -> None:
+def time_interleaved(impls: List[Impl], repeats: int, budget_s: float, rounds: int,
+                     probe: Optional[Callable[[], Optional[float]]] = None
+                     ) -> List[Optional[float]]:
     """Collect samples, round-robin over the implementations, each call timed on its own.
 
     Each implementation aims at min(repeats, budget / estimated call time) samples (at least 3)
     spread evenly over the rounds; the budget is rechecked before every chunk against the time
     actually spent (warm-up calls included), so a call slower than its estimate (a disturbed
-    machine) shortens its run instead of stretching it."""
+    machine) shortens its run instead of stretching it. Every sample is tagged with its round
+    (``Impl.sample_rounds``). ``probe``, if given, runs once at the end of every round (the
+    GEMM peak of that moment, :func:`round_peak`); its values are returned, one a round."""
     if not impls:
-        return
+        return []
     budget_ns = budget_s * 1e9
     plan = []
     for imp in impls:
@@ -780,6 +834,7 @@ def time_interleaved(impls: List[Impl], repeats: int, budget_s: float, rounds: i
         n = max(3, min(repeats, int(budget_ns / imp.est_ns)))
         plan.append({"imp": imp, "target": n, "warm": warm, "spent": 0})
     nrounds = max(1, min(rounds, max(p["target"] for p in plan)))
+    probes: List[Optional[float]] = []
     for rnd in range(nrounds):
         left_rounds = nrounds - rnd
         for p in plan:
@@ -797,9 +852,52 @@ def time_interleaved(impls: List[Impl], repeats: int, budget_s: float, rounds: i
             if k <= 0:
                 continue
             chunk0 = time.perf_counter_ns()
-            samples.extend(imp.chunk(k, p["warm"]))
+            got = imp.chunk(k, p["warm"])
+            samples.extend(got)
+            imp.sample_rounds.extend([rnd] * len(got))
             p["spent"] += time.perf_counter_ns() - chunk0
             settle()
+        if probe is not None:
+            probes.append(probe())
+    return probes
+
+
+def paired(impls: Dict[str, Impl], crnn_name: str, peer_names: List[str],
+           probes: List[Optional[float]], flops_: float) -> Optional[dict]:
+    """crnn's figures round by round, against what ran in the same round: the median over the
+    rounds of (the fastest peer's median in the round / crnn's), and of crnn's GFLOP/s in the
+    round over that round's GEMM peak (``probes``). A slow spell of a shared machine lasts
+    seconds and a round a fraction of one, so these tell the code from the spells where the
+    run's medians (every round's samples pooled) and its peak (the best of the start and end)
+    mix them. None where crnn has no samples."""
+    def by_round(imp: Impl) -> Dict[int, float]:
+        groups: Dict[int, List[int]] = {}
+        for rnd, ns in zip(imp.sample_rounds, imp.samples):
+            groups.setdefault(rnd, []).append(ns)
+        return {rnd: statistics.median(v) for rnd, v in groups.items()}
+
+    mine = by_round(impls[crnn_name])
+    if not mine:
+        return None
+    peers = [by_round(impls[n]) for n in peer_names]
+    ratios, pcts = [], []
+    for rnd, ns in sorted(mine.items()):
+        theirs = [p[rnd] for p in peers if rnd in p]
+        if theirs:
+            ratios.append(min(theirs) / ns)
+        peak = probes[rnd] if rnd < len(probes) else None
+        if peak:
+            pcts.append(100.0 * flops_ / ns / peak)
+    out: dict = {"rounds": len(mine)}
+    if ratios:
+        out["speedup"] = statistics.median(ratios)
+        out["speedup_rounds"] = len(ratios)
+        out["speedup_above_1"] = sum(r >= 1.0 for r in ratios) / len(ratios)
+    if pcts:
+        out["pct_peak"] = statistics.median(pcts)
+        out["pct_peak_rounds"] = len(pcts)
+        out["round_peaks"] = [p for p in probes if p]
+    return out
 
 
 def summarize(samples: List[int]) -> dict:
@@ -853,7 +951,8 @@ class LoadMeter:
         return max(0.0, other) / max(time.perf_counter() - self.t0, 1e-9)
 
 
-def bench_shape(cell: str, shape, args, blas, workers, dnn, notes) -> dict:
+def bench_shape(cell: str, shape, args, blas, workers, dnn, notes,
+                probe: Optional[Callable[[], Optional[float]]] = None) -> dict:
     B, T, D, H = shape
     dtype = np.dtype(args.dtype)
     p = make_problem(cell, shape, dtype, args.seed, args.reset_after)
@@ -867,7 +966,7 @@ def bench_shape(cell: str, shape, args, blas, workers, dnn, notes) -> dict:
     for imp in measured:
         check(imp, ref, tol)
     timed = [i for i in measured if i.status == "ok"]
-    time_interleaved(timed, args.repeats, args.budget, args.rounds)
+    probes = time_interleaved(timed, args.repeats, args.budget, args.rounds, probe)
 
     fl = flops(B, T, D, H, cell)
     rows = {}
@@ -909,6 +1008,11 @@ def bench_shape(cell: str, shape, args, blas, workers, dnn, notes) -> dict:
     base = res["baseline_default"]
     if base and med(base) and crnn_default and med(crnn_default):
         res["speedup_vs_baseline"] = med(base) / med(crnn_default)
+    if crnn_default and med(crnn_default):
+        by_name = {i.name: i for i in impls}
+        source = rows[crnn_default].get("same_as") or crnn_default
+        res["paired"] = paired(by_name, source, [rows[n].get("same_as") or n for n in peers],
+                               probes, fl)
     return res
 
 
@@ -997,7 +1101,8 @@ def write_markdown(path: str, report: dict) -> str:
             "crnn 1 / 2 thr", "crnn default", "speed-up"]
         if has_base:
             head += ["baseline default", "vs baseline"]
-        head += ["crnn GFLOP/s", "% 2-thr peak", "other load"]
+        head += ["crnn GFLOP/s", "% 2-thr peak", "paired speed-up", "paired % peak",
+                 "other load"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for r in cres:
@@ -1030,13 +1135,22 @@ def write_markdown(path: str, report: dict) -> str:
                 cells.append(f"{100 * d['gflops'] / p2:.0f} %")
             else:
                 cells += ["—", "—"]
+            pr = r.get("paired") or {}
+            cells.append(f"{pr['speedup']:.2f}×" if pr.get("speedup") else "—")
+            cells.append(f"{pr['pct_peak']:.0f} %" if pr.get("pct_peak") else "—")
             ol = r.get("other_load_cores")
             cells.append("?" if ol is None else f"{ol:.2f}")
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("\"other load\": cores kept busy by other processes while the shape ran "
                  "(/proc/stat minus this process and its crnn workers); above ~0.1 the figures "
-                 "are disturbed.")
+                 "are disturbed. \"paired\": round by round (each round times every "
+                 "implementation in turn, a fraction of a second), the median over the rounds of "
+                 "the fastest peer's median in the round over crnn's, and of crnn's GFLOP/s in "
+                 "the round over the two-thread GEMM peak probed at the round's end: a slow "
+                 "spell of a shared machine (seconds) weighs on both sides of each ratio, where "
+                 "the columns before pool every round's samples and take the best peak of the "
+                 "start and the end.")
     lines.append("")
     lines.append("## Details")
     lines.append("")
@@ -1082,8 +1196,9 @@ def summary_table(reports: List[dict]) -> str:
     """One Markdown table of the runs ``reports`` (same cells and shapes; the first is quoted in
     full, the others by their speed-ups): per cell and shape the first run's best peer and its
     time, crnn's times at 1 and 2 threads, crnn's speed-up at its default in every run (bold
-    below 1) and its share of the two-thread GEMM peak in every run. The README's table is this
-    output (``--summarize``)."""
+    below 1), its share of the two-thread GEMM peak in every run, and, where a run has them,
+    every run's paired figures (``paired``). The README's table is this output
+    (``--summarize``)."""
     first = reports[0]
     later = [{(r["cell"], tuple(r["shape"])): r for r in rep["results"]} for rep in reports[1:]]
 
@@ -1100,6 +1215,13 @@ def summary_table(reports: List[dict]) -> str:
         row = r and r["impls"].get(r.get("crnn_default") or "")
         return f"{row['pct_peak']:.0f} %" if row and row.get("pct_peak") is not None else "—"
 
+    def paired_figures(r: Optional[dict]) -> str:
+        pr = (r or {}).get("paired") or {}
+        if pr.get("speedup") is None:
+            return "—"
+        return f"{pr['speedup']:.2f}×" + (f" / {pr['pct_peak']:.0f} %" if pr.get("pct_peak")
+                                          else "")
+
     def crnn_us(r: dict, threads: int) -> str:
         row = r["impls"].get(f"crnn ({threads} thr)")
         return _fmt_us(row.get("median_us")) if row and row.get("status") == "ok" else "—"
@@ -1108,6 +1230,10 @@ def summary_table(reports: List[dict]) -> str:
     head = ["cell", "(B,T,D,H)", "best peer", "its µs", "crnn µs (1 / 2 thr)"]
     head += ["speed-up" if runs == 1 else f"speed-up, run {i + 1}" for i in range(runs)]
     head += ["% of peak" if runs == 1 else f"% of peak, run {i + 1}" for i in range(runs)]
+    with_paired = any(r.get("paired") for rep in reports for r in rep["results"])
+    if with_paired:  # runs before the paired figures have none
+        head += ["paired speed-up / % of peak" + ("" if runs == 1 else f", run {i + 1}")
+                 for i in range(runs)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in first["results"]:
         key = (r["cell"], tuple(r["shape"]))
@@ -1117,10 +1243,15 @@ def summary_table(reports: List[dict]) -> str:
                  _fmt_us(best.get("median_us")) if best else "—",
                  f"{crnn_us(r, 1)} / {crnn_us(r, 2)}"]
         cells += [speedup(x) for x in [r] + others] + [pct(x) for x in [r] + others]
+        if with_paired:
+            cells += [paired_figures(x) for x in [r] + others]
         lines.append("| " + " | ".join(cells) + " |")
     peaks = ", ".join(f"{rep['gemm_peak']['gflops'].get('2', float('nan')):.0f}" for rep in reports)
     lines.append("")
-    lines.append(f"Two-thread sgemm peak of each run: {peaks} GFLOP/s.")
+    lines.append(f"Two-thread sgemm peak of each run: {peaks} GFLOP/s."
+                 + (" Paired: round by round, the fastest peer over crnn and crnn's share of "
+                    "the peak probed at the round's end, medians over the rounds "
+                    "(bench/peers.py's docstring)." if with_paired else ""))
     return "\n".join(lines)
 
 
@@ -1360,11 +1491,16 @@ def run(args, raw_argv, cells, shapes, blas, workers, dnn, notes, isa_mode, star
         print(f"  {lib}: " + ", ".join(f"{t} thr: {g:.1f} GFLOP/s" for t, g in vals.items()),
               flush=True)
 
+    # The two-thread peak again at the end of every round of every shape, for the paired figures
+    # (paired()), on the library that had the better one at the start.
+    start2 = {lib: vals[2] for lib, vals in peaks_start.items() if vals.get(2)}
+    probe = (RoundPeak(dtype, 2, blas, gemm_n, max(start2, key=start2.get)) if start2 else None)
+
     results = []
     for cell in cells:
         for shape in shapes:
             t0 = time.perf_counter()
-            r = bench_shape(cell, shape, args, blas, workers, dnn, notes)
+            r = bench_shape(cell, shape, args, blas, workers, dnn, notes, probe)
             results.append(r)
             best = r.get("best_peer")
             msg = f"{cell:>6} {str(tuple(shape)):>22}: " + ", ".join(
@@ -1375,6 +1511,11 @@ def run(args, raw_argv, cells, shapes, blas, workers, dnn, notes, isa_mode, star
                 msg += f"  | best peer {best}, speed-up {r['speedup']:.2f}x"
             if r.get("speedup_vs_baseline"):
                 msg += f", vs baseline {r['speedup_vs_baseline']:.2f}x"
+            pr = r.get("paired") or {}
+            if pr.get("speedup"):
+                msg += f"; paired {pr['speedup']:.2f}x"
+            if pr.get("pct_peak"):
+                msg += f", {pr['pct_peak']:.0f} % of the round's peak"
             ol = r.get("other_load_cores")
             print(msg + f"  [{time.perf_counter() - t0:.1f} s"
                   + ("" if ol is None else f", other processes {ol:.2f} cores") + "]", flush=True)

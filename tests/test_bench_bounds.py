@@ -98,3 +98,21 @@ def test_synced_step_reads_and_meets(tmp_path, monkeypatch):
     # a pass over 1 KiB is mostly its meeting (0.15-0.3 us on 2-vCPU VMs); 256 KiB from L2 takes
     # microseconds on any core
     assert 0 < small < large
+
+
+@pytest.mark.parametrize("paired, verdict", [
+    ({"speedup": 2.2, "pct_peak": 40.0}, "met"),    # twice the round's fastest peer
+    ({"speedup": 1.5, "pct_peak": 85.0}, "met"),    # 80 % of the round's peak
+    ({"speedup": 1.5, "pct_peak": 60.0}, "open"),   # neither; the floor is below the target
+    ({"speedup": 1.9}, "open"),                     # no peak probed: the speed-up alone
+    (None, None),                                   # a run without paired figures
+])
+def test_paired_verdicts(paired, verdict):
+    rep_in = _report(1200.0, 2000.0)  # open on the run's medians (1000 us required)
+    if paired is not None:
+        rep_in["results"][0]["paired"] = paired
+    rep = bounds.run(rep_in, MACH, max_batch=32)
+    (row,) = rep["shapes"]
+    assert row["verdict"] == "open" and row["paired_verdict"] == verdict
+    line = next(ln for ln in bounds.markdown(rep, "t.json").splitlines() if "| lstm |" in ln)
+    assert line.endswith(f"| {verdict or '—'} |")

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import peers  # noqa: E402  (bench/ is on sys.path above)
@@ -44,7 +46,19 @@ def test_one_row_per_shape_with_every_runs_speedup():
     lstm = next(line for line in lines if line.startswith("| LSTM | (256,100,256,512)"))
     # below 1 in bold, with a third digit where two would read 1.00
     assert "| **0.997×** | 1.10× |" in lstm
-    assert lines[-1] == "Two-thread sgemm peak of each run: 300, 280 GFLOP/s."
+    assert lines[-1] == "Two-thread sgemm peak of each run: 300, 280 GFLOP/s."  # no paired runs
+
+
+def test_the_paired_figures_of_each_run_where_it_has_them():
+    first = _report(300.0, [("gru", (16, 50, 128, 128), 1000.0, 1100.0, 550.0)])
+    second = _report(300.0, [("gru", (16, 50, 128, 128), 1000.0, 1100.0, 600.0)])
+    first["results"][0]["paired"] = {"speedup": 1.83, "pct_peak": 93.6}
+    second["results"][0]["paired"] = {"speedup": 1.7}  # no peak probed
+    lines = peers.summary_table([first, second]).splitlines()
+    assert lines[0].endswith("| paired speed-up / % of peak, run 1 "
+                             "| paired speed-up / % of peak, run 2 |")
+    assert lines[2].endswith("| 1.83× / 94 % | 1.70× |")
+    assert lines[-1].startswith("Two-thread sgemm peak of each run: 300, 300 GFLOP/s. Paired:")
 
 
 def test_a_shape_missing_from_a_later_run_shows_a_dash():
@@ -75,3 +89,48 @@ def test_summarize_refuses_a_file_that_is_not_a_run(tmp_path):
     for path, what in ((bad, "is not a peers.json"), (tmp_path / "missing.json", "cannot read")):
         out = _summarize(path)
         assert out.returncode == 2 and what in out.stderr, out.stderr
+
+
+def _impl(name, rounds_samples):
+    """An Impl whose samples (ns) came in the rounds given: {round: [ns, ...]}."""
+    imp = peers.Impl(name, "test", 2, run=lambda: None)
+    for rnd, samples in rounds_samples.items():
+        imp.samples += samples
+        imp.sample_rounds += [rnd] * len(samples)
+    return imp
+
+
+def test_paired_takes_each_rounds_fastest_peer_and_its_peak():
+    # crnn's rounds: 100, 300 (a slow spell), 110 ns; the peers slowed alike in round 1
+    impls = {"crnn": _impl("crnn", {0: [100, 90, 110], 1: [300], 2: [110]}),
+             "a": _impl("a", {0: [250], 1: [600], 2: [230]}),
+             "b": _impl("b", {0: [200, 220], 2: [250]})}  # b missed round 1
+    flops = 30_000.0  # 300 GFLOP/s at 100 ns
+    got = peers.paired(impls, "crnn", ["a", "b"], [600.0, 200.0, None], flops)
+    # ratios: round 0 min(250, 210) / 100 = 2.1, round 1 600 / 300 = 2.0, round 2 230 / 110 =
+    # 2.09: the median is round 2's
+    assert got["speedup"] == pytest.approx(230 / 110)
+    assert got["speedup_rounds"] == 3 and got["speedup_above_1"] == 1.0
+    # shares of the round's peak: 300 / 600 = 50 %, 100 / 200 = 50 %; round 2 had no probe
+    assert got["pct_peak"] == pytest.approx(50.0) and got["pct_peak_rounds"] == 2
+    assert peers.paired({**impls, "crnn": _impl("crnn", {})}, "crnn", ["a"], [], flops) is None
+    alone = peers.paired(impls, "crnn", [], [], flops)
+    assert alone == {"rounds": 3}
+
+
+def test_time_interleaved_tags_every_sample_with_its_round_and_probes_each_round():
+    calls = []
+
+    def chunk(k, warm):
+        calls.append(k)
+        return [1000] * k
+
+    imps = [peers.Impl(n, "test", 1, run=lambda: None, chunk=chunk) for n in ("x", "y")]
+    for imp in imps:
+        imp.est_ns = 1000
+    probes = iter([300.0, 310.0, None, 290.0])
+    got = peers.time_interleaved(imps, repeats=8, budget_s=1.0, rounds=4,
+                                 probe=lambda: next(probes))
+    assert got == [300.0, 310.0, None, 290.0]
+    for imp in imps:
+        assert len(imp.samples) == 8 and imp.sample_rounds == [0, 0, 1, 1, 2, 2, 3, 3]
