@@ -79,8 +79,9 @@ Python; both OpenBLAS copies and the core type each chose are recorded.
 Paired figures, beside those: on a shared machine whole seconds run slower (another tenant on
 the core, a vCPU back from idle), so the run's medians pool fast and slow spells, in proportions
 that differ from one implementation to the next, and its peak is the best moment of the start
-and the end. A round takes a fraction of a second, so the run also reports, per shape, the
-median over the rounds of (the fastest peer's median in the round / crnn's in the same round),
+and the end. A round runs every implementation once in turn (a fraction of a second at the
+small shapes, seconds at the largest), so the run also reports, per shape, the median over the
+rounds of (the fastest peer's median in the round / crnn's in the same round),
 and of crnn's GFLOP/s in the round over the two-thread GEMM peak probed at the end of that round
 (one untimed and the faster of two timed N x N x N matmuls, on the library with the better
 peak at the start): a spell slows both sides of each ratio. On a quiet machine the two kinds of
@@ -824,7 +825,7 @@ def time_interleaved(impls: List[Impl], repeats: int, budget_s: float, rounds: i
     actually spent (warm-up calls included), so a call slower than its estimate (a disturbed
     machine) shortens its run instead of stretching it. Every sample is tagged with its round
     (``Impl.sample_rounds``). ``probe``, if given, runs once at the end of every round (the
-    GEMM peak of that moment, :func:`round_peak`); its values are returned, one a round."""
+    GEMM peak of that moment, :class:`RoundPeak`); its values are returned, one a round."""
     if not impls:
         return []
     budget_ns = budget_s * 1e9
@@ -867,9 +868,9 @@ def paired(impls: Dict[str, Impl], crnn_name: str, peer_names: List[str],
     """crnn's figures round by round, against what ran in the same round: the median over the
     rounds of (the fastest peer's median in the round / crnn's), and of crnn's GFLOP/s in the
     round over that round's GEMM peak (``probes``). A slow spell of a shared machine lasts
-    seconds and a round a fraction of one, so these tell the code from the spells where the
-    run's medians (every round's samples pooled) and its peak (the best of the start and end)
-    mix them. None where crnn has no samples."""
+    seconds, about as long as a round or longer, so these tell the code from the spells where
+    the run's medians (every round's samples pooled) and its peak (the best of the start and
+    end) mix them. None where crnn has no samples."""
     def by_round(imp: Impl) -> Dict[int, float]:
         groups: Dict[int, List[int]] = {}
         for rnd, ns in zip(imp.sample_rounds, imp.samples):
