@@ -38,11 +38,12 @@ target is **met** when crnn's time is at most ``required``, **ruled out** when e
 above it, and **open** otherwise. The same target on the run's paired figures (``peers.py``:
 round by round, the fastest peer over crnn and crnn's share of the peak probed at the round's
 end) gives a second verdict, met where the paired speed-up is at least 2 or the paired share at
-least 80 % (crnn <= max(a, b) is crnn <= a or crnn <= b). For batch 1 the per-step figure is also measured directly
-(slope between T and 3T, as the batch-1 target is stated per step) and set against the time to
-stream the step's weights from L2 on the cores crnn's plan uses (the issue's 1.5× target), and,
-where that is two cores, against the measured step of reads and meetings above, for layers of 32
-units or more (a step of a tinier one is a few instructions; the tiny-call target covers those).
+least 80 % (crnn <= max(a, b) is crnn <= a or crnn <= b). For batch 1 the per-step figure is
+also measured directly (slope between T and 3T, as the batch-1 target is stated per step) and
+set against the time to stream the step's weights from L2 on the cores crnn's plan uses (the
+issue's 1.5× target), and, where that is two cores, against the measured step of reads and
+meetings above, for layers of 32 units or more (a step of a tinier one is a few instructions;
+the tiny-call target covers those).
 
 The peers' times are the run's; the bandwidths are measured when this script runs: run it right
 after ``peers.py`` on the same machine.

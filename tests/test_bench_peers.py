@@ -132,5 +132,6 @@ def test_time_interleaved_tags_every_sample_with_its_round_and_probes_each_round
     got = peers.time_interleaved(imps, repeats=8, budget_s=1.0, rounds=4,
                                  probe=lambda: next(probes))
     assert got == [300.0, 310.0, None, 290.0]
+    assert calls == [2] * 8  # each implementation's 8 samples spread over the 4 rounds
     for imp in imps:
         assert len(imp.samples) == 8 and imp.sample_rounds == [0, 0, 1, 1, 2, 2, 3, 3]
