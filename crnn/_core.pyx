@@ -611,6 +611,14 @@ cdef class RNN:
                                "failed); create it as RNN(weights, ...)")
         return 0
 
+    cdef int _require_plan_shape(self, int64_t batch, int64_t timesteps) except -1:
+        # the plan diagnostics' arguments: a built handle, a batch >= 0 and timesteps >= 1
+        self._require_built()
+        if batch < 0 or timesteps < 1:
+            raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 "
+                             f"and >= 1")
+        return 0
+
     def plan(self, int64_t batch, int64_t timesteps):
         """How a call of this shape uses threads at the current setting: ``(mode, threads)``.
 
@@ -619,9 +627,7 @@ cdef class RNN:
         """
         cdef int nt = 1
         cdef crnn__mode mode
-        self._require_built()
-        if batch < 0 or timesteps < 1:
-            raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 and >= 1")
+        self._require_plan_shape(batch, timesteps)
         mode = crnn__plan(self._rnn, batch, timesteps, &nt)
         return _PLAN_NAMES[mode], nt
 
@@ -633,10 +639,7 @@ cdef class RNN:
         every layer's recurrent weights fit in half of L2 and each block keeps at least 4 rows.
         Which thread runs a block changes none of the result's bits. Diagnostic only.
         """
-        self._require_built()
-        if batch < 0 or timesteps < 1:
-            raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 "
-                             f"and >= 1")
+        self._require_plan_shape(batch, timesteps)
         return crnn__plan_blocks(self._rnn, batch, timesteps)
 
     def plan_rival(self, int64_t batch, int64_t timesteps):
@@ -649,10 +652,7 @@ cdef class RNN:
         only.
         """
         cdef int nt = 1, rival = 0
-        self._require_built()
-        if batch < 0 or timesteps < 1:
-            raise ValueError(f"batch, timesteps: got ({batch}, {timesteps}), expected >= 0 "
-                             f"and >= 1")
+        self._require_plan_shape(batch, timesteps)
         crnn__plan_rival(self._rnn, batch, timesteps, &nt, &rival)
         return rival
 

@@ -527,12 +527,12 @@ int crnn__blocks_take(crnn__blocks *bs, int tid, int *next)
         }
         for (i = 0; i < bs->n; ++i) {
             crnn__block *b = &bs->block[i];
+            long long left;
             if (LOAD(&b->done)) continue;
             open = 1;
-            if (!LOAD(&b->owner) && __atomic_load_n(&b->left, __ATOMIC_RELAXED) > most) {
-                most = __atomic_load_n(&b->left, __ATOMIC_RELAXED);
-                best = i;
-            }
+            if (LOAD(&b->owner)) continue;
+            left = __atomic_load_n(&b->left, __ATOMIC_RELAXED);
+            if (left > most) most = left, best = i;
         }
         if (!open) return -1;
         if (best >= 0 && crnn__block_claim(&bs->block[best])) return best;

@@ -614,13 +614,15 @@ def test_row_blocks_on_more_threads_than_cpus(cell, dtype):
                                           return_state=True)
     tol = derived_tol(dtype, 2 * units + units, steps)
     assert np.abs(first - exp).max() <= tol
-    assert len(flat_states(first_states)) == len(flat_states(exp_states)) == (6 if cell == "lstm" else 3)
+    assert len(flat_states(first_states)) == len(flat_states(exp_states)) == \
+        (6 if cell == "lstm" else 3)
     for got, want in zip(flat_states(first_states), flat_states(exp_states)):
         assert np.abs(got - want).max() <= tol
     for call in range(40):
         out, states = handle.forward(x, state, lengths=lengths, return_state=True)
         assert out.tobytes() == first.tobytes(), f"call {call}"
-        assert [a.tobytes() for a in flat_states(states)] == [a.tobytes() for a in flat_states(first_states)]
+        assert [a.tobytes() for a in flat_states(states)] == \
+            [a.tobytes() for a in flat_states(first_states)], f"call {call}"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
