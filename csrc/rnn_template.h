@@ -844,16 +844,21 @@ void FN(crnn__forward_blocks)(const crnn_rnn_t *rnn, const crnn__args *a, const 
     int i, next = bs->n * tid / bs->nt;
     while ((i = crnn__blocks_take(bs, tid, &next)) >= 0) {
         crnn__block *blk = &bs->block[i];
-        FN(rows_run) *c = (FN(rows_run) *)(void *)blk->cursor;
+        FN(rows_run) c; /* the cursor, copied in and out as bytes (it has no pointer into
+                           itself): blk->cursor is declared long long, which C does not let a
+                           FN(rows_run) lvalue access */
         int done;
         if (blk->fresh) {
-            FN(rows_start)(c, B * i / bs->n, B * (i + 1) / bs->n - B * i / bs->n);
+            FN(rows_start)(&c, B * i / bs->n, B * (i + 1) / bs->n - B * i / bs->n);
             blk->fresh = 0;
+        } else {
+            memcpy(&c, blk->cursor, sizeof c);
         }
-        done = FN(rows_advance)(c, rnn, a, par, CRNN__BLOCK_STEPS, NULL);
+        done = FN(rows_advance)(&c, rnn, a, par, CRNN__BLOCK_STEPS, NULL);
+        memcpy(blk->cursor, &c, sizeof c);
         /* steps left: at least the rest of a direction while rows remain */
-        crnn__blocks_put(bs, i, done ? 0 : bs->steps - c->e * a->timesteps -
-                                                   (c->begun ? c->run.s : 0));
+        crnn__blocks_put(bs, i, done ? 0 : bs->steps - c.e * a->timesteps -
+                                                   (c.begun ? c.run.s : 0));
     }
 }
 
