@@ -187,18 +187,17 @@ def cell_stack_weights(rng, cells, units, dirs, din, dtype, reset_after=True):
 
 
 # A batch of one's units split whose threads' slices of the recurrent weights fit L1, or (two
-# threads) take at most 5 lines of the hand-off each, ends its steps by handing h_t over in
-# tagged lines, not at a barrier (csrc/rnn_template.h, hands_over_in_lines): layers of that size
-# alone, reversed, bidirectional under the split (a direction after the other), stacked (the
-# tags of every layer and direction differ) and beside a layer past both that keeps the barrier,
-# over 1,
-# 2, 3, 120 and 3 steps in one handle one after another (no tag of an earlier call may pass for a
-# later one's), and with lengths (which keep the barrier). Every call: the one-thread bits where
-# those are the split's (as above), else the first call's, and the reference within tolerance;
-# calls of 120 steps repeat until the handle has timed one on its threads (RNN.pace), since a
-# call that backs off computes the slices alone. On this machine's CPUs and L1, and in a child
-# told of 3 or 4 CPUs and a larger L1 (CRNN_CPUS, CRNN_L1_BYTES), where wider layers split
-# three and four ways into slices that still fit.
+# threads) take at most 5 lines of the hand-off each, ends its steps by handing h_t over in tagged
+# lines, not at a barrier (csrc/rnn_template.h, hands_over_in_lines): layers of that size alone,
+# reversed, bidirectional under the split (a direction after the other), stacked (the tags of every
+# layer and direction differ) and beside a layer past both that keeps the barrier, over 1, 2, 3,
+# 120 and 3 steps in one handle one after another (no tag of an earlier call may pass for a later
+# one's), and with lengths (which keep the barrier). Every call: the one-thread bits where those
+# are the split's (as above), else the first call's, and the reference within tolerance; calls of
+# 120 steps repeat until the handle has timed one on its threads (RNN.pace), since a call that
+# backs off computes the slices alone. On this machine's CPUs and L1, and in a child told of 3 or 4
+# CPUs and a larger L1 (CRNN_CPUS, CRNN_L1_BYTES), where wider layers split three and four ways
+# into slices that still fit.
 HAND_OVER_CASES = {
     "lstm": (["lstm"], [64], ["forward"]),
     "lstm-reverse": (["lstm"], [64], ["reverse"]),
