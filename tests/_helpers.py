@@ -179,9 +179,12 @@ def units_for_bytes(nbytes: float, gates: int, es: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def blas_column_splits_agree(dtype) -> bool:
-    """Whether crnn's BLAS gives each column of an input projection the same bits whichever
-    columns one call covers (a units split projects each thread's columns apart). OpenBLAS's
-    SkylakeX kernels do; its Haswell sgemm (AVX2 CPUs) does not, dgemm there does."""
+    """Whether crnn's BLAS gives each column of an input projection of 16 inputs (the tests'
+    width) the same bits whichever columns one call covers (a units split projects each
+    thread's columns apart). OpenBLAS's SkylakeX kernels do; its Haswell sgemm (AVX2 CPUs) does
+    not, dgemm there does. Wider inputs may not: SkylakeX dgemm split by columns moved 1-2 ulp
+    from about 200 inputs on (a float64 SimpleRNN (1,120,200,247) on two threads against one),
+    which only a test with such inputs would need to check."""
     import crnn
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (120, 16)).astype(dtype)
