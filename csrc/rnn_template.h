@@ -328,26 +328,27 @@ static void FN(use_slice)(FN(step_args) *a, const FN(slice_view) *v)
 }
 
 /* Whether a batch of one's units split ends its steps by handing h_t over in tagged lines
- * (crnn__mailbox) instead of at a barrier: where each thread's slice of the recurrent weights
- * fits its L1, a step short enough that the hand-off is much of it, or, between two threads,
- * where each slice takes at most CRNN__MAIL_LINES_PAST_L1 lines; and a cell that meets once
- * a step. Zen 4, 2 threads, in one process, calls interleaved (the same bits), where a cache
- * line crossed in about 50 ns: LSTM (1,1000,32,64) 1.06-1.07x, (1,100,16,64) 1.06x, GRU
- * (1,1000,32,64) 1.01-1.04x, (1,100,16,64) 1.06x; SimpleRNN's slices of 64 units (five lines
- * where the LSTM's and GRU's of 32 take three) 0.96-1.05x: (1,50,64,128) 0.98-1.05x,
- * (1,100,16,112) 1.02x, (1,300,16,128) and (1,1000,16,128) 0.96-1.05x. Where it took 170 ns,
- * 1.10-1.26x. With slices past L1 it measured 0.97-1.00x (LSTM (1,50,64,128) and
- * (1,100,128,256), GRU (1,50,64,128)): a long step, and more lines to its slice. On the 2-vCPU
- * Xeon (a line crosses in 71-141 ns), slices past L1, in one process, calls interleaved (the
- * same bits): slices of at most 5 lines 1.00-1.16x, LSTM (1,100,16,96) 1.16x and 1.05x (two
- * runs), (1,100,16,128) 1.15x and 1.04x, (1,50,64,128) 1.04x and 1.05x, (1,100,128,128) 1.05x,
- * (1,100,16,80) 1.05x, (1,300,32,128) 1.01x, (1,1000,32,128) 1.01x, GRU (1,100,16,128) 1.07x,
- * (1,50,64,128) 1.07x, (1,100,16,112) 1.07x, float64 LSTM (1,100,16,64) 1.01x, GRU
- * (1,100,16,64) 1.00x; slices of more 0.95-1.03x: SimpleRNN (1,100,16,160) 0.97x, float64
- * (1,100,16,128) 0.95x, LSTM (1,100,32,140) 0.99x, (1,100,16,160) 1.01x, (1,100,16,192)
- * 1.03x, (1,100,128,256) 0.99x, float64 (1,100,16,128) 0.99x. (Not measured with more than
- * two threads, whose hand-off waits on the lines of each of the others.) Waiting on a slice's
- * first line and then prefetching the others measured the same as line by line. */
+ * (crnn__mailbox) instead of at a barrier: where each thread's slice of the recurrent weights fits
+ * its L1, a step short enough that the hand-off is much of it, or, between two threads, where each
+ * slice takes at most CRNN__MAIL_LINES_PAST_L1 lines; and a cell that meets once a step. Zen 4, 2
+ * threads, in one process, calls interleaved (the same bits), where a cache line crossed in about
+ * 50 ns: LSTM (1,1000,32,64) 1.06-1.07x, (1,100,16,64) 1.06x, GRU (1,1000,32,64) 1.01-1.04x,
+ * (1,100,16,64) 1.06x; SimpleRNN's slices of 64 units (five lines where the LSTM's and GRU's of 32
+ * take three) 0.96-1.05x: (1,50,64,128) 0.98-1.05x, (1,100,16,112) 1.02x, (1,300,16,128) and
+ * (1,1000,16,128) 0.96-1.05x. Where it took 170 ns, 1.10-1.26x. With slices past L1 it measured
+ * 0.97-1.00x (LSTM (1,50,64,128) and (1,100,128,256), GRU (1,50,64,128)): a long step, and more
+ * lines to its slice. On the 2-vCPU Xeon (a line crosses in 71-141 ns), slices past L1, in one
+ * process, calls interleaved (the same bits): slices of at most 5 lines 1.00-1.16x, LSTM
+ * (1,100,16,96) 1.16x and 1.05x (two runs), (1,100,16,128) 1.15x and 1.04x, (1,50,64,128) 1.04x
+ * and 1.05x, (1,100,128,128) 1.05x, (1,100,16,80) 1.05x, (1,300,32,128) 1.01x, (1,1000,32,128)
+ * 1.01x, GRU (1,100,16,128) 1.07x, (1,50,64,128) 1.07x, (1,100,16,112) 1.07x, float64 LSTM
+ * (1,100,16,64) 1.01x; slices of more 0.95-1.03x: SimpleRNN (1,100,16,160) 0.97x, float64
+ * (1,100,16,128) 0.95x, LSTM (1,100,32,140) 0.99x, (1,100,16,160) 1.01x, (1,100,16,192) 1.03x,
+ * (1,100,128,256) 0.99x, float64 (1,100,16,128) 0.99x. Past L1 with at most 5 lines a slice, by
+ * the edges crnn__slice_edges sets with AVX-512: float32 LSTMs of 74-134 units and GRUs of
+ * 86-134, float64 LSTMs of 53-67 and GRUs of 65-67. (Not measured with more than two threads,
+ * whose hand-off waits on the lines of each of the others.) Waiting on a slice's first line and
+ * then prefetching the others measured the same as line by line. */
 #define CRNN__MAIL_LINES_PAST_L1 5
 static int FN(hands_over_in_lines)(const crnn__par *par, const crnn__cell_info *ci, int64_t B,
                                    int64_t H, int nslices, const int64_t *edges,
