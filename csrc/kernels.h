@@ -335,7 +335,10 @@ static inline __attribute__((always_inline)) void KFN(tile)(int mr, int nv, int6
 
 /* One row's sums over all of K for the first nv (1-4, a constant where inlined) vectors of a
  * tile: even and odd k in two sets of accumulators (the loads of one overlap the adds of the
- * other), added in increasing k. */
+ * other), added in increasing k. The loop is two broadcasts and 8 multiply-adds with their
+ * weights as memory operands per 512 bytes (AVX-512); prefetching 4-64 rows ahead in it, every
+ * line or one a row pair, measured 0.87-0.98x (LSTM (1,100,16,256), 2 threads, 2-vCPU Xeon):
+ * the hardware already streams the panels from L2. */
 static inline __attribute__((always_inline)) void KFN(row1)(int nv, int64_t K, const REAL *A,
                                                             const REAL *w, KFN(vec) a[4],
                                                             KFN(vec) b[4])

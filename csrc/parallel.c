@@ -173,7 +173,9 @@ static int crnn__cas(long long *p, long long expected, long long desired)
 }
 
 /* Spin, then yield the CPU (which matters when the machine has more runnable threads than
- * cores); `spins` counts this wait's rounds. */
+ * cores); `spins` counts this wait's rounds. Spinning without the pause for the first 100 or
+ * 2,000 rounds measured 0.995-1.006x on batch-1 units splits of two threads (2-vCPU Xeon, in
+ * one process, calls interleaved: LSTM 128 and 256 units, GRU 128, SimpleRNN 256). */
 static void crnn__pause(int *spins)
 {
     if (++*spins < CRNN__SPIN_WAIT) CPU_RELAX();
