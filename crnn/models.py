@@ -228,6 +228,22 @@ class _ProgressBar:
 # --------------------------------------------------------------------------- #
 # Sequential
 # --------------------------------------------------------------------------- #
+def _check_single_output(layer: Layer, return_state: Any = None) -> None:
+    """Refuse a layer with several outputs (``return_state``, ``Bidirectional(merge_mode=None)``;
+    ``return_state`` given: the value an override is about to set): a Sequential model passes one
+    array from layer to layer. Checked when a layer is added, and again whenever a model makes
+    its call plan, propagates shapes or is saved, since an attribute may be assigned later."""
+    if return_state is None:
+        return_state = getattr(layer, "return_state", False)
+    if return_state:
+        raise ValueError(f"layer: got {layer.name!r} with return_state=True, expected a layer "
+                         "with a single output (a Sequential model passes one array along)")
+    if isinstance(layer, Bidirectional) and layer.merge_mode is None:
+        raise ValueError(f"layer: got {layer.name!r} with merge_mode=None (two outputs), "
+                         "expected a layer with a single output (a Sequential model passes "
+                         "one array along)")
+
+
 class Sequential:
     """A linear stack of layers, each feeding the next (Keras ``Sequential``).
 
@@ -341,13 +357,7 @@ class Sequential:
             raise TypeError(f"add: got unexpected keyword argument(s) {sorted(bad)}, expected "
                             f"constructor arguments of {type(layer).__name__}: "
                             f"{sorted(layer._overridable)}")
-        if overrides.get("return_state", getattr(layer, "return_state", False)):
-            raise ValueError(f"layer: got {layer.name!r} with return_state=True, expected a layer "
-                             "with a single output (a Sequential model passes one array along)")
-        if isinstance(layer, Bidirectional) and layer.merge_mode is None:
-            raise ValueError(f"layer: got {layer.name!r} with merge_mode=None (two outputs), "
-                             "expected a layer with a single output (a Sequential model passes "
-                             "one array along)")
+        _check_single_output(layer, overrides.get("return_state"))
         before = {k: layer._config_values()[k] for k in overrides} if overrides else {}
         if overrides:
             layer._configure(**overrides)
@@ -435,6 +445,7 @@ class Sequential:
         if start:
             shape = start_shape
         for i, layer in enumerate(self._layers[start:], start):
+            _check_single_output(layer)
             if shape is None:
                 shape = layer._placeholder_input_shape()
                 if shape is None:
@@ -603,6 +614,7 @@ class Sequential:
                 run.clear()
 
             for layer in self._layers:
+                _check_single_output(layer)
                 fusable = _fusable(layer)
                 if run and not (fusable and _can_follow(run[-1], layer)):
                     flush()
@@ -633,7 +645,15 @@ class Sequential:
                 raise ValueError(f"x: got input_dim {xa.shape[-1]} (shape {xa.shape}), "
                                  f"expected {dim}")
             self.build((None,) + tuple(xa.shape[1:]))
-        elif self._build_shape is not None and len(known) == xa.ndim and len(known) > 2:
+        elif len(known) != xa.ndim:
+            # a first layer that takes any rank (Embedding): the later layers may not
+            try:
+                self._propagate((None,) + tuple(xa.shape[1:]), build=False)
+            except ValueError as err:
+                raise ValueError(f"x: got shape {xa.shape}, expected {len(known)} dimensions, "
+                                 "as in the model's input shape "
+                                 f"{_layers._format_shape(known)} ({err})") from None
+        elif self._build_shape is not None and len(known) > 2:
             # Relax dimensions that vary between calls (timesteps), as Keras does.
             relaxed = ((known[0],) + tuple(k if k == s else None
                                            for k, s in zip(known[1:-1], xa.shape[1:-1]))
@@ -694,6 +714,7 @@ class Sequential:
         if training:
             out: Any = x
             for layer in layers:
+                _check_single_output(layer)
                 prev = out
                 out = layer(out, training=training, mask=mask)
                 mask = layer.compute_mask(prev, mask)

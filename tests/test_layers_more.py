@@ -386,6 +386,54 @@ def test_layers_pickle_and_config_round_trip(rng):
         L.deserialize({"class_name": "ConvLSTM1D", "config": {}})
 
 
+def test_assignments_alone_after_a_call_reach_the_model(rng, tmp_path):
+    """An assignment that alone changes what a model computes (merge_mode, zero_output_for_mask)
+    rebuilds the model's call plan like the others do; one that would give a layer two outputs
+    (return_state, merge_mode=None), which Sequential.add refuses, makes the model's next call,
+    predict, shape query and save refuse it too, until it is undone."""
+    x = rng.uniform(-1, 1, (5, 4, 3)).astype(np.float32)
+    bi = crnn.Bidirectional(crnn.LSTM(2))
+    model = crnn.Sequential([crnn.Input((None, 3)), bi])
+    assert model(x).shape == (5, 4)
+    bi.merge_mode = "sum"
+    assert model(x).shape == model.predict(x, verbose=0).shape == bi(x).shape == (5, 2)
+    np.testing.assert_array_equal(model(x), bi(x))
+    assert model.output_shape == (None, 2)
+    model.save(tmp_path / "sum.crnn")
+    np.testing.assert_array_equal(crnn.load_model(tmp_path / "sum.crnn")(x), model(x))
+
+    xm = x.copy()
+    xm[:, 2:] = 0.0  # masked steps
+    rnn = crnn.SimpleRNN(2, return_sequences=True)
+    masked = crnn.Sequential([crnn.Masking(0.0, input_shape=(None, 3)), rnn])
+    kept = masked(xm)
+    np.testing.assert_array_equal(kept[:, 2], kept[:, 1])  # the last output repeated
+    rnn.zero_output_for_mask = True
+    assert not masked(xm)[:, 2:].any()
+    np.testing.assert_array_equal(masked(xm)[:, :2], kept[:, :2])
+    with pytest.raises(TypeError, match=r"zero_output_for_mask: got .yes."):
+        rnn.zero_output_for_mask = "yes"
+
+    lstm = crnn.LSTM(2)
+    model = crnn.Sequential([crnn.Input((None, 3)), lstm])
+    model(x)
+    path = tmp_path / "two.crnn"
+    for layer, name, bad, good in ((lstm, "return_state", True, False),
+                                   (bi, "merge_mode", None, "concat")):
+        if layer is bi:
+            model = crnn.Sequential([crnn.Input((None, 3)), bi])
+            model(x)
+        setattr(layer, name, bad)
+        for attempt in (lambda: model(x), lambda: model(x, training=True),
+                        lambda: model.predict(x, batch_size=2, verbose=0),
+                        lambda: model.output_shape, lambda: model.save(path)):
+            with pytest.raises(ValueError, match=r"expected a layer with a single output"):
+                attempt()
+        assert not path.exists()
+        setattr(layer, name, good)
+        assert model(x).shape == (5, 2 if layer is lstm else 4)
+
+
 def test_bidirectional_attribute_assignment_reaches_both_halves(rng):
     """The flags a Bidirectional shares with its halves are the halves' own: assigning one sets
     both (through their checks), and the output, the config and a reloaded copy follow;

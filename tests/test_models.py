@@ -287,6 +287,15 @@ def test_add_rejects_and_explains():
     e = crnn.Sequential([crnn.Embedding(5, 2), crnn.SimpleRNN(2)])
     with pytest.raises(ValueError, match=r"\bx\b"):
         e(np.array([[1, 7]]))
+    # ids of another rank than the model's (batch, timesteps): the shape the caller passed is
+    # named, not the Embedding's output
+    for ids in (np.array([1, 2]), np.array([[[1], [2]]])):
+        with pytest.raises(ValueError, match=re.escape(f"x: got shape {ids.shape}, expected 2 "
+                                                       "dimensions")):
+            e(ids)
+    d = crnn.Sequential([crnn.Embedding(5, 2), crnn.Dense(3)])  # takes ids of any rank
+    assert d(np.array([[1, 2]])).shape == (1, 2, 3)
+    assert d(np.array([[[1], [2]]])).shape == (1, 2, 1, 3)
 
 
 def test_whole_model_weights_and_config(rng):

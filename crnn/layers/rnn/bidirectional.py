@@ -8,7 +8,7 @@ import numpy as np
 
 from ... import _core
 from ..arguments import ArrayLike, Shape, _check_bool, _reject_unknown_kwargs
-from ..layer import WEIGHTS_LOCK, Layer, _deferred_weights
+from ..layer import WEIGHTS_LOCK, Layer, _deferred_weights, _touch
 from .rnn import (RNN, _check_sequence_input, _core_state, _layer_states, _mask_array,
                   _run_recurrent)
 
@@ -186,6 +186,7 @@ class Bidirectional(Layer):
             raise ValueError(f"merge_mode: got {value!r}, expected one of 'concat', 'sum', "
                              "'mul', 'ave' or None")
         self._merge_mode = value
+        _touch()  # a model's call plan merges as it was told when the plan was made
 
     # The flags both halves share are the halves' own: read from the forward layer, and an
     # assignment goes to both (through their checks; the compiled call is rebuilt), so the

@@ -247,6 +247,14 @@ class RNN(Layer):
         if configured and name in self._overridable:
             self._configure(**{name: value})
             return
+        if configured and name == "zero_output_for_mask":
+            # not a constructor keyword Sequential.add takes, but a model's call plan reads it
+            # when the plan is made
+            object.__setattr__(self, name, _check_bool(value, name))
+            with WEIGHTS_LOCK:
+                self._version += 1
+                _touch()
+            return
         if configured and name == "units":
             units = self._check_units(value, self._config_values())
             if self.built and units != self.units:
