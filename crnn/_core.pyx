@@ -792,7 +792,12 @@ cdef class RNN:
             self._sized_b, self._sized_t, self._sized_ws = B, T, ws_size
         if not fast:
             # Any other layout, dtype or byte order: one native, C-contiguous copy (or none).
-            xa = np.ascontiguousarray(xa, dtype=self.dtype)
+            try:
+                xa = np.ascontiguousarray(xa, dtype=self.dtype)
+            except MemoryError:
+                raise MemoryError(f"x: got shape {xa.shape} {xa.dtype} in a layout that needs a "
+                                  f"C-contiguous {self.dtype} copy, which does not fit in memory "
+                                  f"({xa.size * self.dtype.itemsize / 2**30:.1f} GiB)") from None
 
         h0_keep = None
         c0_keep = None
@@ -840,7 +845,13 @@ cdef class RNN:
             dims[0] = B
             dims[1] = T
             dims[2] = self._output_size
-            y = self._output(dims)
+            try:
+                y = self._output(dims)
+            except MemoryError:
+                raise MemoryError(f"x: got shape {xa.shape}, whose output ({B}, {T}, "
+                                  f"{self._output_size}) {self.dtype} does not fit in memory "
+                                  f"({B * T * self._output_size * self.dtype.itemsize / 2**30:.1f}"
+                                  " GiB)") from None
             yp = cnp.PyArray_DATA(y)
         # Final states: all of them for return_state, the last layer's h for a last-step output.
         first_state = 0 if return_state else (self.num_entries if return_sequences

@@ -349,6 +349,30 @@ outcome(make3, lambda r: None)
     assert sum(l.startswith("CLEAN") for l in lines) == 3, describe(proc)
 
 
+def test_out_of_memory_names_x():
+    """A broadcast x whose C-contiguous copy, or an output, that does not fit in memory (the child
+    may use 4 GiB): a MemoryError that names x and the size, not NumPy's bare one."""
+    code = """
+import numpy as np, crnn
+k, r = np.ones((1, 1), np.float32), np.zeros((1, 1), np.float32)
+for x in (np.broadcast_to(np.float32(0), (2**15, 2**16, 1)),   # its copy: 8 GiB
+          np.broadcast_to(np.float16(0), (2**15, 2**16, 1))):  # float32 copy: 8 GiB
+    try:
+        crnn.simple_rnn(x, k, r)
+    except MemoryError as e:
+        print("NAMED" if str(e).startswith("x: got shape") and "8.0 GiB" in str(e) else "BARE", e)
+x = np.zeros((2**14, 2**14, 1), np.float32)                    # 1 GiB; its outputs: 4 GiB
+try:
+    crnn.simple_rnn(x, np.ones((1, 4), np.float32), np.zeros((4, 4), np.float32),
+                    return_sequences=True)
+except MemoryError as e:
+    print("NAMED" if str(e).startswith("x: got shape") and "4.0 GiB" in str(e) else "BARE", e)
+"""
+    proc = run_isolated(code, timeout=120, mem_limit_gib=4)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.count("NAMED") == 3, describe(proc)
+
+
 def test_huge_recurrent_kernel_broadcast():
     """A (65536, 65536) zero-stride recurrent kernel: 2**32 elements, more than a 32-bit BLAS
     int can count, and 16 GiB if copied; costs nothing to pass. Must give a clean MemoryError /
