@@ -148,6 +148,11 @@ def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:
     if _format(dst) != fmt:
         want = "a .npy file" if fmt == "npy" else "a Zarr directory (not .npy)"
         raise ValueError(f"OUTPUT: got {args.output!r}, expected {want}, the format of INPUT")
+    if not os.path.isdir(os.path.dirname(dst)):
+        raise FileNotFoundError(f"OUTPUT: got {args.output!r}, whose directory does not exist")
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise ValueError(f"OUTPUT: got {args.output!r}, which is INPUT ({args.input!r}); "
+                         "expected another path (the predictions would replace the input)")
     if os.path.lexists(dst) and not args.overwrite:
         raise FileExistsError(f"OUTPUT: {args.output!r} exists (pass --overwrite to replace it)")
     client = None

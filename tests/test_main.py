@@ -168,6 +168,10 @@ def test_predict_argument_errors(tmp_path, monkeypatch, capsys):
         (["x.npy", "y.zarr"], "OUTPUT: got 'y.zarr', expected a .npy file, the format of INPUT"),
         (["nope.npy", "y.npy"], "INPUT: got 'nope.npy', expected an existing .npy file"),
         (["x.npy", "old.npy"], "OUTPUT: 'old.npy' exists (pass --overwrite to replace it)"),
+        (["x.npy", "x.npy", "--overwrite"],
+         "OUTPUT: got 'x.npy', which is INPUT ('x.npy'); expected another path"),
+        (["x.npy", os.path.join("no", "y.npy")],
+         f"OUTPUT: got {os.path.join('no', 'y.npy')!r}, whose directory does not exist"),
         (["x5.npy", "y.npy"], "x: got shape (4, 2, 5) float64, which the model cannot take: "
                               "x: got input_dim 5"),
     ]
