@@ -136,6 +136,40 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
+def _within(path: str, top: str) -> bool:
+    """Whether `path` is `top` or lies inside it (both real, absolute paths)."""
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _check_output(args: argparse.Namespace, src: str, dst: str, fmt: str) -> None:
+    """Refuse an OUTPUT the run could not write, or whose replacement (--overwrite removes what
+    stands there, a whole directory for Zarr) would destroy something else: INPUT or MODEL, a
+    directory holding either, anything inside them, or a directory other than a Zarr array
+    (the working directory, say)."""
+    where = os.path.dirname(dst)
+    if not os.path.isdir(where):
+        raise FileNotFoundError(f"OUTPUT: got {args.output!r}, whose directory {where!r} is not "
+                                "an existing directory")
+    if fmt == "npy" and args.output.endswith(("/", os.sep)):
+        raise ValueError(f"OUTPUT: got {args.output!r}, expected the path of a .npy file (no "
+                         "trailing separator)")
+    real = os.path.realpath(dst)
+    for name, path in (("INPUT", args.input), ("MODEL", args.model)):
+        other = os.path.realpath(path)
+        if (_within(real, other) or _within(other, real)
+                or (os.path.exists(dst) and os.path.samefile(path, dst))):
+            raise ValueError(f"OUTPUT: got {args.output!r}, which is {name} ({path!r}), holds it "
+                             "or lies inside it; expected a path apart from it")
+    if not os.path.lexists(dst):
+        return
+    if not args.overwrite:
+        raise FileExistsError(f"OUTPUT: {args.output!r} exists (pass --overwrite to replace it)")
+    if os.path.isdir(dst) and not (fmt != "npy" and any(
+            os.path.isfile(os.path.join(dst, meta)) for meta in (".zarray", "zarr.json"))):
+        raise ValueError(f"OUTPUT: got {args.output!r}, a directory that is not a Zarr array; "
+                         "--overwrite replaces a file or a Zarr array, never another directory")
+
+
 def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:
     import crnn.dask
     model = crnn.load_model(args.model)
@@ -148,13 +182,7 @@ def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:
     if _format(dst) != fmt:
         want = "a .npy file" if fmt == "npy" else "a Zarr directory (not .npy)"
         raise ValueError(f"OUTPUT: got {args.output!r}, expected {want}, the format of INPUT")
-    if not os.path.isdir(os.path.dirname(dst)):
-        raise FileNotFoundError(f"OUTPUT: got {args.output!r}, whose directory does not exist")
-    if os.path.exists(dst) and os.path.samefile(src, dst):
-        raise ValueError(f"OUTPUT: got {args.output!r}, which is INPUT ({args.input!r}); "
-                         "expected another path (the predictions would replace the input)")
-    if os.path.lexists(dst) and not args.overwrite:
-        raise FileExistsError(f"OUTPUT: {args.output!r} exists (pass --overwrite to replace it)")
+    _check_output(args, src, dst, fmt)
     client = None
     if args.scheduler:
         from distributed import Client

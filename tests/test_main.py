@@ -163,15 +163,21 @@ def test_predict_argument_errors(tmp_path, monkeypatch, capsys):
     np.save(tmp_path / "x.npy", np.zeros((4, 2, 3)))
     np.save(tmp_path / "x5.npy", np.zeros((4, 2, 5)))
     np.save(tmp_path / "old.npy", np.zeros(1))
+    (tmp_path / "d.npy").mkdir()
+    (tmp_path / "d.npy" / "keep").write_text("kept")
     monkeypatch.chdir(tmp_path)
     cases = [
         (["x.npy", "y.zarr"], "OUTPUT: got 'y.zarr', expected a .npy file, the format of INPUT"),
         (["nope.npy", "y.npy"], "INPUT: got 'nope.npy', expected an existing .npy file"),
         (["x.npy", "old.npy"], "OUTPUT: 'old.npy' exists (pass --overwrite to replace it)"),
         (["x.npy", "x.npy", "--overwrite"],
-         "OUTPUT: got 'x.npy', which is INPUT ('x.npy'); expected another path"),
+         "OUTPUT: got 'x.npy', which is INPUT ('x.npy'), holds it or lies inside it"),
+        (["x.npy", "m.crnn", "--overwrite"], "OUTPUT: got 'm.crnn', expected a .npy file"),
         (["x.npy", os.path.join("no", "y.npy")],
-         f"OUTPUT: got {os.path.join('no', 'y.npy')!r}, whose directory does not exist"),
+         f"OUTPUT: got {os.path.join('no', 'y.npy')!r}, whose directory"),
+        (["x.npy", "y.npy/"], "OUTPUT: got 'y.npy/', expected the path of a .npy file"),
+        (["x.npy", "d.npy", "--overwrite"],
+         "OUTPUT: got 'd.npy', a directory that is not a Zarr array; --overwrite replaces"),
         (["x5.npy", "y.npy"], "x: got shape (4, 2, 5) float64, which the model cannot take: "
                               "x: got input_dim 5"),
     ]
@@ -182,7 +188,41 @@ def test_predict_argument_errors(tmp_path, monkeypatch, capsys):
         predict_main(["m.crnn", "x.npy", "y.npy", "--batch-size", "0"])
     assert exit_info.value.code == 2
     assert "--batch-size: got 0, expected an int >= 1" in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path)) == ["m.crnn", "old.npy", "x.npy", "x5.npy"]
+    assert sorted(os.listdir(tmp_path)) == ["d.npy", "m.crnn", "old.npy", "x.npy", "x5.npy"]
+    assert (tmp_path / "d.npy" / "keep").read_text() == "kept"
+
+
+def test_predict_never_replaces_what_holds_its_input_or_model(tmp_path, monkeypatch, capsys):
+    """--overwrite removes what stands at OUTPUT (a whole directory for a Zarr array): never
+    INPUT or MODEL, a directory holding them, something inside them, or any directory but an
+    earlier Zarr output (it took the working directory, the input's directory, the model file and
+    a chunk directory inside the input)."""
+    zarr = pytest.importorskip("zarr")
+    pytest.importorskip("dask.array")
+    from crnn._dask_cli import main as predict_main
+    data = tmp_path / "data"
+    data.mkdir()
+    crnn.Sequential([crnn.SimpleRNN(2, input_shape=(None, 3))]).save(data / "m.crnn")
+    zarr.open_array(str(data / "x.zarr"), mode="w", shape=(4, 2, 3), chunks=(2, 2, 3),
+                    dtype="f4")[:] = 1.0
+    (data / "notes").mkdir()
+    monkeypatch.chdir(data)
+    cases = [("data", "which is INPUT"), (".", "which is INPUT"),
+             (os.path.join("x.zarr", "c"), "which is INPUT"), ("m.crnn", "which is MODEL"),
+             (str(tmp_path / "data" / ".." / "data"), "which is INPUT"),
+             ("notes", "a directory that is not a Zarr array")]
+    for out, message in cases:
+        if out == "data":
+            monkeypatch.chdir(tmp_path)
+            args = [os.path.join("data", "m.crnn"), os.path.join("data", "x.zarr"), out]
+        else:
+            monkeypatch.chdir(data)
+            args = ["m.crnn", "x.zarr", out]
+        assert predict_main([*args, "--quiet", "--overwrite"]) == 1, out
+        assert message in capsys.readouterr().err, out
+    assert sorted(os.listdir(data)) == ["m.crnn", "notes", "x.zarr"]
+    assert np.array_equal(zarr.open_array(str(data / "x.zarr"), mode="r")[:], np.ones((4, 2, 3)))
+    crnn.load_model(data / "m.crnn")
 
 
 def test_predict_without_dask_says_how_to_install(tmp_path):
