@@ -231,10 +231,13 @@ class _ProgressBar:
 def _check_single_output(layer: Layer, return_state: Any = None) -> None:
     """Refuse a layer with several outputs (``return_state``, ``Bidirectional(merge_mode=None)``;
     ``return_state`` given: the value an override is about to set): a Sequential model passes one
-    array from layer to layer. Checked when a layer is added, and again whenever a model makes
-    its call plan, propagates shapes or is saved, since an attribute may be assigned later."""
+    array from layer to layer. Checked when a layer is added, and again whenever a model
+    propagates shapes (Sequential._check_layers), since an attribute may be assigned later."""
     if return_state is None:
-        return_state = getattr(layer, "return_state", False)
+        # a Bidirectional's return_state is its forward half's: the halves may differ
+        halves = ((layer.forward_layer, layer.backward_layer) if isinstance(layer, Bidirectional)
+                  else (layer,))
+        return_state = any(getattr(half, "return_state", False) for half in halves)
     if return_state:
         raise ValueError(f"layer: got {layer.name!r} with return_state=True, expected a layer "
                          "with a single output (a Sequential model passes one array along)")
@@ -459,6 +462,14 @@ class Sequential:
             shapes.append(shape)
         return shapes
 
+    def _check_layers(self) -> None:
+        """The checks :meth:`add` made, on the layers as they are now: an attribute assigned
+        since (``merge_mode``, ``return_sequences``, ``return_state``) may have given a layer
+        two outputs or an output the next layer cannot take. Run when a call plan is made
+        (after any assignment: each bumps the plan epoch) and before a save."""
+        if self._layers:
+            self._propagate(self._input_shape(), build=False)
+
     def _check_fits(self, i: int, layer: Layer, shape: Any) -> None:
         prev = self._layers[i - 1] if i else None
         src = f"layer {prev.name!r}" if prev is not None else "the model input"
@@ -613,8 +624,8 @@ class Sequential:
                     steps.append(_FusedRun(list(run)))
                 run.clear()
 
+            self._check_layers()
             for layer in self._layers:
-                _check_single_output(layer)
                 fusable = _fusable(layer)
                 if run and not (fusable and _can_follow(run[-1], layer)):
                     flush()
@@ -712,9 +723,9 @@ class Sequential:
         if x.shape[1:] != self._seen:
             self._check_input(x)
         if training:
+            self._check_layers()
             out: Any = x
             for layer in layers:
-                _check_single_output(layer)
                 prev = out
                 out = layer(out, training=training, mask=mask)
                 mask = layer.compute_mask(prev, mask)

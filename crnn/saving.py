@@ -84,7 +84,7 @@ import numpy as np
 
 from . import layers as _layers
 from ._version import __version__
-from .models import Sequential, _check_single_output
+from .models import Sequential
 
 __all__ = ["save_model", "load_model", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -146,8 +146,7 @@ def save_model(model: Sequential, filepath: Any, overwrite: bool = True) -> None
     if not isinstance(model, Sequential):
         raise TypeError(f"model: got {type(model).__name__}, expected a crnn Sequential model")
     _layers._check_bool(overwrite, "overwrite")
-    for layer in model._layers:  # load_model would refuse the file
-        _check_single_output(layer)
+    model._check_layers()  # layers that no longer fit together: load_model would refuse it
     specs = _weight_specs(model)
     config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "crnn_version": __version__,
               "class_name": "Sequential", "config": model.get_config(),

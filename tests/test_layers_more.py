@@ -433,6 +433,29 @@ def test_assignments_alone_after_a_call_reach_the_model(rng, tmp_path):
         setattr(layer, name, good)
         assert model(x).shape == (5, 2 if layer is lstm else 4)
 
+    # a Bidirectional whose backward half alone returns its states (its return_state reads the
+    # forward half's), and one whose new merge no longer fits the next layer: refused by the
+    # next call and by save, with the layer that no longer fits named (not x)
+    bwd = crnn.Bidirectional(crnn.LSTM(4, return_sequences=True),
+                             backward_layer=crnn.GRU(4, return_sequences=True, go_backwards=True))
+    model = crnn.Sequential([crnn.Input((None, 3)), bwd, crnn.GRU(2)])
+    model(x)
+    bwd.backward_layer.return_state = True
+    for attempt in (lambda: model(x), lambda: model.save(path)):
+        with pytest.raises(ValueError, match=r"'bidirectional.*' with return_state=True"):
+            attempt()
+    bwd.backward_layer.return_state = False
+    model(x)
+    bwd.merge_mode = "sum"
+    for attempt in (lambda: model(x), lambda: model.predict(x, verbose=0),
+                    lambda: model.save(path)):
+        with pytest.raises(ValueError, match=r"layer: 'gru.*' has input_dim 8, but its input from "
+                                             r"layer 'bidirectional.*' has shape \(None, None, 4\)"):
+            attempt()
+    assert not path.exists()
+    bwd.merge_mode = "concat"
+    assert model(x).shape == (5, 2)
+
 
 def test_bidirectional_attribute_assignment_reaches_both_halves(rng):
     """The flags a Bidirectional shares with its halves are the halves' own: assigning one sets
