@@ -457,6 +457,36 @@ def test_assignments_alone_after_a_call_reach_the_model(rng, tmp_path):
     assert model(x).shape == (5, 2)
 
 
+def test_dense_and_embedding_keep_what_shapes_their_weights(rng, tmp_path):
+    """Dense's units, use_bias and dtype, and Embedding's input_dim, output_dim, input_length and
+    dtype, are fixed once the weights exist, as a recurrent layer's are: assigning another value
+    raises (it used to change the config, and so a saved file, but not the weights: use_bias =
+    False kept adding the bias, and a saved model no longer loaded); the same value, or any value
+    before the weights exist, is taken."""
+    x = rng.uniform(-1, 1, (2, 4)).astype(np.float32)
+    dense = crnn.Dense(3, input_dim=4)
+    emb = crnn.Embedding(10, 3, input_length=5)
+    emb.build((None, 5))
+    for layer, name, value in ((dense, "units", 7), (dense, "use_bias", False),
+                               (dense, "dtype", "float64"), (emb, "input_dim", 11),
+                               (emb, "output_dim", 4), (emb, "input_length", 6),
+                               (emb, "dtype", "float64")):
+        before = getattr(layer, name)
+        with pytest.raises(ValueError, match=rf"{name}: cannot be changed on layer "
+                                             rf"'{layer.name}' after its weights exist"):
+            setattr(layer, name, value)
+        assert getattr(layer, name) == before
+        setattr(layer, name, before)
+    dense.dtype = np.float32  # the same dtype, spelled otherwise: kept as checked
+    assert dense.dtype == "float32"
+    model = crnn.Sequential([dense])
+    model.save(tmp_path / "d.crnn")
+    np.testing.assert_array_equal(crnn.load_model(tmp_path / "d.crnn")(x), model(x))
+    fresh = crnn.Dense(3)
+    fresh.units = 5  # no weights yet
+    assert fresh(x).shape == (2, 5)
+
+
 def test_bidirectional_attribute_assignment_reaches_both_halves(rng):
     """The flags a Bidirectional shares with its halves are the halves' own: assigning one sets
     both (through their checks), and the output, the config and a reloaded copy follow;

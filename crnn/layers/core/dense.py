@@ -47,6 +47,7 @@ class Dense(Layer):
 
     _name_prefix = "dense"
     _min_input_ndim = 2
+    _fixed_when_built = ("units", "use_bias", "dtype")
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ class Embedding(Layer):
     """
 
     _name_prefix = "embedding"
+    _fixed_when_built = ("input_dim", "output_dim", "input_length", "dtype")
 
     def __init__(
         self,
