@@ -848,8 +848,9 @@ cdef class RNN:
             try:
                 y = self._output(dims)
             except MemoryError:
-                raise MemoryError(f"x: got shape {xa.shape}, whose output ({B}, {T}, "
-                                  f"{self._output_size}) {self.dtype} does not fit in memory "
+                raise MemoryError(f"x: got shape {xa.shape}, whose outputs need a ({B}, {T}, "
+                                  f"{self._output_size}) {self.dtype} buffer (every direction "
+                                  "of the last layer), which does not fit in memory "
                                   f"({B * T * self._output_size * self.dtype.itemsize / 2**30:.1f}"
                                   " GiB)") from None
             yp = cnp.PyArray_DATA(y)
