@@ -487,6 +487,28 @@ def test_dense_and_embedding_keep_what_shapes_their_weights(rng, tmp_path):
     assert fresh(x).shape == (2, 5)
 
 
+@pytest.mark.parametrize("explicit", [False, True])
+def test_bidirectional_saves_its_halves_as_they_are(rng, tmp_path, explicit):
+    """A half's own attributes assigned directly (``bi.backward_layer.activation``) reach the
+    config and so a saved file: the reloaded model computes what this one does (the config kept
+    the values the halves were made from, and the file computed the old thing). A Bidirectional
+    whose halves are still what they were made from saves no backward_layer entry, as before."""
+    x = rng.uniform(-1, 1, (2, 4, 3)).astype(np.float32)
+    back = crnn.GRU(2, return_sequences=True, go_backwards=True) if explicit else None
+    bi = crnn.Bidirectional(crnn.LSTM(2, return_sequences=True, seed=3), backward_layer=back)
+    model = crnn.Sequential([crnn.Input((None, 3)), bi, crnn.SimpleRNN(2)])
+    model(x)
+    assert ("backward_layer" in bi.get_config()) == explicit
+    bi.backward_layer.activation = "relu"
+    bi.forward_layer.recurrent_activation = "hard_sigmoid"
+    cfg = bi.get_config()
+    assert cfg["layer"]["config"]["recurrent_activation"] == "hard_sigmoid"
+    assert cfg["backward_layer"]["config"]["activation"] == "relu"
+    assert cfg["backward_layer"]["config"]["go_backwards"]
+    model.save(tmp_path / "bi.crnn")
+    np.testing.assert_array_equal(crnn.load_model(tmp_path / "bi.crnn")(x), model(x))
+
+
 def test_bidirectional_attribute_assignment_reaches_both_halves(rng):
     """The flags a Bidirectional shares with its halves are the halves' own: assigning one sets
     both (through their checks), and the output, the config and a reloaded copy follow;

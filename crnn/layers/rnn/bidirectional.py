@@ -226,15 +226,41 @@ class Bidirectional(Layer):
         return self.forward_layer._stateful_batch()
 
     # ------------------------------------------------------------------ config
+    @staticmethod
+    def _half_config(half: RNN, made_from: Dict[str, Any]) -> Dict[str, Any]:
+        """The config a half was made from, with the values it has now: a half's own attributes
+        may have been assigned since (``bi.backward_layer.activation = "relu"``), and a saved
+        model must compute what this one does. Its name, seed and the masking Bidirectional
+        forces stay as they were made."""
+        cfg = dict(made_from)
+        cfg.update((k, v) for k, v in half.get_config().items()
+                   if k not in ("name", "seed", "zero_output_for_mask"))
+        return cfg
+
     def get_config(self) -> Dict[str, Any]:
         """``{"name", "layer": {"class_name", "config"}, "merge_mode", ...}`` (no weights)."""
+        layer_cfg = self._half_config(self.forward_layer, self._layer_config)
         cfg: Dict[str, Any] = {"name": self.name,
                                "layer": {"class_name": self._layer_class.__name__,
-                                         "config": dict(self._layer_config)},
+                                         "config": layer_cfg},
                                "merge_mode": self.merge_mode, "trainable": self.trainable}
-        if self._backward_config is not None:
+        back = self._backward_config
+        if back is None:
+            # the backward half was made from layer's config, going the other way: written out
+            # only where it no longer is that
+            derived = dict(self._layer_config)
+            derived["go_backwards"] = not derived["go_backwards"]
+            if isinstance(derived.get("seed"), int):
+                derived["seed"] += 1
+            expected = dict(layer_cfg, go_backwards=not layer_cfg["go_backwards"],
+                            seed=derived.get("seed"))
+            now = self._half_config(self.backward_layer, derived)
+            back = None if now == expected else now
+        else:
+            back = self._half_config(self.backward_layer, back)
+        if back is not None:
             cfg["backward_layer"] = {"class_name": type(self.backward_layer).__name__,
-                                     "config": dict(self._backward_config)}
+                                     "config": back}
         if self._own_batch_input_shape is not None:
             cfg["batch_input_shape"] = self._own_batch_input_shape
         return cfg
