@@ -9,6 +9,7 @@ must see INPUT and OUTPUT at the same paths as this process (a shared file syste
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -141,11 +142,11 @@ def _within(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
 
-def _check_output(args: argparse.Namespace, src: str, dst: str, fmt: str) -> None:
+def _check_output(args: argparse.Namespace, dst: str, fmt: str) -> None:
     """Refuse an OUTPUT the run could not write, or whose replacement (--overwrite removes what
     stands there, a whole directory for Zarr) would destroy something else: INPUT or MODEL, a
     directory holding either, anything inside them, or a directory other than a Zarr array
-    (the working directory, say)."""
+    (the working directory, say). `dst`: OUTPUT's real path."""
     where = os.path.dirname(dst)
     if not os.path.isdir(where):
         raise FileNotFoundError(f"OUTPUT: got {args.output!r}, whose directory {where!r} is not "
@@ -153,10 +154,9 @@ def _check_output(args: argparse.Namespace, src: str, dst: str, fmt: str) -> Non
     if fmt == "npy" and args.output.endswith(("/", os.sep)):
         raise ValueError(f"OUTPUT: got {args.output!r}, expected the path of a .npy file (no "
                          "trailing separator)")
-    real = os.path.realpath(dst)
     for name, path in (("INPUT", args.input), ("MODEL", args.model)):
         other = os.path.realpath(path)
-        if (_within(real, other) or _within(other, real)
+        if (_within(dst, other) or _within(other, dst)
                 or (os.path.exists(dst) and os.path.samefile(path, dst))):
             raise ValueError(f"OUTPUT: got {args.output!r}, which is {name} ({path!r}), holds it "
                              "or lies inside it; expected a path apart from it")
@@ -164,25 +164,41 @@ def _check_output(args: argparse.Namespace, src: str, dst: str, fmt: str) -> Non
         return
     if not args.overwrite:
         raise FileExistsError(f"OUTPUT: {args.output!r} exists (pass --overwrite to replace it)")
-    if os.path.isdir(dst) and not (fmt != "npy" and any(
-            os.path.isfile(os.path.join(dst, meta)) for meta in (".zarray", "zarr.json"))):
+    if os.path.isdir(dst) and not (fmt != "npy" and _zarr_array(dst)):
         raise ValueError(f"OUTPUT: got {args.output!r}, a directory that is not a Zarr array; "
                          "--overwrite replaces a file or a Zarr array, never another directory")
+
+
+def _zarr_array(path: str) -> bool:
+    """Whether the directory `path` holds a Zarr array (not a group, nor a folder that merely
+    has a file of the metadata's name): version 2's .zarray, or version 3's zarr.json naming
+    an array."""
+    if os.path.isfile(os.path.join(path, ".zarray")):
+        return True
+    try:
+        with open(os.path.join(path, "zarr.json"), "rb") as f:
+            meta = json.loads(f.read(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("node_type") == "array"
 
 
 def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:
     import crnn.dask
     model = crnn.load_model(args.model)
-    src = os.path.abspath(args.input)
-    dst = os.path.abspath(args.output)
-    fmt = _format(src)
+    # the paths the OS resolves (a `..` after a symlink leaves the link's target, where
+    # abspath would cancel the two on the string), and OUTPUT through a symlink to an earlier
+    # output: what is read, checked, removed and written is the same
+    src = os.path.realpath(args.input)
+    dst = os.path.realpath(args.output)
+    fmt = _format(os.path.abspath(args.input))
     if not (os.path.isfile(src) if fmt == "npy" else os.path.isdir(src)):
         raise FileNotFoundError(f"INPUT: got {args.input!r}, expected an existing .npy file or "
                                 "Zarr array (a directory)")
-    if _format(dst) != fmt:
+    if _format(os.path.abspath(args.output)) != fmt:
         want = "a .npy file" if fmt == "npy" else "a Zarr directory (not .npy)"
         raise ValueError(f"OUTPUT: got {args.output!r}, expected {want}, the format of INPUT")
-    _check_output(args, src, dst, fmt)
+    _check_output(args, dst, fmt)
     client = None
     if args.scheduler:
         from distributed import Client

@@ -222,6 +222,38 @@ def test_predict_never_replaces_what_holds_its_input_or_model(tmp_path, monkeypa
         assert message in capsys.readouterr().err, out
     assert sorted(os.listdir(data)) == ["m.crnn", "notes", "x.zarr"]
     assert np.array_equal(zarr.open_array(str(data / "x.zarr"), mode="r")[:], np.ones((4, 2, 3)))
+    # a Zarr group of other arrays, and a folder with a file named like Zarr's metadata
+    group = tmp_path / "results.zarr"
+    zarr.open_group(str(group), mode="w")
+    zarr.open_array(str(group / "run1"), mode="w", shape=(2,), dtype="f4")[:] = 7.0
+    fake = tmp_path / "proj"
+    fake.mkdir()
+    (fake / "zarr.json").write_text("{}")
+    (fake / "important.txt").write_text("kept")
+    # INPUT through a symlink then "..": the OS reads (and the check protects) the link's
+    # target's sibling, never the x.zarr the string would cancel to
+    other = tmp_path / "other"
+    (other / "sub").mkdir(parents=True)
+    zarr.open_array(str(other / "x.zarr"), mode="w", shape=(6, 2, 3), dtype="f4")[:] = 2.0
+    os.symlink(other / "sub", data / "link")
+    monkeypatch.chdir(data)
+    for out in (str(group), str(fake)):
+        assert predict_main(["m.crnn", "x.zarr", out, "--quiet", "--overwrite"]) == 1, out
+        assert "a directory that is not a Zarr array" in capsys.readouterr().err, out
+    assert zarr.open_array(str(group / "run1"), mode="r")[:].tolist() == [7.0, 7.0]
+    assert (fake / "important.txt").read_text() == "kept"
+    assert predict_main(["m.crnn", os.path.join("link", "..", "x.zarr"), "x.zarr", "--quiet",
+                         "--overwrite"]) == 0  # reads other/x.zarr, writes data/x.zarr
+    assert zarr.open_array(str(other / "x.zarr"), mode="r")[:].tolist() == \
+        np.full((6, 2, 3), 2.0).tolist()
+    assert zarr.open_array(str(data / "x.zarr"), mode="r").shape == (6, 2)
+    # OUTPUT a symlink to an earlier output: the output it points at is replaced
+    assert predict_main(["m.crnn", str(other / "x.zarr"), str(tmp_path / "y.zarr"),
+                         "--quiet"]) == 0
+    os.symlink(tmp_path / "y.zarr", tmp_path / "ylink.zarr")
+    assert predict_main(["m.crnn", str(other / "x.zarr"), str(tmp_path / "ylink.zarr"),
+                         "--quiet", "--overwrite", "--batch-size", "2"]) == 0
+    assert zarr.open_array(str(tmp_path / "ylink.zarr"), mode="r").shape == (6, 2)
     crnn.load_model(data / "m.crnn")
 
 
