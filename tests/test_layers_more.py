@@ -458,9 +458,9 @@ def test_assignments_alone_after_a_call_reach_the_model(rng, tmp_path):
 
 
 def test_dense_and_embedding_keep_what_shapes_their_weights(rng, tmp_path):
-    """Dense's units, use_bias and dtype, and Embedding's input_dim, output_dim, input_length and
-    dtype, are fixed once the weights exist, as a recurrent layer's are: assigning another value
-    raises (it used to change the config, and so a saved file, but not the weights: use_bias =
+    """Dense's units, use_bias and dtype, Embedding's input_dim, output_dim, input_length and
+    dtype (and an InputLayer's shape) are fixed once built, as a recurrent layer's are: another
+    value raises (it used to change the config, and so a saved file, but not the weights: use_bias =
     False kept adding the bias, and a saved model no longer loaded); the same value, or any value
     before the weights exist, is taken."""
     x = rng.uniform(-1, 1, (2, 4)).astype(np.float32)
@@ -473,12 +473,17 @@ def test_dense_and_embedding_keep_what_shapes_their_weights(rng, tmp_path):
                                (emb, "dtype", "float64")):
         before = getattr(layer, name)
         with pytest.raises(ValueError, match=rf"{name}: cannot be changed on layer "
-                                             rf"'{layer.name}' after its weights exist"):
+                                             rf"'{layer.name}' once it is built"):
             setattr(layer, name, value)
         assert getattr(layer, name) == before
         setattr(layer, name, before)
     dense.dtype = np.float32  # the same dtype, spelled otherwise: kept as checked
     assert dense.dtype == "float32"
+    with pytest.raises(ValueError, match=r"units: cannot be changed"):
+        dense.units = np.array([3, 3])
+    inp = crnn.Input((None, 4))
+    with pytest.raises(ValueError, match=r"batch_input_shape: cannot be changed .* InputLayer"):
+        inp.batch_input_shape = (None, None, 5)
     model = crnn.Sequential([dense])
     model.save(tmp_path / "d.crnn")
     np.testing.assert_array_equal(crnn.load_model(tmp_path / "d.crnn")(x), model(x))

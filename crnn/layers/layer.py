@@ -58,6 +58,13 @@ WEIGHTS_LOCK = threading.RLock()
 _EPOCH = [0]
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # an array against an int, say
+        return False
+
+
 def _same_dtype(a: Any, b: Any) -> bool:
     try:
         return bool(np.dtype(a) == np.dtype(b))
@@ -166,19 +173,18 @@ class Layer:
     _weights: Optional[tuple] = None
     _build_input_shape: Optional[Shape] = None
 
-    #: Attributes that shape or type the weights (Dense's units, Embedding's output_dim...):
-    #: fixed once the layer is built, as a recurrent layer's are (RNN.__setattr__). An
-    #: assignment after that changed the config, and so a saved file, but not the weights.
+    #: Attributes that shape or type the weights (Dense's units, Embedding's output_dim...) or
+    #: the input (InputLayer's shape): fixed once the layer is built, as a recurrent layer's are
+    #: (RNN.__setattr__). An assignment after that changed the config, and so a saved file, but
+    #: not the weights.
     _fixed_when_built: Tuple[str, ...] = ()
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in self._fixed_when_built and self.__dict__.get("built"):
             old = self.__dict__.get(name)
-            same = value == old if name != "dtype" else _same_dtype(value, old)
-            if not same:
-                raise ValueError(f"{name}: cannot be changed on layer {self.name!r} after its "
-                                 f"weights exist; pass it to the {type(self).__name__} "
-                                 "constructor")
+            if not (_same_dtype(value, old) if name == "dtype" else _same_value(value, old)):
+                raise ValueError(f"{name}: cannot be changed on layer {self.name!r} once it is "
+                                 f"built; pass it to the {type(self).__name__} constructor")
             return  # the same value: keep the spelling the layer checked
         object.__setattr__(self, name, value)
 

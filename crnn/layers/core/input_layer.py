@@ -35,6 +35,7 @@ class InputLayer(Layer):
 
     _name_prefix = "input_layer"
     supports_masking = False
+    _fixed_when_built = ("batch_input_shape", "dtype")
 
     def __init__(self, shape: Optional[Sequence[Optional[int]]] = None,
                  batch_size: Optional[int] = None, dtype: Any = None,
