@@ -671,6 +671,12 @@ class Sequential:
                        + (known[-1],))
             if relaxed != known:
                 self._build_shape = relaxed
+        if (known is not None and len(known) == xa.ndim
+                and not all(layer.built for layer in self._layers)):
+            # a declared input shape that leaves a width open (Input((None, None))): the
+            # layers it could not build take this x's
+            self._propagate(tuple(k if k is not None else s for k, s in
+                                  zip(known, (None,) + tuple(xa.shape[1:]))), build=True)
         self._seen = tuple(xa.shape[1:])
 
     def __call__(self, x: ArrayLike, training: Optional[bool] = None,

@@ -399,6 +399,22 @@ def test_auto_progress_bar_only_for_long_jobs_on_a_terminal(capsys, monkeypatch,
     assert out.startswith("\r") and out.endswith("/step\n") and "4/4 [" in out
 
 
+def test_input_layer_with_open_widths_builds_from_the_first_call(rng):
+    """An Input that leaves a width open (``Input((None, None))``) builds the layers from the
+    first x, as a model without an Input does (it failed with a bare TypeError: the layers were
+    never built); later calls of another width are refused, naming x."""
+    x3 = rng.uniform(-1, 1, (4, 5, 3)).astype(np.float32)
+    for layers, out in (([crnn.SimpleRNN(3)], (4, 3)),
+                        ([crnn.SimpleRNN(3, return_sequences=True), crnn.Dense(2)], (4, 5, 2)),
+                        ([crnn.Dense(3)], (4, 5, 3))):
+        model = crnn.Sequential([crnn.Input((None, None)), *layers])
+        assert model(x3).shape == model.predict(x3, verbose=0).shape == out
+        with pytest.raises(ValueError, match=r"x: got input_dim 4"):
+            model(np.ones((4, 5, 4), np.float32))
+    dense = crnn.Sequential([crnn.Input((None,)), crnn.Dense(2)])
+    assert dense(x3[:, 0]).shape == (4, 2)
+
+
 def test_input_layer_and_dropout(rng):
     x = rng.uniform(-1, 1, (3, 5, 4)).astype(np.float32)
     m = crnn.Sequential([crnn.Input(shape=(None, 4)), crnn.SimpleRNN(3, return_sequences=True),
