@@ -145,8 +145,9 @@ def _within(path: str, top: str) -> bool:
 def _check_output(args: argparse.Namespace, dst: str, fmt: str) -> None:
     """Refuse an OUTPUT the run could not write, or whose replacement (--overwrite removes what
     stands there, a whole directory for Zarr) would destroy something else: INPUT or MODEL, a
-    directory holding either, anything inside them, or a directory other than a Zarr array
-    (the working directory, say). `dst`: OUTPUT's real path."""
+    directory holding either, anything inside them, or anything but an earlier output (a .npy
+    file; a directory holding a Zarr array): not the working directory, a device, or the file
+    a symlink at OUTPUT points to. `dst`: OUTPUT's real path."""
     where = os.path.dirname(dst)
     if not os.path.isdir(where):
         raise FileNotFoundError(f"OUTPUT: got {args.output!r}, whose directory {where!r} is not "
@@ -164,20 +165,34 @@ def _check_output(args: argparse.Namespace, dst: str, fmt: str) -> None:
         return
     if not args.overwrite:
         raise FileExistsError(f"OUTPUT: {args.output!r} exists (pass --overwrite to replace it)")
-    if os.path.isdir(dst) and not (fmt != "npy" and _zarr_array(dst)):
-        raise ValueError(f"OUTPUT: got {args.output!r}, a directory that is not a Zarr array; "
-                         "--overwrite replaces a file or a Zarr array, never another directory")
+    if not (_npy_file(dst) if fmt == "npy" else _zarr_array(dst)):
+        want = "a .npy file" if fmt == "npy" else "a directory holding a Zarr array"
+        raise ValueError(f"OUTPUT: got {args.output!r}, which exists and is not an earlier "
+                         f"output ({want}); --overwrite replaces only that")
+
+
+def _npy_file(path: str) -> bool:
+    """Whether `path` is a regular file in NumPy's .npy format (its magic string)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False
 
 
 def _zarr_array(path: str) -> bool:
     """Whether the directory `path` holds a Zarr array (not a group, nor a folder that merely
     has a file of the metadata's name): version 2's .zarray, or version 3's zarr.json naming
     an array."""
+    if not os.path.isdir(path):
+        return False
     if os.path.isfile(os.path.join(path, ".zarray")):
         return True
     try:
         with open(os.path.join(path, "zarr.json"), "rb") as f:
-            meta = json.loads(f.read(1 << 20))
+            meta = json.load(f)
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("node_type") == "array"

@@ -131,12 +131,13 @@ def test_predict_zarr(tmp_path, rng, monkeypatch):
     y = zarr.open_array(str(tmp_path / "y.zarr"), mode="r")
     assert y.chunks == (48, 8, 2) and np.array_equal(y[:], _oracle(model, x, 16))
     assert sorted(os.listdir(tmp_path)) == ["m.crnn", "x.zarr", "y.zarr"]
-    # ... and a regular file where the Zarr directory goes (os.replace cannot put one there)
+    # ... but not a file that is no earlier output, nor one a symlink at OUTPUT points to
     (tmp_path / "f.zarr").write_text("not zarr")
-    assert predict_main(["m.crnn", "x.zarr", "f.zarr", "--quiet", "--overwrite"]) == 0
-    assert np.array_equal(zarr.open_array(str(tmp_path / "f.zarr"), mode="r")[:],
-                          _oracle(model, x, 32))
-    assert sorted(os.listdir(tmp_path)) == ["f.zarr", "m.crnn", "x.zarr", "y.zarr"]
+    os.symlink(tmp_path / "f.zarr", tmp_path / "l.zarr")
+    for out in ("f.zarr", "l.zarr"):
+        assert predict_main(["m.crnn", "x.zarr", out, "--quiet", "--overwrite"]) == 1
+    assert (tmp_path / "f.zarr").read_text() == "not zarr"
+    assert sorted(os.listdir(tmp_path)) == ["f.zarr", "l.zarr", "m.crnn", "x.zarr", "y.zarr"]
 
 
 def test_predict_failure_writes_nothing(tmp_path, rng):
@@ -165,6 +166,8 @@ def test_predict_argument_errors(tmp_path, monkeypatch, capsys):
     np.save(tmp_path / "old.npy", np.zeros(1))
     (tmp_path / "d.npy").mkdir()
     (tmp_path / "d.npy" / "keep").write_text("kept")
+    (tmp_path / "thesis.tex").write_text("kept")
+    os.symlink(tmp_path / "thesis.tex", tmp_path / "t.npy")
     monkeypatch.chdir(tmp_path)
     cases = [
         (["x.npy", "y.zarr"], "OUTPUT: got 'y.zarr', expected a .npy file, the format of INPUT"),
@@ -177,7 +180,9 @@ def test_predict_argument_errors(tmp_path, monkeypatch, capsys):
          f"OUTPUT: got {os.path.join('no', 'y.npy')!r}, whose directory"),
         (["x.npy", "y.npy/"], "OUTPUT: got 'y.npy/', expected the path of a .npy file"),
         (["x.npy", "d.npy", "--overwrite"],
-         "OUTPUT: got 'd.npy', a directory that is not a Zarr array; --overwrite replaces"),
+         "OUTPUT: got 'd.npy', which exists and is not an earlier output (a .npy file)"),
+        (["x.npy", "t.npy", "--overwrite"],
+         "OUTPUT: got 't.npy', which exists and is not an earlier output (a .npy file)"),
         (["x5.npy", "y.npy"], "x: got shape (4, 2, 5) float64, which the model cannot take: "
                               "x: got input_dim 5"),
     ]
@@ -188,8 +193,10 @@ def test_predict_argument_errors(tmp_path, monkeypatch, capsys):
         predict_main(["m.crnn", "x.npy", "y.npy", "--batch-size", "0"])
     assert exit_info.value.code == 2
     assert "--batch-size: got 0, expected an int >= 1" in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path)) == ["d.npy", "m.crnn", "old.npy", "x.npy", "x5.npy"]
+    assert sorted(os.listdir(tmp_path)) == ["d.npy", "m.crnn", "old.npy", "t.npy", "thesis.tex",
+                                            "x.npy", "x5.npy"]
     assert (tmp_path / "d.npy" / "keep").read_text() == "kept"
+    assert (tmp_path / "thesis.tex").read_text() == "kept"
 
 
 def test_predict_never_replaces_what_holds_its_input_or_model(tmp_path, monkeypatch, capsys):
@@ -210,7 +217,7 @@ def test_predict_never_replaces_what_holds_its_input_or_model(tmp_path, monkeypa
     cases = [("data", "which is INPUT"), (".", "which is INPUT"),
              (os.path.join("x.zarr", "c"), "which is INPUT"), ("m.crnn", "which is MODEL"),
              (str(tmp_path / "data" / ".." / "data"), "which is INPUT"),
-             ("notes", "a directory that is not a Zarr array")]
+             ("notes", "is not an earlier output")]
     for out, message in cases:
         if out == "data":
             monkeypatch.chdir(tmp_path)
@@ -239,7 +246,8 @@ def test_predict_never_replaces_what_holds_its_input_or_model(tmp_path, monkeypa
     monkeypatch.chdir(data)
     for out in (str(group), str(fake)):
         assert predict_main(["m.crnn", "x.zarr", out, "--quiet", "--overwrite"]) == 1, out
-        assert "a directory that is not a Zarr array" in capsys.readouterr().err, out
+        assert "is not an earlier output (a directory holding a Zarr array)" in \
+            capsys.readouterr().err, out
     assert zarr.open_array(str(group / "run1"), mode="r")[:].tolist() == [7.0, 7.0]
     assert (fake / "important.txt").read_text() == "kept"
     assert predict_main(["m.crnn", os.path.join("link", "..", "x.zarr"), "x.zarr", "--quiet",
