@@ -664,6 +664,8 @@ class Sequential:
                 raise ValueError(f"x: got shape {xa.shape}, expected {len(known)} dimensions, "
                                  "as in the model's input shape "
                                  f"{_layers._format_shape(known)} ({err})") from None
+            if not all(layer.built for layer in self._layers):
+                self._propagate((None,) + tuple(xa.shape[1:]), build=True)
         elif self._build_shape is not None and len(known) > 2:
             # Relax dimensions that vary between calls (timesteps), as Keras does.
             relaxed = ((known[0],) + tuple(k if k == s else None

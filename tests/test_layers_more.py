@@ -484,6 +484,8 @@ def test_dense_and_embedding_keep_what_shapes_their_weights(rng, tmp_path):
     inp = crnn.Input((None, 4))
     with pytest.raises(ValueError, match=r"batch_input_shape: cannot be changed .* InputLayer"):
         inp.batch_input_shape = (None, None, 5)
+    inp.batch_input_shape = [None, None, 4]  # the same shape as a list
+    assert inp.batch_input_shape == (None, None, 4)
     model = crnn.Sequential([dense])
     model.save(tmp_path / "d.crnn")
     np.testing.assert_array_equal(crnn.load_model(tmp_path / "d.crnn")(x), model(x))

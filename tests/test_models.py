@@ -413,6 +413,10 @@ def test_input_layer_with_open_widths_builds_from_the_first_call(rng):
             model(np.ones((4, 5, 4), np.float32))
     dense = crnn.Sequential([crnn.Input((None,)), crnn.Dense(2)])
     assert dense(x3[:, 0]).shape == (4, 2)
+    # a first x of another rank than the Input's, where the layers take it (Dense)
+    for shape, x in (((None, None), x3[:, 0]), ((None,), x3)):
+        model = crnn.Sequential([crnn.Input(shape), crnn.Masking(), crnn.Dense(4)])
+        assert model(x).shape == x.shape[:-1] + (4,)
 
 
 def test_input_layer_and_dropout(rng):

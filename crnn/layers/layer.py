@@ -59,6 +59,8 @@ _EPOCH = [0]
 
 
 def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = tuple(a), tuple(b)  # a shape spelled as a list
     try:
         return bool(a == b)
     except (TypeError, ValueError):  # an array against an int, say
