@@ -182,20 +182,31 @@ def _npy_file(path: str) -> bool:
         return False
 
 
+#: Largest Zarr array metadata file read (its attributes included).
+_ZARR_META_MAX = 16 << 20
+
+
 def _zarr_array(path: str) -> bool:
     """Whether the directory `path` holds a Zarr array (not a group, nor a folder that merely
-    has a file of the metadata's name): version 2's .zarray, or version 3's zarr.json naming
-    an array."""
+    has a file of the metadata's name): version 2's .zarray or version 3's zarr.json, a regular
+    file of at most _ZARR_META_MAX bytes (never a FIFO or a device) whose JSON describes an
+    array."""
     if not os.path.isdir(path):
         return False
-    if os.path.isfile(os.path.join(path, ".zarray")):
-        return True
-    try:
-        with open(os.path.join(path, "zarr.json"), "rb") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("node_type") == "array"
+    for name, is_array in ((".zarray", lambda m: m.get("zarr_format") == 2 and "shape" in m),
+                           ("zarr.json", lambda m: m.get("node_type") == "array")):
+        meta_path = os.path.join(path, name)
+        try:
+            if (not os.path.isfile(meta_path)
+                    or os.path.getsize(meta_path) > _ZARR_META_MAX):
+                continue
+            with open(meta_path, "rb") as f:
+                meta = json.loads(f.read(_ZARR_META_MAX + 1))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and is_array(meta):
+            return True
+    return False
 
 
 def _run(args: argparse.Namespace) -> Tuple[Tuple[int, ...], np.dtype, float]:

@@ -237,6 +237,12 @@ def test_predict_never_replaces_what_holds_its_input_or_model(tmp_path, monkeypa
     fake.mkdir()
     (fake / "zarr.json").write_text("{}")
     (fake / "important.txt").write_text("kept")
+    fake2 = tmp_path / "p.zarr"  # an empty .zarray, and a FIFO named zarr.json (opening it
+    fake2.mkdir()                # would block)
+    (fake2 / ".zarray").write_text("")
+    (fake2 / "notes.txt").write_text("kept")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(fake2 / "zarr.json")
     # INPUT through a symlink then "..": the OS reads (and the check protects) the link's
     # target's sibling, never the x.zarr the string would cancel to
     other = tmp_path / "other"
@@ -244,12 +250,13 @@ def test_predict_never_replaces_what_holds_its_input_or_model(tmp_path, monkeypa
     zarr.open_array(str(other / "x.zarr"), mode="w", shape=(6, 2, 3), dtype="f4")[:] = 2.0
     os.symlink(other / "sub", data / "link")
     monkeypatch.chdir(data)
-    for out in (str(group), str(fake)):
+    for out in (str(group), str(fake), str(fake2)):
         assert predict_main(["m.crnn", "x.zarr", out, "--quiet", "--overwrite"]) == 1, out
         assert "is not an earlier output (a directory holding a Zarr array)" in \
             capsys.readouterr().err, out
     assert zarr.open_array(str(group / "run1"), mode="r")[:].tolist() == [7.0, 7.0]
     assert (fake / "important.txt").read_text() == "kept"
+    assert (fake2 / "notes.txt").read_text() == "kept"
     assert predict_main(["m.crnn", os.path.join("link", "..", "x.zarr"), "x.zarr", "--quiet",
                          "--overwrite"]) == 0  # reads other/x.zarr, writes data/x.zarr
     assert zarr.open_array(str(other / "x.zarr"), mode="r")[:].tolist() == \
