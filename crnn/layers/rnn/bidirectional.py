@@ -98,11 +98,9 @@ class Bidirectional(Layer):
         self.forward_layer = self._copy_layer(layer, self._layer_config, "forward_")
         if backward_layer is None:
             self._backward_config = None
-            bcfg = dict(self._layer_config)
-            bcfg["go_backwards"] = not bcfg["go_backwards"]
-            if isinstance(bcfg.get("seed"), int):
-                bcfg["seed"] += 1  # Keras draws the two layers' weights independently
-            self.backward_layer = self._copy_layer(type(layer), bcfg, "backward_", layer.name)
+            self.backward_layer = self._copy_layer(type(layer),
+                                                   self._reversed_config(self._layer_config),
+                                                   "backward_", layer.name)
         else:
             self._backward_config = backward_layer.get_config()
             self.backward_layer = self._copy_layer(backward_layer, self._backward_config,
@@ -227,6 +225,16 @@ class Bidirectional(Layer):
 
     # ------------------------------------------------------------------ config
     @staticmethod
+    def _reversed_config(config: Dict[str, Any]) -> Dict[str, Any]:
+        """The backward half's config made from the wrapped layer's: the other direction, and
+        the next seed (Keras draws the two layers' weights independently)."""
+        cfg = dict(config)
+        cfg["go_backwards"] = not cfg["go_backwards"]
+        if isinstance(cfg.get("seed"), int):
+            cfg["seed"] += 1
+        return cfg
+
+    @staticmethod
     def _half_config(half: RNN, made_from: Dict[str, Any]) -> Dict[str, Any]:
         """The config a half was made from, with the values it has now: a half's own attributes
         may have been assigned since (``bi.backward_layer.activation = "relu"``), and a saved
@@ -248,14 +256,9 @@ class Bidirectional(Layer):
         if back is None:
             # the backward half was made from layer's config, going the other way: written out
             # only where it no longer is that
-            derived = dict(self._layer_config)
-            derived["go_backwards"] = not derived["go_backwards"]
-            if isinstance(derived.get("seed"), int):
-                derived["seed"] += 1
-            expected = dict(layer_cfg, go_backwards=not layer_cfg["go_backwards"],
-                            seed=derived.get("seed"))
-            now = self._half_config(self.backward_layer, derived)
-            back = None if now == expected else now
+            now = self._half_config(self.backward_layer,
+                                    self._reversed_config(self._layer_config))
+            back = None if now == self._reversed_config(layer_cfg) else now
         else:
             back = self._half_config(self.backward_layer, back)
         if back is not None:
