@@ -664,8 +664,6 @@ class Sequential:
                 raise ValueError(f"x: got shape {xa.shape}, expected {len(known)} dimensions, "
                                  "as in the model's input shape "
                                  f"{_layers._format_shape(known)} ({err})") from None
-            if not all(layer.built for layer in self._layers):
-                self._propagate((None,) + tuple(xa.shape[1:]), build=True)
         elif self._build_shape is not None and len(known) > 2:
             # Relax dimensions that vary between calls (timesteps), as Keras does.
             relaxed = ((known[0],) + tuple(k if k == s else None
@@ -673,12 +671,13 @@ class Sequential:
                        + (known[-1],))
             if relaxed != known:
                 self._build_shape = relaxed
-        if (known is not None and len(known) == xa.ndim
-                and not all(layer.built for layer in self._layers)):
-            # a declared input shape that leaves a width open (Input((None, None))): the
-            # layers it could not build take this x's
-            self._propagate(tuple(k if k is not None else s for k, s in
-                                  zip(known, (None,) + tuple(xa.shape[1:]))), build=True)
+        if known is not None and not all(layer.built for layer in self._layers):
+            # a declared input shape that leaves a width open (Input((None, None))), or an x of
+            # another rank that the layers take: the layers it could not build take this x's
+            shape = (None,) + tuple(xa.shape[1:])
+            if len(known) == xa.ndim:
+                shape = tuple(k if k is not None else s for k, s in zip(known, shape))
+            self._propagate(shape, build=True)
         self._seen = tuple(xa.shape[1:])
 
     def __call__(self, x: ArrayLike, training: Optional[bool] = None,
